@@ -1,0 +1,98 @@
+//! Conversions between index rows and [`FileInfo`]s.
+
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+
+use super::DbError;
+use crate::bep::{BlockHash, BlockInfo, FileInfo, FileType, Vector};
+use crate::identity::ShortId;
+
+/// The columns [`file_from_row`] reads, in order; a macro so that queries stay `&'static str`
+/// (sqlx refuses SQL built at run time).
+macro_rules! file_columns {
+    () => {
+        "name, type, size, permissions, no_permissions, modified_s, modified_ns, modified_by, \
+         deleted, invalid, version, sequence, block_size, symlink_target, blocklist_hash"
+    };
+}
+pub(super) use file_columns;
+
+/// Bytes one block takes in an encoded block list: size (u32 BE) then SHA-256.
+const ENCODED_BLOCK_LEN: usize = 4 + 32;
+
+/// Reads a file row (see [`file_columns`]); the blocks are not loaded, the block list's hash is
+/// returned beside the file.
+pub(super) fn file_from_row(row: &SqliteRow) -> Result<(FileInfo, Option<BlockHash>), DbError> {
+    let name: String = row.try_get(0)?;
+    let corrupt = |what| DbError::Corrupt { what, name: name.clone() };
+    let file_type = FileType::from_wire(row.try_get(1)?).ok_or_else(|| corrupt("file type"))?;
+    let version = Vector::from_bytes(&row.try_get::<Vec<u8>, _>(10)?)
+        .ok_or_else(|| corrupt("version vector"))?;
+    let blocklist_hash = match row.try_get::<Option<Vec<u8>>, _>(14)? {
+        None => None,
+        Some(h) => Some(BlockHash::try_from(h.as_slice()).map_err(|_| corrupt("block list hash"))?),
+    };
+    let info = FileInfo {
+        file_type,
+        size: u64::try_from(row.try_get::<i64, _>(2)?).map_err(|_| corrupt("size"))?,
+        permissions: u32::try_from(row.try_get::<i64, _>(3)?).map_err(|_| corrupt("permissions"))?,
+        no_permissions: row.try_get(4)?,
+        modified_s: row.try_get(5)?,
+        modified_ns: row.try_get(6)?,
+        // Stored as the i64 with the same bits.
+        modified_by: ShortId(row.try_get::<i64, _>(7)? as u64),
+        deleted: row.try_get(8)?,
+        invalid: row.try_get(9)?,
+        version,
+        sequence: row.try_get(11)?,
+        block_size: u32::try_from(row.try_get::<i64, _>(12)?).map_err(|_| corrupt("block size"))?,
+        symlink_target: row.try_get(13)?,
+        blocks: Vec::new(),
+        name,
+    };
+    Ok((info, blocklist_hash))
+}
+
+/// Encodes a block list for the `blocklists` table.
+pub(super) fn encode_blocks(blocks: &[BlockInfo]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.len() * ENCODED_BLOCK_LEN);
+    for b in blocks {
+        out.extend_from_slice(&b.size.to_be_bytes());
+        out.extend_from_slice(&b.hash);
+    }
+    out
+}
+
+/// Decodes [`encode_blocks`]; offsets are the running sum of sizes.
+pub(super) fn decode_blocks(bytes: &[u8]) -> Option<Vec<BlockInfo>> {
+    if bytes.len() % ENCODED_BLOCK_LEN != 0 {
+        return None;
+    }
+    let mut offset = 0u64;
+    bytes
+        .chunks_exact(ENCODED_BLOCK_LEN)
+        .map(|chunk| {
+            let (size, hash) = chunk.split_at(4);
+            let size = u32::from_be_bytes(size.try_into().ok()?);
+            let block = BlockInfo { offset, size, hash: hash.try_into().ok()? };
+            offset += u64::from(size);
+            Some(block)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_lists_round_trip_with_offsets() {
+        let blocks = vec![
+            BlockInfo { offset: 0, size: 131072, hash: [1; 32] },
+            BlockInfo { offset: 131072, size: 131072, hash: [2; 32] },
+            BlockInfo { offset: 262144, size: 17, hash: [3; 32] },
+        ];
+        assert_eq!(decode_blocks(&encode_blocks(&blocks)), Some(blocks));
+        assert_eq!(decode_blocks(&[0; 35]), None);
+    }
+}

@@ -1,0 +1,158 @@
+//! The block index: SQLite through sqlx. **The only module that contains SQL.**
+//!
+//! It owns the database file, its schema (`migrations/`, embedded at build time and applied on
+//! open) and every query. Callers see folders, files and blocks, never rows or statements.
+//!
+//! Sizing: a folder may hold a million files and a hundred million blocks, so nothing here loads
+//! a whole folder. Reads are per directory, per name or streamed; writes are batched into one
+//! transaction of multi-row statements per call.
+
+mod codec;
+mod files;
+
+pub use files::{BlockLocation, FolderCounts};
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, SqlitePool};
+
+/// A folder's row number in the index; obtained from [`Index::folder`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FolderIdx(i64);
+
+/// Errors from the block index.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the index database {path}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot bring the index database schema up to date")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("index database query failed")]
+    Query(#[from] sqlx::Error),
+    #[error("the index database holds a malformed {what} for {name:?}")]
+    Corrupt { what: &'static str, name: String },
+}
+
+/// The migrations in `migrations/`, compiled into the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connections in the pool: one writer at a time (SQLite's rule) plus readers, which WAL mode
+/// lets run while a write transaction is open.
+const MAX_CONNECTIONS: u32 = 4;
+/// Page cache per connection, in KiB (SQLite's negative `cache_size`). Bounded so memory does
+/// not grow with the folder; the OS page cache does the rest.
+const CACHE_KIB: i64 = 16 * 1024;
+
+/// The block index of one Peerfold home.
+#[derive(Clone, Debug)]
+pub struct Index {
+    pool: SqlitePool,
+}
+
+impl Index {
+    /// Opens (creating if needed) the index at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, DbError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::open_with(opts, MAX_CONNECTIONS)
+            .await
+            .map_err(|e| match e {
+                DbError::Query(source) => DbError::Open { path: path.to_owned(), source },
+                e => e,
+            })
+    }
+
+    /// An index in memory, for tests and dry runs. One connection, since every connection to
+    /// `:memory:` would be a different database.
+    pub async fn open_in_memory() -> Result<Self, DbError> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        Self::open_with(opts, 1).await
+    }
+
+    async fn open_with(opts: SqliteConnectOptions, max: u32) -> Result<Self, DbError> {
+        let opts = opts
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a crash can lose the last transactions but never corrupts the file;
+            // the scanner finds anything lost on its next pass.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", (-CACHE_KIB).to_string())
+            .pragma("temp_store", "FILE");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            // An in-memory database lives only as long as its connection.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The folder's row number, registering the folder (with a fresh random index ID) if new.
+    pub async fn folder(&self, folder_id: &str) -> Result<FolderIdx, DbError> {
+        if let Some(row) = sqlx::query("SELECT idx FROM folders WHERE folder_id = ?")
+            .bind(folder_id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(FolderIdx(row.try_get(0)?));
+        }
+        // A zero index ID means "none" in BEP, so never hand one out.
+        let index_id = rand::random::<i64>().max(1);
+        let row = sqlx::query(
+            "INSERT INTO folders (folder_id, index_id) VALUES (?, ?)
+             ON CONFLICT (folder_id) DO UPDATE SET folder_id = excluded.folder_id
+             RETURNING idx",
+        )
+        .bind(folder_id)
+        .bind(index_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(FolderIdx(row.try_get(0)?))
+    }
+
+    /// The last sequence number this device gave to a change in the folder (0 when none).
+    pub async fn folder_sequence(&self, folder: FolderIdx) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT sequence FROM folders WHERE idx = ?")
+            .bind(folder.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// This device's index ID for the folder (BEP delta indexes).
+    pub async fn folder_index_id(&self, folder: FolderIdx) -> Result<u64, DbError> {
+        let row = sqlx::query("SELECT index_id FROM folders WHERE idx = ?")
+            .bind(folder.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    /// The migrations that have been applied, oldest first (for diagnostics and tests).
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, DbError> {
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,14 @@
+//! Peerfold: keeps folders identical across a person's devices, with no central server.
+//!
+//! The engine is a pipeline of stages, one module each (see `ARCHITECTURE.md`):
+//! [`identity`] (who this device is), [`config`] and [`home`] (what it shares, where it keeps
+//! state), [`scan`] (disk → index, honouring [`ignore`] patterns), [`watch`] (change hints),
+//! [`db`] (the block index) and [`engine`] (the long-lived tasks and the handle front-ends use).
+//! [`bep`] is the protocol's vocabulary, with no I/O.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod bep;
+pub mod db;
+pub mod identity;
+pub mod ignore;
+pub mod scan;

@@ -1,0 +1,158 @@
+//! What the scanner reads from disk: directory listings and file metadata, in index terms.
+
+use std::ffi::OsString;
+use std::fs::{File, Metadata};
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The kind of a directory entry, as far as syncing cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Directory,
+    Symlink,
+    /// Sockets, FIFOs, devices: never synced.
+    Other,
+}
+
+/// The metadata that decides whether a file changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub(crate) kind: Kind,
+    pub(crate) size: u64,
+    /// Unix mode bits `& 0o777` (on Windows: 0o644, or 0o444 when read-only).
+    pub(crate) permissions: u32,
+    pub(crate) modified_s: i64,
+    pub(crate) modified_ns: i32,
+    /// The inode change time in nanoseconds where the platform has one (else 0): it moves on
+    /// every write even when a writer restores the mtime.
+    pub(crate) change_time: i64,
+}
+
+impl Stat {
+    pub(crate) fn of_path(path: &Path) -> io::Result<Self> {
+        Ok(Self::from_metadata(&std::fs::symlink_metadata(path)?))
+    }
+
+    pub(crate) fn of_open(file: &File) -> io::Result<Self> {
+        Ok(Self::from_metadata(&file.metadata()?))
+    }
+
+    pub(crate) fn from_metadata(m: &Metadata) -> Self {
+        let ft = m.file_type();
+        let kind = if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Directory
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        };
+        let (modified_s, modified_ns) = m.modified().map_or((0, 0), split_time);
+        Self {
+            kind,
+            size: if kind == Kind::File { m.len() } else { 0 },
+            permissions: permissions(m),
+            modified_s,
+            modified_ns,
+            change_time: change_time(m),
+        }
+    }
+
+    /// Same kind, size and modification time: the content is presumed the same.
+    pub(crate) fn same_content_as(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.size == other.size
+            && self.modified_s == other.modified_s
+            && self.modified_ns == other.modified_ns
+    }
+}
+
+/// Splits a time into Unix seconds and nanoseconds, the way BEP carries it (times before 1970
+/// have negative seconds and non-negative nanoseconds).
+fn split_time(t: SystemTime) -> (i64, i32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos() as i32),
+        Err(e) => {
+            let d = e.duration();
+            let (s, ns) = (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos() as i32);
+            if ns == 0 { (-s, 0) } else { (-s - 1, 1_000_000_000 - ns) }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn permissions(m: &Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    m.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn permissions(m: &Metadata) -> u32 {
+    if m.permissions().readonly() { 0o444 } else { 0o644 }
+}
+
+#[cfg(unix)]
+fn change_time(m: &Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt as _;
+    m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec())
+}
+
+#[cfg(not(unix))]
+fn change_time(_: &Metadata) -> i64 {
+    0
+}
+
+/// One entry of a directory listing.
+pub(crate) struct Entry {
+    pub(crate) file_name: OsString,
+    pub(crate) stat: Stat,
+}
+
+/// Lists a directory without following symlinks. Entries whose metadata cannot be read are
+/// returned as errors beside the listing so that one bad entry does not hide the others.
+pub(crate) fn list_dir(path: &Path) -> io::Result<(Vec<Entry>, Vec<(OsString, io::Error)>)> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for item in std::fs::read_dir(path)? {
+        let item = item?;
+        // DirEntry::metadata does not follow symlinks (lstat).
+        match item.metadata() {
+            Ok(m) => entries.push(Entry { file_name: item.file_name(), stat: Stat::from_metadata(&m) }),
+            // Deleted between the listing and the stat: as if it never was.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => errors.push((item.file_name(), e)),
+        }
+    }
+    Ok((entries, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_before_1970_split_like_bep() {
+        let t = UNIX_EPOCH - std::time::Duration::new(1, 250_000_000);
+        assert_eq!(split_time(t), (-2, 750_000_000));
+        let t = UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 5);
+        assert_eq!(split_time(t), (1_600_000_000, 5));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stat_reads_kind_permissions_and_does_not_follow_symlinks() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
+        let st = Stat::of_path(&f).unwrap();
+        assert_eq!((st.kind, st.size, st.permissions), (Kind::File, 3, 0o640));
+        assert_eq!(Stat::of_path(&dir.path().join("l")).unwrap().kind, Kind::Symlink);
+        assert_eq!(Stat::of_path(dir.path()).unwrap().kind, Kind::Directory);
+    }
+}

@@ -1,0 +1,702 @@
+//! The scanner: brings a folder's local index in line with what is on disk.
+//!
+//! It owns the walk (honouring `.stignore`), change detection and hashing. A walk runs on a
+//! blocking thread and goes one directory at a time: it lists the directory, reads the index's
+//! entries for it ([`Index::local_children`]) and merges the two sorted lists. Unchanged entries
+//! (same type, size, modification time and permissions) cost a `stat`; new and changed files
+//! are hashed on all cores; entries gone from disk become tombstones. Changes go to a writer
+//! task in batches, each committed in one transaction, so memory stays bounded by the largest
+//! directory and the batch size, not by the folder.
+//!
+//! Every local change bumps this device's counter in the entry's version vector and gets the
+//! folder's next sequence number. A file that cannot be read is reported with its path and
+//! reason while the scan goes on; a file that changes while it is hashed is hashed again, and
+//! never recorded with a mix of old and new blocks.
+
+mod disk;
+mod hash;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use unicode_normalization::{UnicodeNormalization as _, is_nfc};
+
+use self::disk::{Kind, Stat};
+use self::hash::{HashError, hash_file};
+use crate::bep::{self, FileInfo, FileType, Vector};
+use crate::db::{DbError, FolderIdx, Index};
+use crate::identity::ShortId;
+use crate::ignore::{IgnoreError, Ignores};
+
+/// Names at the folder root that belong to the sync machinery and are never synced.
+const INTERNAL_NAMES: [&str; 3] = [".stfolder", ".stignore", ".stversions"];
+/// Files queued for hashing before the queue is hashed in parallel.
+const HASH_QUEUE_FILES: usize = 256;
+/// Bytes queued for hashing before the queue is hashed in parallel.
+const HASH_QUEUE_BYTES: u64 = 64 << 20;
+/// Changes per batch sent to the writer (one transaction each).
+const WRITE_BATCH: usize = 1000;
+/// Entries read per query when a whole subtree is deleted or ignored.
+const SUBTREE_PAGE: u32 = 1000;
+/// How often a file that keeps changing under the hasher is tried before giving up until the
+/// next scan.
+const HASH_ATTEMPTS: usize = 3;
+
+/// Errors that stop a scan. Problems with single files are [`ScanIssue`]s instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The folder root is missing: most likely an unmounted disk. Nothing is marked deleted.
+    #[error("folder path {0} does not exist (is the disk mounted?)")]
+    FolderMissing(PathBuf),
+    #[error("folder path {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("cannot read folder path {path}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use the folder's ignore patterns")]
+    Ignores(#[from] IgnoreError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the scan was interrupted")]
+    Interrupted,
+}
+
+/// A file or directory the scan had to pass over, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanIssue {
+    /// Folder-relative path (lossy for names that are not UTF-8).
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ScanIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Live counters of a running scan, for progress displays.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub entries: AtomicU64,
+    pub hashed_files: AtomicU64,
+    pub hashed_bytes: AtomicU64,
+}
+
+/// What a finished scan saw and did.
+#[derive(Clone, Debug, Default)]
+pub struct ScanSummary {
+    /// Live files, directories and symlinks seen on disk (not ignored).
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    /// Bytes in the files seen.
+    pub bytes: u64,
+    pub hashed_files: u64,
+    pub hashed_bytes: u64,
+    /// Entries recorded as changed (new, modified, deleted or newly ignored).
+    pub changed: u64,
+    /// Of those, entries that became tombstones.
+    pub deleted: u64,
+    /// The folder's sequence after the scan.
+    pub sequence: i64,
+    pub issues: Vec<ScanIssue>,
+    pub duration: Duration,
+}
+
+/// Called with a file's name and block index after each block is hashed (tests only).
+type TestHook = Arc<dyn Fn(&str, u64) -> std::io::Result<()> + Send + Sync>;
+
+/// Scans one folder into the index.
+#[derive(Clone)]
+pub struct Scanner {
+    index: Index,
+    folder: FolderIdx,
+    root: PathBuf,
+    me: ShortId,
+    progress: Arc<Progress>,
+    hook: Option<TestHook>,
+}
+
+impl Scanner {
+    /// A scanner for the folder at `root`, recorded in `index` as `folder`, changed by device `me`.
+    pub fn new(index: Index, folder: FolderIdx, root: PathBuf, me: ShortId) -> Self {
+        Self { index, folder, root, me, progress: Arc::default(), hook: None }
+    }
+
+    /// The counters of the scans this scanner runs.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    #[cfg(test)]
+    fn with_hook(mut self, hook: impl Fn(&str, u64) -> std::io::Result<()> + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Scans the whole folder (`subs` empty) or just the given folder-relative paths and what
+    /// lies below them.
+    pub async fn scan(&self, subs: &[String]) -> Result<ScanSummary, ScanError> {
+        let started = Instant::now();
+        let root_stat = match Stat::of_path(&self.root) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ScanError::FolderMissing(self.root.clone()));
+            }
+            Err(source) => return Err(ScanError::Root { path: self.root.clone(), source }),
+        };
+        if root_stat.kind != Kind::Directory {
+            return Err(ScanError::NotADirectory(self.root.clone()));
+        }
+        let root = self.root.clone();
+        let ignores = tokio::task::spawn_blocking(move || Ignores::load(&root))
+            .await
+            .map_err(|_| ScanError::Interrupted)??;
+
+        let (tx, mut rx) = mpsc::channel::<Vec<FileInfo>>(2);
+        let (index, folder) = (self.index.clone(), self.folder);
+        let writer = tokio::spawn(async move {
+            while let Some(mut batch) = rx.recv().await {
+                index.apply_local(folder, &mut batch).await?;
+            }
+            Ok::<_, DbError>(())
+        });
+
+        let mut walk = Walk {
+            rt: Handle::current(),
+            index: self.index.clone(),
+            folder: self.folder,
+            root: self.root.clone(),
+            me: self.me,
+            now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            ignores,
+            tx,
+            hash_queue: Vec::new(),
+            hash_queue_bytes: 0,
+            batch: Vec::new(),
+            summary: ScanSummary::default(),
+            progress: Arc::clone(&self.progress),
+            hook: self.hook.clone(),
+        };
+        let subs = subs.to_vec();
+        let walked = tokio::task::spawn_blocking(move || walk.run(&subs).map(|()| walk.summary)).await;
+        // The writer's error, if any, is the cause of an interrupted walk: report it first.
+        writer.await.map_err(|_| ScanError::Interrupted)??;
+        let mut summary = walked.map_err(|_| ScanError::Interrupted)??;
+        summary.sequence = self.index.folder_sequence(self.folder).await?;
+        summary.duration = started.elapsed();
+        Ok(summary)
+    }
+}
+
+/// A file waiting to be hashed.
+struct HashJob {
+    name: String,
+    stat: Stat,
+    prev: Option<FileInfo>,
+}
+
+/// One scan in progress, on a blocking thread.
+struct Walk {
+    rt: Handle,
+    index: Index,
+    folder: FolderIdx,
+    root: PathBuf,
+    me: ShortId,
+    now: u64,
+    ignores: Ignores,
+    tx: mpsc::Sender<Vec<FileInfo>>,
+    hash_queue: Vec<HashJob>,
+    hash_queue_bytes: u64,
+    batch: Vec<FileInfo>,
+    summary: ScanSummary,
+    progress: Arc<Progress>,
+    hook: Option<TestHook>,
+}
+
+impl Walk {
+    fn run(&mut self, subs: &[String]) -> Result<(), ScanError> {
+        if subs.is_empty() {
+            self.walk_tree("")?;
+        } else {
+            for sub in self.normalize_subs(subs) {
+                let start = self.first_unknown_ancestor(&sub)?;
+                self.scan_path(&start)?;
+            }
+        }
+        self.hash_queued()?;
+        self.send_batch()
+    }
+
+    /// Canonical, deduplicated sub-paths, none below another.
+    fn normalize_subs(&mut self, subs: &[String]) -> Vec<String> {
+        let mut clean: Vec<String> = Vec::new();
+        for sub in subs {
+            let s = sub.replace('\\', "/");
+            let s: String = s.trim_matches('/').nfc().collect();
+            if s.is_empty() || s == "." {
+                return vec![String::new()];
+            }
+            if bep::is_canonical_name(&s) {
+                clean.push(s);
+            } else {
+                self.issue(sub, "not a clean folder-relative path; ignored");
+            }
+        }
+        clean.sort();
+        clean.dedup();
+        let mut out: Vec<String> = Vec::new();
+        for s in clean {
+            if !out.iter().any(|p| s.starts_with(p.as_str()) && s.as_bytes().get(p.len()) == Some(&b'/')) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// For a watcher hint deep in a tree the index does not know yet (a new directory), the
+    /// topmost ancestor that is not a live directory in the index: scanning from there records
+    /// the new directories too.
+    fn first_unknown_ancestor(&self, sub: &str) -> Result<String, ScanError> {
+        if sub.is_empty() {
+            return Ok(String::new());
+        }
+        for (i, _) in sub.match_indices('/') {
+            let anc = &sub[..i];
+            let known = self.block_on(self.index.local_file(self.folder, anc))?;
+            if !known.is_some_and(|f| f.is_directory() && !f.deleted && !f.invalid) {
+                return Ok(anc.to_owned());
+            }
+        }
+        Ok(sub.to_owned())
+    }
+
+    /// Scans one path (and, for a directory, everything below it).
+    fn scan_path(&mut self, name: &str) -> Result<(), ScanError> {
+        if name.is_empty() {
+            return self.walk_tree("");
+        }
+        if is_internal(name) {
+            return Ok(());
+        }
+        let known = self.block_on(self.index.local_file(self.folder, name))?;
+        match Stat::of_path(&self.root.join(name)) {
+            Ok(stat) => {
+                if self.handle_entry(name, stat, known.as_ref())? {
+                    self.walk_tree(name)?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(known) = known {
+                    self.vanished(&known)?;
+                }
+            }
+            Err(e) => self.issue(name, &e.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Walks the directory `start` (`""` for the root) depth-first, merging each directory's
+    /// listing with the index.
+    fn walk_tree(&mut self, start: &str) -> Result<(), ScanError> {
+        let mut stack = vec![start.to_owned()];
+        while let Some(dir) = stack.pop() {
+            let mut subdirs = self.merge_dir(&dir)?;
+            subdirs.reverse();
+            stack.extend(subdirs);
+            if self.tx.is_closed() {
+                return Err(ScanError::Interrupted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges one directory's listing with the index; returns the subdirectories to descend
+    /// into, in name order.
+    fn merge_dir(&mut self, dir: &str) -> Result<Vec<String>, ScanError> {
+        let abs = self.root.join(dir);
+        let (entries, errors) = match disk::list_dir(&abs) {
+            Ok(x) => x,
+            Err(e) => {
+                // Unreadable: leave what the index says about it alone rather than delete it.
+                self.issue(dir, &format!("cannot list directory: {e}"));
+                return Ok(Vec::new());
+            }
+        };
+        // Entries we could not read must not be taken for deleted.
+        let mut keep: HashSet<String> = HashSet::new();
+        for (file_name, e) in errors {
+            let name = join(dir, &file_name.to_string_lossy());
+            self.issue(&name, &e.to_string());
+            keep.insert(name);
+        }
+        let mut on_disk: Vec<(String, Stat)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Some(file_name) = self.usable_name(&abs, dir, &entry.file_name, &mut keep) else {
+                continue;
+            };
+            let name = join(dir, &file_name);
+            if !is_internal(&name) {
+                on_disk.push((name, entry.stat));
+            }
+        }
+        on_disk.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let in_index = self.block_on(self.index.local_children(self.folder, dir))?;
+
+        let mut subdirs = Vec::new();
+        let mut known = in_index.into_iter().peekable();
+        for (name, stat) in on_disk {
+            // Index entries that sort before this name are gone from disk.
+            while let Some(k) = known.next_if(|k| k.name < name) {
+                if !keep.contains(&k.name) && !is_internal(&k.name) {
+                    self.vanished(&k)?;
+                }
+            }
+            let prev = known.next_if(|k| k.name == name);
+            if self.handle_entry(&name, stat, prev.as_ref())? {
+                subdirs.push(name);
+            }
+        }
+        for k in known {
+            if !keep.contains(&k.name) && !is_internal(&k.name) {
+                self.vanished(&k)?;
+            }
+        }
+        Ok(subdirs)
+    }
+
+    /// The UTF-8, NFC form of a directory entry's name, renaming the entry on disk to NFC when
+    /// it is not (as Syncthing does), or `None` (with an issue) when it cannot be synced.
+    fn usable_name(
+        &mut self,
+        abs_dir: &Path,
+        dir: &str,
+        file_name: &std::ffi::OsStr,
+        keep: &mut HashSet<String>,
+    ) -> Option<String> {
+        let Some(s) = file_name.to_str() else {
+            self.issue(&join(dir, &file_name.to_string_lossy()), "name is not valid UTF-8; skipped");
+            return None;
+        };
+        if is_nfc(s) {
+            return Some(s.to_owned());
+        }
+        let nfc: String = s.nfc().collect();
+        // macOS file systems compare names normalization-insensitively: just use the NFC form.
+        if cfg!(target_os = "macos") {
+            return Some(nfc);
+        }
+        let (from, to) = (abs_dir.join(s), abs_dir.join(&nfc));
+        if std::fs::symlink_metadata(&to).is_ok() {
+            self.issue(&join(dir, s), &format!("name is not in Unicode NFC and {nfc:?} exists too; skipped"));
+            keep.insert(join(dir, &nfc));
+            return None;
+        }
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Some(nfc),
+            Err(e) => {
+                self.issue(&join(dir, s), &format!("name is not in Unicode NFC and renaming it failed: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Compares one entry on disk with its index entry and records what changed. Returns
+    /// whether the walk should descend into it.
+    fn handle_entry(&mut self, name: &str, stat: Stat, prev: Option<&FileInfo>) -> Result<bool, ScanError> {
+        self.progress.entries.fetch_add(1, Relaxed);
+        let live_prev = prev.filter(|p| !p.deleted);
+        if self.ignores.matches(name).is_ignored() {
+            if let Some(p) = live_prev.filter(|p| !p.invalid) {
+                self.record(FileInfo { invalid: true, ..p.clone() })?;
+            }
+            if stat.kind == Kind::Directory {
+                if self.ignores.skip_ignored_dirs() {
+                    self.invalidate_below(name)?;
+                    return Ok(false);
+                }
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        // A directory replaced by something else takes its contents with it.
+        if let Some(p) = live_prev
+            && p.is_directory()
+            && stat.kind != Kind::Directory
+        {
+            self.delete_below(name)?;
+        }
+        match stat.kind {
+            Kind::Other => {
+                if let Some(p) = live_prev {
+                    self.vanished(p)?;
+                }
+                Ok(false)
+            }
+            Kind::File => {
+                self.summary.files += 1;
+                self.summary.bytes += stat.size;
+                if !live_prev.is_some_and(|p| file_unchanged(p, &stat)) {
+                    self.queue_hash(HashJob { name: name.to_owned(), stat, prev: prev.cloned() })?;
+                }
+                Ok(false)
+            }
+            Kind::Directory => {
+                self.summary.directories += 1;
+                let unchanged = live_prev.is_some_and(|p| {
+                    !p.invalid && p.file_type == FileType::Directory && p.permissions == stat.permissions
+                });
+                if !unchanged {
+                    let info = self.new_info(name, FileType::Directory, &stat, prev);
+                    self.record(info)?;
+                }
+                Ok(true)
+            }
+            Kind::Symlink => {
+                self.summary.symlinks += 1;
+                let target = match std::fs::read_link(self.root.join(name)) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.issue(name, &format!("cannot read symlink: {e}"));
+                        return Ok(false);
+                    }
+                };
+                let Some(target) = target.to_str().map(|t| t.replace('\\', "/")) else {
+                    self.issue(name, "symlink target is not valid UTF-8; skipped");
+                    return Ok(false);
+                };
+                let unchanged =
+                    live_prev.is_some_and(|p| !p.invalid && p.is_symlink() && p.symlink_target == target);
+                if !unchanged {
+                    let mut info = self.new_info(name, FileType::Symlink, &stat, prev);
+                    info.symlink_target = target;
+                    self.record(info)?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// A new index entry for what is on disk, its version bumped from `prev`'s.
+    fn new_info(&self, name: &str, file_type: FileType, stat: &Stat, prev: Option<&FileInfo>) -> FileInfo {
+        let symlink = file_type == FileType::Symlink;
+        FileInfo {
+            name: name.to_owned(),
+            file_type,
+            size: if file_type == FileType::File { stat.size } else { 0 },
+            // BEP: symlinks carry no permissions and no modification time.
+            permissions: if symlink { 0 } else { stat.permissions },
+            no_permissions: symlink,
+            modified_s: if symlink { 0 } else { stat.modified_s },
+            modified_ns: if symlink { 0 } else { stat.modified_ns },
+            modified_by: self.me,
+            deleted: false,
+            invalid: false,
+            version: prev.map_or_else(Vector::new, |p| p.version.clone()).updated(self.me, self.now),
+            sequence: 0,
+            block_size: 0,
+            blocks: Vec::new(),
+            symlink_target: String::new(),
+        }
+    }
+
+    /// Records an index entry whose path is gone from disk as deleted, with everything below it.
+    fn vanished(&mut self, known: &FileInfo) -> Result<(), ScanError> {
+        if known.is_directory() {
+            self.delete_below(&known.name)?;
+        }
+        if !known.deleted {
+            self.record(self.tombstone(known))?;
+        }
+        Ok(())
+    }
+
+    fn tombstone(&self, known: &FileInfo) -> FileInfo {
+        FileInfo {
+            deleted: true,
+            invalid: false,
+            size: 0,
+            blocks: Vec::new(),
+            modified_by: self.me,
+            modified_s: i64::try_from(self.now).unwrap_or(i64::MAX),
+            modified_ns: 0,
+            version: known.version.updated(self.me, self.now),
+            // Keeps name, type, permissions and block size, as Syncthing does.
+            ..known.clone()
+        }
+    }
+
+    /// Tombstones every live index entry below `dir`.
+    fn delete_below(&mut self, dir: &str) -> Result<(), ScanError> {
+        self.for_each_below(dir, |walk, f| if f.deleted { None } else { Some(walk.tombstone(f)) })
+    }
+
+    /// Marks every valid index entry below `dir` invalid (the directory became ignored).
+    fn invalidate_below(&mut self, dir: &str) -> Result<(), ScanError> {
+        self.for_each_below(dir, |_, f| (!f.deleted && !f.invalid).then(|| FileInfo { invalid: true, ..f.clone() }))
+    }
+
+    fn for_each_below(
+        &mut self,
+        dir: &str,
+        change: impl Fn(&Self, &FileInfo) -> Option<FileInfo>,
+    ) -> Result<(), ScanError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.block_on(self.index.local_below(self.folder, dir, after.as_deref(), SUBTREE_PAGE))?;
+            let Some(last) = page.last() else { return Ok(()) };
+            after = Some(last.name.clone());
+            for f in &page {
+                if let Some(changed) = change(self, f) {
+                    self.record(changed)?;
+                }
+            }
+        }
+    }
+
+    fn queue_hash(&mut self, job: HashJob) -> Result<(), ScanError> {
+        self.hash_queue_bytes += job.stat.size;
+        self.hash_queue.push(job);
+        if self.hash_queue.len() >= HASH_QUEUE_FILES || self.hash_queue_bytes >= HASH_QUEUE_BYTES {
+            self.hash_queued()?;
+        }
+        Ok(())
+    }
+
+    /// Hashes the queued files on all cores and records the results.
+    fn hash_queued(&mut self) -> Result<(), ScanError> {
+        let jobs = std::mem::take(&mut self.hash_queue);
+        self.hash_queue_bytes = 0;
+        let (root, hook, progress) = (&self.root, self.hook.as_deref(), &self.progress);
+        let results: Vec<(HashJob, Result<Vec<bep::BlockInfo>, String>)> = jobs
+            .into_par_iter()
+            .map(|mut job| {
+                let r = hash_job(root, &mut job, hook);
+                if r.is_ok() {
+                    progress.hashed_files.fetch_add(1, Relaxed);
+                    progress.hashed_bytes.fetch_add(job.stat.size, Relaxed);
+                }
+                (job, r)
+            })
+            .collect();
+        for (job, result) in results {
+            match result {
+                Ok(blocks) => {
+                    self.summary.hashed_files += 1;
+                    self.summary.hashed_bytes += job.stat.size;
+                    let mut info = self.new_info(&job.name, FileType::File, &job.stat, job.prev.as_ref());
+                    info.block_size = block_size_of(&job);
+                    info.blocks = blocks;
+                    self.record(info)?;
+                }
+                Err(reason) => self.issue(&job.name, &reason),
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, info: FileInfo) -> Result<(), ScanError> {
+        self.summary.changed += 1;
+        if info.deleted {
+            self.summary.deleted += 1;
+        }
+        self.batch.push(info);
+        if self.batch.len() >= WRITE_BATCH {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    fn send_batch(&mut self) -> Result<(), ScanError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.blocking_send(batch).map_err(|_| ScanError::Interrupted)
+    }
+
+    fn issue(&mut self, path: &str, reason: &str) {
+        tracing::warn!(path, reason, "scan: skipped");
+        self.summary.issues.push(ScanIssue { path: path.to_owned(), reason: reason.to_owned() });
+    }
+
+    fn block_on<T>(&self, f: impl Future<Output = Result<T, DbError>>) -> Result<T, ScanError> {
+        Ok(self.rt.block_on(f)?)
+    }
+}
+
+/// The block size for a job: Syncthing's rule, keeping the previous size within a factor of two.
+fn block_size_of(job: &HashJob) -> u32 {
+    match &job.prev {
+        Some(p) if p.file_type == FileType::File && !p.deleted && p.block_size != 0 => {
+            bep::block_size_with_hysteresis(job.stat.size, p.block_size)
+        }
+        _ => bep::block_size_for(job.stat.size),
+    }
+}
+
+/// Hashes a queued file, stat-ing it again and retrying when it changes under the hasher.
+/// On success `job.stat` describes exactly the content hashed.
+fn hash_job(
+    root: &Path,
+    job: &mut HashJob,
+    hook: Option<&(dyn Fn(&str, u64) -> std::io::Result<()> + Send + Sync)>,
+) -> Result<Vec<bep::BlockInfo>, String> {
+    let path = root.join(&job.name);
+    let name = job.name.clone();
+    let block_hook = |i: u64| hook.map_or(Ok(()), |h| h(&name, i));
+    for _ in 0..HASH_ATTEMPTS {
+        match hash_file(&path, &job.stat, block_size_of(job), &block_hook) {
+            Ok(blocks) => return Ok(blocks),
+            Err(HashError::Changed) => match Stat::of_path(&path) {
+                Ok(stat) if stat.kind == Kind::File => job.stat = stat,
+                Ok(_) => return Err("it was replaced while being read; will retry on the next scan".into()),
+                Err(e) => return Err(format!("it disappeared while being read ({e}); will retry on the next scan")),
+            },
+            Err(HashError::Io(e)) => return Err(format!("cannot read file: {e}")),
+        }
+    }
+    Err(format!("it kept changing while being read ({HASH_ATTEMPTS} tries); will retry on the next scan"))
+}
+
+/// Same type, size, modification time and permissions as recorded: not rehashed.
+fn file_unchanged(prev: &FileInfo, stat: &Stat) -> bool {
+    !prev.invalid
+        && prev.file_type == FileType::File
+        && prev.size == stat.size
+        && prev.modified_s == stat.modified_s
+        && prev.modified_ns == stat.modified_ns
+        && prev.permissions == stat.permissions
+}
+
+/// Names that belong to the sync machinery: the folder marker, ignore file and versions at the
+/// root, and download temporaries anywhere.
+fn is_internal(name: &str) -> bool {
+    let top = name.split('/').next().unwrap_or(name);
+    if INTERNAL_NAMES.contains(&top) {
+        return true;
+    }
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base.ends_with(".tmp") && (base.starts_with(".syncthing.") || base.starts_with("~syncthing~"))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+}
+
+#[cfg(test)]
+mod tests;
