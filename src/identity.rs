@@ -35,8 +35,8 @@ use std::str::FromStr;
 use data_encoding::BASE32_NOPAD;
 use rcgen::string::PrintableString;
 use rcgen::{
-    CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -233,9 +233,7 @@ impl TryFrom<&[u8]> for DeviceId {
 
     /// The raw 32-byte form, as found on the wire.
     fn try_from(b: &[u8]) -> Result<Self, Self::Error> {
-        <[u8; 32]>::try_from(b)
-            .map(Self)
-            .map_err(|_| DeviceIdError::RawLength { len: b.len() })
+        <[u8; 32]>::try_from(b).map(Self).map_err(|_| DeviceIdError::RawLength { len: b.len() })
     }
 }
 
@@ -290,10 +288,7 @@ pub enum IdentityError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| IdentityError::Io { path: path.to_path_buf(), source }
 }
 
 /// This device's certificate and private key, and the device ID derived from them.
@@ -305,9 +300,7 @@ pub struct Identity {
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity")
-            .field("device_id", &self.device_id.to_string())
-            .finish_non_exhaustive()
+        f.debug_struct("Identity").field("device_id", &self.device_id.to_string()).finish_non_exhaustive()
     }
 }
 
@@ -323,14 +316,8 @@ impl Identity {
         match (cert_exists, key_exists) {
             (true, true) => Self::load(home),
             (false, false) => Self::generate(home),
-            (true, false) => Err(IdentityError::HalfIdentity {
-                present: cert_path,
-                missing: key_path,
-            }),
-            (false, true) => Err(IdentityError::HalfIdentity {
-                present: key_path,
-                missing: cert_path,
-            }),
+            (true, false) => Err(IdentityError::HalfIdentity { present: cert_path, missing: key_path }),
+            (false, true) => Err(IdentityError::HalfIdentity { present: key_path, missing: cert_path }),
         }
     }
 
@@ -354,17 +341,10 @@ impl Identity {
         tighten_key_permissions(&key_path);
 
         if key_matches_cert(&key, &cert) == Some(false) {
-            return Err(IdentityError::KeyMismatch {
-                cert: cert_path,
-                key: key_path,
-            });
+            return Err(IdentityError::KeyMismatch { cert: cert_path, key: key_path });
         }
 
-        Ok(Self {
-            device_id: DeviceId::from_cert_der(&cert),
-            cert,
-            key,
-        })
+        Ok(Self { device_id: DeviceId::from_cert_der(&cert), cert, key })
     }
 
     /// Generates a new certificate and key like Syncthing 1.19.2 and writes them atomically.
@@ -426,10 +406,7 @@ fn device_cert_params() -> Result<CertificateParams, rcgen::Error> {
         (DnType::OrganizationalUnitName, "Automatically Generated"),
         (DnType::CommonName, "syncthing"),
     ] {
-        dn.push(
-            ty,
-            DnValue::PrintableString(PrintableString::try_from(value)?),
-        );
+        dn.push(ty, DnValue::PrintableString(PrintableString::try_from(value)?));
     }
     params.distinguished_name = dn;
     params.subject_alt_names = vec![SanType::DnsName("syncthing".try_into()?)];
@@ -437,20 +414,14 @@ fn device_cert_params() -> Result<CertificateParams, rcgen::Error> {
     let not_before = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
     params.not_before = not_before;
     params.not_after = not_before + time::Duration::days(CERT_LIFETIME_DAYS);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages =
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     // rcgen's IsCa::ExplicitNoCa writes BasicConstraints critical CA:FALSE but also adds a
     // SubjectKeyIdentifier, which Syncthing's certificates do not have. Write the extension
     // ourselves instead: critical, value SEQUENCE {} (cA defaults to FALSE).
     params.is_ca = IsCa::NoCa;
-    let mut basic_constraints =
-        CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    let mut basic_constraints = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
     basic_constraints.set_criticality(true);
     params.custom_extensions = vec![basic_constraints];
     Ok(params)
@@ -490,12 +461,8 @@ impl TempFile {
         #[cfg(not(unix))]
         let _ = mode;
         let mut file = options.open(&path).map_err(io_err(&path))?;
-        let tmp = Self {
-            path: Some(path.clone()),
-        };
-        file.write_all(contents)
-            .and_then(|()| file.sync_all())
-            .map_err(io_err(&path))?;
+        let tmp = Self { path: Some(path.clone()) };
+        file.write_all(contents).and_then(|()| file.sync_all()).map_err(io_err(&path))?;
         Ok(tmp)
     }
 
@@ -520,9 +487,7 @@ impl Drop for TempFile {
 
 fn sync_dir(dir: &Path) -> Result<(), IdentityError> {
     #[cfg(unix)]
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
@@ -567,9 +532,7 @@ impl<'a> Der<'a> {
                 return None;
             }
             let (len_bytes, rest) = rest.split_at(n);
-            let len = len_bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
             (len, rest)
         };
         if rest.len() < len {
@@ -804,8 +767,7 @@ RWsKZqMVpgEvpU5yiyRIKQ+7z6rMvjahuSgIMag2uLO96T1uCKJo7Vh/oVbEA+60
 jAxXXgP3nBEEPMN8Wg==
 -----END CERTIFICATE-----
 ";
-    const RSA_CERT_SHA256: &str =
-        "fc7649f05ab9d37f94cfc4172a24b3a6170732f8ccbae4f1aca809939d6c06a4";
+    const RSA_CERT_SHA256: &str = "fc7649f05ab9d37f94cfc4172a24b3a6170732f8ccbae4f1aca809939d6c06a4";
 
     fn home_with(cert: &str, key: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -828,10 +790,7 @@ jAxXXgP3nBEEPMN8Wg==
         let s = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";
         assert_eq!(id.to_string(), s);
         assert_eq!(parse(s), Ok(id));
-        assert_eq!(
-            parse("MFZWI3DBONSGYYLTMRWGC43ENRQXGZDMMFZWI3DBONSGYYLTMRWA"),
-            Ok(id)
-        );
+        assert_eq!(parse("MFZWI3DBONSGYYLTMRWGC43ENRQXGZDMMFZWI3DBONSGYYLTMRWA"), Ok(id));
         assert_eq!(id.short().to_string(), "MFZWI3D");
     }
 
@@ -842,19 +801,10 @@ jAxXXgP3nBEEPMN8Wg==
         let s = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
         assert_eq!(id.to_string(), s);
         assert_eq!(parse(s), Ok(id));
-        assert_eq!(
-            parse("p56ioi7mzjnu2iqgdreydm2mgtmgl3bxnpq6w5btbbz4tjxzwicq"),
-            Ok(id)
-        );
-        assert_eq!(
-            parse("P561017MZJNU2YIQGDREYDM2MGTIMGL3BXNPQ6W5BMT88Z4TJXZWICQ2"),
-            Ok(id)
-        );
+        assert_eq!(parse("p56ioi7mzjnu2iqgdreydm2mgtmgl3bxnpq6w5btbbz4tjxzwicq"), Ok(id));
+        assert_eq!(parse("P561017MZJNU2YIQGDREYDM2MGTIMGL3BXNPQ6W5BMT88Z4TJXZWICQ2"), Ok(id));
         // Spaces, lower case, trailing '='.
-        assert_eq!(
-            parse("p56ioi7 mzjnu2y iqgdrey dm2mgti mgl3bxn pq6w5bm tbbz4tj xzwicq2=="),
-            Ok(id)
-        );
+        assert_eq!(parse("p56ioi7 mzjnu2y iqgdrey dm2mgti mgl3bxn pq6w5bm tbbz4tj xzwicq2=="), Ok(id));
         assert_eq!(id.short(), ShortId(9186365928295258957));
         assert_eq!(id.short().to_string(), "P56IOI7");
         assert_eq!(format!("{id:?}"), "DeviceId(P56IOI7)");
@@ -941,31 +891,16 @@ jAxXXgP3nBEEPMN8Wg==
         assert_eq!(parse(&good56[..55]), Err(DeviceIdError::Length { len: 55 }));
         assert_eq!(parse(&good56[..51]), Err(DeviceIdError::Length { len: 51 }));
         assert_eq!(parse(&good56[..53]), Err(DeviceIdError::Length { len: 53 }));
-        assert_eq!(
-            parse(&format!("{good56}A")),
-            Err(DeviceIdError::Length { len: 57 })
-        );
+        assert_eq!(parse(&format!("{good56}A")), Err(DeviceIdError::Length { len: 57 }));
         assert_eq!(parse("ABC"), Err(DeviceIdError::Length { len: 3 }));
         assert_eq!(parse(""), Err(DeviceIdError::Empty));
         assert_eq!(parse("-- --"), Err(DeviceIdError::Empty));
         assert_eq!(parse("===="), Err(DeviceIdError::Empty));
-        assert_eq!(
-            parse("P56IOI9"),
-            Err(DeviceIdError::InvalidChar { ch: '9' })
-        );
-        assert_eq!(
-            parse("P56_IOI"),
-            Err(DeviceIdError::InvalidChar { ch: '_' })
-        );
+        assert_eq!(parse("P56IOI9"), Err(DeviceIdError::InvalidChar { ch: '9' }));
+        assert_eq!(parse("P56_IOI"), Err(DeviceIdError::InvalidChar { ch: '_' }));
         assert_eq!(parse("P56é"), Err(DeviceIdError::InvalidChar { ch: 'é' }));
-        assert_eq!(
-            DeviceId::try_from(&[0u8; 31][..]),
-            Err(DeviceIdError::RawLength { len: 31 })
-        );
-        assert_eq!(
-            DeviceId::try_from(&[0u8; 33][..]),
-            Err(DeviceIdError::RawLength { len: 33 })
-        );
+        assert_eq!(DeviceId::try_from(&[0u8; 31][..]), Err(DeviceIdError::RawLength { len: 31 }));
+        assert_eq!(DeviceId::try_from(&[0u8; 33][..]), Err(DeviceIdError::RawLength { len: 33 }));
     }
 
     #[test]
@@ -988,11 +923,8 @@ jAxXXgP3nBEEPMN8Wg==
             assert_eq!(parse(&s.to_lowercase()), Ok(id));
             let compact: String = s.chars().filter(|&c| c != '-').collect();
             // Drop the check chars to get the 52-char form.
-            let no_check: String = compact
-                .as_bytes()
-                .chunks(14)
-                .map(|g| std::str::from_utf8(&g[..13]).unwrap())
-                .collect();
+            let no_check: String =
+                compact.as_bytes().chunks(14).map(|g| std::str::from_utf8(&g[..13]).unwrap()).collect();
             assert_eq!(parse(&no_check), Ok(id));
             assert_eq!(id.short().to_string(), &s[..7]);
             let mut first = [0u8; 8];
@@ -1027,18 +959,13 @@ jAxXXgP3nBEEPMN8Wg==
         assert_eq!(loaded.device_id(), generated.device_id());
         assert_eq!(loaded.cert_der(), generated.cert_der());
         assert_eq!(loaded.key_der(), generated.key_der());
-        assert_eq!(
-            generated.device_id(),
-            DeviceId::from_cert_der(generated.cert_der())
-        );
+        assert_eq!(generated.device_id(), DeviceId::from_cert_der(generated.cert_der()));
         assert!(matches!(loaded.key_der(), PrivateKeyDer::Pkcs8(_)));
         let again = Identity::load_or_generate(&home).unwrap();
         assert_eq!(again.device_id(), generated.device_id());
 
-        let mut names: Vec<_> = fs::read_dir(&home)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let mut names: Vec<_> =
+            fs::read_dir(&home).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         assert_eq!(names, [CERT_FILE, KEY_FILE]); // no temp files left behind
         let cert_pem = fs::read_to_string(home.join(CERT_FILE)).unwrap();
@@ -1070,10 +997,7 @@ jAxXXgP3nBEEPMN8Wg==
         let (_, reference) = parse_x509_certificate(&reference_der).unwrap();
 
         // Names: byte-identical to Syncthing's (same order, PrintableString).
-        assert_eq!(
-            cert.subject().to_string(),
-            "O=Syncthing, OU=Automatically Generated, CN=syncthing"
-        );
+        assert_eq!(cert.subject().to_string(), "O=Syncthing, OU=Automatically Generated, CN=syncthing");
         assert_eq!(cert.subject().as_raw(), reference.subject().as_raw());
         assert_eq!(cert.issuer().as_raw(), reference.issuer().as_raw());
         assert_eq!(cert.version().0, 2); // X.509 v3
@@ -1098,18 +1022,9 @@ jAxXXgP3nBEEPMN8Wg==
         // Key: ECDSA P-384; signature ECDSA with SHA-384.
         let spki = cert.public_key();
         assert_eq!(spki.algorithm.algorithm, OID_KEY_TYPE_EC_PUBLIC_KEY);
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .unwrap()
-            .as_oid()
-            .unwrap();
+        let curve = spki.algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
         assert_eq!(curve, OID_NIST_EC_P384);
-        assert_eq!(
-            cert.signature_algorithm.algorithm,
-            OID_SIG_ECDSA_WITH_SHA384
-        );
+        assert_eq!(cert.signature_algorithm.algorithm, OID_SIG_ECDSA_WITH_SHA384);
 
         // Extensions: exactly KeyUsage, EKU, BasicConstraints, SAN (no SKI/AKI).
         assert_eq!(cert.extensions().len(), 4);
@@ -1170,9 +1085,7 @@ jAxXXgP3nBEEPMN8Wg==
         let key_path = dir.path().join(KEY_FILE);
         fs::write(&key_path, EC_SEC1_KEY).unwrap();
         let err = Identity::load_or_generate(dir.path()).unwrap_err();
-        assert!(
-            matches!(&err, IdentityError::HalfIdentity { present, .. } if present == &key_path)
-        );
+        assert!(matches!(&err, IdentityError::HalfIdentity { present, .. } if present == &key_path));
         assert_eq!(fs::read_to_string(&key_path).unwrap(), EC_SEC1_KEY);
         assert!(!dir.path().join(CERT_FILE).exists());
     }
@@ -1241,9 +1154,7 @@ jAxXXgP3nBEEPMN8Wg==
         }
         let home = home_with(EC_CERT, EC_CERT); // a certificate where the key should be
         let err = Identity::load(home.path()).unwrap_err();
-        assert!(
-            matches!(&err, IdentityError::Pem { path, .. } if path == &home.path().join(KEY_FILE))
-        );
+        assert!(matches!(&err, IdentityError::Pem { path, .. } if path == &home.path().join(KEY_FILE)));
         let empty = tempfile::tempdir().unwrap();
         let err = Identity::load(empty.path()).unwrap_err();
         assert!(matches!(err, IdentityError::Io { .. }));
@@ -1253,9 +1164,7 @@ jAxXXgP3nBEEPMN8Wg==
 
     #[test]
     fn qr_terminal_has_the_dimensions_of_a_version_4_code() {
-        let id = DeviceId::from_cert_der(&vector_cert(vector_path!(
-            "syncthing_1.19.2_cert_M4OZKWP.pem"
-        )));
+        let id = DeviceId::from_cert_der(&vector_cert(vector_path!("syncthing_1.19.2_cert_M4OZKWP.pem")));
         let code = qr_code(&id).unwrap();
         // 63 alphanumeric chars at level M need version 4 (capacity 90; version 3 holds 61).
         assert_eq!(code.version(), qrcode::Version::Normal(4));

@@ -8,7 +8,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bep;
+pub mod config;
 pub mod db;
+pub mod engine;
+pub mod home;
 pub mod identity;
 pub mod ignore;
 pub mod scan;
+pub mod watch;

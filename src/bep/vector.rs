@@ -142,7 +142,7 @@ impl Vector {
 
     /// Decodes [`Vector::to_bytes`]; `None` when the bytes are not a whole number of counters.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % ENCODED_COUNTER_LEN != 0 {
+        if !bytes.len().is_multiple_of(ENCODED_COUNTER_LEN) {
             return None;
         }
         let counters = bytes.chunks_exact(ENCODED_COUNTER_LEN).map(|c| {
@@ -203,7 +203,8 @@ mod tests {
 
     #[test]
     fn compare_is_antisymmetric() {
-        let vs = [v(&[]), v(&[(1, 1)]), v(&[(1, 2)]), v(&[(2, 1)]), v(&[(1, 1), (2, 3)]), v(&[(1, 3), (2, 1)])];
+        let vs =
+            [v(&[]), v(&[(1, 1)]), v(&[(1, 2)]), v(&[(2, 1)]), v(&[(1, 1), (2, 3)]), v(&[(1, 3), (2, 1)])];
         for a in &vs {
             for b in &vs {
                 let flipped = match a.compare(b) {

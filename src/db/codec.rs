@@ -26,8 +26,8 @@ pub(super) fn file_from_row(row: &SqliteRow) -> Result<(FileInfo, Option<BlockHa
     let name: String = row.try_get(0)?;
     let corrupt = |what| DbError::Corrupt { what, name: name.clone() };
     let file_type = FileType::from_wire(row.try_get(1)?).ok_or_else(|| corrupt("file type"))?;
-    let version = Vector::from_bytes(&row.try_get::<Vec<u8>, _>(10)?)
-        .ok_or_else(|| corrupt("version vector"))?;
+    let version =
+        Vector::from_bytes(&row.try_get::<Vec<u8>, _>(10)?).ok_or_else(|| corrupt("version vector"))?;
     let blocklist_hash = match row.try_get::<Option<Vec<u8>>, _>(14)? {
         None => None,
         Some(h) => Some(BlockHash::try_from(h.as_slice()).map_err(|_| corrupt("block list hash"))?),
@@ -65,7 +65,7 @@ pub(super) fn encode_blocks(blocks: &[BlockInfo]) -> Vec<u8> {
 
 /// Decodes [`encode_blocks`]; offsets are the running sum of sizes.
 pub(super) fn decode_blocks(bytes: &[u8]) -> Option<Vec<BlockInfo>> {
-    if bytes.len() % ENCODED_BLOCK_LEN != 0 {
+    if !bytes.len().is_multiple_of(ENCODED_BLOCK_LEN) {
         return None;
     }
     let mut offset = 0u64;

@@ -41,7 +41,11 @@ pub struct FolderCounts {
 impl Index {
     /// This device's entry for `name`, blocks included.
     pub async fn local_file(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
-        let sql = concat!("SELECT ", file_columns!(), " FROM files WHERE folder_idx = ? AND device_idx = 0 AND name = ?");
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE folder_idx = ? AND device_idx = 0 AND name = ?"
+        );
         let Some(row) = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
@@ -64,8 +68,12 @@ impl Index {
     /// This device's entries directly inside directory `parent` (`""` for the folder root),
     /// sorted by name. Blocks are not loaded: this is what the scanner compares with the disk.
     pub async fn local_children(&self, folder: FolderIdx, parent: &str) -> Result<Vec<FileInfo>, DbError> {
-        let sql = concat!("SELECT ", file_columns!(), " FROM files WHERE folder_idx = ? AND parent = ? AND device_idx = 0
-             ORDER BY name");
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE folder_idx = ? AND parent = ? AND device_idx = 0
+             ORDER BY name"
+        );
         let rows = sqlx::query(sql).bind(folder.0).bind(parent).fetch_all(&self.pool).await?;
         rows.iter().map(|r| file_from_row(r).map(|(f, _)| f)).collect()
     }
@@ -82,8 +90,12 @@ impl Index {
         // Every name below `dir` sorts between "dir/" and "dir0" ('0' follows '/').
         let lower = format!("{dir}/");
         let upper = format!("{dir}0");
-        let sql = concat!("SELECT ", file_columns!(), " FROM files WHERE folder_idx = ? AND device_idx = 0
-             AND name > ? AND name < ? ORDER BY name LIMIT ?");
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE folder_idx = ? AND device_idx = 0
+             AND name > ? AND name < ? ORDER BY name LIMIT ?"
+        );
         let rows = sqlx::query(sql)
             .bind(folder.0)
             .bind(after.map_or(lower.as_str(), |a| a.max(lower.as_str())))
@@ -96,15 +108,20 @@ impl Index {
 
     /// Up to `limit` of this device's entries with a sequence above `since`, in sequence order,
     /// blocks included: what an index update to a peer carries.
-    pub async fn local_since(&self, folder: FolderIdx, since: i64, limit: u32) -> Result<Vec<FileInfo>, DbError> {
-        let sql = concat!("SELECT ", file_columns!(), " FROM files WHERE folder_idx = ? AND device_idx = 0
-             AND sequence > ? ORDER BY sequence LIMIT ?");
-        let rows = sqlx::query(sql)
-            .bind(folder.0)
-            .bind(since)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn local_since(
+        &self,
+        folder: FolderIdx,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<FileInfo>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE folder_idx = ? AND device_idx = 0
+             AND sequence > ? ORDER BY sequence LIMIT ?"
+        );
+        let rows =
+            sqlx::query(sql).bind(folder.0).bind(since).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let (mut file, blocklist) = file_from_row(row)?;
@@ -118,12 +135,13 @@ impl Index {
 
     /// Counts of the folder's local entries.
     pub async fn local_counts(&self, folder: FolderIdx) -> Result<FolderCounts, DbError> {
-        let sql = concat!("SELECT type, deleted, invalid, count(*), total(size) FROM files
-             WHERE folder_idx = ? AND device_idx = 0 GROUP BY type, deleted, invalid");
+        let sql = "SELECT type, deleted, invalid, count(*), total(size) FROM files
+             WHERE folder_idx = ? AND device_idx = 0 GROUP BY type, deleted, invalid";
         let rows = sqlx::query(sql).bind(folder.0).fetch_all(&self.pool).await?;
         let mut c = FolderCounts::default();
         for row in rows {
-            let (ty, deleted, invalid): (i32, bool, bool) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let (ty, deleted, invalid): (i32, bool, bool) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let n = row.try_get::<i64, _>(3)?.max(0) as u64;
             if deleted {
                 c.deleted += n;
@@ -147,16 +165,13 @@ impl Index {
     /// Local files holding a block with this hash (any folder): where the puller can copy it
     /// from instead of downloading it. At most `limit` places.
     pub async fn block_locations(&self, hash: &BlockHash, limit: u32) -> Result<Vec<BlockLocation>, DbError> {
-        let sql = concat!("SELECT fo.folder_id, f.name, b.offset, b.size FROM blocks b
+        let sql = "SELECT fo.folder_id, f.name, b.offset, b.size FROM blocks b
              JOIN files f ON f.blocklist_hash = b.blocklist_hash
              JOIN folders fo ON fo.idx = f.folder_idx
              WHERE b.hash = ? AND f.device_idx = 0 AND NOT f.deleted AND NOT f.invalid
-             LIMIT ?");
-        let rows = sqlx::query(sql)
-            .bind(hash.as_slice())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+             LIMIT ?";
+        let rows =
+            sqlx::query(sql).bind(hash.as_slice()).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(BlockLocation {
@@ -250,7 +265,9 @@ async fn insert_blocklists(
     let blocks = lists.iter().flat_map(|(f, h)| f.blocks.iter().enumerate().map(move |(i, b)| (*h, i, b)));
     let blocks: Vec<_> = blocks.collect();
     for chunk in blocks.chunks(BLOCK_ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Db>::new("INSERT OR IGNORE INTO blocks (hash, blocklist_hash, idx, offset, size) ");
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT OR IGNORE INTO blocks (hash, blocklist_hash, idx, offset, size) ",
+        );
         q.push_values(chunk, |mut row, (h, i, b)| {
             row.push_bind(b.hash.as_slice())
                 .push_bind(h.as_slice())
@@ -313,10 +330,11 @@ async fn upsert_files(
 /// Drops a block list's hash-lookup rows once no local file uses it, and the list itself once
 /// no file (local or remote) does.
 async fn collect_blocklist(tx: &mut Transaction<'_, Sqlite>, hash: &BlockHash) -> Result<(), DbError> {
-    let local_users = sqlx::query("SELECT EXISTS (SELECT 1 FROM files WHERE blocklist_hash = ? AND device_idx = 0)")
-    .bind(hash.as_slice())
-    .fetch_one(&mut **tx)
-    .await?;
+    let local_users =
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM files WHERE blocklist_hash = ? AND device_idx = 0)")
+            .bind(hash.as_slice())
+            .fetch_one(&mut **tx)
+            .await?;
     if local_users.try_get::<bool, _>(0)? {
         return Ok(());
     }

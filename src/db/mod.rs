@@ -59,15 +59,11 @@ pub struct Index {
 impl Index {
     /// Opens (creating if needed) the index at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true);
-        Self::open_with(opts, MAX_CONNECTIONS)
-            .await
-            .map_err(|e| match e {
-                DbError::Query(source) => DbError::Open { path: path.to_owned(), source },
-                e => e,
-            })
+        let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true);
+        Self::open_with(opts, MAX_CONNECTIONS).await.map_err(|e| match e {
+            DbError::Query(source) => DbError::Open { path: path.to_owned(), source },
+            e => e,
+        })
     }
 
     /// An index in memory, for tests and dry runs. One connection, since every connection to

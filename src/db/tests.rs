@@ -69,7 +69,8 @@ async fn apply_local_assigns_sequences_and_round_trips() {
     // A second change to "a" moves it to the end of the sequence.
     let mut again = vec![file("a", &[9])];
     assert_eq!(index.apply_local(f, &mut again).await.unwrap(), 3);
-    let since: Vec<_> = index.local_since(f, 1, 100).await.unwrap().into_iter().map(|f| (f.name, f.sequence)).collect();
+    let since: Vec<_> =
+        index.local_since(f, 1, 100).await.unwrap().into_iter().map(|f| (f.name, f.sequence)).collect();
     assert_eq!(since, [("dir/b".to_string(), 2), ("a".to_string(), 3)]);
 }
 
@@ -77,7 +78,8 @@ async fn apply_local_assigns_sequences_and_round_trips() {
 async fn children_and_subtree_queries() {
     let index = Index::open_in_memory().await.unwrap();
     let f = index.folder("f").await.unwrap();
-    let mut batch: Vec<_> = ["a", "a/x", "a/y", "a/y/z", "a-b", "a.c", "b"].iter().map(|n| file(n, &[1])).collect();
+    let mut batch: Vec<_> =
+        ["a", "a/x", "a/y", "a/y/z", "a-b", "a.c", "b"].iter().map(|n| file(n, &[1])).collect();
     index.apply_local(f, &mut batch).await.unwrap();
     let names = |v: Vec<FileInfo>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
     assert_eq!(names(index.local_children(f, "").await.unwrap()), ["a", "a-b", "a.c", "b"]);
@@ -106,7 +108,8 @@ async fn block_lookup_finds_local_copies_and_forgets_replaced_ones() {
     assert!(index.block_locations(&[7; 32], 10).await.unwrap().is_empty());
     assert_eq!(index.block_locations(&[9; 32], 10).await.unwrap().len(), 1);
     assert_eq!(index.block_locations(&[8; 32], 10).await.unwrap().len(), 1);
-    let lists: i64 = sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.pool).await.unwrap();
+    let lists: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.pool).await.unwrap();
     assert_eq!(lists, 2, "the replaced block list is garbage-collected");
 }
 
@@ -115,7 +118,8 @@ async fn identical_files_share_one_block_list() {
     let index = Index::open_in_memory().await.unwrap();
     let f = index.folder("f").await.unwrap();
     index.apply_local(f, &mut [file("a", &[1, 2, 3]), file("b", &[1, 2, 3])]).await.unwrap();
-    let lists: i64 = sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.pool).await.unwrap();
+    let lists: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.pool).await.unwrap();
     let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks").fetch_one(&index.pool).await.unwrap();
     assert_eq!((lists, blocks), (1, 3));
     // Deleting one keeps the list for the other.

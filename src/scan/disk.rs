@@ -111,9 +111,12 @@ pub(crate) struct Entry {
     pub(crate) stat: Stat,
 }
 
+/// Entries of a directory whose metadata could not be read, with the reason.
+pub(crate) type EntryErrors = Vec<(OsString, io::Error)>;
+
 /// Lists a directory without following symlinks. Entries whose metadata cannot be read are
 /// returned as errors beside the listing so that one bad entry does not hide the others.
-pub(crate) fn list_dir(path: &Path) -> io::Result<(Vec<Entry>, Vec<(OsString, io::Error)>)> {
+pub(crate) fn list_dir(path: &Path) -> io::Result<(Vec<Entry>, EntryErrors)> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     for item in std::fs::read_dir(path)? {

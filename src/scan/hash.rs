@@ -54,7 +54,12 @@ pub(crate) fn hash_file(
     Ok(blocks)
 }
 
-fn hash_open(file: &File, size: u64, block_size: u32, hook: BlockHook<'_>) -> Result<Vec<BlockInfo>, HashError> {
+fn hash_open(
+    file: &File,
+    size: u64,
+    block_size: u32,
+    hook: BlockHook<'_>,
+) -> Result<Vec<BlockInfo>, HashError> {
     if size == 0 {
         // BEP: an empty file is one zero-size block.
         return Ok(vec![BlockInfo { offset: 0, size: 0, hash: EMPTY_BLOCK_HASH }]);
@@ -146,7 +151,11 @@ mod tests {
         let want: Vec<_> = data
             .chunks(131072)
             .enumerate()
-            .map(|(i, c)| BlockInfo { offset: i as u64 * 131072, size: c.len() as u32, hash: Sha256::digest(c).into() })
+            .map(|(i, c)| BlockInfo {
+                offset: i as u64 * 131072,
+                size: c.len() as u32,
+                hash: Sha256::digest(c).into(),
+            })
             .collect();
         assert_eq!(blocks, want);
     }
@@ -156,7 +165,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big");
         // 300 blocks of 128 KiB plus a tail: more than one parallel task.
-        let data: Vec<u8> = (0..(300 * 131072 + 7)).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> =
+            (0..(300 * 131072 + 7)).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let st = write(&p, &data);
         let blocks = hash_file(&p, &st, 131072, &no_hook).unwrap();
         assert_eq!(blocks.len(), 301);
@@ -171,7 +181,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e");
         let st = write(&p, b"");
-        assert_eq!(hash_file(&p, &st, 131072, &no_hook).unwrap(), [BlockInfo { offset: 0, size: 0, hash: EMPTY_BLOCK_HASH }]);
+        assert_eq!(
+            hash_file(&p, &st, 131072, &no_hook).unwrap(),
+            [BlockInfo { offset: 0, size: 0, hash: EMPTY_BLOCK_HASH }]
+        );
     }
 
     #[test]

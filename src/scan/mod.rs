@@ -71,7 +71,7 @@ pub enum ScanError {
 }
 
 /// A file or directory the scan had to pass over, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ScanIssue {
     /// Folder-relative path (lossy for names that are not UTF-8).
     pub path: String,
@@ -93,7 +93,7 @@ pub struct Progress {
 }
 
 /// What a finished scan saw and did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ScanSummary {
     /// Live files, directories and symlinks seen on disk (not ignored).
     pub files: u64,
@@ -114,7 +114,8 @@ pub struct ScanSummary {
 }
 
 /// Called with a file's name and block index after each block is hashed (tests only).
-type TestHook = Arc<dyn Fn(&str, u64) -> std::io::Result<()> + Send + Sync>;
+type HookFn = dyn Fn(&str, u64) -> std::io::Result<()> + Send + Sync;
+type TestHook = Arc<HookFn>;
 
 /// Scans one folder into the index.
 #[derive(Clone)]
@@ -547,7 +548,9 @@ impl Walk {
 
     /// Marks every valid index entry below `dir` invalid (the directory became ignored).
     fn invalidate_below(&mut self, dir: &str) -> Result<(), ScanError> {
-        self.for_each_below(dir, |_, f| (!f.deleted && !f.invalid).then(|| FileInfo { invalid: true, ..f.clone() }))
+        self.for_each_below(dir, |_, f| {
+            (!f.deleted && !f.invalid).then(|| FileInfo { invalid: true, ..f.clone() })
+        })
     }
 
     fn for_each_below(
@@ -557,7 +560,8 @@ impl Walk {
     ) -> Result<(), ScanError> {
         let mut after: Option<String> = None;
         loop {
-            let page = self.block_on(self.index.local_below(self.folder, dir, after.as_deref(), SUBTREE_PAGE))?;
+            let page =
+                self.block_on(self.index.local_below(self.folder, dir, after.as_deref(), SUBTREE_PAGE))?;
             let Some(last) = page.last() else { return Ok(()) };
             after = Some(last.name.clone());
             for f in &page {
@@ -651,11 +655,7 @@ fn block_size_of(job: &HashJob) -> u32 {
 
 /// Hashes a queued file, stat-ing it again and retrying when it changes under the hasher.
 /// On success `job.stat` describes exactly the content hashed.
-fn hash_job(
-    root: &Path,
-    job: &mut HashJob,
-    hook: Option<&(dyn Fn(&str, u64) -> std::io::Result<()> + Send + Sync)>,
-) -> Result<Vec<bep::BlockInfo>, String> {
+fn hash_job(root: &Path, job: &mut HashJob, hook: Option<&HookFn>) -> Result<Vec<bep::BlockInfo>, String> {
     let path = root.join(&job.name);
     let name = job.name.clone();
     let block_hook = |i: u64| hook.map_or(Ok(()), |h| h(&name, i));
@@ -665,7 +665,11 @@ fn hash_job(
             Err(HashError::Changed) => match Stat::of_path(&path) {
                 Ok(stat) if stat.kind == Kind::File => job.stat = stat,
                 Ok(_) => return Err("it was replaced while being read; will retry on the next scan".into()),
-                Err(e) => return Err(format!("it disappeared while being read ({e}); will retry on the next scan")),
+                Err(e) => {
+                    return Err(format!(
+                        "it disappeared while being read ({e}); will retry on the next scan"
+                    ));
+                }
             },
             Err(HashError::Io(e)) => return Err(format!("cannot read file: {e}")),
         }

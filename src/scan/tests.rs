@@ -293,7 +293,10 @@ async fn unreadable_file_is_reported_and_the_scan_goes_on() {
         if name == "bad" { Err(std::io::Error::other("Input/output error (injected)")) } else { Ok(()) }
     });
     let s = scanner.scan(&[]).await.unwrap();
-    assert_eq!(s.issues, [ScanIssue { path: "bad".into(), reason: "cannot read file: Input/output error (injected)".into() }]);
+    assert_eq!(
+        s.issues,
+        [ScanIssue { path: "bad".into(), reason: "cannot read file: Input/output error (injected)".into() }]
+    );
     assert!(fx.get("bad").await.is_none());
     fx.live("good").await;
 }
@@ -330,7 +333,9 @@ async fn internal_and_temporary_files_are_skipped() {
     let s = fx.scan().await;
     assert_eq!(s.files, 1);
     fx.live("d/real.tmp").await;
-    for name in [".stfolder", ".stversions", ".stversions/old.txt", "d/.syncthing.big.bin.tmp", "d/~syncthing~x.tmp"] {
+    for name in
+        [".stfolder", ".stversions", ".stversions/old.txt", "d/.syncthing.big.bin.tmp", "d/~syncthing~x.tmp"]
+    {
         assert!(fx.get(name).await.is_none(), "{name}");
     }
 }

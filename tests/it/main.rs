@@ -1,0 +1,6 @@
+//! Integration tests of the `peerfold` binary and the engine: one test binary (ripgrep-style),
+//! a module per area, a small harness in `util`.
+
+mod cli;
+mod engine;
+mod util;

@@ -1,0 +1,104 @@
+//! The engine's folder tasks: watcher-driven and periodic scans.
+
+use std::time::Duration;
+
+use peerfold::config::{Config, FolderConfig, FolderType};
+use peerfold::db::Index;
+use peerfold::engine::{Engine, Event, FolderState};
+use peerfold::identity::ShortId;
+
+use crate::util::{TestDir, wait_for};
+
+const ME: ShortId = ShortId(42);
+
+fn config_with(t: &TestDir, watch: bool, rescan_interval_s: u64) -> Config {
+    std::fs::create_dir_all(t.path("f")).unwrap();
+    let mut c = Config::default();
+    c.options.rescan_interval_s = rescan_interval_s;
+    c.options.watch_delay_ms = 50;
+    c.folders.push(FolderConfig {
+        id: "f".parse().unwrap(),
+        label: String::new(),
+        path: t.path("f").canonicalize().unwrap(),
+        folder_type: FolderType::SendReceive,
+        devices: vec![],
+        rescan_interval_s: None,
+        watch: Some(watch),
+        paused: false,
+    });
+    c
+}
+
+async fn live(index: &Index, name: &str) -> Option<peerfold::bep::FileInfo> {
+    let folder = index.folder("f").await.unwrap();
+    index.local_file(folder, name).await.unwrap().filter(|f| !f.deleted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_file_reaches_the_index_through_the_watcher() {
+    let t = TestDir::new();
+    t.write("f/existing.txt", b"before start");
+    let config = config_with(&t, true, 0);
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    let engine = Engine::start(&config, index.clone(), ME);
+    let mut events = engine.subscribe();
+    // The start-up scan records what was there.
+    wait_for(Duration::from_secs(30), "the start-up scan", || live(&index, "existing.txt")).await;
+
+    // No periodic rescan (interval 0): only the watcher can bring these in.
+    t.write("f/new/deep/saved.txt", b"saved");
+    let f = wait_for(Duration::from_secs(30), "the saved file in the index", || {
+        live(&index, "new/deep/saved.txt")
+    })
+    .await;
+    assert_eq!(f.size, 5);
+    assert!(live(&index, "new/deep").await.is_some_and(|d| d.is_directory()));
+
+    std::fs::remove_file(t.path("f/existing.txt")).unwrap();
+    wait_for(Duration::from_secs(30), "the deletion in the index", || async {
+        live(&index, "existing.txt").await.is_none().then_some(())
+    })
+    .await;
+
+    // Front-ends heard about it.
+    let mut updated = false;
+    while let Ok(e) = events.try_recv() {
+        updated |= matches!(e, Event::LocalIndexUpdated { .. });
+    }
+    assert!(updated);
+    wait_for(Duration::from_secs(30), "the folder to settle", || async {
+        (engine.folder_states()[0].1 == FolderState::Idle).then_some(())
+    })
+    .await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_periodic_rescan_finds_what_the_watcher_missed() {
+    let t = TestDir::new();
+    let config = config_with(&t, false, 1);
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    let engine = Engine::start(&config, index.clone(), ME);
+    t.write("f/unwatched.txt", b"x");
+    wait_for(Duration::from_secs(30), "a periodic rescan", || live(&index, "unwatched.txt")).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_folder_is_an_error_state_not_a_mass_delete() {
+    let t = TestDir::new();
+    t.write("f/keep.txt", b"k");
+    let config = config_with(&t, false, 0);
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    let engine = Engine::start(&config, index.clone(), ME);
+    wait_for(Duration::from_secs(30), "the start-up scan", || live(&index, "keep.txt")).await;
+    std::fs::rename(t.path("f"), t.path("unmounted")).unwrap();
+    let err = engine.scan(&"f".parse().unwrap(), vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(matches!(engine.folder_states()[0].1, FolderState::Error { .. }));
+    assert!(live(&index, "keep.txt").await.is_some(), "nothing was marked deleted");
+    assert!(
+        engine.scan(&"nope".parse().unwrap(), vec![]).await.unwrap_err().to_string().contains("no folder")
+    );
+    engine.shutdown().await;
+}

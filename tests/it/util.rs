@@ -1,0 +1,74 @@
+//! The harness: temporary homes and folders, running the built binary, bounded waits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// A temporary directory holding a Peerfold home (`home/`) and folders beside it.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file, creating its directories.
+    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, data).expect("write");
+        p
+    }
+
+    /// Runs `peerfold --home <home> args…`.
+    pub fn peerfold(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerfold"));
+        cmd.arg("--home").arg(self.home()).args(args).env_remove("RUST_LOG");
+        cmd.output().expect("run peerfold")
+    }
+}
+
+/// Stdout of a successful run; panics with stderr otherwise.
+pub fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr of a failed run; panics if it succeeded.
+pub fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpected success: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real Syncthing binary (Debian's `syncthing` package), which `.ci/run` installs.
+pub fn syncthing() -> &'static Path {
+    let p = Path::new("/usr/bin/syncthing");
+    assert!(p.exists(), "these tests need a real Syncthing: apt-get install syncthing");
+    p
+}
