@@ -49,6 +49,9 @@ CREATE TABLE blocks (
 -- One row per (folder, device, name): device_idx 0 is this device, others are peers' indexes in
 -- the same shape, so later stages can compute the global state and what is needed in SQL.
 -- Integers that are u64 on the wire (modified_by) are stored as their i64 bit pattern.
+-- `blocklist_hash` names a row of `blocklists`; the writer inserts that row in the same
+-- transaction. It is not a declared foreign key: the check is a random-key lookup per file
+-- written, a large part of indexing many small files.
 CREATE TABLE files (
     idx             INTEGER PRIMARY KEY,
     folder_idx      INTEGER NOT NULL REFERENCES folders (idx) ON DELETE CASCADE,
@@ -68,14 +71,14 @@ CREATE TABLE files (
     local_flags     INTEGER NOT NULL DEFAULT 0,
     version         BLOB    NOT NULL,
     block_size      INTEGER NOT NULL,
-    blocklist_hash  BLOB REFERENCES blocklists (blocklist_hash),
+    blocklist_hash  BLOB,
     symlink_target  TEXT    NOT NULL DEFAULT '',
     UNIQUE (folder_idx, device_idx, name)
 ) STRICT;
 
 -- Index exchange sends a device's entries in sequence order.
 CREATE UNIQUE INDEX files_by_sequence ON files (folder_idx, device_idx, sequence);
--- The scanner compares one directory at a time with what is on disk.
-CREATE INDEX files_local_by_parent ON files (folder_idx, parent) WHERE device_idx = 0;
+-- The scanner compares one directory at a time with what is on disk, in name order.
+CREATE INDEX files_local_by_parent ON files (folder_idx, parent, name) WHERE device_idx = 0;
 -- From a block list to the files that use it (block reuse, garbage collection).
 CREATE INDEX files_by_blocklist ON files (blocklist_hash) WHERE blocklist_hash IS NOT NULL;

@@ -53,6 +53,60 @@ pub(super) fn file_from_row(row: &SqliteRow) -> Result<(FileInfo, Option<BlockHa
     Ok((info, blocklist_hash))
 }
 
+/// One entry of [`super::Index::local_children`]'s JSON array, in its column order.
+type JsonFile = (String, i32, i64, i64, i64, i64, i32, i64, i64, i64, String, i64, i64, String);
+
+/// Reads the JSON array of file entries that `local_children` builds in SQL (blocks not
+/// loaded).
+pub(super) fn files_from_json(json: &str, parent: &str) -> Result<Vec<FileInfo>, DbError> {
+    let rows: Vec<JsonFile> = serde_json::from_str(json)
+        .map_err(|_| DbError::Corrupt { what: "directory listing", name: parent.to_owned() })?;
+    rows.into_iter()
+        .map(
+            |(
+                name,
+                ty,
+                size,
+                perms,
+                no_perms,
+                mod_s,
+                mod_ns,
+                by,
+                deleted,
+                invalid,
+                version,
+                seq,
+                bs,
+                target,
+            )| {
+                let corrupt = |what| DbError::Corrupt { what, name: name.clone() };
+                let version = data_encoding::HEXUPPER
+                    .decode(version.as_bytes())
+                    .ok()
+                    .and_then(|v| Vector::from_bytes(&v))
+                    .ok_or_else(|| corrupt("version vector"))?;
+                Ok(FileInfo {
+                    file_type: FileType::from_wire(ty).ok_or_else(|| corrupt("file type"))?,
+                    size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+                    permissions: u32::try_from(perms).map_err(|_| corrupt("permissions"))?,
+                    no_permissions: no_perms != 0,
+                    modified_s: mod_s,
+                    modified_ns: mod_ns,
+                    modified_by: ShortId(by as u64),
+                    deleted: deleted != 0,
+                    invalid: invalid != 0,
+                    version,
+                    sequence: seq,
+                    block_size: u32::try_from(bs).map_err(|_| corrupt("block size"))?,
+                    symlink_target: target,
+                    blocks: Vec::new(),
+                    name,
+                })
+            },
+        )
+        .collect()
+}
+
 /// Encodes a block list for the `blocklists` table.
 pub(super) fn encode_blocks(blocks: &[BlockInfo]) -> Vec<u8> {
     let mut out = Vec::with_capacity(blocks.len() * ENCODED_BLOCK_LEN);

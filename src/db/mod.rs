@@ -43,68 +43,66 @@ pub enum DbError {
 /// The migrations in `migrations/`, compiled into the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Connections in the pool: one writer at a time (SQLite's rule) plus readers, which WAL mode
-/// lets run while a write transaction is open.
-const MAX_CONNECTIONS: u32 = 4;
-/// Page cache per connection, in KiB (SQLite's negative `cache_size`). Bounded so memory does
-/// not grow with the folder; the OS page cache does the rest.
-const CACHE_KIB: i64 = 16 * 1024;
+/// Reader connections. WAL mode lets them read while a write transaction is open.
+const READERS: u32 = 4;
+/// Page cache of the one writer connection, in KiB (SQLite's negative `cache_size`): batches of
+/// random-key inserts (block hashes) touch pages all over the file, and a miss is a read.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of each reader connection, in KiB. Readers walk one directory or page at a time.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+/// WAL pages between automatic checkpoints (SQLite's default is 1000). Batches of random-key
+/// inserts dirty pages all over the file; checkpointing less often copies each such page to the
+/// database once per checkpoint instead of once per few transactions.
+const WAL_CHECKPOINT_PAGES: u32 = 32768;
 
 /// The block index of one Peerfold home.
+///
+/// SQLite allows one writer at a time; the index makes that explicit with a write pool of one
+/// connection (with the large cache) and a pool of readers (with small ones), so memory is
+/// bounded and a read never waits for a write connection.
 #[derive(Clone, Debug)]
 pub struct Index {
-    pool: SqlitePool,
+    read: SqlitePool,
+    write: SqlitePool,
 }
 
 impl Index {
     /// Opens (creating if needed) the index at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
         let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true);
-        Self::open_with(opts, MAX_CONNECTIONS).await.map_err(|e| match e {
+        let open = async {
+            let write = pool(opts.clone(), 1, WRITER_CACHE_KIB).await?;
+            MIGRATOR.run(&write).await?;
+            let read = pool(opts, READERS, READER_CACHE_KIB).await?;
+            Ok(Self { read, write })
+        };
+        open.await.map_err(|e| match e {
             DbError::Query(source) => DbError::Open { path: path.to_owned(), source },
             e => e,
         })
     }
 
-    /// An index in memory, for tests and dry runs. One connection, since every connection to
-    /// `:memory:` would be a different database.
+    /// An index in memory, for tests and dry runs. One connection serves reads and writes,
+    /// since every connection to `:memory:` would be a different database.
     pub async fn open_in_memory() -> Result<Self, DbError> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        Self::open_with(opts, 1).await
-    }
-
-    async fn open_with(opts: SqliteConnectOptions, max: u32) -> Result<Self, DbError> {
-        let opts = opts
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a crash can lose the last transactions but never corrupts the file;
-            // the scanner finds anything lost on its next pass.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", (-CACHE_KIB).to_string())
-            .pragma("temp_store", "FILE");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .min_connections(1)
-            // An in-memory database lives only as long as its connection.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await?;
+        let pool = pool(opts, 1, WRITER_CACHE_KIB).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { read: pool.clone(), write: pool })
     }
 
     /// Closes every connection, checkpointing the WAL.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.read.close().await;
+        self.write.close().await;
     }
 
     /// The folder's row number, registering the folder (with a fresh random index ID) if new.
     pub async fn folder(&self, folder_id: &str) -> Result<FolderIdx, DbError> {
         if let Some(row) = sqlx::query("SELECT idx FROM folders WHERE folder_id = ?")
             .bind(folder_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
         {
             return Ok(FolderIdx(row.try_get(0)?));
@@ -118,7 +116,7 @@ impl Index {
         )
         .bind(folder_id)
         .bind(index_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.write)
         .await?;
         Ok(FolderIdx(row.try_get(0)?))
     }
@@ -127,7 +125,7 @@ impl Index {
     pub async fn folder_sequence(&self, folder: FolderIdx) -> Result<i64, DbError> {
         let row = sqlx::query("SELECT sequence FROM folders WHERE idx = ?")
             .bind(folder.0)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -136,7 +134,7 @@ impl Index {
     pub async fn folder_index_id(&self, folder: FolderIdx) -> Result<u64, DbError> {
         let row = sqlx::query("SELECT index_id FROM folders WHERE idx = ?")
             .bind(folder.0)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
@@ -144,10 +142,34 @@ impl Index {
     /// The migrations that have been applied, oldest first (for diagnostics and tests).
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, DbError> {
         let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
+}
+
+/// A pool of `max` connections with the index's settings and a page cache of `cache_kib`.
+async fn pool(opts: SqliteConnectOptions, max: u32, cache_kib: i64) -> Result<SqlitePool, DbError> {
+    let opts = opts
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL + NORMAL: a crash can lose the last transactions but never corrupts the file; the
+        // scanner finds anything lost on its next pass.
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("cache_size", (-cache_kib).to_string())
+        .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+        // Statement journals of the multi-row writes stay in memory: each statement is bounded
+        // (see `files.rs`), and on disk they cost a write per touched page.
+        .pragma("temp_store", "MEMORY");
+    Ok(SqlitePoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        // An in-memory database lives only as long as its connection.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(opts)
+        .await?)
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ async fn migrations_apply_on_an_empty_database() {
 async fn index_uses_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::open(&dir.path().join("index.db")).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&index.pool).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&index.read).await.unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -109,7 +109,7 @@ async fn block_lookup_finds_local_copies_and_forgets_replaced_ones() {
     assert_eq!(index.block_locations(&[9; 32], 10).await.unwrap().len(), 1);
     assert_eq!(index.block_locations(&[8; 32], 10).await.unwrap().len(), 1);
     let lists: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.pool).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.read).await.unwrap();
     assert_eq!(lists, 2, "the replaced block list is garbage-collected");
 }
 
@@ -119,8 +119,8 @@ async fn identical_files_share_one_block_list() {
     let f = index.folder("f").await.unwrap();
     index.apply_local(f, &mut [file("a", &[1, 2, 3]), file("b", &[1, 2, 3])]).await.unwrap();
     let lists: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.pool).await.unwrap();
-    let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks").fetch_one(&index.pool).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.read).await.unwrap();
+    let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks").fetch_one(&index.read).await.unwrap();
     assert_eq!((lists, blocks), (1, 3));
     // Deleting one keeps the list for the other.
     let mut gone = file("a", &[]);

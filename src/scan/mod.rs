@@ -41,7 +41,7 @@ const HASH_QUEUE_FILES: usize = 256;
 /// Bytes queued for hashing before the queue is hashed in parallel.
 const HASH_QUEUE_BYTES: u64 = 64 << 20;
 /// Changes per batch sent to the writer (one transaction each).
-const WRITE_BATCH: usize = 1000;
+const WRITE_BATCH: usize = 4096;
 /// Entries read per query when a whole subtree is deleted or ignored.
 const SUBTREE_PAGE: u32 = 1000;
 /// How often a file that keeps changing under the hasher is tried before giving up until the
@@ -330,11 +330,15 @@ impl Walk {
     /// into, in name order.
     fn merge_dir(&mut self, dir: &str) -> Result<Vec<String>, ScanError> {
         let abs = self.root.join(dir);
+        // The index's side is read on the runtime while this thread lists the disk's side.
+        let (index, folder, d) = (self.index.clone(), self.folder, dir.to_owned());
+        let in_index = self.rt.spawn(async move { index.local_children(folder, &d).await });
         let (entries, errors) = match disk::list_dir(&abs) {
             Ok(x) => x,
             Err(e) => {
                 // Unreadable: leave what the index says about it alone rather than delete it.
                 self.issue(dir, &format!("cannot list directory: {e}"));
+                in_index.abort();
                 return Ok(Vec::new());
             }
         };
@@ -356,7 +360,7 @@ impl Walk {
             }
         }
         on_disk.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let in_index = self.block_on(self.index.local_children(self.folder, dir))?;
+        let in_index = self.rt.block_on(in_index).map_err(|_| ScanError::Interrupted)??;
 
         let mut subdirs = Vec::new();
         let mut known = in_index.into_iter().peekable();
