@@ -29,11 +29,12 @@ CREATE TABLE remote_indexes (
 
 -- Block lists, stored once however many files (local or remote) share them.
 -- `blocks` holds, per block in order, its size (u32 BE) and SHA-256 (32 bytes); offsets are the
--- running sum of sizes. `blocklist_hash` is SHA-256 over the block hashes.
+-- running sum of sizes. `blocklist_hash` is SHA-256 over the block hashes. WITHOUT ROWID: a
+-- rowid table with a BLOB key would be two B-trees, two random-key inserts per new list.
 CREATE TABLE blocklists (
     blocklist_hash  BLOB NOT NULL PRIMARY KEY,
     blocks          BLOB NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- Every block of every block list some local file uses, keyed by its hash: the puller's
 -- "where do I already have this block" lookup. Remote-only block lists have no rows here.

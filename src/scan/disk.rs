@@ -28,6 +28,9 @@ pub(crate) struct Stat {
     /// The inode change time in nanoseconds where the platform has one (else 0): it moves on
     /// every write even when a writer restores the mtime.
     pub(crate) change_time: i64,
+    /// The inode number where the platform has one (else 0): it changes when the path is
+    /// replaced by another file.
+    pub(crate) inode: u64,
 }
 
 impl Stat {
@@ -58,15 +61,19 @@ impl Stat {
             modified_s,
             modified_ns,
             change_time: change_time(m),
+            inode: inode(m),
         }
     }
 
-    /// Same kind, size and modification time: the content is presumed the same.
-    pub(crate) fn same_content_as(&self, other: &Self) -> bool {
-        self.kind == other.kind
-            && self.size == other.size
-            && self.modified_s == other.modified_s
-            && self.modified_ns == other.modified_ns
+    /// The same file, untouched since `earlier`: same kind, size, modification time, inode and
+    /// inode change time.
+    pub(crate) fn untouched_since(&self, earlier: &Self) -> bool {
+        self.kind == earlier.kind
+            && self.size == earlier.size
+            && self.modified_s == earlier.modified_s
+            && self.modified_ns == earlier.modified_ns
+            && self.change_time == earlier.change_time
+            && self.inode == earlier.inode
     }
 }
 
@@ -102,6 +109,16 @@ fn change_time(m: &Metadata) -> i64 {
 
 #[cfg(not(unix))]
 fn change_time(_: &Metadata) -> i64 {
+    0
+}
+
+#[cfg(unix)]
+fn inode(m: &Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(m)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &Metadata) -> u64 {
     0
 }
 

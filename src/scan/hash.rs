@@ -33,8 +33,10 @@ pub(crate) type BlockHook<'a> = &'a (dyn Fn(u64) -> io::Result<()> + Sync);
 
 /// Hashes the file at `path`, which the walk saw as `expected`, into blocks of `block_size`.
 ///
-/// The file's metadata is checked before and after reading; if it differs from `expected` or
-/// changed during the read, the result is [`HashError::Changed`] and nothing is returned.
+/// After reading, the open file's metadata must still be exactly what the walk saw — size,
+/// modification time, inode and inode change time — else the result is
+/// [`HashError::Changed`]: the path was replaced, or the file was written after the walk
+/// looked at it (a write moves the change time even when the writer restores the mtime).
 pub(crate) fn hash_file(
     path: &Path,
     expected: &Stat,
@@ -42,13 +44,8 @@ pub(crate) fn hash_file(
     hook: BlockHook<'_>,
 ) -> Result<Vec<BlockInfo>, HashError> {
     let file = File::open(path)?;
-    let before = Stat::of_open(&file)?;
-    if !before.same_content_as(expected) {
-        return Err(HashError::Changed);
-    }
-    let blocks = hash_open(&file, before.size, block_size, hook)?;
-    let after = Stat::of_open(&file)?;
-    if !after.same_content_as(&before) || after.change_time != before.change_time {
+    let blocks = hash_open(&file, expected.size, block_size, hook)?;
+    if !Stat::of_open(&file)?.untouched_since(expected) {
         return Err(HashError::Changed);
     }
     Ok(blocks)
