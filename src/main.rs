@@ -198,10 +198,10 @@ fn progress_bar(progress: Arc<Progress>) -> Option<(indicatif::ProgressBar, toki
 
 fn describe(root: &Path, s: &ScanSummary) -> String {
     let secs = s.duration.as_secs_f64();
-    let rate = if secs > 0.0 { s.hashed_bytes as f64 / secs / 1e6 } else { 0.0 };
+    let rate = if secs > 0.0 { (s.hashed_bytes as f64 / secs) as u64 } else { 0 };
     format!(
         "Scanned {}: {} files ({}), {} directories, {} symlinks in {:.2} s.\n\
-         Hashed {} files ({}) at {:.0} MB/s; recorded {} changes ({} deleted); {} problems.",
+         Hashed {} files ({}) at {}/s; recorded {} changes ({} deleted); {} problems.",
         root.display(),
         s.files,
         indicatif::HumanBytes(s.bytes),
@@ -210,7 +210,7 @@ fn describe(root: &Path, s: &ScanSummary) -> String {
         secs,
         s.hashed_files,
         indicatif::HumanBytes(s.hashed_bytes),
-        rate,
+        indicatif::HumanBytes(rate),
         s.changed,
         s.deleted,
         s.issues.len(),
