@@ -1,12 +1,21 @@
-//! The Block Exchange Protocol's data model, as Syncthing's BEP v1 defines it.
+//! The Block Exchange Protocol's data model and wire codec, as Syncthing's BEP v1 defines them.
 //!
 //! This module owns the protocol's vocabulary — files, blocks, version vectors — and the rules
 //! that are part of the protocol rather than of any one stage: the block-size rule and the
 //! canonical form of names. It performs no I/O, reads no clock and spawns no tasks: the current
-//! time is always an argument.
+//! time is always an argument, and bytes go in and out through buffers.
+//!
+//! The wire codec, byte-compatible with Syncthing 1.19.2:
+//!
+//! * [`wire`]: the protobuf messages (generated from `proto/bep.proto`) and their conversion to
+//!   and from the domain types, with Syncthing's validation of received index entries;
+//! * [`WireError`]: what can be wrong with received bytes, worded as Syncthing's Close reasons.
 
+mod error;
 mod vector;
+pub mod wire;
 
+pub use error::WireError;
 pub use vector::{Counter, Ordering as VectorOrdering, Vector};
 
 use crate::identity::ShortId;
@@ -129,7 +138,8 @@ pub fn parent_of(name: &str) -> &str {
 }
 
 /// The hash identifying a block list: SHA-256 over the blocks' hashes in order (the form
-/// Syncthing v2 sends as `blocks_hash`; equal block lists have equal hashes).
+/// Syncthing v2 sends as `blocks_hash`; equal block lists have equal hashes). What Peerfold sends
+/// to Syncthing 1.19 is [`wire::blocks_hash`].
 pub fn blocklist_hash(blocks: &[BlockInfo]) -> BlockHash {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
