@@ -9,13 +9,21 @@
 //!
 //! * [`wire`]: the protobuf messages (generated from `proto/bep.proto`) and their conversion to
 //!   and from the domain types, with Syncthing's validation of received index entries;
+//! * framing: [`decode_hello`] and [`encode_hello`] for the Hello, [`FrameDecoder`] and
+//!   [`encode_message`] for the [`Message`]s after it, with LZ4 and Syncthing's compression
+//!   policy;
 //! * [`WireError`]: what can be wrong with received bytes, worded as Syncthing's Close reasons.
 
 mod error;
+mod frame;
 mod vector;
 pub mod wire;
 
 pub use error::WireError;
+pub use frame::{
+    COMPRESSION_THRESHOLD, FrameDecoder, HELLO_MAGIC, Limits, MAX_HELLO_LEN, MAX_MESSAGE_LEN,
+    MAX_UNCOMPRESSED_LEN, Message, OLD_HELLO_MAGICS, decode_hello, encode_hello, encode_message,
+};
 pub use vector::{Counter, Ordering as VectorOrdering, Vector};
 
 use crate::identity::ShortId;

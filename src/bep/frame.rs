@@ -1,0 +1,824 @@
+//! BEP's framing: the Hello each side sends first, then length-prefixed messages, optionally
+//! LZ4-compressed.
+//!
+//! ```text
+//! Hello:    u32 BE magic 0x2EA7D90B | u16 BE length (≤ 32767) | Hello
+//! messages: u16 BE header length (may be 0) | Header | u32 BE body length | body
+//! LZ4 body: u32 BE uncompressed length | one raw LZ4 block (no frame format, no checksum)
+//! ```
+//!
+//! Everything here is sans-IO: [`decode_hello`] looks at bytes the caller has buffered,
+//! [`FrameDecoder`] takes bytes as they arrive and hands out whole messages, and
+//! [`encode_hello`] and [`encode_message`] append to a caller's buffer.
+
+use lz4_flex::block as lz4;
+use prost::Message as _;
+
+use super::WireError;
+use super::wire::{self, Compression, Header, Hello, MessageCompression, MessageType};
+
+/// The first four bytes of a BEP v1 Hello.
+pub const HELLO_MAGIC: u32 = 0x2EA7_D90B;
+/// Magics of protocol versions before BEP v1 as Syncthing ≥ 0.14 speaks it (the first word of an
+/// old ClusterConfig, and the v0.13 Hello magic): reported as [`WireError::HelloTooOld`].
+pub const OLD_HELLO_MAGICS: [u32; 3] = [0x0001_0000, 0x0001_0001, 0x9F79_BC40];
+/// The longest Hello protobuf Syncthing reads.
+pub const MAX_HELLO_LEN: usize = 32767;
+/// The longest message body on the wire (Syncthing's `MaxMessageLen`).
+pub const MAX_MESSAGE_LEN: usize = 500_000_000;
+/// The longest decompressed body [`FrameDecoder`] accepts by default. Syncthing sets no limit
+/// (beyond `u32`); its compressed messages are index batches of about 250 KiB, cluster configs
+/// and, with compression `always`, Responses of at most one 16 MiB block, so 64 MiB leaves
+/// ample room while bounding what a small compressed message can make us allocate.
+pub const MAX_UNCOMPRESSED_LEN: usize = 64 << 20;
+/// Messages shorter than this (uncompressed protobuf bytes) are never compressed.
+pub const COMPRESSION_THRESHOLD: usize = 128;
+/// LZ4 expands at most 255-fold (each extra match-length byte adds up to 255 bytes), so a block
+/// announcing more is rejected before anything is allocated for it.
+const LZ4_MAX_EXPANSION: usize = 255;
+
+/// A message after the Hello: the decoder's output and the encoder's input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    ClusterConfig(wire::ClusterConfig),
+    Index(wire::Index),
+    IndexUpdate(wire::IndexUpdate),
+    Request(wire::Request),
+    Response(wire::Response),
+    DownloadProgress(wire::DownloadProgress),
+    Ping,
+    Close(wire::Close),
+}
+
+impl Message {
+    /// The type announced in the message's header.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Self::ClusterConfig(_) => MessageType::ClusterConfig,
+            Self::Index(_) => MessageType::Index,
+            Self::IndexUpdate(_) => MessageType::IndexUpdate,
+            Self::Request(_) => MessageType::Request,
+            Self::Response(_) => MessageType::Response,
+            Self::DownloadProgress(_) => MessageType::DownloadProgress,
+            Self::Ping => MessageType::Ping,
+            Self::Close(_) => MessageType::Close,
+        }
+    }
+
+    /// The length of the uncompressed protobuf body.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Self::ClusterConfig(m) => m.encoded_len(),
+            Self::Index(m) => m.encoded_len(),
+            Self::IndexUpdate(m) => m.encoded_len(),
+            Self::Request(m) => m.encoded_len(),
+            Self::Response(m) => m.encoded_len(),
+            Self::DownloadProgress(m) => m.encoded_len(),
+            Self::Ping => 0,
+            Self::Close(m) => m.encoded_len(),
+        }
+    }
+
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        match self {
+            Self::ClusterConfig(m) => put(m, out),
+            Self::Index(m) => put(m, out),
+            Self::IndexUpdate(m) => put(m, out),
+            Self::Request(m) => put(m, out),
+            Self::Response(m) => put(m, out),
+            Self::DownloadProgress(m) => put(m, out),
+            Self::Ping => Ok(()),
+            Self::Close(m) => put(m, out),
+        }
+    }
+
+    fn decode(t: MessageType, body: &[u8]) -> Result<Self, WireError> {
+        let err = |source| WireError::Message { kind: type_name(t), source };
+        Ok(match t {
+            MessageType::ClusterConfig => {
+                Self::ClusterConfig(wire::ClusterConfig::decode(body).map_err(err)?)
+            }
+            MessageType::Index => Self::Index(wire::Index::decode(body).map_err(err)?),
+            MessageType::IndexUpdate => Self::IndexUpdate(wire::IndexUpdate::decode(body).map_err(err)?),
+            MessageType::Request => Self::Request(wire::Request::decode(body).map_err(err)?),
+            MessageType::Response => Self::Response(wire::Response::decode(body).map_err(err)?),
+            MessageType::DownloadProgress => {
+                Self::DownloadProgress(wire::DownloadProgress::decode(body).map_err(err)?)
+            }
+            MessageType::Ping => {
+                wire::Ping::decode(body).map_err(err)?;
+                Self::Ping
+            }
+            MessageType::Close => Self::Close(wire::Close::decode(body).map_err(err)?),
+        })
+    }
+}
+
+/// The name Syncthing's logs and Close reasons use for a message type.
+fn type_name(t: MessageType) -> &'static str {
+    match t {
+        MessageType::ClusterConfig => "cluster-config",
+        MessageType::Index => "index",
+        MessageType::IndexUpdate => "index-update",
+        MessageType::Request => "request",
+        MessageType::Response => "response",
+        MessageType::DownloadProgress => "download-progress",
+        MessageType::Ping => "ping",
+        MessageType::Close => "close",
+    }
+}
+
+/// Appends a protobuf message to `out`. Encoding into a `Vec` only fails when the message would
+/// not fit in memory at all.
+fn put(m: &impl prost::Message, out: &mut Vec<u8>) -> Result<(), WireError> {
+    m.encode(out).map_err(|e| WireError::MessageTooLong { len: e.required_capacity(), max: e.remaining() })
+}
+
+fn be_u16(b: &[u8], at: usize) -> Option<u16> {
+    b.get(at..)?.first_chunk::<2>().map(|c| u16::from_be_bytes(*c))
+}
+
+fn be_u32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..)?.first_chunk::<4>().map(|c| u32::from_be_bytes(*c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hello
+// ---------------------------------------------------------------------------------------------
+
+/// Appends `hello` with its magic and length to `out`.
+pub fn encode_hello(hello: &Hello, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let len = hello.encoded_len();
+    let Ok(len16) = u16::try_from(len) else {
+        return Err(WireError::HelloTooBig { len, max: MAX_HELLO_LEN });
+    };
+    if len > MAX_HELLO_LEN {
+        return Err(WireError::HelloTooBig { len, max: MAX_HELLO_LEN });
+    }
+    out.reserve(6 + len);
+    out.extend_from_slice(&HELLO_MAGIC.to_be_bytes());
+    out.extend_from_slice(&len16.to_be_bytes());
+    put(hello, out)
+}
+
+/// Decodes the Hello at the start of `buf`, the bytes received so far.
+///
+/// Returns `Ok(None)` while the Hello is incomplete, and `Ok(Some((hello, n)))` once it is
+/// there, `n` being its length with magic and length prefix: the bytes after it are the first
+/// frames, for a [`FrameDecoder`]. A wrong magic is reported as soon as four bytes are there.
+pub fn decode_hello(buf: &[u8]) -> Result<Option<(Hello, usize)>, WireError> {
+    let Some(magic) = be_u32(buf, 0) else { return Ok(None) };
+    if magic != HELLO_MAGIC {
+        return Err(if OLD_HELLO_MAGICS.contains(&magic) {
+            WireError::HelloTooOld { magic }
+        } else {
+            WireError::HelloUnknownMagic { magic }
+        });
+    }
+    let Some(len) = be_u16(buf, 4) else { return Ok(None) };
+    let len = usize::from(len);
+    if len > MAX_HELLO_LEN {
+        return Err(WireError::HelloTooBig { len, max: MAX_HELLO_LEN });
+    }
+    let Some(body) = buf.get(6..6 + len) else { return Ok(None) };
+    let hello = Hello::decode(body).map_err(WireError::Hello)?;
+    Ok(Some((hello, 6 + len)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding messages
+// ---------------------------------------------------------------------------------------------
+
+/// Appends `msg` as one frame to `out`, compressed or not by Syncthing's sender policy for the
+/// peer's `compression` setting:
+///
+/// * [`Compression::Metadata`] (the default) compresses every type except Response,
+///   [`Compression::Always`] every type, [`Compression::Never`] none;
+/// * only messages of at least [`COMPRESSION_THRESHOLD`] bytes are compressed, and the LZ4 body
+///   (with its length prefix) is used only if it is at most `n - n/32` bytes for an `n`-byte
+///   message (a saving of at least 1/32), else the message goes uncompressed;
+/// * messages longer than [`MAX_UNCOMPRESSED_LEN`] go uncompressed, so that every frame this
+///   writes is one [`FrameDecoder`] accepts.
+///
+/// On error nothing is appended.
+pub fn encode_message(msg: &Message, compression: Compression, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let t = msg.message_type();
+    let len = msg.encoded_len();
+    let compress = (COMPRESSION_THRESHOLD..=MAX_UNCOMPRESSED_LEN).contains(&len)
+        && match compression {
+            Compression::Never => false,
+            Compression::Always => true,
+            Compression::Metadata => t != MessageType::Response,
+        };
+    if compress {
+        let mut plain = Vec::with_capacity(len);
+        msg.encode_body(&mut plain)?;
+        let block = lz4::compress(&plain);
+        let body_len = 4 + block.len();
+        if let Ok(len32) = u32::try_from(plain.len())
+            && body_len <= plain.len() - plain.len() / 32
+        {
+            put_head(out, t, MessageCompression::Lz4, body_len)?;
+            out.extend_from_slice(&len32.to_be_bytes());
+            out.extend_from_slice(&block);
+        } else {
+            put_head(out, t, MessageCompression::None, plain.len())?;
+            out.extend_from_slice(&plain);
+        }
+        return Ok(());
+    }
+    put_head(out, t, MessageCompression::None, len)?;
+    msg.encode_body(out)
+}
+
+/// Appends header length, header and body length, after checking the body length.
+fn put_head(
+    out: &mut Vec<u8>,
+    t: MessageType,
+    compression: MessageCompression,
+    body_len: usize,
+) -> Result<(), WireError> {
+    let too_long = WireError::MessageTooLong { len: body_len, max: MAX_MESSAGE_LEN };
+    if body_len > MAX_MESSAGE_LEN {
+        return Err(too_long);
+    }
+    let Ok(body_len32) = u32::try_from(body_len) else { return Err(too_long) };
+    let header = Header { r#type: t as i32, compression: compression as i32 };
+    let header_len = header.encoded_len(); // at most 4 bytes
+    let Ok(header_len16) = u16::try_from(header_len) else { return Err(too_long) };
+    out.reserve(2 + header_len + 4 + body_len);
+    out.extend_from_slice(&header_len16.to_be_bytes());
+    put(&header, out)?;
+    out.extend_from_slice(&body_len32.to_be_bytes());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding messages
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`FrameDecoder`] accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest body on the wire, compressed or not. Default: [`MAX_MESSAGE_LEN`].
+    pub max_message_len: usize,
+    /// The longest body after LZ4 decompression. Default: [`MAX_UNCOMPRESSED_LEN`].
+    pub max_uncompressed_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_message_len: MAX_MESSAGE_LEN, max_uncompressed_len: MAX_UNCOMPRESSED_LEN }
+    }
+}
+
+/// Turns the bytes after the Hello, as they arrive in any pieces, into [`Message`]s.
+///
+/// [`push`](Self::push) what was received, then call [`next_message`](Self::next_message) until it
+/// returns `Ok(None)` (more bytes needed). Messages of unknown types are skipped, as Syncthing
+/// does. An error means the stream is broken: the connection must be closed, with the error as
+/// the reason; the decoder answers [`WireError::DecoderFailed`] from then on.
+///
+/// Memory: the decoder holds the bytes received and not yet decoded, and nothing is allocated
+/// for a length the peer announces before the bytes arrive. An LZ4 body is decompressed into a
+/// buffer of its announced size once the whole body is there, after checking that size against
+/// [`Limits::max_uncompressed_len`] and against what the block can hold (255 times its length).
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    /// Start of the bytes not yet decoded.
+    pos: usize,
+    state: State,
+    limits: Limits,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+enum State {
+    /// Waiting for the header length and the header.
+    #[default]
+    Header,
+    /// Header decoded; waiting for the body length.
+    Length {
+        msg_type: i32,
+        compression: MessageCompression,
+    },
+    /// Waiting for the body of `len` bytes.
+    Body {
+        msg_type: i32,
+        compression: MessageCompression,
+        len: usize,
+    },
+    Failed,
+}
+
+/// Below this many consumed bytes the buffer is not compacted (moving is cheap, but not free).
+const COMPACT_MIN: usize = 64 << 10;
+
+impl FrameDecoder {
+    /// A decoder with the default [`Limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_limits(limits: Limits) -> Self {
+        Self { limits, ..Self::default() }
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if matches!(self.state, State::Failed) {
+            return;
+        }
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos >= COMPACT_MIN && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// How many received bytes are not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next whole message, `Ok(None)` if more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
+        match self.advance() {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                self.state = State::Failed;
+                // The rest of the stream is meaningless; drop it.
+                self.buf = Vec::new();
+                self.pos = 0;
+                Err(e)
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<Message>, WireError> {
+        loop {
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            match self.state {
+                State::Failed => return Err(WireError::DecoderFailed),
+                State::Header => {
+                    let Some(raw) = be_u16(rest, 0) else { return Ok(None) };
+                    // Syncthing reads the length as an int16.
+                    let Ok(header_len) = usize::try_from(raw as i16) else {
+                        return Err(WireError::NegativeHeaderLength { len: raw as i16 });
+                    };
+                    let Some(header) = rest.get(2..2 + header_len) else { return Ok(None) };
+                    let header = Header::decode(header).map_err(WireError::Header)?;
+                    self.pos += 2 + header_len;
+                    self.state = State::Length {
+                        msg_type: header.r#type,
+                        compression: MessageCompression::try_from(header.compression)
+                            .map_err(|_| WireError::UnknownCompression { compression: header.compression })?,
+                    };
+                }
+                State::Length { msg_type, compression } => {
+                    let Some(raw) = be_u32(rest, 0) else { return Ok(None) };
+                    // Syncthing reads the length as an int32.
+                    let Ok(len) = usize::try_from(raw as i32) else {
+                        return Err(WireError::NegativeMessageLength { len: raw as i32 });
+                    };
+                    if len > self.limits.max_message_len {
+                        return Err(WireError::MessageTooLong { len, max: self.limits.max_message_len });
+                    }
+                    self.pos += 4;
+                    self.state = State::Body { msg_type, compression, len };
+                }
+                State::Body { msg_type, compression, len } => {
+                    let Some(body) = rest.get(..len) else { return Ok(None) };
+                    let message = decode_body(msg_type, compression, body, &self.limits)?;
+                    self.pos += len;
+                    self.state = State::Header;
+                    if message.is_some() {
+                        return Ok(message);
+                    }
+                    // An unknown type: skipped, on to the next frame.
+                }
+            }
+        }
+    }
+}
+
+/// Decompresses and decodes one body; `None` for a message type this side does not know.
+fn decode_body(
+    msg_type: i32,
+    compression: MessageCompression,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Option<Message>, WireError> {
+    let decompressed;
+    let plain = match compression {
+        MessageCompression::None => body,
+        MessageCompression::Lz4 => {
+            // Like Syncthing, decompress even a message of an unknown type: a corrupt one is an
+            // error either way.
+            decompressed = decompress(body, limits.max_uncompressed_len)?;
+            decompressed.as_slice()
+        }
+    };
+    match MessageType::try_from(msg_type) {
+        Ok(t) => Message::decode(t, plain).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Decompresses an LZ4 body: a `u32` BE uncompressed length and one raw LZ4 block.
+///
+/// Like Syncthing, output shorter than the announced length is accepted; longer output is an
+/// error.
+pub(super) fn decompress(body: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    let Some((prefix, block)) = body.split_first_chunk::<4>() else {
+        return Err(WireError::Lz4MissingLength { len: body.len() });
+    };
+    let len = usize::try_from(u32::from_be_bytes(*prefix)).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(WireError::Lz4TooLong { len, max });
+    }
+    if len > block.len().saturating_mul(LZ4_MAX_EXPANSION) {
+        return Err(WireError::Lz4ImpossibleLength { len, block_len: block.len() });
+    }
+    if block.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = vec![0; len];
+    let n = lz4::decompress_into(block, &mut out).map_err(WireError::Lz4)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bep::wire::{Close, ClusterConfig, ErrorCode, Index, Request, Response};
+
+    /// A whole frame with a raw header, for hand-made inputs.
+    fn frame(header: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&u16::try_from(header.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(header);
+        f.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    fn encode(msg: &Message, compression: Compression) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_message(msg, compression, &mut out).unwrap();
+        out
+    }
+
+    /// Decodes a stream pushed in one piece: every message, then the error if one ends it.
+    fn decode_all(bytes: &[u8]) -> (Vec<Message>, Option<WireError>) {
+        let mut d = FrameDecoder::new();
+        d.push(bytes);
+        let mut out = Vec::new();
+        loop {
+            match d.next_message() {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    fn decode_one(bytes: &[u8]) -> Result<Option<Message>, WireError> {
+        let mut d = FrameDecoder::new();
+        d.push(bytes);
+        d.next_message()
+    }
+
+    /// An LZ4 body: the uncompressed length (as announced) and the block.
+    fn lz4_body(announced: u32, block: &[u8]) -> Vec<u8> {
+        let mut b = announced.to_be_bytes().to_vec();
+        b.extend_from_slice(block);
+        b
+    }
+
+    fn big_index(files: usize) -> Message {
+        let file = |i: usize| wire::FileInfo {
+            name: format!("dir/file-{i}.txt"),
+            size: 1000,
+            permissions: 0o644,
+            modified_s: 1_795_268_468,
+            sequence: i64::try_from(i).unwrap() + 1,
+            block_size: 131_072,
+            blocks: vec![wire::BlockInfo { offset: 0, size: 1000, hash: vec![7; 32], weak_hash: 0 }],
+            ..Default::default()
+        };
+        Message::Index(Index { folder: "f".into(), files: (0..files).map(file).collect(), last_sequence: 0 })
+    }
+
+    fn compression_of(frame: &[u8]) -> i32 {
+        let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+        Header::decode(&frame[2..2 + header_len]).unwrap().compression
+    }
+
+    #[test]
+    fn ping_frame_is_eight_bytes() {
+        let bytes = [0x00, 0x02, 0x08, 0x06, 0x00, 0x00, 0x00, 0x00];
+        assert_eq!(encode(&Message::Ping, Compression::Always), bytes);
+        assert_eq!(decode_one(&bytes).unwrap(), Some(Message::Ping));
+    }
+
+    #[test]
+    fn empty_cluster_config_is_six_zero_bytes() {
+        let cc = Message::ClusterConfig(ClusterConfig::default());
+        assert_eq!(encode(&cc, Compression::Metadata), [0; 6]);
+        assert_eq!(decode_one(&[0; 6]).unwrap(), Some(cc));
+    }
+
+    #[test]
+    fn unknown_message_types_are_skipped() {
+        // Type 42 with a body that is no protobuf at all, then a Ping.
+        let mut bytes = frame(&[0x08, 42], b"\xff\xff future message");
+        // Type 42, LZ4-compressed: decompressed (as Syncthing does), then skipped.
+        let plain = b"a future message, compressed".repeat(8);
+        bytes.extend(frame(&[0x08, 42, 0x10, 0x01], &lz4_body(plain.len() as u32, &lz4::compress(&plain))));
+        bytes.extend(encode(&Message::Ping, Compression::Never));
+        let (messages, err) = decode_all(&bytes);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(messages, [Message::Ping]);
+    }
+
+    #[test]
+    fn unknown_compression_is_rejected() {
+        let bytes = frame(&[0x08, 0x06, 0x10, 0x02], &[]);
+        assert!(matches!(decode_one(&bytes), Err(WireError::UnknownCompression { compression: 2 })));
+        assert_eq!(
+            decode_one(&bytes).unwrap_err().to_string(),
+            "unknown message compression 2",
+            "Syncthing's wording"
+        );
+    }
+
+    #[test]
+    fn negative_lengths_are_rejected() {
+        assert!(matches!(decode_one(&[0x80, 0x00]), Err(WireError::NegativeHeaderLength { len: -32768 })));
+        assert!(matches!(
+            decode_one(&[0x00, 0x00, 0xff, 0xff, 0xff, 0xff]),
+            Err(WireError::NegativeMessageLength { len: -1 })
+        ));
+    }
+
+    #[test]
+    fn oversized_message_is_rejected_before_its_body_arrives() {
+        let mut len = 500_000_001u32.to_be_bytes().to_vec();
+        len.splice(0..0, [0, 0]);
+        let err = decode_one(&len).unwrap_err();
+        assert!(matches!(err, WireError::MessageTooLong { len: 500_000_001, max: 500_000_000 }));
+        assert_eq!(err.to_string(), "message length 500000001 exceeds maximum 500000000");
+    }
+
+    #[test]
+    fn announced_length_allocates_nothing_until_the_bytes_arrive() {
+        // A Request announced at 400 MB with its first 100 bytes: the decoder waits, holding
+        // only what it was given.
+        let mut d = FrameDecoder::new();
+        d.push(&[0x00, 0x02, 0x08, 0x03]);
+        d.push(&400_000_000u32.to_be_bytes());
+        d.push(&[0x0a; 100]);
+        assert!(d.next_message().unwrap().is_none());
+        assert_eq!(d.buffered(), 100);
+        assert!(d.buf.capacity() < 4096, "capacity {}", d.buf.capacity());
+        // The exact maximum is accepted (and waited for).
+        let mut d = FrameDecoder::new();
+        d.push(&[0x00, 0x00]);
+        d.push(&500_000_000u32.to_be_bytes());
+        assert!(d.next_message().unwrap().is_none());
+        assert!(d.buf.capacity() < 4096);
+    }
+
+    #[test]
+    fn limits_are_configurable() {
+        let limits = Limits { max_message_len: 10, max_uncompressed_len: 20 };
+        let mut d = FrameDecoder::with_limits(limits);
+        d.push(&frame(&[0x08, 0x07], &[0x0a; 11]));
+        assert!(matches!(d.next_message(), Err(WireError::MessageTooLong { len: 11, max: 10 })));
+        let mut d = FrameDecoder::with_limits(limits);
+        d.push(&frame(&[0x08, 0x07, 0x10, 0x01], &lz4_body(21, &[0x10; 6])));
+        assert!(matches!(d.next_message(), Err(WireError::Lz4TooLong { len: 21, max: 20 })));
+    }
+
+    #[test]
+    fn truncated_input_waits_then_completes() {
+        let msg = Message::Request(Request {
+            id: 7,
+            folder: "f".into(),
+            name: "a/b.txt".into(),
+            offset: 131_072,
+            size: 4,
+            hash: vec![1; 32],
+            block_no: 1,
+            ..Default::default()
+        });
+        let bytes = encode(&msg, Compression::Always);
+        for cut in 0..bytes.len() {
+            let mut d = FrameDecoder::new();
+            d.push(&bytes[..cut]);
+            assert!(d.next_message().unwrap().is_none(), "cut at {cut}");
+            d.push(&bytes[cut..]);
+            assert_eq!(d.next_message().unwrap().as_ref(), Some(&msg), "cut at {cut}");
+            assert!(d.next_message().unwrap().is_none());
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn truncated_protobuf_inside_a_whole_frame_is_an_error() {
+        // A Close whose reason claims 5 bytes but has 2.
+        let err = decode_one(&frame(&[0x08, 0x07], &[0x0a, 0x05, b'h', b'i'])).unwrap_err();
+        assert!(matches!(err, WireError::Message { kind: "close", .. }), "{err:?}");
+        assert_eq!(err.to_string(), "unmarshalling close message");
+        // A header that is no protobuf.
+        assert!(matches!(decode_one(&frame(&[0x08], &[])), Err(WireError::Header(_))));
+    }
+
+    #[test]
+    fn lz4_errors_are_precise() {
+        let lz4_frame = |body: &[u8]| frame(&[0x08, 0x01, 0x10, 0x01], body);
+        assert!(matches!(decode_one(&lz4_frame(&[0, 0, 1])), Err(WireError::Lz4MissingLength { len: 3 })));
+        assert!(matches!(
+            decode_one(&lz4_frame(&lz4_body(70 << 20, &[0; 1 << 20]))),
+            Err(WireError::Lz4TooLong { len: 73_400_320, max: MAX_UNCOMPRESSED_LEN })
+        ));
+        assert!(matches!(
+            decode_one(&lz4_frame(&lz4_body(2551, &[0; 10]))),
+            Err(WireError::Lz4ImpossibleLength { len: 2551, block_len: 10 })
+        ));
+        // A block cut short.
+        let plain = b"index entries, index entries, index entries, index entries".repeat(4);
+        let block = lz4::compress(&plain);
+        let announced = u32::try_from(plain.len()).unwrap();
+        let cut = lz4_body(announced, &block[..block.len() - 3]);
+        assert!(matches!(decode_one(&lz4_frame(&cut)), Err(WireError::Lz4(_))));
+        // A block producing more than announced.
+        let short = lz4_body(announced - 1, &block);
+        assert!(matches!(decode_one(&lz4_frame(&short)), Err(WireError::Lz4(_))));
+        // Announcing more than the block produces is accepted, as Syncthing does.
+        let long = lz4_body(announced + 10, &block);
+        assert!(matches!(decode_one(&lz4_frame(&long)), Ok(Some(Message::Index(_)))));
+    }
+
+    #[test]
+    fn decoder_stays_failed_after_an_error() {
+        let mut d = FrameDecoder::new();
+        d.push(&frame(&[0x08, 0x06, 0x10, 0x09], &[]));
+        assert!(d.next_message().is_err());
+        d.push(&encode(&Message::Ping, Compression::Never));
+        assert!(matches!(d.next_message(), Err(WireError::DecoderFailed)));
+    }
+
+    #[test]
+    fn hello_magics() {
+        for magic in OLD_HELLO_MAGICS {
+            let err = decode_hello(&magic.to_be_bytes()).unwrap_err();
+            assert!(matches!(err, WireError::HelloTooOld { magic: m } if m == magic), "{err:?}");
+        }
+        assert!(matches!(
+            decode_hello(&[0x16, 0x03, 0x01, 0x02]),
+            Err(WireError::HelloUnknownMagic { magic: 0x1603_0102 })
+        ));
+        // Fewer than four bytes: nothing to judge yet.
+        assert!(decode_hello(&[0x2e, 0xa7, 0xd9]).unwrap().is_none());
+    }
+
+    #[test]
+    fn hello_length_is_limited() {
+        let mut bytes = HELLO_MAGIC.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&32768u16.to_be_bytes());
+        assert!(matches!(decode_hello(&bytes), Err(WireError::HelloTooBig { len: 32768, max: 32767 })));
+        let hello = Hello { device_name: "x".repeat(40_000), ..Default::default() };
+        let mut out = Vec::new();
+        assert!(matches!(encode_hello(&hello, &mut out), Err(WireError::HelloTooBig { .. })));
+        assert!(out.is_empty());
+        // A Hello whose protobuf is broken.
+        let mut bytes = HELLO_MAGIC.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0x00, 0x02, 0x0a, 0x05]);
+        assert!(matches!(decode_hello(&bytes), Err(WireError::Hello(_))));
+    }
+
+    #[test]
+    fn hello_leaves_the_following_bytes() {
+        let mut bytes = Vec::new();
+        encode_hello(&Hello { device_name: "peer".into(), ..Default::default() }, &mut bytes).unwrap();
+        let hello_len = bytes.len();
+        bytes.extend(encode(&Message::Ping, Compression::Never));
+        let (hello, used) = decode_hello(&bytes).unwrap().unwrap();
+        assert_eq!((hello.device_name.as_str(), used), ("peer", hello_len));
+        assert_eq!(decode_one(&bytes[used..]).unwrap(), Some(Message::Ping));
+    }
+
+    #[test]
+    fn small_messages_are_never_compressed() {
+        let close = |n: usize| Message::Close(Close { reason: "x".repeat(n) });
+        // Field tag and length take 2 bytes: a reason of 125 gives 127 bytes, 126 gives 128.
+        assert_eq!(close(125).encoded_len(), 127);
+        assert_eq!(compression_of(&encode(&close(125), Compression::Always)), 0);
+        assert_eq!(compression_of(&encode(&close(126), Compression::Always)), 1);
+        assert_eq!(compression_of(&encode(&close(126), Compression::Metadata)), 1);
+    }
+
+    #[test]
+    fn compressible_index_is_compressed_by_default() {
+        let msg = big_index(200);
+        let bytes = encode(&msg, Compression::Metadata);
+        assert_eq!(bytes[..6], [0x00, 0x04, 0x08, 0x01, 0x10, 0x01]);
+        assert!(bytes.len() < msg.encoded_len() / 2, "{} of {}", bytes.len(), msg.encoded_len());
+        assert_eq!(decode_one(&bytes).unwrap(), Some(msg.clone()));
+        // `never` sends it as it is.
+        let plain = encode(&msg, Compression::Never);
+        assert_eq!(plain[..4], [0x00, 0x02, 0x08, 0x01]);
+        assert_eq!(plain.len(), 2 + 2 + 4 + msg.encoded_len());
+        assert_eq!(decode_one(&plain).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn responses_are_compressed_only_with_always() {
+        let msg = Message::Response(Response { id: 3, data: vec![0x55; 100_000], code: 0 });
+        assert_eq!(compression_of(&encode(&msg, Compression::Metadata)), 0);
+        assert_eq!(compression_of(&encode(&msg, Compression::Never)), 0);
+        let always = encode(&msg, Compression::Always);
+        assert_eq!(compression_of(&always), 1);
+        assert!(always.len() < 2000);
+        assert_eq!(decode_one(&always).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn incompressible_messages_go_uncompressed() {
+        // Pseudo-random bytes do not shrink by 1/32.
+        let mut x = 0x1234_5678_u32;
+        let data = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        let msg = Message::Response(Response { id: 1, data, code: ErrorCode::NoError as i32 });
+        let bytes = encode(&msg, Compression::Always);
+        assert_eq!(compression_of(&bytes), 0);
+        assert_eq!(decode_one(&bytes).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn compression_needs_a_saving_of_one_in_32() {
+        // Pseudo-random letters (which LZ4 cannot shrink) after a run of repeated ones (which it
+        // can): as the run grows, the saving crosses the n/32 threshold.
+        let mut x = 0x9e37_79b9_u32;
+        let noise: String = (0..400)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                char::from(b'a' + u8::try_from(x % 26).unwrap())
+            })
+            .collect();
+        let mut seen = [false, false];
+        for run in 0..100 {
+            let msg = Message::Close(Close { reason: format!("{}{noise}", "z".repeat(run)) });
+            let mut plain = Vec::new();
+            msg.encode_body(&mut plain).unwrap();
+            let n = plain.len();
+            let saves_enough = 4 + lz4::compress(&plain).len() <= n - n / 32;
+            let bytes = encode(&msg, Compression::Metadata);
+            assert_eq!(compression_of(&bytes), i32::from(saves_enough), "run {run}");
+            assert_eq!(decode_one(&bytes).unwrap(), Some(msg));
+            seen[usize::from(saves_enough)] = true;
+        }
+        assert_eq!(seen, [true, true], "both sides of the threshold were tried");
+    }
+
+    #[test]
+    fn lz4_round_trip_of_a_large_message() {
+        let msg = big_index(5000);
+        assert!(msg.encoded_len() > 256 << 10);
+        let bytes = encode(&msg, Compression::Always);
+        assert_eq!(compression_of(&bytes), 1);
+        let body = &bytes[2 + 4 + 4..];
+        let mut plain = Vec::new();
+        msg.encode_body(&mut plain).unwrap();
+        assert_eq!(decompress(body, MAX_UNCOMPRESSED_LEN).unwrap(), plain);
+        assert_eq!(decode_one(&bytes).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn consumed_bytes_are_released() {
+        let msg = big_index(3000);
+        let bytes = encode(&msg, Compression::Never);
+        let mut d = FrameDecoder::new();
+        for _ in 0..3 {
+            d.push(&bytes);
+            assert!(d.next_message().unwrap().is_some());
+        }
+        // Pushing after everything was consumed starts the buffer afresh.
+        d.push(&[0x00]);
+        assert_eq!((d.pos, d.buf.len()), (0, 1));
+    }
+}
