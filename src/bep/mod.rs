@@ -18,6 +18,8 @@ mod error;
 mod frame;
 mod vector;
 pub mod wire;
+#[cfg(test)]
+mod wire_tests;
 
 pub use error::WireError;
 pub use frame::{
