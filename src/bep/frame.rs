@@ -313,6 +313,9 @@ enum State {
 
 /// Below this many consumed bytes the buffer is not compacted (moving is cheap, but not free).
 const COMPACT_MIN: usize = 64 << 10;
+/// An empty buffer keeps at most this much capacity, so that one large message does not pin its
+/// size for the rest of the connection.
+const KEEP_CAPACITY: usize = 1 << 20;
 
 impl FrameDecoder {
     /// A decoder with the default [`Limits`].
@@ -331,6 +334,7 @@ impl FrameDecoder {
         }
         if self.pos == self.buf.len() {
             self.buf.clear();
+            self.buf.shrink_to(KEEP_CAPACITY);
             self.pos = 0;
         } else if self.pos >= COMPACT_MIN && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
@@ -820,5 +824,13 @@ mod tests {
         // Pushing after everything was consumed starts the buffer afresh.
         d.push(&[0x00]);
         assert_eq!((d.pos, d.buf.len()), (0, 1));
+        // And a large message's buffer is not kept.
+        let large = encode(&big_index(30_000), Compression::Never);
+        assert!(large.len() > 2 * KEEP_CAPACITY, "{} bytes", large.len());
+        let mut d = FrameDecoder::new();
+        d.push(&large);
+        assert!(d.next_message().unwrap().is_some());
+        d.push(&[0x00]);
+        assert!(d.buf.capacity() <= KEEP_CAPACITY, "capacity {}", d.buf.capacity());
     }
 }
