@@ -190,40 +190,75 @@ impl Index {
             .collect()
     }
 
-    /// Records local changes in one transaction: each file gets the folder's next sequence
-    /// number (written back into `files`), its block list is stored once and indexed by block
-    /// hash, and block lists no local file uses any more are dropped from the hash lookup.
+    /// Records local changes in one transaction (see [`LocalWriter::apply`]) and commits it.
     /// Returns the folder's new sequence.
     pub async fn apply_local(&self, folder: FolderIdx, files: &mut [FileInfo]) -> Result<i64, DbError> {
+        let mut writer = self.local_writer(folder).await?;
+        let sequence = writer.apply(files).await?;
+        writer.commit().await?;
+        Ok(sequence)
+    }
+
+    /// Opens a write transaction for recording local changes to `folder` batch by batch.
+    /// Nothing is visible to readers until [`LocalWriter::commit`]; dropping the writer rolls
+    /// every batch back. While it is open, other writers wait.
+    pub async fn local_writer(&self, folder: FolderIdx) -> Result<LocalWriter, DbError> {
         let mut tx = self.write.begin().await?;
         let row = sqlx::query("SELECT sequence FROM folders WHERE idx = ?")
             .bind(folder.0)
             .fetch_one(&mut *tx)
             .await?;
-        let mut sequence: i64 = row.try_get(0)?;
+        Ok(LocalWriter { tx, folder, sequence: row.try_get(0)? })
+    }
+}
+
+/// An open transaction recording local changes to one folder (see [`Index::local_writer`]).
+///
+/// One transaction over several batches writes each index page it touches once per commit
+/// rather than once per batch, which matters for the block-hash keyed tables: a batch of new
+/// files touches their pages almost everywhere.
+pub struct LocalWriter {
+    tx: Transaction<'static, Sqlite>,
+    folder: FolderIdx,
+    sequence: i64,
+}
+
+impl LocalWriter {
+    /// Records a batch: each file gets the folder's next sequence number (written back into
+    /// `files`), its block list is stored once and indexed by block hash, and block lists no
+    /// local file uses any more are dropped from the hash lookup. Returns the folder's sequence
+    /// after the batch.
+    pub async fn apply(&mut self, files: &mut [FileInfo]) -> Result<i64, DbError> {
         if files.is_empty() {
-            return Ok(sequence);
+            return Ok(self.sequence);
         }
+        let tx = &mut self.tx;
+        let mut sequence = self.sequence;
         for f in files.iter_mut() {
             sequence += 1;
             f.sequence = sequence;
         }
-        let replaced = old_blocklists(&mut tx, folder, files).await?;
+        let replaced = old_blocklists(tx, self.folder, files).await?;
         let hashes: Vec<Option<BlockHash>> =
             files.iter().map(|f| (!f.blocks.is_empty()).then(|| blocklist_hash(&f.blocks))).collect();
-        insert_blocklists(&mut tx, files, &hashes).await?;
-        upsert_files(&mut tx, folder, files, &hashes).await?;
+        insert_blocklists(tx, files, &hashes).await?;
+        upsert_files(tx, self.folder, files, &hashes).await?;
         sqlx::query("UPDATE folders SET sequence = ? WHERE idx = ?")
             .bind(sequence)
-            .bind(folder.0)
-            .execute(&mut *tx)
+            .bind(self.folder.0)
+            .execute(&mut **tx)
             .await?;
         let kept: HashSet<BlockHash> = hashes.iter().flatten().copied().collect();
         for old in replaced.difference(&kept) {
-            collect_blocklist(&mut tx, old).await?;
+            collect_blocklist(tx, old).await?;
         }
-        tx.commit().await?;
+        self.sequence = sequence;
         Ok(sequence)
+    }
+
+    /// Makes every batch applied so far durable and visible, at once.
+    pub async fn commit(self) -> Result<(), DbError> {
+        Ok(self.tx.commit().await?)
     }
 }
 

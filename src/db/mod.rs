@@ -10,7 +10,7 @@
 mod codec;
 mod files;
 
-pub use files::{BlockLocation, FolderCounts};
+pub use files::{BlockLocation, FolderCounts, LocalWriter};
 
 use std::path::Path;
 use std::str::FromStr as _;

@@ -30,7 +30,7 @@ use unicode_normalization::{UnicodeNormalization as _, is_nfc};
 use self::disk::{Kind, Stat};
 use self::hash::{HashError, hash_file};
 use crate::bep::{self, FileInfo, FileType, Vector};
-use crate::db::{DbError, FolderIdx, Index};
+use crate::db::{DbError, FolderIdx, Index, LocalWriter};
 use crate::identity::ShortId;
 use crate::ignore::{IgnoreError, Ignores};
 
@@ -42,6 +42,8 @@ const HASH_QUEUE_FILES: usize = 256;
 const HASH_QUEUE_BYTES: u64 = 64 << 20;
 /// Changes per batch sent to the writer (one transaction each).
 const WRITE_BATCH: usize = 4096;
+/// The longest the scanner keeps changes in one open transaction before committing them.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Entries read per query when a whole subtree is deleted or ignored.
 const SUBTREE_PAGE: u32 = 1000;
 /// How often a file that keeps changing under the hasher is tried before giving up until the
@@ -171,8 +173,23 @@ impl Scanner {
         let (tx, mut rx) = mpsc::channel::<Vec<FileInfo>>(2);
         let (index, folder) = (self.index.clone(), self.folder);
         let writer = tokio::spawn(async move {
+            // Batches share a transaction for up to COMMIT_INTERVAL: fewer commits rewrite the
+            // hash-keyed index pages fewer times. A crash loses at most that much scanning.
+            let mut open: Option<(LocalWriter, Instant)> = None;
             while let Some(mut batch) = rx.recv().await {
-                index.apply_local(folder, &mut batch).await?;
+                let (writer, since) = match open.as_mut() {
+                    Some(w) => w,
+                    None => open.insert((index.local_writer(folder).await?, Instant::now())),
+                };
+                writer.apply(&mut batch).await?;
+                if since.elapsed() >= COMMIT_INTERVAL
+                    && let Some((writer, _)) = open.take()
+                {
+                    writer.commit().await?;
+                }
+            }
+            if let Some((writer, _)) = open {
+                writer.commit().await?;
             }
             Ok::<_, DbError>(())
         });
@@ -234,8 +251,13 @@ impl Walk {
         if subs.is_empty() {
             self.walk_tree("")?;
         } else {
+            // Resolve every hint to where the scan must start, then drop repeats and starts
+            // inside other starts: two hints in one new directory scan it once.
+            let mut starts = Vec::new();
             for sub in self.normalize_subs(subs) {
-                let start = self.first_unknown_ancestor(&sub)?;
+                starts.push(self.first_unknown_ancestor(&sub)?);
+            }
+            for start in outermost(starts) {
                 self.scan_path(&start)?;
             }
         }
@@ -258,15 +280,7 @@ impl Walk {
                 self.issue(sub, "not a clean folder-relative path; ignored");
             }
         }
-        clean.sort();
-        clean.dedup();
-        let mut out: Vec<String> = Vec::new();
-        for s in clean {
-            if !out.iter().any(|p| s.starts_with(p.as_str()) && s.as_bytes().get(p.len()) == Some(&b'/')) {
-                out.push(s);
-            }
-        }
-        out
+        outermost(clean)
     }
 
     /// For a watcher hint deep in a tree the index does not know yet (a new directory), the
@@ -679,6 +693,22 @@ fn hash_job(root: &Path, job: &mut HashJob, hook: Option<&HookFn>) -> Result<Vec
         }
     }
     Err(format!("it kept changing while being read ({HASH_ATTEMPTS} tries); will retry on the next scan"))
+}
+
+/// The paths that are not below another path of the list, sorted, without repeats (`""`, the
+/// folder root, is above everything).
+fn outermost(mut paths: Vec<String>) -> Vec<String> {
+    paths.sort();
+    paths.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for p in paths {
+        let below =
+            |o: &String| o.is_empty() || p.strip_prefix(o.as_str()).is_some_and(|r| r.starts_with('/'));
+        if !out.iter().any(below) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Same type, size, modification time and permissions as recorded: not rehashed.

@@ -356,6 +356,24 @@ async fn partial_scan_of_a_new_nested_path_records_its_new_parents() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn hints_inside_one_new_directory_scan_it_once() {
+    let fx = Fixture::new().await;
+    fx.scan().await;
+    fx.write("x/a", b"a");
+    fx.write("x/b", b"b");
+    let s = fx.scanner().scan(&["x/a".to_string(), "x/b".to_string()]).await.unwrap();
+    assert_eq!(s.changed, 3, "x, x/a and x/b, once each");
+    assert_eq!(s.sequence, 3);
+}
+
+#[test]
+fn outermost_paths() {
+    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(outermost(v(&["a/b", "a", "a-b", "a/b/c", "a"])), v(&["a", "a-b"]));
+    assert_eq!(outermost(v(&["x", "", "y/z"])), v(&[""]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn partial_scan_of_a_deleted_path_tombstones_it() {
     let fx = Fixture::new().await;
     fx.write("d/a", b"a");
