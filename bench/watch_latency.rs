@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use peerfold::config::{Config, FolderConfig, FolderType};
+use peerfold::config::{Config, FolderConfig};
 use peerfold::db::Index;
 use peerfold::engine::Engine;
 use peerfold::identity::ShortId;
@@ -23,14 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::default();
     config.options.rescan_interval_s = 0;
     config.folders.push(FolderConfig {
-        id: "bench".parse()?,
-        label: String::new(),
-        path: root.canonicalize()?,
-        folder_type: FolderType::SendReceive,
-        devices: vec![],
-        rescan_interval_s: None,
         watch: Some(true),
-        paused: false,
+        ..FolderConfig::new("bench".parse()?, root.canonicalize()?)
     });
     let index = Index::open(&dir.path().join("index.db")).await?;
     let folder = index.folder("bench").await?;

@@ -180,6 +180,20 @@ impl Default for Config {
 }
 
 impl FolderConfig {
+    /// A send-receive folder at `path`, shared with no one, with the engine-wide defaults.
+    pub fn new(id: FolderId, path: PathBuf) -> Self {
+        Self {
+            id,
+            label: String::new(),
+            path,
+            folder_type: FolderType::default(),
+            devices: Vec::new(),
+            rescan_interval_s: None,
+            watch: None,
+            paused: false,
+        }
+    }
+
     pub fn rescan_interval_s(&self, options: &Options) -> u64 {
         self.rescan_interval_s.unwrap_or(options.rescan_interval_s)
     }
@@ -330,14 +344,10 @@ rescan_interval_s = 60
             paused: false,
         });
         c.folders.push(FolderConfig {
-            id: "f".parse().unwrap(),
-            label: String::new(),
-            path: "/data/f".into(),
             folder_type: FolderType::SendOnly,
             devices: vec![DEV.parse().unwrap()],
-            rescan_interval_s: None,
             watch: Some(false),
-            paused: false,
+            ..FolderConfig::new("f".parse().unwrap(), "/data/f".into())
         });
         c.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), c);
@@ -354,16 +364,7 @@ rescan_interval_s = 60
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "name = \"old\"\n").unwrap();
         let mut c = Config::default();
-        c.folders.push(FolderConfig {
-            id: "f".parse().unwrap(),
-            label: String::new(),
-            path: "relative".into(),
-            folder_type: FolderType::default(),
-            devices: vec![],
-            rescan_interval_s: None,
-            watch: None,
-            paused: false,
-        });
+        c.folders.push(FolderConfig::new("f".parse().unwrap(), "relative".into()));
         assert!(matches!(c.save(&path), Err(ConfigError::Invalid(_))));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "name = \"old\"\n");
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use peerfold::config::{Config, FolderConfig, FolderType};
+use peerfold::config::{Config, FolderConfig};
 use peerfold::db::Index;
 use peerfold::engine::{Engine, Event, FolderState};
 use peerfold::identity::ShortId;
@@ -17,14 +17,8 @@ fn config_with(t: &TestDir, watch: bool, rescan_interval_s: u64) -> Config {
     c.options.rescan_interval_s = rescan_interval_s;
     c.options.watch_delay_ms = 50;
     c.folders.push(FolderConfig {
-        id: "f".parse().unwrap(),
-        label: String::new(),
-        path: t.path("f").canonicalize().unwrap(),
-        folder_type: FolderType::SendReceive,
-        devices: vec![],
-        rescan_interval_s: None,
         watch: Some(watch),
-        paused: false,
+        ..FolderConfig::new("f".parse().unwrap(), t.path("f").canonicalize().unwrap())
     });
     c
 }
