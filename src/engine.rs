@@ -232,16 +232,14 @@ impl FolderTask {
                     None => break,
                 },
                 Some(event) = watch_rx.recv() => {
-                    match event {
-                        WatchEvent::Paths(paths) => dirty.extend(paths),
-                        WatchEvent::Rescan => full_scan_due = true,
-                    }
-                    // Take everything already queued, so one scan covers the burst.
-                    while let Ok(event) = watch_rx.try_recv() {
+                    // Take everything already queued too, so one scan covers the burst.
+                    let mut next = Some(event);
+                    while let Some(event) = next {
                         match event {
                             WatchEvent::Paths(paths) => dirty.extend(paths),
                             WatchEvent::Rescan => full_scan_due = true,
                         }
+                        next = watch_rx.try_recv().ok();
                     }
                     if dirty.contains("") {
                         full_scan_due = true;

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use peerfold::config::Config;
 use peerfold::db::Index;
-use peerfold::engine::Engine;
+use peerfold::engine::{Engine, error_chain};
 use peerfold::home::{self, Home};
 use peerfold::identity::{self, Identity};
 use peerfold::scan::{Progress, ScanSummary, Scanner};
@@ -70,17 +70,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One sentence: the error and its causes.
-            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-            let mut msg = String::new();
-            for part in chain {
-                if !msg.ends_with(&part) {
-                    if !msg.is_empty() {
-                        msg.push_str(": ");
-                    }
-                    msg.push_str(&part);
-                }
-            }
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -141,10 +141,6 @@ impl Scanner {
         Arc::clone(&self.progress)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     #[cfg(test)]
     fn with_hook(mut self, hook: impl Fn(&str, u64) -> std::io::Result<()> + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(hook));
