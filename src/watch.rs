@@ -115,13 +115,6 @@ mod tests {
         assert_eq!(relative(base, Path::new("/data/f/cafe\u{301}")).as_deref(), Some("caf\u{e9}"));
     }
 
-    /// The file itself or a directory above it (see [`WatchEvent::Paths`]).
-    fn covers(reported: &str, path: &str) -> bool {
-        reported.is_empty()
-            || reported == path
-            || path.strip_prefix(reported).is_some_and(|rest| rest.starts_with('/'))
-    }
-
     #[tokio::test]
     async fn a_file_written_into_a_new_directory_is_covered() {
         let dir = tempfile::tempdir().unwrap();
@@ -132,7 +125,8 @@ mod tests {
         std::fs::write(root.join("sub/new.txt"), b"x").unwrap();
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !seen.iter().any(|p: &String| covers(p, "sub/new.txt")) {
+        // The file itself or a directory above it (see `WatchEvent::Paths`).
+        while !seen.iter().any(|p: &String| crate::bep::is_within("sub/new.txt", p)) {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(WatchEvent::Paths(p))) => seen.extend(p),
                 Ok(Some(WatchEvent::Rescan)) => {}

@@ -147,6 +147,11 @@ pub fn parent_of(name: &str) -> &str {
     name.rfind('/').map_or("", |i| &name[..i])
 }
 
+/// True when `name` is `dir` or lies below it; every name is within `""`, the folder root.
+pub fn is_within(name: &str, dir: &str) -> bool {
+    dir.is_empty() || name.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The hash identifying a block list: SHA-256 over the blocks' hashes in order (the form
 /// Syncthing v2 sends as `blocks_hash`; equal block lists have equal hashes). What Peerfold sends
 /// to Syncthing 1.19 is [`wire::blocks_hash`].
@@ -236,6 +241,12 @@ mod tests {
         use sha2::Digest as _;
         let h: BlockHash = sha2::Sha256::digest([]).into();
         assert_eq!(h, EMPTY_BLOCK_HASH);
+    }
+
+    #[test]
+    fn within_a_directory() {
+        assert!(is_within("a", "a") && is_within("a/b/c", "a") && is_within("x", ""));
+        assert!(!is_within("a-b", "a") && !is_within("ab", "a") && !is_within("a", "a/b"));
     }
 
     #[test]

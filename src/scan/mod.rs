@@ -40,9 +40,10 @@ const INTERNAL_NAMES: [&str; 3] = [".stfolder", ".stignore", ".stversions"];
 const HASH_QUEUE_FILES: usize = 256;
 /// Bytes queued for hashing before the queue is hashed in parallel.
 const HASH_QUEUE_BYTES: u64 = 64 << 20;
-/// Changes per batch sent to the writer (one transaction each).
+/// Changes per batch sent to the writer.
 const WRITE_BATCH: usize = 4096;
-/// The longest the scanner keeps changes in one open transaction before committing them.
+/// The longest the scanner's writer keeps changes in one open transaction before committing
+/// them, whether or not more batches arrive.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Entries read per query when a whole subtree is deleted or ignored.
 const SUBTREE_PAGE: u32 = 1000;
@@ -170,19 +171,32 @@ impl Scanner {
         let (index, folder) = (self.index.clone(), self.folder);
         let writer = tokio::spawn(async move {
             // Batches share a transaction for up to COMMIT_INTERVAL: fewer commits rewrite the
-            // hash-keyed index pages fewer times. A crash loses at most that much scanning.
-            let mut open: Option<(LocalWriter, Instant)> = None;
-            while let Some(mut batch) = rx.recv().await {
-                let (writer, since) = match open.as_mut() {
+            // hash-keyed index pages fewer times. A crash loses at most that much scanning. The
+            // deadline holds while the walk is busy elsewhere (hashing a huge file), so the one
+            // write connection is never held for long.
+            let mut open: Option<(LocalWriter, tokio::time::Instant)> = None;
+            loop {
+                let next = match &open {
+                    Some((_, deadline)) => match tokio::time::timeout_at(*deadline, rx.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            if let Some((writer, _)) = open.take() {
+                                writer.commit().await?;
+                            }
+                            continue;
+                        }
+                    },
+                    None => rx.recv().await,
+                };
+                let Some(mut batch) = next else { break };
+                let (writer, _) = match open.as_mut() {
                     Some(w) => w,
-                    None => open.insert((index.local_writer(folder).await?, Instant::now())),
+                    None => open.insert((
+                        index.local_writer(folder).await?,
+                        tokio::time::Instant::now() + COMMIT_INTERVAL,
+                    )),
                 };
                 writer.apply(&mut batch).await?;
-                if since.elapsed() >= COMMIT_INTERVAL
-                    && let Some((writer, _)) = open.take()
-                {
-                    writer.commit().await?;
-                }
             }
             if let Some((writer, _)) = open {
                 writer.commit().await?;
@@ -457,8 +471,9 @@ impl Walk {
         }
         match stat.kind {
             Kind::Other => {
+                // Not syncable (a socket, a FIFO): as if deleted. Any subtree went just above.
                 if let Some(p) = live_prev {
-                    self.vanished(p)?;
+                    self.record(self.tombstone(p))?;
                 }
                 Ok(false)
             }
@@ -698,9 +713,7 @@ fn outermost(mut paths: Vec<String>) -> Vec<String> {
     paths.dedup();
     let mut out: Vec<String> = Vec::new();
     for p in paths {
-        let below =
-            |o: &String| o.is_empty() || p.strip_prefix(o.as_str()).is_some_and(|r| r.starts_with('/'));
-        if !out.iter().any(below) {
+        if !out.iter().any(|o| bep::is_within(&p, o)) {
             out.push(p);
         }
     }

@@ -238,6 +238,20 @@ async fn directory_replaced_by_file_deletes_its_contents() {
     assert!(fx.get("x/inner").await.unwrap().deleted);
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_replaced_by_a_fifo_is_deleted_once() {
+    let fx = Fixture::new().await;
+    fx.write("p/inner", b"i");
+    fx.scan().await;
+    fs::remove_dir_all(fx.path("p")).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(fx.path("p")).status().unwrap();
+    assert!(made.success());
+    let s = fx.scan().await;
+    assert_eq!((s.changed, s.deleted), (2, 2), "p and p/inner, one tombstone each");
+    assert!(fx.get("p").await.unwrap().deleted && fx.get("p/inner").await.unwrap().deleted);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn file_modified_during_hashing_is_rehashed_never_mixed() {
     let fx = Fixture::new().await;
