@@ -16,6 +16,8 @@
 
 mod error;
 mod frame;
+pub mod global;
+pub mod session;
 mod vector;
 pub mod wire;
 #[cfg(test)]

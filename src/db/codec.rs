@@ -23,30 +23,35 @@ const ENCODED_BLOCK_LEN: usize = 4 + 32;
 /// Reads a file row (see [`file_columns`]); the blocks are not loaded, the block list's hash is
 /// returned beside the file.
 pub(super) fn file_from_row(row: &SqliteRow) -> Result<(FileInfo, Option<BlockHash>), DbError> {
-    let name: String = row.try_get(0)?;
+    file_from_row_at(row, 0)
+}
+
+/// [`file_from_row`] for a row whose file columns start at column `at`.
+pub(super) fn file_from_row_at(row: &SqliteRow, at: usize) -> Result<(FileInfo, Option<BlockHash>), DbError> {
+    let name: String = row.try_get(at)?;
     let corrupt = |what| DbError::Corrupt { what, name: name.clone() };
-    let file_type = FileType::from_wire(row.try_get(1)?).ok_or_else(|| corrupt("file type"))?;
+    let file_type = FileType::from_wire(row.try_get(at + 1)?).ok_or_else(|| corrupt("file type"))?;
     let version =
-        Vector::from_bytes(&row.try_get::<Vec<u8>, _>(10)?).ok_or_else(|| corrupt("version vector"))?;
-    let blocklist_hash = match row.try_get::<Option<Vec<u8>>, _>(14)? {
+        Vector::from_bytes(&row.try_get::<Vec<u8>, _>(at + 10)?).ok_or_else(|| corrupt("version vector"))?;
+    let blocklist_hash = match row.try_get::<Option<Vec<u8>>, _>(at + 14)? {
         None => None,
         Some(h) => Some(BlockHash::try_from(h.as_slice()).map_err(|_| corrupt("block list hash"))?),
     };
     let info = FileInfo {
         file_type,
-        size: u64::try_from(row.try_get::<i64, _>(2)?).map_err(|_| corrupt("size"))?,
-        permissions: u32::try_from(row.try_get::<i64, _>(3)?).map_err(|_| corrupt("permissions"))?,
-        no_permissions: row.try_get(4)?,
-        modified_s: row.try_get(5)?,
-        modified_ns: row.try_get(6)?,
+        size: u64::try_from(row.try_get::<i64, _>(at + 2)?).map_err(|_| corrupt("size"))?,
+        permissions: u32::try_from(row.try_get::<i64, _>(at + 3)?).map_err(|_| corrupt("permissions"))?,
+        no_permissions: row.try_get(at + 4)?,
+        modified_s: row.try_get(at + 5)?,
+        modified_ns: row.try_get(at + 6)?,
         // Stored as the i64 with the same bits.
-        modified_by: ShortId(row.try_get::<i64, _>(7)? as u64),
-        deleted: row.try_get(8)?,
-        invalid: row.try_get(9)?,
+        modified_by: ShortId(row.try_get::<i64, _>(at + 7)? as u64),
+        deleted: row.try_get(at + 8)?,
+        invalid: row.try_get(at + 9)?,
         version,
-        sequence: row.try_get(11)?,
-        block_size: u32::try_from(row.try_get::<i64, _>(12)?).map_err(|_| corrupt("block size"))?,
-        symlink_target: row.try_get(13)?,
+        sequence: row.try_get(at + 11)?,
+        block_size: u32::try_from(row.try_get::<i64, _>(at + 12)?).map_err(|_| corrupt("block size"))?,
+        symlink_target: row.try_get(at + 13)?,
         blocks: Vec::new(),
         name,
     };

@@ -10,13 +10,13 @@ use crate::bep::{BlockHash, FileInfo, FileType, blocklist_hash};
 
 /// `files.device_idx` of this device's own entries (written as a literal `0` in SQL, where the
 /// partial index `files_local_by_parent` needs to see it).
-const LOCAL: i64 = 0;
+pub(super) const LOCAL: i64 = 0;
 
 /// Rows per multi-row statement. Fixed sizes keep the SQL text (and so the prepared statement)
 /// the same from batch to batch; each stays well under SQLite's 32766 bound parameters.
-const FILE_ROWS_PER_STATEMENT: usize = 256;
+pub(super) const FILE_ROWS_PER_STATEMENT: usize = 256;
 const BLOCK_ROWS_PER_STATEMENT: usize = 1024;
-const NAMES_PER_LOOKUP: usize = 512;
+pub(super) const NAMES_PER_LOOKUP: usize = 512;
 
 /// Where a block with a given hash can be read locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +56,11 @@ impl Index {
         Ok(Some(file))
     }
 
-    async fn blocklist(&self, hash: &BlockHash, name: &str) -> Result<Vec<crate::bep::BlockInfo>, DbError> {
+    pub(super) async fn blocklist(
+        &self,
+        hash: &BlockHash,
+        name: &str,
+    ) -> Result<Vec<crate::bep::BlockInfo>, DbError> {
         let row = sqlx::query("SELECT blocks FROM blocklists WHERE blocklist_hash = ?")
             .bind(hash.as_slice())
             .fetch_one(&self.read)
@@ -238,11 +242,12 @@ impl LocalWriter {
             sequence += 1;
             f.sequence = sequence;
         }
-        let replaced = old_blocklists(tx, self.folder, files).await?;
+        let replaced = old_blocklists(tx, self.folder, LOCAL, files).await?;
         let hashes: Vec<Option<BlockHash>> =
             files.iter().map(|f| (!f.blocks.is_empty()).then(|| blocklist_hash(&f.blocks))).collect();
-        insert_blocklists(tx, files, &hashes).await?;
-        upsert_files(tx, self.folder, files, &hashes).await?;
+        insert_blocklists(tx, files, &hashes, true).await?;
+        upsert_files(tx, self.folder, LOCAL, files, &hashes).await?;
+        super::remote::refresh_globals(tx, self.folder, files.iter().map(|f| f.name.as_str())).await?;
         sqlx::query("UPDATE folders SET sequence = ? WHERE idx = ?")
             .bind(sequence)
             .bind(self.folder.0)
@@ -263,16 +268,19 @@ impl LocalWriter {
 }
 
 /// The block lists the files being replaced use now.
-async fn old_blocklists(
+pub(super) async fn old_blocklists(
     tx: &mut Transaction<'_, Sqlite>,
     folder: FolderIdx,
+    device: i64,
     files: &[FileInfo],
 ) -> Result<HashSet<BlockHash>, DbError> {
     let mut out = HashSet::new();
     for chunk in files.chunks(NAMES_PER_LOOKUP) {
         let mut q = QueryBuilder::<Db>::new("SELECT blocklist_hash FROM files WHERE folder_idx = ");
         q.push_bind(folder.0);
-        q.push(" AND device_idx = 0 AND blocklist_hash IS NOT NULL AND name IN (");
+        q.push(" AND device_idx = ");
+        q.push_bind(device);
+        q.push(" AND blocklist_hash IS NOT NULL AND name IN (");
         let mut names = q.separated(", ");
         for f in chunk {
             names.push_bind(f.name.as_str());
@@ -288,10 +296,11 @@ async fn old_blocklists(
     Ok(out)
 }
 
-async fn insert_blocklists(
+pub(super) async fn insert_blocklists(
     tx: &mut Transaction<'_, Sqlite>,
     files: &[FileInfo],
     hashes: &[Option<BlockHash>],
+    local: bool,
 ) -> Result<(), DbError> {
     let lists: Vec<(&FileInfo, &BlockHash)> =
         files.iter().zip(hashes).filter_map(|(f, h)| h.as_ref().map(|h| (f, h))).collect();
@@ -301,6 +310,9 @@ async fn insert_blocklists(
             row.push_bind(h.as_slice()).push_bind(encode_blocks(&f.blocks));
         });
         q.build().execute(&mut **tx).await?;
+    }
+    if !local {
+        return Ok(());
     }
     // Every block of every list, for the hash lookup; already-present rows are kept.
     let blocks = lists.iter().flat_map(|(f, h)| f.blocks.iter().enumerate().map(move |(i, b)| (*h, i, b)));
@@ -321,9 +333,10 @@ async fn insert_blocklists(
     Ok(())
 }
 
-async fn upsert_files(
+pub(super) async fn upsert_files(
     tx: &mut Transaction<'_, Sqlite>,
     folder: FolderIdx,
+    device: i64,
     files: &[FileInfo],
     hashes: &[Option<BlockHash>],
 ) -> Result<(), DbError> {
@@ -336,7 +349,7 @@ async fn upsert_files(
         );
         q.push_values(chunk, |mut row, (f, h)| {
             row.push_bind(folder.0)
-                .push_bind(LOCAL)
+                .push_bind(device)
                 .push_bind(f.sequence)
                 .push_bind(f.name.as_str())
                 .push_bind(f.parent())
@@ -370,7 +383,10 @@ async fn upsert_files(
 
 /// Drops a block list's hash-lookup rows once no local file uses it, and the list itself once
 /// no file (local or remote) does.
-async fn collect_blocklist(tx: &mut Transaction<'_, Sqlite>, hash: &BlockHash) -> Result<(), DbError> {
+pub(super) async fn collect_blocklist(
+    tx: &mut Transaction<'_, Sqlite>,
+    hash: &BlockHash,
+) -> Result<(), DbError> {
     let local_users =
         sqlx::query("SELECT EXISTS (SELECT 1 FROM files WHERE blocklist_hash = ? AND device_idx = 0)")
             .bind(hash.as_slice())

@@ -9,8 +9,12 @@
 
 mod codec;
 mod files;
+mod remote;
 
 pub use files::{BlockLocation, FolderCounts, LocalWriter};
+pub use remote::{
+    Conflict, DeviceIdx, GlobalFile, NeedCounts, NeedKind, PendingDevice, PendingFolder, RemoteIndex,
+};
 
 use std::path::Path;
 use std::str::FromStr as _;

@@ -36,14 +36,14 @@ async fn migrations_apply_on_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.db");
     let index = Index::open(&path).await.unwrap();
-    assert_eq!(index.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2]);
     let f = index.folder("default").await.unwrap();
     assert_eq!(index.folder_sequence(f).await.unwrap(), 0);
     assert_ne!(index.folder_index_id(f).await.unwrap(), 0);
     index.close().await;
     // Reopening applies nothing twice and keeps the data.
     let index = Index::open(&path).await.unwrap();
-    assert_eq!(index.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2]);
     assert_eq!(index.folder("default").await.unwrap(), f);
 }
 
@@ -155,4 +155,142 @@ async fn folders_are_separate() {
     assert!(index.local_file(b, "x").await.unwrap().is_none());
     index.apply_local(b, &mut [file("x", &[2])]).await.unwrap();
     assert_eq!(index.local_file(a, "x").await.unwrap().unwrap().blocks[0].hash, [1; 32]);
+}
+
+const PEER: ShortId = ShortId(0x7777_0000_0000_0001);
+
+fn peer_id(n: u8) -> crate::identity::DeviceId {
+    crate::identity::DeviceId::try_from([n; 32].as_slice()).unwrap()
+}
+
+/// `f` as the peer changed it: its version bumped by the peer, at sequence `seq`.
+fn changed_by_peer(f: &FileInfo, seq: i64, t: u64) -> FileInfo {
+    let mut g = f.clone();
+    g.version = f.version.updated(PEER, t);
+    g.modified_by = PEER;
+    g.sequence = seq;
+    g
+}
+
+#[tokio::test]
+async fn a_peers_newer_version_is_needed_and_fetchable_from_it() {
+    let index = Index::open_in_memory().await.unwrap();
+    let folder = index.folder("f").await.unwrap();
+    let peer = index.device(&peer_id(1)).await.unwrap();
+    assert_eq!(index.device(&peer_id(1)).await.unwrap(), peer);
+    index.apply_local(folder, &mut [file("a", &[1]), file("b", &[2])]).await.unwrap();
+
+    index.set_remote_index_id(folder, peer, 42).await.unwrap();
+    let local_a = index.local_file(folder, "a").await.unwrap().unwrap();
+    let mut newer = changed_by_peer(&local_a, 1, 1_800_000_000);
+    newer.blocks[0].hash = [9; 32];
+    let mut new_file = file("c/d", &[3]);
+    new_file.version = Vector::new().updated(PEER, 5);
+    new_file.sequence = 2;
+    let same_b = {
+        let mut b = index.local_file(folder, "b").await.unwrap().unwrap();
+        b.sequence = 3;
+        b
+    };
+    index.apply_remote(folder, peer, &[newer.clone(), new_file, same_b], true).await.unwrap();
+    assert_eq!(
+        index.remote_index(folder, peer).await.unwrap(),
+        Some(RemoteIndex { index_id: 42, max_sequence: 3 })
+    );
+
+    let need = index.needed(folder, NeedKind::Changes, None, 100).await.unwrap();
+    assert_eq!(need, vec!["a", "c/d"]);
+    let g = index.global_file(folder, "a").await.unwrap().unwrap();
+    assert_eq!(g.file.version, newer.version);
+    assert_eq!(g.file.blocks, newer.blocks);
+    assert_eq!(g.holders, vec![peer_id(1)]);
+    assert_eq!(index.need_counts(folder).await.unwrap(), NeedCounts { items: 2, bytes: 2 * 131072 });
+    // The peer lacks nothing: it has the global version of every name it does not need.
+    assert_eq!(index.remote_need_counts(folder, peer).await.unwrap(), NeedCounts::default());
+    assert_eq!(index.global_counts(folder).await.unwrap().files, 3);
+
+    // Pulling "a" (recording the peer's version locally) satisfies the need.
+    let mut pulled = g.file.clone();
+    index.apply_local(folder, std::slice::from_mut(&mut pulled)).await.unwrap();
+    assert_eq!(index.needed(folder, NeedKind::Changes, None, 100).await.unwrap(), vec!["c/d"]);
+    assert_eq!(index.needed(folder, NeedKind::Changes, Some("a"), 100).await.unwrap(), vec!["c/d"]);
+}
+
+#[tokio::test]
+async fn local_changes_the_peer_lacks_are_counted_against_it() {
+    let index = Index::open_in_memory().await.unwrap();
+    let folder = index.folder("f").await.unwrap();
+    let peer = index.device(&peer_id(1)).await.unwrap();
+    index.apply_local(folder, &mut [file("a", &[1]), file("b", &[2, 3])]).await.unwrap();
+    index.set_remote_index_id(folder, peer, 1).await.unwrap();
+    let mut a = index.local_file(folder, "a").await.unwrap().unwrap();
+    a.sequence = 1;
+    index.apply_remote(folder, peer, &[a.clone()], false).await.unwrap();
+    assert_eq!(
+        index.remote_need_counts(folder, peer).await.unwrap(),
+        NeedCounts { items: 1, bytes: 2 * 131072 }
+    );
+    // A local edit of "a" makes it needed by the peer, not by us.
+    let mut edited = a.clone();
+    edited.version = a.version.updated(ME, 1_900_000_000);
+    edited.blocks[0].hash = [4; 32];
+    index.apply_local(folder, std::slice::from_mut(&mut edited)).await.unwrap();
+    assert!(index.needed(folder, NeedKind::Changes, None, 10).await.unwrap().is_empty());
+    assert_eq!(index.remote_need_counts(folder, peer).await.unwrap().items, 2);
+}
+
+#[tokio::test]
+async fn deletes_are_listed_deepest_first_and_a_reset_forgets_the_peer() {
+    let index = Index::open_in_memory().await.unwrap();
+    let folder = index.folder("f").await.unwrap();
+    let peer = index.device(&peer_id(2)).await.unwrap();
+    let mut dir = file("d", &[]);
+    dir.file_type = FileType::Directory;
+    dir.size = 0;
+    index.apply_local(folder, &mut [dir, file("d/x", &[1]), file("d/y", &[2])]).await.unwrap();
+    index.set_remote_index_id(folder, peer, 7).await.unwrap();
+    let mut gone = Vec::new();
+    for (i, name) in ["d", "d/x", "d/y"].into_iter().enumerate() {
+        let mut f = changed_by_peer(
+            &index.local_file(folder, name).await.unwrap().unwrap(),
+            i as i64 + 1,
+            2_000_000_000,
+        );
+        f.deleted = true;
+        f.blocks.clear();
+        f.size = 0;
+        gone.push(f);
+    }
+    index.apply_remote(folder, peer, &gone, false).await.unwrap();
+    assert!(index.needed(folder, NeedKind::Changes, None, 10).await.unwrap().is_empty());
+    let deletes = index.needed(folder, NeedKind::Deletes, None, 2).await.unwrap();
+    assert_eq!(deletes, vec!["d/y", "d/x"]);
+    assert_eq!(index.needed(folder, NeedKind::Deletes, Some("d/x"), 2).await.unwrap(), vec!["d"]);
+
+    // A new index ID drops what we held of the peer: nothing is needed any more.
+    index.set_remote_index_id(folder, peer, 8).await.unwrap();
+    assert!(index.needed(folder, NeedKind::Deletes, None, 10).await.unwrap().is_empty());
+    assert_eq!(index.remote_index(folder, peer).await.unwrap().unwrap().max_sequence, 0);
+}
+
+#[tokio::test]
+async fn pending_devices_and_folders_are_kept_until_removed() {
+    let index = Index::open_in_memory().await.unwrap();
+    let p = PendingDevice {
+        device: peer_id(3),
+        name: "laptop".into(),
+        address: "tcp://127.0.0.1:1".into(),
+        seen_at: 5,
+    };
+    index.add_pending_device(&p).await.unwrap();
+    index.add_pending_device(&PendingDevice { seen_at: 6, ..p.clone() }).await.unwrap();
+    assert_eq!(index.pending_devices().await.unwrap(), vec![PendingDevice { seen_at: 6, ..p.clone() }]);
+    assert!(index.remove_pending_device(&peer_id(3)).await.unwrap());
+    assert!(index.pending_devices().await.unwrap().is_empty());
+
+    let f = PendingFolder { device: peer_id(3), folder: "photos".into(), label: "Photos".into(), seen_at: 1 };
+    index.add_pending_folder(&f).await.unwrap();
+    assert_eq!(index.pending_folders().await.unwrap(), vec![f]);
+    index.remove_pending_folder("photos", None).await.unwrap();
+    assert!(index.pending_folders().await.unwrap().is_empty());
 }
