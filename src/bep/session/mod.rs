@@ -1,0 +1,393 @@
+//! One BEP connection's protocol state, without I/O: bytes in, events out; commands in, bytes
+//! out. The caller (a thin async task per connection) reads the socket into
+//! [`Session::receive`], writes [`Session::take_transmit`] to it, and sleeps until
+//! [`Session::poll_timeout`].
+//!
+//! The session enforces the protocol's order (Hello, then ClusterConfig first in each direction),
+//! validates every received index entry and request name with Syncthing's rules, matches
+//! Responses to outstanding Requests by ID, sends Pings when nothing was written for a while
+//! and gives up when nothing was received for longer. Any violation ends the session with a
+//! Close carrying the reason, as Syncthing words it; the caller then flushes and closes the
+//! transport. It never touches other connections.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::frame::{FrameDecoder, Message, decode_hello, encode_hello, encode_message};
+use super::wire::{self, Compression, ErrorCode};
+use super::{FileInfo, WireError};
+
+/// Syncthing sends a Ping when it has written nothing for this long.
+pub const PING_INTERVAL: Duration = Duration::from_secs(45);
+/// Syncthing closes a connection on which nothing arrived for this long.
+pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How a session behaves; [`SessionConfig::new`] gives Syncthing's timings.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// What we tell the peer about ourselves.
+    pub hello: wire::Hello,
+    /// Which messages we compress.
+    pub compression: Compression,
+    pub ping_interval: Duration,
+    pub receive_timeout: Duration,
+}
+
+impl SessionConfig {
+    pub fn new(hello: wire::Hello) -> Self {
+        Self {
+            hello,
+            compression: Compression::Metadata,
+            ping_interval: PING_INTERVAL,
+            receive_timeout: RECEIVE_TIMEOUT,
+        }
+    }
+}
+
+/// Something the peer said, for the caller to act on.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// The peer's Hello (always the first event).
+    Hello(wire::Hello),
+    /// A ClusterConfig (the first after the Hello; more may follow at any time).
+    ClusterConfig(wire::ClusterConfig),
+    /// Index entries, validated. `replace`: an Index (everything the peer has), not an update.
+    Index {
+        folder: String,
+        files: Vec<FileInfo>,
+        replace: bool,
+    },
+    /// A request for a block; the name was checked. Answer with [`Session::respond`].
+    Request(wire::Request),
+    /// The answer to one of our requests.
+    Response {
+        id: i32,
+        result: Result<Vec<u8>, ErrorCode>,
+    },
+    DownloadProgress(wire::DownloadProgress),
+    /// The session is over; nothing more will come. `by_peer`: the peer sent Close.
+    Closed {
+        reason: String,
+        by_peer: bool,
+    },
+}
+
+/// Misuse of a session by its caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("the connection is closed")]
+    Closed,
+    #[error("a ClusterConfig must be sent before {0}")]
+    NoClusterConfig(&'static str),
+    #[error("message cannot be sent: {0}")]
+    Encode(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    AwaitClusterConfig,
+    Ready,
+    Closed,
+}
+
+/// The state of one BEP connection.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    phase: Phase,
+    /// Bytes before the Hello is complete.
+    hello_buf: Vec<u8>,
+    decoder: FrameDecoder,
+    transmit: Vec<u8>,
+    events: VecDeque<Event>,
+    cluster_config_sent: bool,
+    next_request_id: i32,
+    outstanding: HashSet<i32>,
+    last_sent: Instant,
+    last_received: Instant,
+}
+
+impl Session {
+    /// A session that has queued our Hello for sending.
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
+        let mut s = Self {
+            config,
+            phase: Phase::AwaitHello,
+            hello_buf: Vec::new(),
+            decoder: FrameDecoder::new(),
+            transmit: Vec::new(),
+            events: VecDeque::new(),
+            cluster_config_sent: false,
+            next_request_id: 0,
+            outstanding: HashSet::new(),
+            last_sent: now,
+            last_received: now,
+        };
+        if let Err(e) = encode_hello(&s.config.hello, &mut s.transmit) {
+            s.fail(format!("cannot send hello: {e}"));
+        }
+        s
+    }
+
+    /// True once the session has ended (after [`Event::Closed`] was queued).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Feeds bytes read from the transport.
+    pub fn receive(&mut self, bytes: &[u8], now: Instant) {
+        if self.is_closed() || bytes.is_empty() {
+            return;
+        }
+        self.last_received = now;
+        let mut rest = bytes;
+        if self.phase == Phase::AwaitHello {
+            self.hello_buf.extend_from_slice(bytes);
+            match decode_hello(&self.hello_buf) {
+                Ok(None) => return,
+                Ok(Some((hello, used))) => {
+                    let buf = std::mem::take(&mut self.hello_buf);
+                    self.events.push_back(Event::Hello(hello));
+                    self.phase = Phase::AwaitClusterConfig;
+                    self.decoder.push(&buf[used..]);
+                    rest = &[];
+                }
+                Err(e) => return self.fail(e.to_string()),
+            }
+        }
+        self.decoder.push(rest);
+        loop {
+            match self.decoder.next_message() {
+                Ok(Some(msg)) => {
+                    self.handle(msg);
+                    if self.is_closed() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => return self.fail(e.to_string()),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Message) {
+        if self.phase == Phase::AwaitClusterConfig
+            && !matches!(msg, Message::ClusterConfig(_) | Message::Close(_))
+        {
+            // Syncthing's words for the same violation.
+            let what = match &msg {
+                Message::Index(m) => format!("protocol error on index for {}: invalid state 0", m.folder),
+                Message::IndexUpdate(m) => {
+                    format!("protocol error on index update for {}: invalid state 0", m.folder)
+                }
+                _ => String::from("protocol error: first message must be a cluster config"),
+            };
+            return self.fail(what);
+        }
+        match msg {
+            Message::ClusterConfig(cc) => {
+                self.phase = Phase::Ready;
+                self.events.push_back(Event::ClusterConfig(cc));
+            }
+            Message::Index(m) => self.index(m.folder, m.files, true),
+            Message::IndexUpdate(m) => self.index(m.folder, m.files, false),
+            Message::Request(r) => match wire::check_name(&r.name) {
+                Ok(()) if r.size >= 0 && r.offset >= 0 => self.events.push_back(Event::Request(r)),
+                Ok(()) => {
+                    self.fail(format!("protocol error on request for {}: negative size or offset", r.folder))
+                }
+                Err(e) => self.fail(format!("protocol error on request for {}: {e}", r.folder)),
+            },
+            Message::Response(r) => {
+                // A response to nothing outstanding is dropped, as Syncthing does.
+                if self.outstanding.remove(&r.id) {
+                    let result = match ErrorCode::try_from(r.code) {
+                        Ok(ErrorCode::NoError) => Ok(r.data),
+                        Ok(code) => Err(code),
+                        Err(_) => Err(ErrorCode::Generic),
+                    };
+                    self.events.push_back(Event::Response { id: r.id, result });
+                }
+            }
+            Message::DownloadProgress(p) => self.events.push_back(Event::DownloadProgress(p)),
+            Message::Ping => {}
+            Message::Close(c) => {
+                self.phase = Phase::Closed;
+                self.outstanding.clear();
+                self.events.push_back(Event::Closed { reason: c.reason, by_peer: true });
+            }
+        }
+    }
+
+    fn index(&mut self, folder: String, files: Vec<wire::FileInfo>, replace: bool) {
+        let kind = if replace { "index" } else { "index update" };
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            match FileInfo::try_from(f) {
+                Ok(f) => out.push(f),
+                Err(e) => return self.fail(format!("protocol error on {kind} for {folder}: {e}")),
+            }
+        }
+        self.events.push_back(Event::Index { folder, files: out, replace });
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to write to the transport, in order; empty when there is nothing to send.
+    pub fn take_transmit(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.transmit)
+    }
+
+    /// How many bytes wait to be taken by [`take_transmit`](Self::take_transmit): the caller's
+    /// measure for backpressure.
+    pub fn pending_transmit(&self) -> usize {
+        self.transmit.len()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        Some(
+            (self.last_sent + self.config.ping_interval)
+                .min(self.last_received + self.config.receive_timeout),
+        )
+    }
+
+    /// Sends a Ping if nothing was written for the ping interval; ends the session if nothing
+    /// was received for the receive timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if now >= self.last_received + self.config.receive_timeout {
+            return self.fail(String::from("read timeout"));
+        }
+        if now >= self.last_sent + self.config.ping_interval && self.phase != Phase::AwaitHello {
+            let _ = self.send(&Message::Ping, now);
+        }
+    }
+
+    /// Announces our folders; must come before any index, request or response.
+    pub fn send_cluster_config(&mut self, cc: wire::ClusterConfig, now: Instant) -> Result<(), SessionError> {
+        self.send(&Message::ClusterConfig(cc), now)?;
+        self.cluster_config_sent = true;
+        Ok(())
+    }
+
+    /// Sends index entries: an Index (replacing all the peer holds of ours) or an IndexUpdate.
+    pub fn send_index(
+        &mut self,
+        folder: &str,
+        files: &[FileInfo],
+        replace: bool,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.require_cluster_config("an index")?;
+        let wire_files: Vec<wire::FileInfo> = files.iter().map(wire::FileInfo::from).collect();
+        let last_sequence = files.iter().map(|f| f.sequence).max().unwrap_or(0);
+        let msg = if replace {
+            Message::Index(wire::Index { folder: folder.to_owned(), files: wire_files, last_sequence })
+        } else {
+            let prev_sequence = files.iter().map(|f| f.sequence).min().map_or(0, |s| s - 1);
+            Message::IndexUpdate(wire::IndexUpdate {
+                folder: folder.to_owned(),
+                files: wire_files,
+                last_sequence,
+                prev_sequence,
+            })
+        };
+        self.send(&msg, now)
+    }
+
+    /// Asks the peer for a block; returns the request's ID, which the [`Event::Response`] will
+    /// carry.
+    pub fn request(&mut self, mut request: wire::Request, now: Instant) -> Result<i32, SessionError> {
+        self.require_cluster_config("a request")?;
+        let id = self.next_request_id;
+        // IDs only need to be unique among outstanding requests.
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        request.id = id;
+        self.send(&Message::Request(request), now)?;
+        self.outstanding.insert(id);
+        Ok(id)
+    }
+
+    /// Forgets an outstanding request whose answer is no longer wanted.
+    pub fn cancel_request(&mut self, id: i32) {
+        self.outstanding.remove(&id);
+    }
+
+    /// Answers the peer's request `id`.
+    pub fn respond(
+        &mut self,
+        id: i32,
+        result: Result<Vec<u8>, ErrorCode>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.require_cluster_config("a response")?;
+        let response = match result {
+            Ok(data) => wire::Response { id, data, code: ErrorCode::NoError as i32 },
+            Err(code) => wire::Response { id, data: Vec::new(), code: code as i32 },
+        };
+        self.send(&Message::Response(response), now)
+    }
+
+    pub fn send_download_progress(
+        &mut self,
+        progress: wire::DownloadProgress,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.require_cluster_config("download progress")?;
+        self.send(&Message::DownloadProgress(progress), now)
+    }
+
+    /// Ends the session, telling the peer why. The caller flushes the transmit buffer and
+    /// closes the transport.
+    pub fn close(&mut self, reason: &str) {
+        self.fail(reason.to_owned());
+    }
+
+    fn require_cluster_config(&self, what: &'static str) -> Result<(), SessionError> {
+        if self.is_closed() {
+            Err(SessionError::Closed)
+        } else if !self.cluster_config_sent {
+            Err(SessionError::NoClusterConfig(what))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send(&mut self, msg: &Message, now: Instant) -> Result<(), SessionError> {
+        if self.is_closed() {
+            return Err(SessionError::Closed);
+        }
+        encode_message(msg, self.config.compression, &mut self.transmit)
+            .map_err(|e: WireError| SessionError::Encode(e.to_string()))?;
+        self.last_sent = now;
+        Ok(())
+    }
+
+    /// Ends the session: a Close with `reason` goes out (after the Hello, since a Close cannot
+    /// precede it) and the caller learns of it as [`Event::Closed`].
+    fn fail(&mut self, reason: String) {
+        if self.is_closed() {
+            return;
+        }
+        // Anything queued after a failure is meaningless to the peer, except what was queued
+        // before: it is flushed first, then the Close.
+        let close = Message::Close(wire::Close { reason: reason.clone() });
+        let _ = encode_message(&close, Compression::Never, &mut self.transmit);
+        self.phase = Phase::Closed;
+        self.outstanding.clear();
+        self.events.push_back(Event::Closed { reason, by_peer: false });
+    }
+}
+
+#[cfg(test)]
+mod tests;
