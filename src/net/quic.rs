@@ -1,0 +1,229 @@
+//! BEP over QUIC v1: endpoints, the listener task, the dialer, and the stream wrapper that
+//! carries one bidirectional stream as the connection's whole byte stream.
+//!
+//! As in Syncthing, the dialer opens one bidirectional stream and the listener accepts it; no
+//! other stream is allowed either way. Keep-alives every 15 s and a 30 s idle timeout match
+//! Syncthing v2 (1.19's exact values are unknown; it keeps connections alive too).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{HandshakeData, QuicClientConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::tls::{SERVER_NAME, TlsIdentity, peer_device};
+use super::{
+    Connection, HANDSHAKE_TIMEOUT, MAX_PENDING_HANDSHAKES, NetError, QUIC_STREAM_TIMEOUT, Transport,
+    check_alpn, deliver, log_failed_handshake, stopped,
+};
+use crate::identity::DeviceId;
+
+/// Keep-alive interval: well inside the idle timeout and typical NAT UDP mapping lifetimes.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// A connection with no packets for this long is dead.
+const MAX_IDLE_TIMEOUT_MS: u32 = 30_000;
+/// The application close code and reason Syncthing uses when it closes a connection.
+pub(super) const CLOSE_CODE: VarInt = VarInt::from_u32(0);
+pub(super) const CLOSE_REASON: &[u8] = b"closing";
+/// How long a dropped stream waits for the peer to acknowledge what was written before the
+/// connection is closed anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// Transport parameters; `incoming_bidi` is how many streams the peer may open (one for the
+/// listener, where the dialer opens the BEP stream; none for the dialer).
+fn transport_config(incoming_bidi: u32) -> Arc<TransportConfig> {
+    let mut config = TransportConfig::default();
+    config
+        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(MAX_IDLE_TIMEOUT_MS))))
+        .max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .datagram_receive_buffer_size(None);
+    Arc::new(config)
+}
+
+/// A listening endpoint on `addr`. It also dials (see `Net::dial`).
+pub(super) fn listen_endpoint(tls: &TlsIdentity, addr: SocketAddr) -> io::Result<quinn::Endpoint> {
+    let mut config = quinn::ServerConfig::with_crypto(tls.quic_server_config());
+    config.transport_config(transport_config(1));
+    quinn::Endpoint::server(config, addr)
+}
+
+/// Accepts connections on `endpoint` until `stop` is set or the endpoint is closed, running each
+/// handshake in its own task and passing the authenticated connections to `tx`.
+pub(super) async fn listen(
+    endpoint: quinn::Endpoint,
+    tls: TlsIdentity,
+    tx: mpsc::Sender<Connection>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let local = endpoint.local_addr().ok();
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            incoming = endpoint.accept(), if handshakes.len() < MAX_PENDING_HANDSHAKES => {
+                let Some(incoming) = incoming else { break };
+                let (tls, tx) = (tls.clone(), tx.clone());
+                handshakes.spawn(async move {
+                    match accept(incoming, local).await {
+                        Ok(conn) => deliver(conn, tls.device_id(), &tx).await,
+                        Err(e) => log_failed_handshake(Transport::Quic, &e),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The server side: the QUIC handshake, then the dialer's stream.
+async fn accept(
+    incoming: quinn::Incoming,
+    endpoint_addr: Option<SocketAddr>,
+) -> Result<Connection, NetError> {
+    let remote = incoming.remote_address();
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming)
+        .await
+        .map_err(|_| NetError::Timeout { what: format!("quic handshake with {remote}") })?
+        .map_err(|e| NetError::Handshake { remote, source: e.into() })?;
+    let device = connection_device(&conn, remote)?;
+    let (send, recv) = tokio::time::timeout(QUIC_STREAM_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| NetError::Timeout { what: format!("waiting for the stream from {remote}") })?
+        .map_err(|e| NetError::Stream { remote, source: e.into() })?;
+    Ok(Connection {
+        device,
+        remote,
+        local: local_addr(&conn, endpoint_addr, remote),
+        transport: Transport::Quic,
+        outgoing: false,
+        stream: Box::new(QuicStream::new(conn, send, recv)),
+    })
+}
+
+/// The client side from `endpoint`, accepting only `expected`. The caller bounds the time it
+/// takes.
+pub(super) async fn dial(
+    endpoint: &quinn::Endpoint,
+    tls: &TlsIdentity,
+    remote: SocketAddr,
+    expected: DeviceId,
+) -> Result<Connection, NetError> {
+    let (tls_config, answered) = tls.client_config(expected);
+    let crypto = QuicClientConfig::try_from(tls_config).map_err(NetError::tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config(0));
+    let connecting = endpoint
+        .connect_with(config, remote, SERVER_NAME)
+        .map_err(|e| NetError::Connect { remote, source: io::Error::other(e) })?;
+    let conn = connecting.await.map_err(|e| NetError::handshake(remote, expected, &answered, e))?;
+    let device = connection_device(&conn, remote)?;
+    // Opening is local bookkeeping; the peer sees the stream with the first bytes written.
+    let (send, recv) = conn.open_bi().await.map_err(|e| NetError::Stream { remote, source: e.into() })?;
+    Ok(Connection {
+        device,
+        remote,
+        local: local_addr(&conn, endpoint.local_addr().ok(), remote),
+        transport: Transport::Quic,
+        outgoing: true,
+        stream: Box::new(QuicStream::new(conn, send, recv)),
+    })
+}
+
+/// The peer's device ID, after checking ALPN.
+fn connection_device(conn: &quinn::Connection, remote: SocketAddr) -> Result<DeviceId, NetError> {
+    let protocol = conn.handshake_data().and_then(|data| data.downcast::<HandshakeData>().ok()?.protocol);
+    check_alpn(protocol.as_deref(), remote);
+    let certs =
+        conn.peer_identity().and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok());
+    peer_device(certs.as_deref().map(Vec::as_slice))
+        .ok_or_else(|| NetError::Handshake { remote, source: "the peer sent no certificate".into() })
+}
+
+/// Our address on a connection: the endpoint's port with the IP the packets actually use when
+/// the endpoint is bound to an unspecified address.
+fn local_addr(conn: &quinn::Connection, endpoint_addr: Option<SocketAddr>, remote: SocketAddr) -> SocketAddr {
+    let port = endpoint_addr.map_or(0, |a| a.port());
+    let ip = conn.local_ip().or(endpoint_addr.map(|a| a.ip())).unwrap_or(match remote.ip() {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    });
+    SocketAddr::new(ip, port)
+}
+
+/// One bidirectional QUIC stream as a byte stream, owning its connection: dropping it closes
+/// the connection, after the peer has acknowledged what was written (see `Drop`).
+struct QuicStream {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    /// Whether the send side was finished; quinn reports a second `finish` as an error, but
+    /// `shutdown()` on a byte stream may be called again.
+    finished: bool,
+}
+
+impl QuicStream {
+    fn new(conn: quinn::Connection, send: quinn::SendStream, recv: quinn::RecvStream) -> Self {
+        Self { conn, send, recv, finished: false }
+    }
+}
+
+impl AsyncRead for QuicStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        AsyncRead::poll_read(Pin::new(&mut self.recv), cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.finished {
+            return Poll::Ready(Ok(()));
+        }
+        self.finished = true;
+        Poll::Ready(self.send.finish().map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e)))
+    }
+}
+
+impl Drop for QuicStream {
+    /// Closing a QUIC connection discards data not yet sent, so the close waits (in a task, at
+    /// most [`CLOSE_LINGER`]) until the peer has acknowledged the finished send stream. Without
+    /// a runtime (process exit) it closes at once.
+    fn drop(&mut self) {
+        if !self.finished {
+            // An error means the peer stopped the stream: nothing left to deliver.
+            let _ = self.send.finish();
+        }
+        let delivered = self.send.stopped();
+        let conn = self.conn.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_LINGER, delivered).await;
+                    conn.close(CLOSE_CODE, CLOSE_REASON);
+                });
+            }
+            Err(_) => conn.close(CLOSE_CODE, CLOSE_REASON),
+        }
+    }
+}
