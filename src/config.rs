@@ -144,6 +144,88 @@ pub struct FolderConfig {
     pub watch: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// What becomes of files that peers' changes replace or delete; trash can for 30 days
+    /// unless the folder says otherwise.
+    #[serde(default)]
+    pub versioning: Versioning,
+}
+
+/// What becomes of a file that a peer's change replaces or deletes (Syncthing's file
+/// versioning). The puller that applies it is still to come.
+///
+/// In `config.toml` it is a folder's `versioning` table, chosen by its `type`:
+///
+/// ```toml
+/// [[folder]]
+/// id = "photos"
+/// path = "/srv/photos"
+///
+/// [folder.versioning]
+/// type = "trashcan"  # keep the old copy in the folder's .stversions directory…
+/// keep_days = 30     # …for 30 days (the default); 0 keeps it forever
+/// ```
+///
+/// `versioning = { type = "none" }` turns it off. A folder without the table gets
+/// `Trashcan { keep_days: 30 }`, and a table without `keep_days` gets 30 days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", try_from = "VersioningTable")]
+pub enum Versioning {
+    /// The old file is gone.
+    None,
+    /// The old file is moved to `.stversions` in the folder (as Syncthing's trash can does)
+    /// and deleted from there after `keep_days` days; 0 = never.
+    Trashcan { keep_days: u32 },
+}
+
+/// How long the trash can keeps a file by default.
+pub const DEFAULT_KEEP_DAYS: u32 = 30;
+
+/// [`Versioning`] as written, so that a key the chosen type does not use (`keep_days` with
+/// `type = "none"`) is an error, as unknown keys are everywhere else; serde's internally tagged
+/// enums ignore extra keys of unit variants.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table like { type = \"trashcan\", keep_days = 30 }")]
+struct VersioningTable {
+    #[serde(rename = "type")]
+    kind: VersioningType,
+    keep_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum VersioningType {
+    None,
+    Trashcan,
+}
+
+impl TryFrom<VersioningTable> for Versioning {
+    type Error = &'static str;
+    fn try_from(t: VersioningTable) -> Result<Self, Self::Error> {
+        match (t.kind, t.keep_days) {
+            (VersioningType::None, None) => Ok(Self::None),
+            (VersioningType::None, Some(_)) => Err("keep_days applies to type \"trashcan\" only"),
+            (VersioningType::Trashcan, days) => {
+                Ok(Self::Trashcan { keep_days: days.unwrap_or(DEFAULT_KEEP_DAYS) })
+            }
+        }
+    }
+}
+
+impl Default for Versioning {
+    fn default() -> Self {
+        Self::Trashcan { keep_days: DEFAULT_KEEP_DAYS }
+    }
+}
+
+impl std::fmt::Display for Versioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("no versioning"),
+            Self::Trashcan { keep_days: 0 } => f.write_str("trash can forever"),
+            Self::Trashcan { keep_days: 1 } => f.write_str("trash can for 1 day"),
+            Self::Trashcan { keep_days } => write!(f, "trash can for {keep_days} days"),
+        }
+    }
 }
 
 /// A remote device this device may talk to.
@@ -180,7 +262,8 @@ impl Default for Config {
 }
 
 impl FolderConfig {
-    /// A send-receive folder at `path`, shared with no one, with the engine-wide defaults.
+    /// A send-receive folder at `path`, shared with no one, with the engine-wide defaults and
+    /// trash-can versioning for [`DEFAULT_KEEP_DAYS`].
     pub fn new(id: FolderId, path: PathBuf) -> Self {
         Self {
             id,
@@ -191,6 +274,7 @@ impl FolderConfig {
             rescan_interval_s: None,
             watch: None,
             paused: false,
+            versioning: Versioning::default(),
         }
     }
 
@@ -372,6 +456,45 @@ rescan_interval_s = 60
         assert_eq!(f.devices[0].to_string(), DEV, "device IDs are parsed once, in any accepted form");
         assert_eq!(f.rescan_interval_s(&c.options), 60);
         assert!(f.watch(&c.options));
+        assert_eq!(f.versioning, Versioning::Trashcan { keep_days: 30 }, "versioning is on by default");
+    }
+
+    #[test]
+    fn versioning_is_a_table_tagged_by_type() {
+        let folder = "[[folder]]\nid = \"a\"\npath = \"/a\"\n";
+        let cases = [
+            (
+                "[folder.versioning]\ntype = \"trashcan\"\nkeep_days = 7",
+                Versioning::Trashcan { keep_days: 7 },
+            ),
+            ("[folder.versioning]\ntype = \"trashcan\"", Versioning::Trashcan { keep_days: 30 }),
+            ("versioning = { type = \"trashcan\", keep_days = 0 }", Versioning::Trashcan { keep_days: 0 }),
+            ("versioning = { type = \"none\" }", Versioning::None),
+        ];
+        for (table, want) in cases {
+            let c = Config::parse(&format!("{folder}{table}")).unwrap();
+            assert_eq!(c.folders[0].versioning, want, "{table}");
+            assert_eq!(Config::parse(&c.to_toml()).unwrap(), c, "round trip of {table}");
+        }
+        for (table, want) in [
+            ("versioning = \"none\"", "expected a table like { type = \"trashcan\""),
+            ("versioning = { type = \"staggered\" }", "unknown variant"),
+            ("versioning = { type = \"trashcan\", keepdays = 3 }", "unknown field"),
+            ("versioning = { type = \"trashcan\", keep_days = -1 }", "invalid value"),
+            ("versioning = { keep_days = 3 }", "missing field `type`"),
+            ("versioning = { type = \"none\", keep_days = 3 }", "applies to type \"trashcan\" only"),
+        ] {
+            let err = Config::parse(&format!("{folder}{table}")).unwrap_err();
+            assert!(err.contains(want), "{table}: {err}");
+        }
+        let written = Config {
+            folders: vec![FolderConfig::new("a".parse().unwrap(), "/a".into())],
+            ..Config::default()
+        }
+        .to_toml();
+        assert!(written.contains("[folder.versioning]\ntype = \"trashcan\"\nkeep_days = 30\n"), "{written}");
+        assert_eq!(Versioning::default().to_string(), "trash can for 30 days");
+        assert_eq!(Versioning::Trashcan { keep_days: 0 }.to_string(), "trash can forever");
     }
 
     #[test]
