@@ -6,7 +6,7 @@
 //! old one, synced and renamed over it, so a crash leaves either the old or the new file.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,165 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a change to the configuration was refused. The configuration is then as it was.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeError {
+    #[error("{0} is this device's own ID; add the devices it should sync with")]
+    OwnDevice(DeviceId),
+    #[error("device {0} is not a configured device")]
+    UnknownDevice(DeviceId),
+    #[error("there is no folder with ID \"{0}\"")]
+    UnknownFolder(FolderId),
+    #[error("folder ID \"{id}\" is already used by the folder at {}", path.display())]
+    DuplicateFolder { id: FolderId, path: PathBuf },
+    #[error("{}", overlap_message(path, *overlap, other, other_path))]
+    Overlap { path: PathBuf, overlap: Overlap, other: FolderId, other_path: PathBuf },
+    #[error("folder path {} is not absolute", .0.display())]
+    RelativePath(PathBuf),
+    #[error("address {address:?} {reason}")]
+    Address { address: String, reason: String },
+    #[error("a device needs at least one address (dynamic: find it by discovery)")]
+    NoAddresses,
+    /// A check of [`Config::validate`] that the change's own checks did not make first.
+    #[error("the changed configuration would not be valid: {0}")]
+    Invalid(String),
+}
+
+/// How a new folder's path meets an existing folder's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    /// The same directory.
+    Same,
+    /// Inside the other folder.
+    Inside,
+    /// Contains the other folder.
+    Contains,
+}
+
+fn overlap_message(path: &Path, overlap: Overlap, other: &FolderId, other_path: &Path) -> String {
+    let (path, other_path) = (path.display(), other_path.display());
+    match overlap {
+        Overlap::Same => format!("{path} is already the path of folder \"{other}\""),
+        Overlap::Inside => format!("{path} is inside folder \"{other}\" at {other_path}"),
+        Overlap::Contains => format!("{path} contains folder \"{other}\" at {other_path}"),
+    }
+}
+
+/// What a change to the configuration did: its `Display` is the one line a front-end shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    DeviceAdded {
+        id: DeviceId,
+        name: String,
+        addresses: Vec<String>,
+    },
+    /// A configured device got a new name or new addresses (`Some` for each that changed).
+    DeviceUpdated {
+        id: DeviceId,
+        name: Option<String>,
+        addresses: Option<Vec<String>>,
+    },
+    /// The device was already configured as asked.
+    DeviceUnchanged {
+        id: DeviceId,
+    },
+    /// The device is gone, and so are its shares of the `unshared` folders.
+    DeviceRemoved {
+        id: DeviceId,
+        unshared: Vec<FolderId>,
+    },
+    FolderAdded {
+        id: FolderId,
+        path: PathBuf,
+        folder_type: FolderType,
+        versioning: Versioning,
+        devices: usize,
+    },
+    /// The folder is no longer configured; its files are untouched.
+    FolderRemoved {
+        id: FolderId,
+        path: PathBuf,
+    },
+    Shared {
+        folder: FolderId,
+        device: DeviceId,
+    },
+    AlreadyShared {
+        folder: FolderId,
+        device: DeviceId,
+    },
+    Unshared {
+        folder: FolderId,
+        device: DeviceId,
+    },
+    NotShared {
+        folder: FolderId,
+        device: DeviceId,
+    },
+}
+
+impl Change {
+    /// Whether the configuration differs from before (else there is nothing to save).
+    pub fn changed(&self) -> bool {
+        !matches!(self, Self::DeviceUnchanged { .. } | Self::AlreadyShared { .. } | Self::NotShared { .. })
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let quoted = |name: &str| if name.is_empty() { String::new() } else { format!(" {name:?}") };
+        match self {
+            Self::DeviceAdded { id, name, addresses } => {
+                write!(f, "Added device {id}{} (addresses: {}).", quoted(name), addresses.join(", "))
+            }
+            Self::DeviceUpdated { id, name, addresses } => {
+                write!(f, "Device {id} was already configured; set its ")?;
+                match (name, addresses) {
+                    (Some(n), Some(a)) => write!(f, "name to {n:?} and its addresses to {}.", a.join(", ")),
+                    (Some(n), None) => write!(f, "name to {n:?}."),
+                    (None, a) => write!(f, "addresses to {}.", a.as_deref().unwrap_or_default().join(", ")),
+                }
+            }
+            Self::DeviceUnchanged { id } => {
+                write!(f, "Device {id} is already configured; nothing changed.")
+            }
+            Self::DeviceRemoved { id, unshared } if unshared.is_empty() => write!(f, "Removed device {id}."),
+            Self::DeviceRemoved { id, unshared } => {
+                let folders: Vec<String> = unshared.iter().map(|f| format!("\"{f}\"")).collect();
+                let s = if folders.len() == 1 { "" } else { "s" };
+                write!(f, "Removed device {id} and stopped sharing folder{s} {} with it.", folders.join(", "))
+            }
+            Self::FolderAdded { id, path, folder_type, versioning, devices } => {
+                let shared = match devices {
+                    0 => "shared with no device yet".to_owned(),
+                    1 => "shared with 1 device".to_owned(),
+                    n => format!("shared with {n} devices"),
+                };
+                write!(
+                    f,
+                    "Added {folder_type} folder \"{id}\" at {} ({versioning}), {shared}.",
+                    path.display()
+                )
+            }
+            Self::FolderRemoved { id, path } => write!(
+                f,
+                "Removed folder \"{id}\" from the configuration; its files in {} are untouched.",
+                path.display()
+            ),
+            Self::Shared { folder, device } => write!(f, "Shared folder \"{folder}\" with device {device}."),
+            Self::AlreadyShared { folder, device } => {
+                write!(f, "Folder \"{folder}\" is already shared with device {device}.")
+            }
+            Self::Unshared { folder, device } => {
+                write!(f, "Stopped sharing folder \"{folder}\" with device {device}.")
+            }
+            Self::NotShared { folder, device } => {
+                write!(f, "Folder \"{folder}\" was not shared with device {device}; nothing changed.")
+            }
+        }
+    }
 }
 
 /// A folder's ID: the name peers know it by. Any non-empty string without control characters.
@@ -90,6 +249,23 @@ pub enum FolderType {
     ReceiveOnly,
 }
 
+impl FolderType {
+    /// The name used in `config.toml` and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendReceive => "send-receive",
+            Self::SendOnly => "send-only",
+            Self::ReceiveOnly => "receive-only",
+        }
+    }
+}
+
+impl std::fmt::Display for FolderType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +320,88 @@ pub struct FolderConfig {
     pub watch: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// What becomes of files that peers' changes replace or delete; trash can for 30 days
+    /// unless the folder says otherwise.
+    #[serde(default)]
+    pub versioning: Versioning,
+}
+
+/// What becomes of a file that a peer's change replaces or deletes (Syncthing's file
+/// versioning). The puller that applies it is still to come.
+///
+/// In `config.toml` it is a folder's `versioning` table, chosen by its `type`:
+///
+/// ```toml
+/// [[folder]]
+/// id = "photos"
+/// path = "/srv/photos"
+///
+/// [folder.versioning]
+/// type = "trashcan"  # keep the old copy in the folder's .stversions directory…
+/// keep_days = 30     # …for 30 days (the default); 0 keeps it forever
+/// ```
+///
+/// `versioning = { type = "none" }` turns it off. A folder without the table gets
+/// `Trashcan { keep_days: 30 }`, and a table without `keep_days` gets 30 days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", try_from = "VersioningTable")]
+pub enum Versioning {
+    /// The old file is gone.
+    None,
+    /// The old file is moved to `.stversions` in the folder (as Syncthing's trash can does)
+    /// and deleted from there after `keep_days` days; 0 = never.
+    Trashcan { keep_days: u32 },
+}
+
+/// How long the trash can keeps a file by default.
+pub const DEFAULT_KEEP_DAYS: u32 = 30;
+
+/// [`Versioning`] as written, so that a key the chosen type does not use (`keep_days` with
+/// `type = "none"`) is an error, as unknown keys are everywhere else; serde's internally tagged
+/// enums ignore extra keys of unit variants.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table like { type = \"trashcan\", keep_days = 30 }")]
+struct VersioningTable {
+    #[serde(rename = "type")]
+    kind: VersioningType,
+    keep_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum VersioningType {
+    None,
+    Trashcan,
+}
+
+impl TryFrom<VersioningTable> for Versioning {
+    type Error = &'static str;
+    fn try_from(t: VersioningTable) -> Result<Self, Self::Error> {
+        match (t.kind, t.keep_days) {
+            (VersioningType::None, None) => Ok(Self::None),
+            (VersioningType::None, Some(_)) => Err("keep_days applies to type \"trashcan\" only"),
+            (VersioningType::Trashcan, days) => {
+                Ok(Self::Trashcan { keep_days: days.unwrap_or(DEFAULT_KEEP_DAYS) })
+            }
+        }
+    }
+}
+
+impl Default for Versioning {
+    fn default() -> Self {
+        Self::Trashcan { keep_days: DEFAULT_KEEP_DAYS }
+    }
+}
+
+impl std::fmt::Display for Versioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("no versioning"),
+            Self::Trashcan { keep_days: 0 } => f.write_str("trash can forever"),
+            Self::Trashcan { keep_days: 1 } => f.write_str("trash can for 1 day"),
+            Self::Trashcan { keep_days } => write!(f, "trash can for {keep_days} days"),
+        }
+    }
 }
 
 /// A remote device this device may talk to.
@@ -180,7 +438,8 @@ impl Default for Config {
 }
 
 impl FolderConfig {
-    /// A send-receive folder at `path`, shared with no one, with the engine-wide defaults.
+    /// A send-receive folder at `path`, shared with no one, with the engine-wide defaults and
+    /// trash-can versioning for [`DEFAULT_KEEP_DAYS`].
     pub fn new(id: FolderId, path: PathBuf) -> Self {
         Self {
             id,
@@ -191,6 +450,7 @@ impl FolderConfig {
             rescan_interval_s: None,
             watch: None,
             paused: false,
+            versioning: Versioning::default(),
         }
     }
 
@@ -246,12 +506,214 @@ impl Config {
             if !devs.insert(d.id) {
                 return Err(format!("device {} is listed twice", d.id));
             }
+            for a in &d.addresses {
+                check_address(a).map_err(|reason| format!("device {}: address {a:?} {reason}", d.id))?;
+            }
         }
         Ok(())
     }
 
     pub fn folder(&self, id: &FolderId) -> Option<&FolderConfig> {
         self.folders.iter().find(|f| &f.id == id)
+    }
+
+    pub fn device(&self, id: &DeviceId) -> Option<&DeviceConfig> {
+        self.devices.iter().find(|d| &d.id == id)
+    }
+
+    // The changes front-ends make. Each checks its own preconditions first, for errors that
+    // name what is wrong, then the result as a whole with `validate`; on any error the
+    // configuration is as it was. None of them saves: the caller does, when `changed()`.
+
+    /// Adds device `id` (with addresses `["dynamic"]` unless given), or gives an already
+    /// configured one the `name` and `addresses` that are `Some`. `this_device` (our own ID)
+    /// cannot be added.
+    pub fn add_device(
+        &mut self,
+        this_device: DeviceId,
+        id: DeviceId,
+        name: Option<String>,
+        addresses: Option<Vec<String>>,
+    ) -> Result<Change, ChangeError> {
+        if id == this_device {
+            return Err(ChangeError::OwnDevice(id));
+        }
+        if let Some(addresses) = &addresses {
+            if addresses.is_empty() {
+                return Err(ChangeError::NoAddresses);
+            }
+            for a in addresses {
+                check_address(a).map_err(|reason| ChangeError::Address { address: a.clone(), reason })?;
+            }
+        }
+        self.apply(|c| {
+            let Some(device) = c.devices.iter_mut().find(|d| d.id == id) else {
+                let device = DeviceConfig {
+                    id,
+                    name: name.unwrap_or_default(),
+                    addresses: addresses.unwrap_or_else(dynamic_address),
+                    paused: false,
+                };
+                let change = Change::DeviceAdded {
+                    id,
+                    name: device.name.clone(),
+                    addresses: device.addresses.clone(),
+                };
+                c.devices.push(device);
+                return Ok(change);
+            };
+            let name = name.filter(|n| *n != device.name);
+            let addresses = addresses.filter(|a| *a != device.addresses);
+            if name.is_none() && addresses.is_none() {
+                return Ok(Change::DeviceUnchanged { id });
+            }
+            if let Some(n) = &name {
+                device.name.clone_from(n);
+            }
+            if let Some(a) = &addresses {
+                device.addresses.clone_from(a);
+            }
+            Ok(Change::DeviceUpdated { id, name, addresses })
+        })
+    }
+
+    /// Removes device `id` and stops sharing every folder with it.
+    pub fn remove_device(&mut self, id: DeviceId) -> Result<Change, ChangeError> {
+        self.apply(|c| {
+            let before = c.devices.len();
+            c.devices.retain(|d| d.id != id);
+            if c.devices.len() == before {
+                return Err(ChangeError::UnknownDevice(id));
+            }
+            let mut unshared = Vec::new();
+            for f in &mut c.folders {
+                let before = f.devices.len();
+                f.devices.retain(|d| *d != id);
+                if f.devices.len() != before {
+                    unshared.push(f.id.clone());
+                }
+            }
+            Ok(Change::DeviceRemoved { id, unshared })
+        })
+    }
+
+    /// Adds `folder`. Its ID must be new, its path absolute and neither equal to, inside nor
+    /// containing another folder's path (compared with symlinks resolved, see
+    /// [`resolve_folder_path`]), and the devices it is shared with must be configured (each is
+    /// kept once). Creating the directory is [`create_folder_root`]'s job.
+    pub fn add_folder(&mut self, mut folder: FolderConfig) -> Result<Change, ChangeError> {
+        if !folder.path.is_absolute() {
+            return Err(ChangeError::RelativePath(folder.path));
+        }
+        if let Some(other) = self.folder(&folder.id) {
+            return Err(ChangeError::DuplicateFolder { id: folder.id, path: other.path.clone() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        folder.devices.retain(|d| seen.insert(*d));
+        if let Some(d) = folder.devices.iter().find(|d| self.device(d).is_none()) {
+            return Err(ChangeError::UnknownDevice(*d));
+        }
+        let resolved = |p: &Path| resolve_folder_path(p).unwrap_or_else(|_| p.to_owned());
+        let path = resolved(&folder.path);
+        for other in &self.folders {
+            let other_path = resolved(&other.path);
+            let overlap = if path == other_path {
+                Overlap::Same
+            } else if path.starts_with(&other_path) {
+                Overlap::Inside
+            } else if other_path.starts_with(&path) {
+                Overlap::Contains
+            } else {
+                continue;
+            };
+            return Err(ChangeError::Overlap {
+                path: folder.path,
+                overlap,
+                other: other.id.clone(),
+                other_path: other.path.clone(),
+            });
+        }
+        self.apply(|c| {
+            let change = Change::FolderAdded {
+                id: folder.id.clone(),
+                path: folder.path.clone(),
+                folder_type: folder.folder_type,
+                versioning: folder.versioning,
+                devices: folder.devices.len(),
+            };
+            c.folders.push(folder);
+            Ok(change)
+        })
+    }
+
+    /// Removes folder `id` from the configuration. Its files stay where they are.
+    pub fn remove_folder(&mut self, id: &FolderId) -> Result<Change, ChangeError> {
+        self.apply(|c| {
+            let i = c
+                .folders
+                .iter()
+                .position(|f| &f.id == id)
+                .ok_or_else(|| ChangeError::UnknownFolder(id.clone()))?;
+            let folder = c.folders.remove(i);
+            Ok(Change::FolderRemoved { id: folder.id, path: folder.path })
+        })
+    }
+
+    /// Shares folder `folder` with the configured device `device`; sharing it again is fine.
+    pub fn share(&mut self, folder: &FolderId, device: DeviceId) -> Result<Change, ChangeError> {
+        self.apply(|c| {
+            let f = c.shared_folder_mut(folder, device)?;
+            let (folder, device) = (folder.clone(), device);
+            if f.devices.contains(&device) {
+                return Ok(Change::AlreadyShared { folder, device });
+            }
+            f.devices.push(device);
+            Ok(Change::Shared { folder, device })
+        })
+    }
+
+    /// Stops sharing folder `folder` with the configured device `device`; if it was not
+    /// shared, nothing changes.
+    pub fn unshare(&mut self, folder: &FolderId, device: DeviceId) -> Result<Change, ChangeError> {
+        self.apply(|c| {
+            let f = c.shared_folder_mut(folder, device)?;
+            let (folder, device) = (folder.clone(), device);
+            let before = f.devices.len();
+            f.devices.retain(|d| *d != device);
+            Ok(if f.devices.len() == before {
+                Change::NotShared { folder, device }
+            } else {
+                Change::Unshared { folder, device }
+            })
+        })
+    }
+
+    /// Folder `folder`, for changing whom it is shared with, if it and `device` are configured.
+    fn shared_folder_mut(
+        &mut self,
+        folder: &FolderId,
+        device: DeviceId,
+    ) -> Result<&mut FolderConfig, ChangeError> {
+        if self.device(&device).is_none() {
+            return Err(ChangeError::UnknownDevice(device));
+        }
+        self.folders
+            .iter_mut()
+            .find(|f| &f.id == folder)
+            .ok_or_else(|| ChangeError::UnknownFolder(folder.clone()))
+    }
+
+    /// Makes `change` on a copy and keeps the copy only if the change succeeds and the result
+    /// is valid.
+    fn apply(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<Change, ChangeError>,
+    ) -> Result<Change, ChangeError> {
+        let mut next = self.clone();
+        let done = change(&mut next)?;
+        next.validate().map_err(ChangeError::Invalid)?;
+        *self = next;
+        Ok(done)
     }
 
     pub fn to_toml(&self) -> String {
@@ -263,6 +725,107 @@ impl Config {
         self.validate().map_err(ConfigError::Invalid)?;
         write_atomically(path, self.to_toml().as_bytes())
             .map_err(|source| ConfigError::Write { path: path.to_owned(), source })
+    }
+}
+
+/// The marker directory Syncthing keeps at a folder's root (the scanner never indexes it).
+pub const FOLDER_MARKER: &str = ".stfolder";
+
+/// The absolute path `path` names, with symlinks resolved as far as it exists; the part that
+/// does not exist yet is appended as written (a `..` there removes the component before it,
+/// as creating the directories would). This is the path a folder at `path` will have once
+/// [`create_folder_root`] has made it, so overlaps can be checked before creating anything.
+pub fn resolve_folder_path(path: &Path) -> std::io::Result<PathBuf> {
+    let path = std::path::absolute(path)?;
+    let components: Vec<Component<'_>> = path.components().collect();
+    for existing in (1..=components.len()).rev() {
+        let prefix: PathBuf = components[..existing].iter().collect();
+        match std::fs::canonicalize(&prefix) {
+            Ok(mut resolved) => {
+                for c in &components[existing..] {
+                    match c {
+                        Component::ParentDir => {
+                            resolved.pop();
+                        }
+                        Component::Normal(name) => resolved.push(name),
+                        Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                    }
+                }
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(path)
+}
+
+/// Creates a folder's root directory (and its parents) if missing, and the [`FOLDER_MARKER`]
+/// in it if absent.
+pub fn create_folder_root(root: &Path) -> std::io::Result<()> {
+    if root.exists() && !root.is_dir() {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"));
+    }
+    std::fs::create_dir_all(root)?;
+    match std::fs::create_dir(root.join(FOLDER_MARKER)) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The schemes a device address may have.
+const ADDRESS_SCHEMES: [&str; 6] = ["tcp", "tcp4", "tcp6", "quic", "quic4", "quic6"];
+
+/// Checks a device address's syntax: `dynamic` (find the device by discovery) or
+/// `scheme://host[:port]` with a scheme of `tcp`, `tcp4`, `tcp6`, `quic`, `quic4` or `quic6`, a
+/// host name, an IPv4 address or a bracketed IPv6 address (`[2001:db8::1]`, a `%zone` allowed),
+/// and a port from 1 to 65535.
+/// The error completes "address … ".
+///
+/// The one place that knows the syntax, until addresses get a type of their own.
+pub fn check_address(address: &str) -> Result<(), String> {
+    const EXPECTED: &str = "is not dynamic or scheme://host[:port] (like tcp://192.0.2.1:22000)";
+    if address == "dynamic" {
+        return Ok(());
+    }
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return Err(EXPECTED.into());
+    };
+    if !ADDRESS_SCHEMES.contains(&scheme) {
+        return Err(format!("has the unknown scheme {scheme:?} (use {})", ADDRESS_SCHEMES.join(", ")));
+    }
+    let port = if let Some(bracketed) = rest.strip_prefix('[') {
+        let (ip, after) = bracketed.split_once(']').ok_or("lacks the ] after its IPv6 address")?;
+        let (addr, zone) = ip.split_once('%').unwrap_or((ip, "none"));
+        if addr.parse::<std::net::Ipv6Addr>().is_err() || zone.is_empty() {
+            return Err(format!("has {ip:?} in brackets, which is not an IPv6 address"));
+        }
+        match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or("has text after its IPv6 address")?),
+        }
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        };
+        if port.is_some_and(|p| p.contains(':')) {
+            return Err("has an IPv6 address without brackets (write tcp://[2001:db8::1]:22000)".into());
+        }
+        if host.is_empty() {
+            return Err("has no host".into());
+        }
+        let bad = |c: &char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if let Some(c) = host.chars().find(bad) {
+            return Err(format!("has the character {c:?} in its host name"));
+        }
+        port
+    };
+    match port {
+        Some(p) if !(p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0)) => {
+            Err(format!("has the port {p:?}, which is not a number from 1 to 65535"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -313,6 +876,45 @@ rescan_interval_s = 60
         assert_eq!(f.devices[0].to_string(), DEV, "device IDs are parsed once, in any accepted form");
         assert_eq!(f.rescan_interval_s(&c.options), 60);
         assert!(f.watch(&c.options));
+        assert_eq!(f.versioning, Versioning::Trashcan { keep_days: 30 }, "versioning is on by default");
+    }
+
+    #[test]
+    fn versioning_is_a_table_tagged_by_type() {
+        let folder = "[[folder]]\nid = \"a\"\npath = \"/a\"\n";
+        let cases = [
+            (
+                "[folder.versioning]\ntype = \"trashcan\"\nkeep_days = 7",
+                Versioning::Trashcan { keep_days: 7 },
+            ),
+            ("[folder.versioning]\ntype = \"trashcan\"", Versioning::Trashcan { keep_days: 30 }),
+            ("versioning = { type = \"trashcan\", keep_days = 0 }", Versioning::Trashcan { keep_days: 0 }),
+            ("versioning = { type = \"none\" }", Versioning::None),
+        ];
+        for (table, want) in cases {
+            let c = Config::parse(&format!("{folder}{table}")).unwrap();
+            assert_eq!(c.folders[0].versioning, want, "{table}");
+            assert_eq!(Config::parse(&c.to_toml()).unwrap(), c, "round trip of {table}");
+        }
+        for (table, want) in [
+            ("versioning = \"none\"", "expected a table like { type = \"trashcan\""),
+            ("versioning = { type = \"staggered\" }", "unknown variant"),
+            ("versioning = { type = \"trashcan\", keepdays = 3 }", "unknown field"),
+            ("versioning = { type = \"trashcan\", keep_days = -1 }", "invalid value"),
+            ("versioning = { keep_days = 3 }", "missing field `type`"),
+            ("versioning = { type = \"none\", keep_days = 3 }", "applies to type \"trashcan\" only"),
+        ] {
+            let err = Config::parse(&format!("{folder}{table}")).unwrap_err();
+            assert!(err.contains(want), "{table}: {err}");
+        }
+        let written = Config {
+            folders: vec![FolderConfig::new("a".parse().unwrap(), "/a".into())],
+            ..Config::default()
+        }
+        .to_toml();
+        assert!(written.contains("[folder.versioning]\ntype = \"trashcan\"\nkeep_days = 30\n"), "{written}");
+        assert_eq!(Versioning::default().to_string(), "trash can for 30 days");
+        assert_eq!(Versioning::Trashcan { keep_days: 0 }.to_string(), "trash can forever");
     }
 
     #[test]
@@ -370,8 +972,318 @@ rescan_interval_s = 60
     }
 
     #[test]
+    fn addresses_are_dynamic_or_scheme_host_port() {
+        for good in [
+            "dynamic",
+            "tcp://192.0.2.1:22000",
+            "tcp://nas.local",
+            "tcp4://nas_1.example.org:1",
+            "tcp6://[2001:db8::1]:22000",
+            "quic://[::1]",
+            "quic4://192.0.2.1:65535",
+            "quic6://[fe80::1%eth0]:22000",
+        ] {
+            assert_eq!(check_address(good), Ok(()), "{good}");
+        }
+        let bad = [
+            ("", "is not dynamic or scheme://host[:port]"),
+            ("Dynamic", "is not dynamic"),
+            ("192.0.2.1:22000", "is not dynamic"),
+            ("relay://192.0.2.1:22067", "unknown scheme \"relay\""),
+            ("TCP://nas", "unknown scheme"),
+            ("tcp://", "no host"),
+            ("tcp://:22000", "no host"),
+            ("tcp://nas:", "port \"\""),
+            ("tcp://nas:0", "port \"0\""),
+            ("tcp://nas:65536", "not a number from 1 to 65535"),
+            ("tcp://nas:+22", "port \"+22\""),
+            ("tcp://nas:22000/", "port \"22000/\""),
+            ("tcp://nas/x", "character '/'"),
+            ("tcp://user@nas", "character '@'"),
+            ("tcp://2001:db8::1", "without brackets"),
+            ("tcp6://[2001:db8::1", "lacks the ]"),
+            ("tcp6://[nas]:22000", "not an IPv6 address"),
+            ("tcp6://[fe80::1%]", "not an IPv6 address"),
+            ("tcp6://[::1]22000", "text after"),
+        ];
+        for (address, want) in bad {
+            let err = check_address(address).unwrap_err();
+            assert!(err.contains(want), "{address:?}: {err}");
+        }
+        let text = format!("[[device]]\nid = \"{DEV}\"\naddresses = [\"dynamic\", \"tcp://nas:port\"]");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.contains("address \"tcp://nas:port\" has the port \"port\""), "{err}");
+    }
+
+    #[test]
     fn missing_file_gives_defaults() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Config::load(&dir.path().join("none.toml")).unwrap(), Config::default());
+    }
+
+    // The changes front-ends make.
+
+    fn dev(n: u8) -> DeviceId {
+        DeviceId::from_bytes([n; 32])
+    }
+
+    const ME: u8 = 99;
+
+    fn folder(id: &str, path: &str, devices: &[DeviceId]) -> FolderConfig {
+        FolderConfig { devices: devices.to_vec(), ..FolderConfig::new(id.parse().unwrap(), path.into()) }
+    }
+
+    /// A configuration with devices 1 and 2 and folder "a" at /srv/a shared with device 1.
+    fn two_devices_one_folder() -> Config {
+        let mut c = Config::default();
+        c.add_device(dev(ME), dev(1), Some("laptop".into()), None).unwrap();
+        c.add_device(dev(ME), dev(2), None, None).unwrap();
+        c.add_folder(folder("a", "/srv/a", &[dev(1)])).unwrap();
+        c
+    }
+
+    /// `change` fails with an error whose text contains `want`, and leaves `c` as it was.
+    #[track_caller]
+    fn refused(c: &mut Config, want: &str, change: impl FnOnce(&mut Config) -> Result<Change, ChangeError>) {
+        let before = c.clone();
+        let err = change(c).unwrap_err().to_string();
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+        assert_eq!(*c, before, "a refused change changes nothing");
+    }
+
+    #[test]
+    fn add_device_defaults_to_dynamic_and_refuses_this_device_and_bad_addresses() {
+        let mut c = Config::default();
+        let change = c.add_device(dev(ME), dev(1), None, None).unwrap();
+        assert_eq!(
+            change,
+            Change::DeviceAdded { id: dev(1), name: String::new(), addresses: dynamic_address() }
+        );
+        assert!(change.changed());
+        assert_eq!(change.to_string(), format!("Added device {} (addresses: dynamic).", dev(1)));
+        assert_eq!(c.device(&dev(1)).unwrap().addresses, ["dynamic"]);
+
+        let addresses = vec!["tcp://nas:22000".to_owned(), "dynamic".to_owned()];
+        let change = c.add_device(dev(ME), dev(2), Some("nas".into()), Some(addresses.clone())).unwrap();
+        assert_eq!(
+            change.to_string(),
+            format!("Added device {} \"nas\" (addresses: tcp://nas:22000, dynamic).", dev(2))
+        );
+        assert_eq!(c.device(&dev(2)).unwrap().addresses, addresses);
+        assert_eq!(c.devices.len(), 2);
+
+        refused(&mut c, "this device's own ID", |c| c.add_device(dev(ME), dev(ME), None, None));
+        let bad = Some(vec!["dynamic".into(), "tcp://nas:99999".into()]);
+        refused(&mut c, "address \"tcp://nas:99999\" has the port", |c| {
+            c.add_device(dev(ME), dev(3), None, bad)
+        });
+        refused(&mut c, "at least one address", |c| c.add_device(dev(ME), dev(3), None, Some(vec![])));
+        assert!(Config::parse(&c.to_toml()).is_ok());
+    }
+
+    #[test]
+    fn adding_a_configured_device_again_updates_what_is_given() {
+        let mut c = two_devices_one_folder();
+        let unchanged = c.add_device(dev(ME), dev(1), None, None).unwrap();
+        assert_eq!(unchanged, Change::DeviceUnchanged { id: dev(1) });
+        assert!(!unchanged.changed());
+        assert_eq!(c.add_device(dev(ME), dev(1), Some("laptop".into()), None).unwrap(), unchanged);
+
+        let change = c.add_device(dev(ME), dev(1), Some("work laptop".into()), None).unwrap();
+        assert_eq!(
+            change,
+            Change::DeviceUpdated { id: dev(1), name: Some("work laptop".into()), addresses: None }
+        );
+        assert!(
+            change.to_string().ends_with("was already configured; set its name to \"work laptop\"."),
+            "{change}"
+        );
+
+        let quic = vec!["quic://192.0.2.1:22000".to_owned()];
+        let change = c.add_device(dev(ME), dev(1), Some("work laptop".into()), Some(quic.clone())).unwrap();
+        assert_eq!(change, Change::DeviceUpdated { id: dev(1), name: None, addresses: Some(quic.clone()) });
+        assert!(change.to_string().ends_with("set its addresses to quic://192.0.2.1:22000."), "{change}");
+        let d = c.device(&dev(1)).unwrap();
+        assert_eq!((d.name.as_str(), &d.addresses), ("work laptop", &quic));
+        assert_eq!(c.devices.len(), 2);
+        assert_eq!(c.folders[0].devices, [dev(1)], "updating a device keeps its shares");
+    }
+
+    #[test]
+    fn remove_device_unshares_it_everywhere() {
+        let mut c = two_devices_one_folder();
+        c.add_folder(folder("b", "/srv/b", &[dev(2), dev(1)])).unwrap();
+        c.add_folder(folder("c", "/srv/c", &[dev(2)])).unwrap();
+        let change = c.remove_device(dev(1)).unwrap();
+        assert_eq!(
+            change,
+            Change::DeviceRemoved { id: dev(1), unshared: vec!["a".parse().unwrap(), "b".parse().unwrap()] }
+        );
+        assert_eq!(
+            change.to_string(),
+            format!("Removed device {} and stopped sharing folders \"a\", \"b\" with it.", dev(1))
+        );
+        assert_eq!(c.devices.iter().map(|d| d.id).collect::<Vec<_>>(), [dev(2)]);
+        let shares: Vec<&[DeviceId]> = c.folders.iter().map(|f| f.devices.as_slice()).collect();
+        assert_eq!(shares, [&[][..], &[dev(2)], &[dev(2)]]);
+        c.validate().unwrap();
+
+        refused(&mut c, &format!("device {} is not a configured device", dev(1)), |c| {
+            c.remove_device(dev(1))
+        });
+        assert_eq!(
+            c.remove_device(dev(2)).unwrap().to_string(),
+            format!("Removed device {} and stopped sharing folders \"b\", \"c\" with it.", dev(2))
+        );
+        assert!(c.devices.is_empty());
+    }
+
+    #[test]
+    fn add_folder_checks_id_shares_and_path() {
+        let mut c = two_devices_one_folder();
+        let change = c
+            .add_folder(FolderConfig {
+                folder_type: FolderType::ReceiveOnly,
+                versioning: Versioning::None,
+                ..folder("b", "/srv/b", &[dev(1), dev(2), dev(1)])
+            })
+            .unwrap();
+        assert_eq!(
+            change.to_string(),
+            "Added receive-only folder \"b\" at /srv/b (no versioning), shared with 2 devices."
+        );
+        assert_eq!(c.folder(&"b".parse().unwrap()).unwrap().devices, [dev(1), dev(2)], "each device once");
+        let only = c.add_folder(folder("c", "/srv/c", &[])).unwrap();
+        assert_eq!(
+            only.to_string(),
+            "Added send-receive folder \"c\" at /srv/c (trash can for 30 days), shared with no device yet."
+        );
+
+        refused(&mut c, "folder ID \"a\" is already used by the folder at /srv/a", |c| {
+            c.add_folder(folder("a", "/srv/elsewhere", &[]))
+        });
+        refused(&mut c, &format!("device {} is not a configured device", dev(3)), |c| {
+            c.add_folder(folder("d", "/srv/d", &[dev(1), dev(3)]))
+        });
+        refused(&mut c, &format!("device {} is not a configured device", dev(ME)), |c| {
+            c.add_folder(folder("d", "/srv/d", &[dev(ME)]))
+        });
+        refused(&mut c, "folder path srv/d is not absolute", |c| c.add_folder(folder("d", "srv/d", &[])));
+        refused(&mut c, "/srv/a is already the path of folder \"a\"", |c| {
+            c.add_folder(folder("d", "/srv/a", &[]))
+        });
+        refused(&mut c, "/srv/a/./x/ is inside folder \"a\" at /srv/a", |c| {
+            c.add_folder(folder("d", "/srv/a/./x/", &[]))
+        });
+        refused(&mut c, "/srv contains folder \"a\" at /srv/a", |c| c.add_folder(folder("d", "/srv", &[])));
+        refused(&mut c, "/srv/b/../a/y is inside folder \"a\"", |c| {
+            c.add_folder(folder("d", "/srv/b/../a/y", &[]))
+        });
+        // A common prefix of the text is not an overlap: only whole components count.
+        c.add_folder(folder("d", "/srv/ab", &[])).unwrap();
+        c.add_folder(folder("e", "/srv/a b", &[])).unwrap();
+        assert_eq!(c.folders.len(), 5);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_overlaps_are_found_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let mut c = Config::default();
+        c.add_folder(FolderConfig::new("a".parse().unwrap(), real.join("a"))).unwrap();
+        let via_link = dir.path().join("link/a/new/deeper");
+        refused(&mut c, "is inside folder \"a\"", |c| {
+            c.add_folder(FolderConfig::new("b".parse().unwrap(), via_link))
+        });
+        refused(&mut c, "contains folder \"a\"", |c| {
+            c.add_folder(FolderConfig::new("b".parse().unwrap(), dir.path().join("link")))
+        });
+    }
+
+    #[test]
+    fn share_and_unshare_are_idempotent_and_need_known_ids() {
+        let mut c = two_devices_one_folder();
+        let a: FolderId = "a".parse().unwrap();
+        let shared = c.share(&a, dev(2)).unwrap();
+        assert_eq!(shared, Change::Shared { folder: a.clone(), device: dev(2) });
+        assert_eq!(shared.to_string(), format!("Shared folder \"a\" with device {}.", dev(2)));
+        let again = c.share(&a, dev(2)).unwrap();
+        assert_eq!(again.to_string(), format!("Folder \"a\" is already shared with device {}.", dev(2)));
+        assert!(!again.changed());
+        assert_eq!(c.folder(&a).unwrap().devices, [dev(1), dev(2)]);
+
+        let unshared = c.unshare(&a, dev(1)).unwrap();
+        assert_eq!(unshared.to_string(), format!("Stopped sharing folder \"a\" with device {}.", dev(1)));
+        let again = c.unshare(&a, dev(1)).unwrap();
+        assert_eq!(again, Change::NotShared { folder: a.clone(), device: dev(1) });
+        assert!(!again.changed());
+        assert_eq!(c.folder(&a).unwrap().devices, [dev(2)]);
+
+        let nope: FolderId = "nope".parse().unwrap();
+        refused(&mut c, "there is no folder with ID \"nope\"", |c| c.share(&nope, dev(1)));
+        refused(&mut c, "there is no folder with ID \"nope\"", |c| c.unshare(&nope, dev(1)));
+        refused(&mut c, "is not a configured device", |c| c.share(&a, dev(3)));
+        refused(&mut c, "is not a configured device", |c| c.unshare(&a, dev(3)));
+    }
+
+    #[test]
+    fn remove_folder_forgets_only_the_folder() {
+        let mut c = two_devices_one_folder();
+        let a: FolderId = "a".parse().unwrap();
+        let change = c.remove_folder(&a).unwrap();
+        assert_eq!(change, Change::FolderRemoved { id: a.clone(), path: "/srv/a".into() });
+        assert_eq!(
+            change.to_string(),
+            "Removed folder \"a\" from the configuration; its files in /srv/a are untouched."
+        );
+        assert!(c.folders.is_empty());
+        assert_eq!(c.devices.len(), 2, "its devices stay");
+        refused(&mut c, "there is no folder with ID \"a\"", |c| c.remove_folder(&a));
+        // The path is free again.
+        c.add_folder(folder("a2", "/srv/a", &[])).unwrap();
+    }
+
+    #[test]
+    fn a_change_that_breaks_another_rule_is_refused_whole() {
+        // A hand-made config whose address check only `validate` makes.
+        let mut c = two_devices_one_folder();
+        c.devices[1].addresses = vec!["tcp://".into()];
+        refused(&mut c, "would not be valid: device", |c| c.share(&"a".parse().unwrap(), dev(1)));
+    }
+
+    #[test]
+    fn resolve_folder_path_resolves_what_exists_and_appends_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("there")).unwrap();
+        assert_eq!(resolve_folder_path(&root.join("there")).unwrap(), root.join("there"));
+        assert_eq!(resolve_folder_path(&root.join("there/./new/x/../y")).unwrap(), root.join("there/new/y"));
+        assert_eq!(resolve_folder_path(&root.join("there/../new")).unwrap(), root.join("new"));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.join("there"), root.join("link")).unwrap();
+            assert_eq!(resolve_folder_path(&root.join("link/new")).unwrap(), root.join("there/new"));
+        }
+        let relative = resolve_folder_path(Path::new("some/where")).unwrap();
+        assert!(relative.is_absolute() && relative.ends_with("some/where"), "{}", relative.display());
+    }
+
+    #[test]
+    fn create_folder_root_makes_the_directory_and_its_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/b");
+        create_folder_root(&root).unwrap();
+        assert!(root.join(".stfolder").is_dir());
+        create_folder_root(&root).unwrap();
+        // A marker file, as old Syncthing versions made, is a marker too.
+        std::fs::remove_dir(root.join(".stfolder")).unwrap();
+        std::fs::write(root.join(".stfolder"), b"").unwrap();
+        create_folder_root(&root).unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = create_folder_root(&dir.path().join("file")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotADirectory);
     }
 }

@@ -10,14 +10,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
-use peerfold::config::Config;
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use peerfold::config::{
+    self, Change, Config, DEFAULT_KEEP_DAYS, FolderConfig, FolderId, FolderType, Versioning,
+};
 use peerfold::db::Index;
 use peerfold::engine::{Engine, error_chain};
-use peerfold::home::{self, Home};
-use peerfold::identity::{self, Identity};
+use peerfold::home::{self, Home, HomeError};
+use peerfold::identity::{self, DeviceId, Identity};
 use peerfold::scan::{Progress, ScanSummary, Scanner};
+use serde::Serialize;
 
 /// Peerfold keeps folders identical across your devices, with no central server.
 #[derive(Parser)]
@@ -54,6 +57,115 @@ enum Command {
     },
     /// Run the engine: scan and watch every configured folder until interrupted
     Serve,
+    /// Add, remove or list the devices this device syncs with
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Add, share, remove or list folders
+    Folder {
+        #[command(subcommand)]
+        command: FolderCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Add a device, or set the name or addresses of one already added
+    Add {
+        /// Its device ID, as `peerfold id` (or Syncthing) shows it on that device
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+        /// A name for it
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to reach it: tcp://host[:port] or quic://host[:port] (or tcp4, tcp6, quic4,
+        /// quic6), or dynamic to find it by discovery; repeat for more [default: dynamic]
+        #[arg(long = "address", value_name = "URL")]
+        addresses: Vec<String>,
+    },
+    /// Remove a device, and stop sharing every folder with it
+    Remove {
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+    },
+    /// List the configured devices
+    List {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FolderCommand {
+    /// Add a folder (its directory is created if missing; no files are touched)
+    Add {
+        /// The directory to sync
+        path: PathBuf,
+        /// The name devices know the folder by: the same on every device that shares it
+        #[arg(long, value_name = "FOLDER-ID")]
+        id: String,
+        /// A name to show for it
+        #[arg(long)]
+        label: Option<String>,
+        /// Whether it sends local changes, receives remote ones, or both
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = TypeArg::SendReceive)]
+        folder_type: TypeArg,
+        /// Share it with this device (one already added); repeat for more
+        #[arg(long, value_name = "DEVICE-ID")]
+        share: Vec<String>,
+        /// Days the trash can keeps files that changes from other devices replace or delete;
+        /// 0 = forever [default: 30]
+        #[arg(long, value_name = "N")]
+        versioning_days: Option<u32>,
+        /// Keep no copies of replaced or deleted files
+        #[arg(long, conflicts_with = "versioning_days")]
+        no_versioning: bool,
+    },
+    /// Share a folder with a device (one already added)
+    Share {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+    },
+    /// Stop sharing a folder with a device
+    Unshare {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+    },
+    /// Remove a folder from the configuration (its files stay as they are)
+    Remove {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+    },
+    /// List the configured folders
+    List {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `FolderType` on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum TypeArg {
+    SendReceive,
+    SendOnly,
+    ReceiveOnly,
+}
+
+impl From<TypeArg> for FolderType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::SendReceive => Self::SendReceive,
+            TypeArg::SendOnly => Self::SendOnly,
+            TypeArg::ReceiveOnly => Self::ReceiveOnly,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -92,7 +204,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(h) => h,
         None => home::default_dir()?,
     };
-    let home = Home::open(&home_dir)?;
+    // Listing only reads config.toml, which is replaced atomically: it needs no lock, so it
+    // works beside a running daemon.
+    match cli.command {
+        Command::Device { command: DeviceCommand::List { json } } => {
+            return list_devices(&Config::load(&home_dir.join(home::CONFIG_FILE))?, json);
+        }
+        Command::Folder { command: FolderCommand::List { json } } => {
+            return list_folders(&Config::load(&home_dir.join(home::CONFIG_FILE))?, json);
+        }
+        _ => {}
+    }
+    let home = open_home(&home_dir, &cli.command)?;
     let identity = Identity::load_or_generate(home.dir())?;
     let config = load_config(&home)?;
     match cli.command {
@@ -105,6 +228,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
         Command::Serve => serve(&home, &identity, &config).await,
+        Command::Device { command } => device(&home, &identity, config, command),
+        Command::Folder { command } => folder(&home, config, command),
     }
 }
 
@@ -118,6 +243,188 @@ fn load_config(home: &Home) -> anyhow::Result<Config> {
         config.save(&path)?;
     }
     Ok(config)
+}
+
+/// Opens the home, explaining a held lock for the commands that change the configuration.
+fn open_home(dir: &Path, command: &Command) -> anyhow::Result<Home> {
+    Home::open(dir).map_err(|e| match e {
+        HomeError::Locked { path, pid }
+            if matches!(command, Command::Device { .. } | Command::Folder { .. }) =>
+        {
+            anyhow!(
+                "cannot change the configuration while another Peerfold process{} uses home directory {}: \
+                 a running daemon (peerfold serve) does not take configuration changes yet, so stop it \
+                 and try again",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                path.display()
+            )
+        }
+        e => e.into(),
+    })
+}
+
+// Configuration commands: parse, make the change with the `Config` method the daemon's API will
+// use too, save, and print the change's one line.
+
+fn device(
+    home: &Home,
+    identity: &Identity,
+    mut config: Config,
+    command: DeviceCommand,
+) -> anyhow::Result<()> {
+    let change = match command {
+        DeviceCommand::Add { device_id: id, name, addresses } => {
+            let addresses = (!addresses.is_empty()).then_some(addresses);
+            config.add_device(identity.device_id(), parse_device(&id)?, name, addresses)?
+        }
+        DeviceCommand::Remove { device_id: id } => config.remove_device(parse_device(&id)?)?,
+        DeviceCommand::List { json } => return list_devices(&config, json),
+    };
+    save_change(home, &config, &change)
+}
+
+fn folder(home: &Home, mut config: Config, command: FolderCommand) -> anyhow::Result<()> {
+    let change = match command {
+        FolderCommand::Add { path, id, label, folder_type, share, versioning_days, no_versioning } => {
+            let root = config::resolve_folder_path(&path)
+                .with_context(|| format!("cannot add folder {}", path.display()))?;
+            let versioning = if no_versioning {
+                Versioning::None
+            } else {
+                Versioning::Trashcan { keep_days: versioning_days.unwrap_or(DEFAULT_KEEP_DAYS) }
+            };
+            let folder = FolderConfig {
+                label: label.unwrap_or_default(),
+                folder_type: folder_type.into(),
+                devices: share.iter().map(|d| parse_device(d)).collect::<anyhow::Result<_>>()?,
+                versioning,
+                ..FolderConfig::new(parse_folder(&id)?, root.clone())
+            };
+            // Checked against the configuration before anything is created.
+            let change = config.add_folder(folder)?;
+            config::create_folder_root(&root)
+                .with_context(|| format!("cannot create folder {}", root.display()))?;
+            change
+        }
+        FolderCommand::Share { folder_id, device_id } => {
+            config.share(&parse_folder(&folder_id)?, parse_device(&device_id)?)?
+        }
+        FolderCommand::Unshare { folder_id, device_id } => {
+            config.unshare(&parse_folder(&folder_id)?, parse_device(&device_id)?)?
+        }
+        FolderCommand::Remove { folder_id } => config.remove_folder(&parse_folder(&folder_id)?)?,
+        FolderCommand::List { json } => return list_folders(&config, json),
+    };
+    save_change(home, &config, &change)
+}
+
+fn parse_device(s: &str) -> anyhow::Result<DeviceId> {
+    s.parse().with_context(|| format!("{s:?} is not a device ID"))
+}
+
+fn parse_folder(s: &str) -> anyhow::Result<FolderId> {
+    s.parse().map_err(|e: String| anyhow!("{s:?} is not a folder ID: {e}"))
+}
+
+/// Saves `config` if `change` changed it, and says what happened.
+fn save_change(home: &Home, config: &Config, change: &Change) -> anyhow::Result<()> {
+    if change.changed() {
+        config.save(&home.config_path())?;
+    }
+    println!("{change}");
+    Ok(())
+}
+
+/// A device as `device list --json` shows it.
+#[derive(Serialize)]
+struct DeviceView<'a> {
+    id: DeviceId,
+    name: &'a str,
+    addresses: &'a [String],
+    paused: bool,
+    /// The folders shared with it.
+    folders: Vec<&'a FolderId>,
+}
+
+fn list_devices(config: &Config, json: bool) -> anyhow::Result<()> {
+    let views: Vec<DeviceView<'_>> = config
+        .devices
+        .iter()
+        .map(|d| DeviceView {
+            id: d.id,
+            name: &d.name,
+            addresses: &d.addresses,
+            paused: d.paused,
+            folders: config.folders.iter().filter(|f| f.devices.contains(&d.id)).map(|f| &f.id).collect(),
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else if views.is_empty() {
+        println!("No devices are configured.");
+    } else {
+        for d in views {
+            let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
+            let folders: Vec<String> = d.folders.iter().map(|f| format!("\"{f}\"")).collect();
+            let shared = if folders.is_empty() { "no folders".to_owned() } else { folders.join(", ") };
+            let paused = if d.paused { ", paused" } else { "" };
+            println!("{}{name}: {}; shares {shared}{paused}", d.id, d.addresses.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// A folder as `folder list --json` shows it, with the options it inherits filled in.
+#[derive(Serialize)]
+struct FolderView<'a> {
+    id: &'a FolderId,
+    label: &'a str,
+    path: String,
+    #[serde(rename = "type")]
+    folder_type: FolderType,
+    devices: &'a [DeviceId],
+    versioning: Versioning,
+    paused: bool,
+    watch: bool,
+    rescan_interval_s: u64,
+}
+
+fn list_folders(config: &Config, json: bool) -> anyhow::Result<()> {
+    let views: Vec<FolderView<'_>> = config
+        .folders
+        .iter()
+        .map(|f| FolderView {
+            id: &f.id,
+            label: &f.label,
+            path: f.path.to_string_lossy().into_owned(),
+            folder_type: f.folder_type,
+            devices: &f.devices,
+            versioning: f.versioning,
+            paused: f.paused,
+            watch: f.watch(&config.options),
+            rescan_interval_s: f.rescan_interval_s(&config.options),
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else if views.is_empty() {
+        println!("No folders are configured.");
+    } else {
+        for f in views {
+            let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
+            let shared = match f.devices.len() {
+                0 => "shared with no device".to_owned(),
+                1 => "shared with 1 device".to_owned(),
+                n => format!("shared with {n} devices"),
+            };
+            let paused = if f.paused { ", paused" } else { "" };
+            println!(
+                "\"{}\"{label} at {}: {}, {}, {shared}{paused}",
+                f.id, f.path, f.folder_type, f.versioning
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn scan(

@@ -1,6 +1,6 @@
-//! The `peerfold` command line: identity, scanning, errors.
+//! The `peerfold` command line: identity, scanning, configuration, errors.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use peerfold::identity::DeviceId;
 
@@ -117,7 +117,264 @@ fn half_an_identity_is_refused_not_overwritten() {
 #[test]
 fn help_lists_the_commands() {
     let out = ok(&Command::new(env!("CARGO_BIN_EXE_peerfold")).arg("--help").output().unwrap());
-    for cmd in ["id", "scan", "serve", "--home"] {
+    for cmd in ["id", "scan", "serve", "device", "folder", "--home"] {
         assert!(out.contains(cmd), "{out}");
     }
+}
+
+// Configuration commands.
+
+fn dev(n: u8) -> String {
+    DeviceId::from_bytes([n; 32]).to_string()
+}
+
+/// The one-line error of a run that failed with exit code 1.
+fn error(out: &Output) -> String {
+    let err = fails(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn config_toml(t: &TestDir) -> String {
+    std::fs::read_to_string(t.home().join("config.toml")).unwrap()
+}
+
+#[test]
+fn device_add_updates_lists_and_removes() {
+    let t = TestDir::new();
+    assert_eq!(json(&t.peerfold(&["device", "list", "--json"])), serde_json::json!([]));
+    let (a, b) = (dev(1), dev(2));
+    let out = ok(&t.peerfold(&["device", "add", &a.to_lowercase().replace('-', ""), "--name", "laptop"]));
+    assert_eq!(
+        out,
+        format!("Added device {a} \"laptop\" (addresses: dynamic).\n"),
+        "stored in the canonical form"
+    );
+    let out =
+        ok(&t.peerfold(&["device", "add", &b, "--address", "tcp://nas.local:22000", "--address", "dynamic"]));
+    assert_eq!(out, format!("Added device {b} (addresses: tcp://nas.local:22000, dynamic).\n"));
+
+    // Adding it again changes what is given, and says so.
+    let out = ok(&t.peerfold(&["device", "add", &a, "--address", "quic://[2001:db8::1]:22000"]));
+    assert_eq!(
+        out,
+        format!("Device {a} was already configured; set its addresses to quic://[2001:db8::1]:22000.\n")
+    );
+    let out = ok(&t.peerfold(&["device", "add", &a, "--name", "laptop"]));
+    assert!(out.contains("already configured; nothing changed"), "{out}");
+
+    let list = json(&t.peerfold(&["device", "list", "--json"]));
+    assert_eq!(
+        list,
+        serde_json::json!([
+            {"id": a, "name": "laptop", "addresses": ["quic://[2001:db8::1]:22000"], "paused": false, "folders": []},
+            {"id": b, "name": "", "addresses": ["tcp://nas.local:22000", "dynamic"], "paused": false, "folders": []},
+        ])
+    );
+    let text = ok(&t.peerfold(&["device", "list"]));
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.starts_with(&format!("{a} \"laptop\": quic://[2001:db8::1]:22000; shares no folders")),
+        "{text}"
+    );
+
+    let out = ok(&t.peerfold(&["device", "remove", &b]));
+    assert_eq!(out, format!("Removed device {b}.\n"));
+    assert_eq!(json(&t.peerfold(&["device", "list", "--json"])).as_array().map(Vec::len), Some(1));
+    let err = error(&t.peerfold(&["device", "remove", &b]));
+    assert_eq!(err, format!("error: device {b} is not a configured device\n"));
+}
+
+#[test]
+fn device_add_refuses_bad_ids_addresses_and_this_device() {
+    let t = TestDir::new();
+    let me = ok(&t.peerfold(&["id"])).trim().to_owned();
+    let err = error(&t.peerfold(&["device", "add", &me]));
+    assert!(err.contains("is this device's own ID"), "{err}");
+    let err = error(&t.peerfold(&["device", "add", "MFZWI3D-BONSGYC"]));
+    assert!(err.starts_with("error: \"MFZWI3D-BONSGYC\" is not a device ID: "), "{err}");
+    let err = error(&t.peerfold(&["device", "add", &dev(1), "--address", "nas:22000"]));
+    assert!(err.contains("address \"nas:22000\" is not dynamic or scheme://host[:port]"), "{err}");
+    let err = error(&t.peerfold(&["device", "add", &dev(1), "--address", "tcp://nas:99999"]));
+    assert!(err.contains("not a number from 1 to 65535"), "{err}");
+    assert!(!config_toml(&t).contains("[[device]]"), "nothing was saved");
+}
+
+#[test]
+fn folder_add_creates_the_directory_with_its_marker_and_versioning() {
+    let t = TestDir::new();
+    let (a, b) = (dev(1), dev(2));
+    ok(&t.peerfold(&["device", "add", &a]));
+    ok(&t.peerfold(&["device", "add", &b]));
+    // Given with a `..`: the configuration gets the canonical path.
+    std::fs::create_dir(t.path("sync")).unwrap();
+    let given = t.path("sync/../photos");
+    let out = ok(&t.peerfold(&[
+        "folder",
+        "add",
+        given.to_str().unwrap(),
+        "--id",
+        "photos",
+        "--label",
+        "Photos",
+        "--type",
+        "receive-only",
+        "--share",
+        &a,
+        "--share",
+        &b,
+        "--versioning-days",
+        "7",
+    ]));
+    let root = t.path("photos").canonicalize().unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "Added receive-only folder \"photos\" at {} (trash can for 7 days), shared with 2 devices.\n",
+            root.display()
+        )
+    );
+    assert!(root.join(".stfolder").is_dir(), "Syncthing's folder marker");
+
+    // An existing directory keeps its files; versioning is on by default.
+    t.write("docs/report.txt", b"kept");
+    let out = ok(&t.peerfold(&["folder", "add", t.path("docs").to_str().unwrap(), "--id", "docs"]));
+    assert!(out.contains("(trash can for 30 days), shared with no device yet."), "{out}");
+    assert_eq!(std::fs::read(t.path("docs/report.txt")).unwrap(), b"kept");
+    assert!(t.path("docs/.stfolder").is_dir());
+    ok(&t.peerfold(&["folder", "add", t.path("tmp").to_str().unwrap(), "--id", "tmp", "--no-versioning"]));
+
+    let list = json(&t.peerfold(&["folder", "list", "--json"]));
+    assert_eq!(
+        list[0],
+        serde_json::json!({
+            "id": "photos",
+            "label": "Photos",
+            "path": root.to_str().unwrap(),
+            "type": "receive-only",
+            "devices": [a, b],
+            "versioning": {"type": "trashcan", "keep_days": 7},
+            "paused": false,
+            "watch": true,
+            "rescan_interval_s": 3600,
+        })
+    );
+    assert_eq!(list[1]["versioning"], serde_json::json!({"type": "trashcan", "keep_days": 30}));
+    assert_eq!(list[2]["versioning"], serde_json::json!({"type": "none"}));
+    assert_eq!(list.as_array().map(Vec::len), Some(3));
+    let devices = json(&t.peerfold(&["device", "list", "--json"]));
+    assert_eq!(devices[0]["folders"], serde_json::json!(["photos"]));
+
+    let text = ok(&t.peerfold(&["folder", "list"]));
+    assert!(
+        text.starts_with(&format!(
+            "\"photos\" (Photos) at {}: receive-only, trash can for 7 days, shared with 2 devices\n",
+            root.display()
+        )),
+        "{text}"
+    );
+    let toml = config_toml(&t);
+    assert!(toml.contains("[folder.versioning]\ntype = \"trashcan\"\nkeep_days = 7\n"), "{toml}");
+}
+
+#[test]
+fn folder_add_refuses_unknown_devices_taken_ids_and_overlapping_paths() {
+    let t = TestDir::new();
+    ok(&t.peerfold(&["folder", "add", t.path("a").to_str().unwrap(), "--id", "a"]));
+    let a = t.path("a").canonicalize().unwrap();
+
+    let missing = t.path("new");
+    let err =
+        error(&t.peerfold(&["folder", "add", missing.to_str().unwrap(), "--id", "n", "--share", &dev(7)]));
+    assert_eq!(err, format!("error: device {} is not a configured device\n", dev(7)));
+    assert!(!missing.exists(), "a refused folder creates no directory");
+    let err = error(&t.peerfold(&["folder", "add", missing.to_str().unwrap(), "--id", "a"]));
+    assert_eq!(err, format!("error: folder ID \"a\" is already used by the folder at {}\n", a.display()));
+    assert!(!missing.exists());
+
+    let err = error(&t.peerfold(&["folder", "add", a.to_str().unwrap(), "--id", "b"]));
+    assert!(err.contains("is already the path of folder \"a\""), "{err}");
+    let err = error(&t.peerfold(&["folder", "add", a.join("sub").to_str().unwrap(), "--id", "b"]));
+    assert!(err.contains(&format!("sub is inside folder \"a\" at {}", a.display())), "{err}");
+    let err = error(&t.peerfold(&["folder", "add", t.dir.path().to_str().unwrap(), "--id", "b"]));
+    assert!(err.contains("contains folder \"a\""), "{err}");
+    t.write("file", b"x");
+    let err = error(&t.peerfold(&["folder", "add", t.path("file").to_str().unwrap(), "--id", "b"]));
+    assert!(err.starts_with("error: cannot create folder ") && err.contains("not a directory"), "{err}");
+    let err = error(&t.peerfold(&["folder", "add", t.path("c").to_str().unwrap(), "--id", ""]));
+    assert!(err.contains("is not a folder ID: a folder ID must not be empty"), "{err}");
+
+    assert_eq!(json(&t.peerfold(&["folder", "list", "--json"])).as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn folder_share_and_unshare_are_idempotent() {
+    let t = TestDir::new();
+    let d = dev(1);
+    ok(&t.peerfold(&["device", "add", &d]));
+    ok(&t.peerfold(&["folder", "add", t.path("f").to_str().unwrap(), "--id", "f"]));
+    assert_eq!(
+        ok(&t.peerfold(&["folder", "share", "f", &d])),
+        format!("Shared folder \"f\" with device {d}.\n")
+    );
+    assert_eq!(
+        ok(&t.peerfold(&["folder", "share", "f", &d])),
+        format!("Folder \"f\" is already shared with device {d}.\n")
+    );
+    assert_eq!(json(&t.peerfold(&["folder", "list", "--json"]))[0]["devices"], serde_json::json!([d]));
+    assert_eq!(
+        ok(&t.peerfold(&["folder", "unshare", "f", &d])),
+        format!("Stopped sharing folder \"f\" with device {d}.\n")
+    );
+    assert!(ok(&t.peerfold(&["folder", "unshare", "f", &d])).contains("was not shared"));
+    assert_eq!(json(&t.peerfold(&["folder", "list", "--json"]))[0]["devices"], serde_json::json!([]));
+
+    let err = error(&t.peerfold(&["folder", "share", "nope", &d]));
+    assert_eq!(err, "error: there is no folder with ID \"nope\"\n");
+    let err = error(&t.peerfold(&["folder", "unshare", "f", &dev(2)]));
+    assert!(err.contains("is not a configured device"), "{err}");
+
+    // Removing the device unshares it everywhere.
+    ok(&t.peerfold(&["folder", "share", "f", &d]));
+    let out = ok(&t.peerfold(&["device", "remove", &d]));
+    assert_eq!(out, format!("Removed device {d} and stopped sharing folder \"f\" with it.\n"));
+    assert_eq!(json(&t.peerfold(&["folder", "list", "--json"]))[0]["devices"], serde_json::json!([]));
+}
+
+#[test]
+fn folder_remove_forgets_the_folder_not_its_files() {
+    let t = TestDir::new();
+    t.write("f/keep.txt", b"k");
+    ok(&t.peerfold(&["folder", "add", t.path("f").to_str().unwrap(), "--id", "f"]));
+    let out = ok(&t.peerfold(&["folder", "remove", "f"]));
+    assert!(out.starts_with("Removed folder \"f\" from the configuration; its files in "), "{out}");
+    assert_eq!(std::fs::read(t.path("f/keep.txt")).unwrap(), b"k");
+    assert!(t.path("f/.stfolder").is_dir());
+    assert_eq!(ok(&t.peerfold(&["folder", "list"])), "No folders are configured.\n");
+    assert_eq!(error(&t.peerfold(&["folder", "remove", "f"])), "error: there is no folder with ID \"f\"\n");
+}
+
+#[test]
+fn configuration_changes_wait_for_the_home_but_lists_do_not() {
+    let t = TestDir::new();
+    ok(&t.peerfold(&["device", "add", &dev(1), "--name", "laptop"]));
+    let _daemon = peerfold::home::Home::open(&t.home()).unwrap();
+    let err = error(&t.peerfold(&["device", "add", &dev(2)]));
+    assert!(
+        err.starts_with("error: cannot change the configuration while another Peerfold process (pid "),
+        "{err}"
+    );
+    assert!(err.contains("peerfold serve"), "{err}");
+    let err = error(&t.peerfold(&["folder", "add", t.path("f").to_str().unwrap(), "--id", "f"]));
+    assert!(err.contains("cannot change the configuration"), "{err}");
+    assert!(!t.path("f").exists());
+    // The lists only read config.toml, which is always whole.
+    assert!(ok(&t.peerfold(&["device", "list"])).contains("\"laptop\""));
+    assert_eq!(ok(&t.peerfold(&["folder", "list"])), "No folders are configured.\n");
 }
