@@ -1,12 +1,18 @@
 //! The engine: the long-lived tasks of one Peerfold home, and the handle that front-ends (the
 //! CLI, later the control API and the desktop app) drive it through — commands in, events out.
 //!
-//! Task topology: one folder task per configured, unpaused folder. A folder task owns its
-//! [`Scanner`] and its [`FolderWatcher`], and serialises all scans of its folder. It scans
+//! Task topology: one folder task per configured, unpaused folder, and (with networking) the
+//! model's service task with one task per connection ([`crate::model`]). A folder task owns
+//! its [`Scanner`], its [`FolderWatcher`] and its [`Puller`], and serialises the scans and pulls
+//! of its folder, so that the puller never races the scanner over the same files. It scans
 //! - at start (a full scan),
 //! - when the watcher reports paths (just those paths) or lost events (a full scan),
 //! - every rescan interval, with ±1/8 jitter so folders (and devices) do not scan in lockstep,
-//! - when asked through the handle.
+//! - when asked through the handle,
+//!
+//! and pulls when a peer's index changed (the connection task signals it), after each scan, and
+//! again after a while when something could not be pulled. Every change it records bumps a
+//! counter the connection tasks watch, so they send index updates.
 //!
 //! A folder's state is published on a `watch` channel, so reading it never waits for a scan.
 //! Events go to every subscriber on a broadcast channel; a slow subscriber loses old events
@@ -20,9 +26,18 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{Config, FolderConfig, FolderId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::{Config, FolderConfig, FolderId, FolderType};
 use crate::db::{DbError, Index};
-use crate::identity::ShortId;
+use crate::identity::{DeviceId, ShortId};
+use crate::model::{self, Peers};
+use crate::net::Net;
+use crate::pull::{PullOutcome, Puller, Versioning};
 use crate::scan::{ScanError, ScanSummary, Scanner};
 use crate::watch::{FolderWatcher, WatchEvent};
 
@@ -50,6 +65,7 @@ pub enum EngineError {
 pub enum FolderState {
     Idle,
     Scanning,
+    Syncing,
     Error { message: String },
 }
 
@@ -66,6 +82,20 @@ pub enum Event {
         folder: FolderId,
         changed: u64,
         sequence: i64,
+    },
+    /// A pull finished: `applied` entries were created, changed or deleted.
+    Pulled {
+        folder: FolderId,
+        applied: u64,
+        fetched_bytes: u64,
+        copied_bytes: u64,
+        conflicts: Vec<String>,
+    },
+    /// An entry the puller could not apply (it tries again later).
+    PullIssue {
+        folder: FolderId,
+        path: String,
+        reason: String,
     },
     /// A file or directory the scanner had to pass over.
     ScanIssue {
@@ -92,13 +122,32 @@ pub struct Engine {
     tasks: JoinSet<()>,
     shutdown: watch::Sender<bool>,
     index: Index,
+    peers: Arc<Peers>,
+    config: watch::Sender<Arc<Config>>,
 }
 
+/// How long after a pull that left something undone the folder tries again.
+const PULL_RETRY: Duration = Duration::from_secs(30);
+
 impl Engine {
-    /// Starts a folder task for every configured folder that is not paused.
+    /// Starts a folder task for every configured folder that is not paused, without
+    /// networking: folders are scanned and watched only.
     pub fn start(config: &Config, index: Index, me: ShortId) -> Self {
+        Self::start_inner(config, index, me, None)
+    }
+
+    /// Starts the engine with networking: the folder tasks, and the model serving and dialling
+    /// peers through `net` as device `me`.
+    pub fn start_networked(config: &Config, index: Index, me: DeviceId, net: Net) -> Self {
+        Self::start_inner(config, index, me.short(), Some((me, net)))
+    }
+
+    fn start_inner(config: &Config, index: Index, me: ShortId, network: Option<(DeviceId, Net)>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, _) = watch::channel(false);
+        let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+        let (local_changed, local_changed_rx) = watch::channel(0u64);
+        let local_changed = Arc::new(local_changed);
         let mut engine = Self {
             folders: BTreeMap::new(),
             paused: BTreeSet::new(),
@@ -106,18 +155,44 @@ impl Engine {
             tasks: JoinSet::new(),
             shutdown,
             index,
+            peers: Arc::new(Peers::default()),
+            config: config_tx,
         };
+        let roots: HashMap<String, PathBuf> =
+            config.folders.iter().map(|f| (f.id.to_string(), f.path.clone())).collect();
+        let mut remote_changed = HashMap::new();
         for folder in &config.folders {
             if folder.paused {
                 engine.paused.insert(folder.id.clone());
             } else {
-                engine.spawn_folder(folder, config, me);
+                let notify = Arc::new(Notify::new());
+                remote_changed.insert(folder.id.clone(), Arc::clone(&notify));
+                engine.spawn_folder(folder, config, me, notify, Arc::clone(&local_changed), roots.clone());
             }
+        }
+        if let Some((me, net)) = network {
+            let ctx = Arc::new(model::Context {
+                me,
+                config: config_rx,
+                index: engine.index.clone(),
+                peers: Arc::clone(&engine.peers),
+                remote_changed,
+                local_changed: local_changed_rx,
+            });
+            engine.tasks.spawn(model::serve(ctx, Arc::new(net), engine.shutdown.subscribe()));
         }
         engine
     }
 
-    fn spawn_folder(&mut self, folder: &FolderConfig, config: &Config, me: ShortId) {
+    fn spawn_folder(
+        &mut self,
+        folder: &FolderConfig,
+        config: &Config,
+        me: ShortId,
+        remote_changed: Arc<Notify>,
+        local_changed: Arc<watch::Sender<u64>>,
+        roots: HashMap<String, PathBuf>,
+    ) {
         let (commands, command_rx) = mpsc::channel(16);
         let (state_tx, state) = watch::channel(FolderState::Idle);
         let task = FolderTask {
@@ -135,6 +210,10 @@ impl Engine {
             state: state_tx,
             events: self.events.clone(),
             shutdown: self.shutdown.subscribe(),
+            remote_changed,
+            local_changed,
+            peers: Arc::clone(&self.peers),
+            roots,
         };
         self.tasks.spawn(task.run());
         self.folders.insert(folder.id.clone(), FolderHandle { commands, state });
@@ -153,6 +232,21 @@ impl Engine {
     /// The index the engine records into (for read-only queries by front-ends).
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// Live connections.
+    pub fn connections(&self) -> Vec<model::ConnectionInfo> {
+        self.peers.connections()
+    }
+
+    /// Bytes (read, written) over all connections since start.
+    pub fn traffic(&self) -> (u64, u64) {
+        self.peers.total_bytes()
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
     }
 
     /// Scans a folder now — all of it, or just `paths` — and waits for the result.
@@ -189,12 +283,27 @@ struct FolderTask {
     state: watch::Sender<FolderState>,
     events: broadcast::Sender<Event>,
     shutdown: watch::Receiver<bool>,
+    remote_changed: Arc<Notify>,
+    local_changed: Arc<watch::Sender<u64>>,
+    peers: Arc<Peers>,
+    roots: HashMap<String, PathBuf>,
 }
 
 impl FolderTask {
     async fn run(mut self) {
-        let scanner = match self.index.folder(self.id.as_str()).await {
-            Ok(idx) => Scanner::new(self.index.clone(), idx, self.config.path.clone(), self.me),
+        let (scanner, puller) = match self.index.folder(self.id.as_str()).await {
+            Ok(idx) => (
+                Scanner::new(self.index.clone(), idx, self.config.path.clone(), self.me),
+                Arc::new(Puller {
+                    index: self.index.clone(),
+                    folder: idx,
+                    id: self.id.clone(),
+                    root: self.config.path.clone(),
+                    peers: Arc::clone(&self.peers),
+                    roots: std::mem::take(&mut self.roots),
+                    versioning: versioning_of(&self.config),
+                }),
+            ),
             Err(e) => {
                 self.set_state(FolderState::Error { message: error_chain(&e) });
                 return;
@@ -206,6 +315,8 @@ impl FolderTask {
         let mut full_scan_due = true;
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut next_full = self.next_full_scan();
+        let mut pull_due = false;
+        let mut retry_pull: Option<Instant> = None;
         loop {
             if full_scan_due || !dirty.is_empty() {
                 let paths: Vec<String> =
@@ -219,6 +330,20 @@ impl FolderTask {
                 // A folder that was missing (an unmounted disk) gets a watcher once it is back.
                 if watcher.is_none() && result.is_ok() {
                     watcher = self.start_watcher(&watch_tx);
+                }
+                // A full scan may have made the folder usable again; a change may settle
+                // something the puller skipped.
+                if result.as_ref().is_ok_and(|s| s.changed > 0 || paths.is_empty()) {
+                    pull_due = true;
+                }
+                continue;
+            }
+            if pull_due {
+                pull_due = false;
+                if let Some(outcome) = self.pull(&puller).await {
+                    // Entries that changed on disk under the puller: scan them, then pull again.
+                    dirty.extend(outcome.rescan.iter().cloned());
+                    retry_pull = (!outcome.issues.is_empty()).then(|| Instant::now() + PULL_RETRY);
                 }
                 continue;
             }
@@ -245,7 +370,51 @@ impl FolderTask {
                         full_scan_due = true;
                     }
                 }
+                () = self.remote_changed.notified() => pull_due = true,
+                () = sleep_until(retry_pull) => {
+                    retry_pull = None;
+                    pull_due = true;
+                }
                 () = sleep_until(next_full) => full_scan_due = true,
+            }
+        }
+    }
+
+    /// Pulls what the folder needs, unless it is send-only or in error. `None` if it did not
+    /// run.
+    async fn pull(&self, puller: &Arc<Puller>) -> Option<PullOutcome> {
+        if self.config.folder_type == FolderType::SendOnly
+            || matches!(*self.state.borrow(), FolderState::Error { .. })
+        {
+            return None;
+        }
+        self.set_state(FolderState::Syncing);
+        let result = puller.pull().await;
+        self.set_state(FolderState::Idle);
+        match result {
+            Ok(outcome) => {
+                for (path, reason) in &outcome.issues {
+                    self.emit(Event::PullIssue {
+                        folder: self.id.clone(),
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                if outcome.applied > 0 {
+                    self.local_changed.send_modify(|n| *n += 1);
+                    self.emit(Event::Pulled {
+                        folder: self.id.clone(),
+                        applied: outcome.applied,
+                        fetched_bytes: outcome.fetched_bytes,
+                        copied_bytes: outcome.copied_bytes,
+                        conflicts: outcome.conflicts.clone(),
+                    });
+                }
+                Some(outcome)
+            }
+            Err(e) => {
+                tracing::warn!(folder = %self.id, error = %error_chain(&e), "pull failed");
+                Some(PullOutcome { issues: vec![(String::new(), error_chain(&e))], ..PullOutcome::default() })
             }
         }
     }
@@ -274,7 +443,10 @@ impl FolderTask {
 
     async fn scan(&self, scanner: &Scanner, paths: &[String]) -> Result<ScanSummary, ScanError> {
         self.set_state(FolderState::Scanning);
-        let result = scanner.scan(paths).await;
+        let result = match self.check_marker().await {
+            Ok(()) => scanner.scan(paths).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(summary) => {
                 for issue in &summary.issues {
@@ -285,6 +457,7 @@ impl FolderTask {
                     });
                 }
                 if summary.changed > 0 {
+                    self.local_changed.send_modify(|n| *n += 1);
                     self.emit(Event::LocalIndexUpdated {
                         folder: self.id.clone(),
                         changed: summary.changed,
@@ -301,6 +474,24 @@ impl FolderTask {
         result
     }
 
+    /// The folder marker `.stfolder` tells a folder from an empty mount point: a folder that
+    /// has been indexed and lost its marker (an unmounted disk) is not scanned, or every file
+    /// would be announced deleted. A folder never indexed gets the marker.
+    async fn check_marker(&self) -> Result<(), ScanError> {
+        let marker = self.config.path.join(MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        if !self.config.path.is_dir() {
+            return Err(ScanError::FolderMissing(self.config.path.clone()));
+        }
+        let idx = self.index.folder(self.id.as_str()).await?;
+        if self.index.folder_sequence(idx).await? > 0 {
+            return Err(ScanError::MarkerMissing(marker));
+        }
+        std::fs::create_dir(&marker).map_err(|source| ScanError::Root { path: marker, source })
+    }
+
     fn set_state(&self, state: FolderState) {
         if *self.state.borrow() != state {
             self.state.send_replace(state.clone());
@@ -311,6 +502,16 @@ impl FolderTask {
     fn emit(&self, event: Event) {
         // No subscribers is fine.
         let _ = self.events.send(event);
+    }
+}
+
+/// The folder marker Syncthing uses, at the folder root.
+pub const MARKER: &str = ".stfolder";
+
+fn versioning_of(folder: &FolderConfig) -> Versioning {
+    match folder.versioning {
+        crate::config::Versioning::None => Versioning::Off,
+        crate::config::Versioning::Trashcan { keep_days } => Versioning::TrashCan { keep_days },
     }
 }
 

@@ -3,9 +3,11 @@
 //! The engine is a pipeline of stages, one module each (see `ARCHITECTURE.md`):
 //! [`identity`] (who this device is), [`config`] and [`home`] (what it shares, where it keeps
 //! state), [`scan`] (disk → index, honouring [`ignore`] patterns), [`watch`] (change hints),
-//! [`db`] (the block index) and [`engine`] (the long-lived tasks and the handle front-ends use).
-//! [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the transport under it (TLS over
-//! TCP and QUIC, peers authenticated by certificate), with no knowledge of BEP messages.
+//! [`db`] (the block index), [`model`] (what peers are told and may ask, over one task per
+//! connection), [`pull`] (remote changes → disk) and [`engine`] (the long-lived tasks and the
+//! handle front-ends use). [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the
+//! transport under it (TLS over TCP and QUIC, peers authenticated by certificate), with no
+//! knowledge of BEP messages.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bep;
@@ -15,6 +17,8 @@ pub mod engine;
 pub mod home;
 pub mod identity;
 pub mod ignore;
+pub mod model;
 pub mod net;
+pub mod pull;
 pub mod scan;
 pub mod watch;

@@ -13,7 +13,7 @@
 //! reason while the scan goes on; a file that changes while it is hashed is hashed again, and
 //! never recorded with a mix of old and new blocks.
 
-mod disk;
+pub(crate) mod disk;
 mod hash;
 
 use std::collections::HashSet;
@@ -59,6 +59,10 @@ pub enum ScanError {
     FolderMissing(PathBuf),
     #[error("folder path {0} is not a directory")]
     NotADirectory(PathBuf),
+    /// The folder was indexed before and its marker is gone: most likely a disk mounted
+    /// elsewhere or not at all. Nothing is marked deleted.
+    #[error("folder marker {0} is missing (is the disk mounted?); recreate it to resume")]
+    MarkerMissing(PathBuf),
     #[error("cannot read folder path {path}")]
     Root {
         path: PathBuf,
@@ -732,7 +736,7 @@ fn file_unchanged(prev: &FileInfo, stat: &Stat) -> bool {
 
 /// Names that belong to the sync machinery: the folder marker, ignore file and versions at the
 /// root, and download temporaries anywhere.
-fn is_internal(name: &str) -> bool {
+pub fn is_internal(name: &str) -> bool {
     let top = name.split('/').next().unwrap_or(name);
     if INTERNAL_NAMES.contains(&top) {
         return true;

@@ -72,3 +72,10 @@ pub fn syncthing() -> &'static Path {
     assert!(p.exists(), "these tests need a real Syncthing: apt-get install syncthing");
     p
 }
+
+/// Logs to the test's output when `RUST_LOG` is set (shown for failing tests).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    }
+}

@@ -1,0 +1,258 @@
+//! The model: this device's side of every BEP connection. It decides who may connect, what
+//! each peer is told (ClusterConfig, our indexes), what it may ask for (Requests), and records
+//! what peers announce (their indexes, pending devices and folder offers) in the index.
+//!
+//! It owns the registry of live connections ([`Peers`]), through which the puller asks peers for
+//! blocks, and the service task that accepts and dials connections (through [`crate::net`]).
+//! One task per connection ([`connection`]) drives a sans-IO [`crate::bep::session::Session`]
+//! over the connection's byte stream.
+
+mod connection;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use crate::bep::BlockHash;
+use crate::bep::wire::ErrorCode;
+use crate::config::{Config, FolderId};
+use crate::db::Index;
+use crate::identity::DeviceId;
+use crate::net::{Address, Net, Transport};
+
+/// How often devices that are not connected are dialled.
+const DIAL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why a block could not be fetched from a peer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("device {0} is not connected")]
+    NotConnected(DeviceId),
+    #[error("the connection closed before the answer came")]
+    Closed,
+    #[error("the device answered {0:?}")]
+    Peer(ErrorCode),
+}
+
+/// A block to ask a peer for.
+#[derive(Clone, Debug)]
+pub struct BlockRequest {
+    pub folder: FolderId,
+    pub name: String,
+    pub offset: u64,
+    pub size: u32,
+    pub hash: BlockHash,
+    pub block_no: u32,
+}
+
+/// A live connection, as status shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionInfo {
+    pub device: DeviceId,
+    /// The name the peer gave in its Hello.
+    pub name: String,
+    pub client: String,
+    pub address: SocketAddr,
+    pub transport: Transport,
+    pub outgoing: bool,
+    /// Unix seconds.
+    pub since: u64,
+    /// Bytes read from and written to the connection so far (after TLS, before BEP framing).
+    #[serde(skip)]
+    pub counters: Arc<Counters>,
+}
+
+/// Byte counters of one connection.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub read: std::sync::atomic::AtomicU64,
+    pub written: std::sync::atomic::AtomicU64,
+}
+
+enum Command {
+    Request(BlockRequest, oneshot::Sender<Result<Vec<u8>, RequestError>>),
+    /// The configuration changed: send a new ClusterConfig, or close if the device was removed.
+    Reconfigure,
+}
+
+struct Live {
+    serial: u64,
+    commands: mpsc::Sender<Command>,
+    info: ConnectionInfo,
+}
+
+/// The registry of live connections, one per device.
+#[derive(Default)]
+pub struct Peers {
+    live: Mutex<HashMap<DeviceId, Live>>,
+    next_serial: std::sync::atomic::AtomicU64,
+    /// Bytes read and written by connections that have ended, so totals never go down.
+    closed: Counters,
+}
+
+impl Peers {
+    /// Every live connection.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.lock().values().map(|l| l.info.clone()).collect()
+    }
+
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.lock().contains_key(device)
+    }
+
+    /// Total bytes (read, written) over all connections since start.
+    pub fn total_bytes(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let live = self.lock();
+        let read = live.values().map(|l| l.info.counters.read.load(Relaxed)).sum::<u64>();
+        let written = live.values().map(|l| l.info.counters.written.load(Relaxed)).sum::<u64>();
+        (read + self.closed.read.load(Relaxed), written + self.closed.written.load(Relaxed))
+    }
+
+    /// Asks `device` for a block and waits for the answer. The data is not checked here.
+    pub async fn request(&self, device: &DeviceId, request: BlockRequest) -> Result<Vec<u8>, RequestError> {
+        let commands = self.lock().get(device).map(|l| l.commands.clone());
+        let commands = commands.ok_or(RequestError::NotConnected(*device))?;
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::Request(request, reply)).await.map_err(|_| RequestError::Closed)?;
+        answer.await.map_err(|_| RequestError::Closed)?
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Live>> {
+        // A panic while holding this lock cannot leave the map half-updated (every update is
+        // one insert or remove), so a poisoned lock is still usable.
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new connection. With two connections to one device in opposite directions
+    /// (both sides dialled at once), both ends keep the one dialled by the device with the
+    /// smaller ID, so they agree without talking. Returns the serial to unregister with, or `None` if this connection
+    /// must close; a replaced connection is told to close.
+    fn register(&self, me: &DeviceId, info: ConnectionInfo, commands: mpsc::Sender<Command>) -> Option<u64> {
+        let serial = self.next_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut live = self.lock();
+        if let Some(old) = live.get(&info.device) {
+            // In the same direction the newer connection wins: the peer restarted, and the old
+            // one is dead but not yet noticed (QUIC notices only after its idle timeout).
+            let preferred_outgoing = me < &info.device;
+            if info.outgoing != old.info.outgoing && info.outgoing != preferred_outgoing {
+                return None;
+            }
+        }
+        let device = info.device;
+        if let Some(old) = live.insert(device, Live { serial, commands, info }) {
+            // Dropping its command sender is not enough (requests hold clones); the old task
+            // notices the new registration when it unregisters, and closes on Reconfigure.
+            let _ = old.commands.try_send(Command::Reconfigure);
+        }
+        Some(serial)
+    }
+
+    fn unregister(&self, device: &DeviceId, serial: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut live = self.lock();
+        if live.get(device).is_some_and(|l| l.serial == serial)
+            && let Some(l) = live.remove(device)
+        {
+            self.closed.read.fetch_add(l.info.counters.read.load(Relaxed), Relaxed);
+            self.closed.written.fetch_add(l.info.counters.written.load(Relaxed), Relaxed);
+        }
+    }
+
+    fn serial_of(&self, device: &DeviceId) -> Option<u64> {
+        self.lock().get(device).map(|l| l.serial)
+    }
+
+    fn reconfigure_all(&self) {
+        for l in self.lock().values() {
+            let _ = l.commands.try_send(Command::Reconfigure);
+        }
+    }
+}
+
+/// What connection tasks share with the rest of the engine.
+pub struct Context {
+    pub me: DeviceId,
+    pub config: watch::Receiver<Arc<Config>>,
+    pub index: Index,
+    pub peers: Arc<Peers>,
+    /// Signalled (per folder) when a peer's index changed, so the folder pulls.
+    pub remote_changed: HashMap<FolderId, Arc<Notify>>,
+    /// Bumped whenever any folder's local index changed, so connections send updates.
+    pub local_changed: watch::Receiver<u64>,
+}
+
+impl Context {
+    fn notify_remote_changed(&self, folder: &FolderId) {
+        if let Some(n) = self.remote_changed.get(folder) {
+            n.notify_one();
+        }
+    }
+}
+
+/// Accepts connections and dials configured devices until `shutdown` turns true.
+pub async fn serve(ctx: Arc<Context>, net: Arc<Net>, mut shutdown: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut config = ctx.config.clone();
+    let mut dial_tick = tokio::time::interval(DIAL_INTERVAL);
+    dial_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = net.accept() => match accepted {
+                Some(conn) => { tasks.spawn(connection::run(Arc::clone(&ctx), conn, shutdown.clone())); }
+                None => break,
+            },
+            _ = dial_tick.tick() => dial_all(&ctx, &net, &mut tasks, &shutdown),
+            changed = config.changed() => {
+                if changed.is_err() { break; }
+                ctx.peers.reconfigure_all();
+                dial_all(&ctx, &net, &mut tasks, &shutdown);
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    net.shutdown().await;
+    // Connection tasks see the same shutdown signal, send Close and end.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Dials every configured, unpaused, unconnected device at its addresses, each in a task of
+/// its own (a slow address must not delay the others).
+fn dial_all(
+    ctx: &Arc<Context>,
+    net: &Arc<Net>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let config = ctx.config.borrow().clone();
+    for device in config.devices.iter().filter(|d| !d.paused && d.id != ctx.me) {
+        if ctx.peers.is_connected(&device.id) {
+            continue;
+        }
+        let addresses: Vec<Address> = device.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+        if addresses.is_empty() {
+            continue;
+        }
+        let (ctx, net, id, shutdown) = (Arc::clone(ctx), Arc::clone(net), device.id, shutdown.clone());
+        tasks.spawn(async move {
+            for addr in &addresses {
+                if ctx.peers.is_connected(&id) {
+                    return;
+                }
+                match net.dial(addr, id).await {
+                    Ok(conn) => return connection::run(ctx, conn, shutdown).await,
+                    Err(e) => tracing::debug!(device = %id, address = %addr, error = %e, "dial failed"),
+                }
+            }
+        });
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

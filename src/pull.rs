@@ -1,0 +1,786 @@
+//! The puller: makes a folder on disk what its global state says, one needed entry at a time,
+//! and records each result in the local index.
+//!
+//! It owns the on-disk side of applying remote changes: temporary files, block fetching (from
+//! local files that already hold a block, else from every connected peer that has the file),
+//! hash verification, conflict copies and trash-can versioning. The order is Syncthing's:
+//! directories, files and symlinks in name order (a directory before its contents), then deletes
+//! deepest first, so a renamed file's data is still on disk under its old name when the new name
+//! is pulled and is copied instead of downloaded.
+//!
+//! Invariants:
+//! * a file is renamed into place only after every block's SHA-256 was verified and the
+//!   temporary file was fsynced;
+//! * an entry that changed on disk since the last scan is never overwritten: the puller skips it
+//!   and asks for a rescan, after which the version vectors decide (a conflict copy, never a
+//!   loss);
+//! * a temporary file survives a crash and its verified blocks are reused on the next attempt.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+use tokio::task::JoinSet;
+
+use crate::bep::{BlockInfo, FileInfo, FileType, VectorOrdering};
+use crate::config::FolderId;
+use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
+use crate::identity::DeviceId;
+use crate::model::{BlockRequest, Peers};
+use crate::scan::disk::{Kind, Stat};
+
+/// Needed names read per query.
+const PAGE: u32 = 500;
+/// Files pulled at once.
+const FILES_AT_ONCE: usize = 8;
+/// Block requests in flight per file.
+const BLOCKS_AT_ONCE: usize = 16;
+/// Entries recorded per index transaction.
+const RECORD_BATCH: usize = 256;
+/// Directory of old versions, at the folder root.
+pub const VERSIONS_DIR: &str = ".stversions";
+
+/// Errors that stop a pull as a whole (per-entry problems are [`PullOutcome::issues`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the pull was interrupted")]
+    Interrupted,
+}
+
+/// What a pull did.
+#[derive(Debug, Default)]
+pub struct PullOutcome {
+    /// Entries created, updated or deleted.
+    pub applied: u64,
+    /// Bytes downloaded from peers.
+    pub fetched_bytes: u64,
+    /// Bytes copied from local files.
+    pub copied_bytes: u64,
+    /// Paths that changed on disk since the last scan: scan them, then pull again.
+    pub rescan: Vec<String>,
+    /// Entries that could not be applied, with the reason.
+    pub issues: Vec<(String, String)>,
+    /// Conflict copies made (folder-relative names).
+    pub conflicts: Vec<String>,
+}
+
+/// Trash-can versioning: what replaced or deleted files become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Versioning {
+    /// Replaced and deleted files are removed.
+    Off,
+    /// They are moved to `.stversions/` and kept this many days (0: forever).
+    TrashCan { keep_days: u32 },
+}
+
+/// Pulls one folder.
+pub struct Puller {
+    pub index: Index,
+    pub folder: FolderIdx,
+    pub id: FolderId,
+    pub root: PathBuf,
+    pub peers: Arc<Peers>,
+    /// Roots of every local folder, for copying blocks across folders.
+    pub roots: HashMap<String, PathBuf>,
+    pub versioning: Versioning,
+}
+
+/// One entry's result.
+enum Applied {
+    Recorded { entry: FileInfo, fetched: u64, copied: u64, conflict: Option<String> },
+    Rescan(String),
+    Issue(String, String),
+}
+
+impl Puller {
+    /// Applies everything the folder needs, as far as possible.
+    pub async fn pull(self: &Arc<Self>) -> Result<PullOutcome, PullError> {
+        let mut out = PullOutcome::default();
+        let mut records: Vec<FileInfo> = Vec::new();
+        let mut running: JoinSet<Applied> = JoinSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let names = self.index.needed(self.folder, NeedKind::Changes, after.as_deref(), PAGE).await?;
+            let Some(last) = names.last() else { break };
+            after = Some(last.clone());
+            for name in names {
+                let Some(global) = self.index.global_file(self.folder, &name).await? else { continue };
+                let local = self.index.local_file(self.folder, &name).await?;
+                if global.file.file_type == FileType::File {
+                    while running.len() >= FILES_AT_ONCE {
+                        self.collect(running.join_next().await, &mut out, &mut records).await?;
+                    }
+                    let this = Arc::clone(self);
+                    running.spawn(async move { this.pull_file(global, local).await });
+                } else {
+                    // Directories first and inline: files below them need them to exist.
+                    let this = Arc::clone(self);
+                    let applied =
+                        tokio::task::spawn_blocking(move || this.apply_other(&global, local.as_ref()))
+                            .await
+                            .map_err(|_| PullError::Interrupted)?;
+                    self.collect(Some(Ok(applied)), &mut out, &mut records).await?;
+                }
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            self.collect(Some(done), &mut out, &mut records).await?;
+        }
+        self.record(&mut records).await?;
+
+        let mut after: Option<String> = None;
+        loop {
+            let names = self.index.needed(self.folder, NeedKind::Deletes, after.as_deref(), PAGE).await?;
+            let Some(last) = names.last() else { break };
+            after = Some(last.clone());
+            for name in names {
+                let Some(global) = self.index.global_file(self.folder, &name).await? else { continue };
+                let local = self.index.local_file(self.folder, &name).await?;
+                let this = Arc::clone(self);
+                let applied =
+                    tokio::task::spawn_blocking(move || this.apply_delete(&global.file, local.as_ref()))
+                        .await
+                        .map_err(|_| PullError::Interrupted)?;
+                self.collect(Some(Ok(applied)), &mut out, &mut records).await?;
+            }
+        }
+        self.record(&mut records).await?;
+        Ok(out)
+    }
+
+    async fn collect(
+        &self,
+        done: Option<Result<Applied, tokio::task::JoinError>>,
+        out: &mut PullOutcome,
+        records: &mut Vec<FileInfo>,
+    ) -> Result<(), PullError> {
+        match done {
+            None => {}
+            Some(Err(_)) => return Err(PullError::Interrupted),
+            Some(Ok(Applied::Recorded { entry, fetched, copied, conflict })) => {
+                out.applied += 1;
+                out.fetched_bytes += fetched;
+                out.copied_bytes += copied;
+                if let Some(copy) = conflict {
+                    let c =
+                        Conflict { copy_name: copy.clone(), name: entry.name.clone(), at: unix_now() as i64 };
+                    self.index.record_conflict(self.folder, &c).await?;
+                    out.rescan.push(copy.clone());
+                    out.conflicts.push(copy);
+                }
+                records.push(entry);
+                if records.len() >= RECORD_BATCH {
+                    self.record(records).await?;
+                }
+            }
+            Some(Ok(Applied::Rescan(name))) => out.rescan.push(name),
+            Some(Ok(Applied::Issue(name, reason))) => {
+                tracing::warn!(folder = %self.id, name = %name, %reason, "cannot pull");
+                out.issues.push((name, reason));
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(&self, records: &mut Vec<FileInfo>) -> Result<(), PullError> {
+        if !records.is_empty() {
+            self.index.apply_local(self.folder, records).await?;
+            records.clear();
+        }
+        Ok(())
+    }
+
+    /// A directory or symlink (not deleted).
+    fn apply_other(&self, global: &GlobalFile, local: Option<&FileInfo>) -> Applied {
+        let g = &global.file;
+        let path = self.root.join(&g.name);
+        let disk = match Stat::of_path(&path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
+        };
+        if !matches_index(disk.as_ref(), local) {
+            return Applied::Rescan(g.name.clone());
+        }
+        let result = match g.file_type {
+            FileType::Directory => self.make_dir(g, disk.as_ref(), local),
+            FileType::Symlink => self.make_symlink(g, disk.as_ref(), local),
+            FileType::File => Err(io::Error::other("not a directory or symlink")),
+        };
+        match result {
+            Ok(entry) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict: None },
+            Err(e) => Applied::Issue(g.name.clone(), e.to_string()),
+        }
+    }
+
+    fn make_dir(&self, g: &FileInfo, disk: Option<&Stat>, local: Option<&FileInfo>) -> io::Result<FileInfo> {
+        let path = self.root.join(&g.name);
+        match disk.map(|d| d.kind) {
+            Some(Kind::Directory) => {}
+            Some(_) => {
+                self.archive(&g.name, local)?;
+                fs::create_dir_all(&path)?;
+            }
+            None => fs::create_dir_all(&path)?,
+        }
+        if !g.no_permissions {
+            set_mode(&path, g.permissions)?;
+        }
+        recorded(g, &path)
+    }
+
+    fn make_symlink(
+        &self,
+        g: &FileInfo,
+        disk: Option<&Stat>,
+        local: Option<&FileInfo>,
+    ) -> io::Result<FileInfo> {
+        let path = self.root.join(&g.name);
+        if let Some(d) = disk {
+            if d.kind == Kind::Symlink && fs::read_link(&path)?.to_str() == Some(g.symlink_target.as_str()) {
+                return recorded(g, &path);
+            }
+            if d.kind == Kind::Directory {
+                return Err(io::Error::other("a directory is in the way of a symlink"));
+            }
+            self.archive(&g.name, local)?;
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        std::os::unix::fs::symlink(&g.symlink_target, &path)?;
+        Ok(FileInfo { sequence: 0, ..g.clone() })
+    }
+
+    fn apply_delete(&self, g: &FileInfo, local: Option<&FileInfo>) -> Applied {
+        let path = self.root.join(&g.name);
+        let disk = match Stat::of_path(&path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
+        };
+        if !matches_index(disk.as_ref(), local) {
+            return Applied::Rescan(g.name.clone());
+        }
+        let result = match disk.map(|d| d.kind) {
+            None => Ok(()),
+            Some(Kind::Directory) => fs::remove_dir(&path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot delete the directory: {e} (it holds files not synced)"),
+                )
+            }),
+            Some(_) => self.archive(&g.name, local),
+        };
+        match result {
+            Ok(()) => Applied::Recorded {
+                entry: FileInfo { sequence: 0, ..g.clone() },
+                fetched: 0,
+                copied: 0,
+                conflict: None,
+            },
+            Err(e) => Applied::Issue(g.name.clone(), e.to_string()),
+        }
+    }
+
+    /// Moves the file at `name` out of the way: to the trash can, or deleted.
+    fn archive(&self, name: &str, local: Option<&FileInfo>) -> io::Result<()> {
+        let path = self.root.join(name);
+        let is_file = local.is_some_and(|l| l.file_type == FileType::File && !l.deleted);
+        match self.versioning {
+            Versioning::TrashCan { .. } if is_file => {
+                let dest = self.root.join(VERSIONS_DIR).join(versioned_name(name, SystemTime::now()));
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::rename(&path, &dest)
+            }
+            _ => match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+                Ok(_) => fs::remove_file(&path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Fetches a file into its temporary file, verifies it and renames it into place.
+    async fn pull_file(self: Arc<Self>, global: GlobalFile, local: Option<FileInfo>) -> Applied {
+        let g = global.file.clone();
+        let name = g.name.clone();
+        let path = self.root.join(&name);
+        let disk = match Stat::of_path(&path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Applied::Issue(name, e.to_string()),
+        };
+        if !matches_index(disk.as_ref(), local.as_ref()) {
+            return Applied::Rescan(name);
+        }
+        if disk.is_some_and(|d| d.kind == Kind::Directory) {
+            return Applied::Issue(name, String::from("a directory is in the way of a file"));
+        }
+        // The same content under another version (both sides made the same change, or a
+        // metadata change): only the metadata and the version are taken, and it is no
+        // conflict, as nothing would be lost.
+        if let Some(l) = local.as_ref().filter(|l| !l.deleted && !l.invalid && l.file_type == FileType::File)
+            && disk.is_some()
+            && l.blocks == g.blocks
+        {
+            let result = set_metadata(&path, &g).and_then(|()| recorded(&g, &path));
+            return match result {
+                Ok(entry) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict: None },
+                Err(e) => Applied::Issue(name, e.to_string()),
+            };
+        }
+        let tmp = temp_path(&path);
+        let fetch = self.fill_temp(&global, &tmp).await;
+        let (fetched, copied) = match fetch {
+            Ok(x) => x,
+            Err(e) => return Applied::Issue(name, e),
+        };
+        let live_local = local.as_ref().filter(|l| !l.deleted && !l.invalid);
+        let conflict = live_local.is_some_and(|l| {
+            l.file_type == FileType::File
+                && matches!(
+                    l.version.compare(&g.version),
+                    VectorOrdering::ConcurrentGreater | VectorOrdering::ConcurrentLesser
+                )
+                && !name.contains(".sync-conflict-")
+        });
+        let this = Arc::clone(&self);
+        let local2 = local.clone();
+        let result =
+            tokio::task::spawn_blocking(move || this.finish_file(&g, &tmp, local2.as_ref(), conflict)).await;
+        match result {
+            Ok(Ok((entry, conflict))) => Applied::Recorded { entry, fetched, copied, conflict },
+            Ok(Err(e)) => Applied::Issue(name, e.to_string()),
+            Err(_) => Applied::Issue(name, String::from("interrupted")),
+        }
+    }
+
+    /// Makes `tmp` hold every block of the global file, each verified. Returns bytes (fetched
+    /// from peers, copied locally).
+    async fn fill_temp(&self, global: &GlobalFile, tmp: &Path) -> Result<(u64, u64), String> {
+        let g = &global.file;
+        if let Some(parent) = tmp.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("cannot create the directory: {e}"))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(tmp)
+            .map_err(|e| format!("cannot open the temporary file: {e}"))?;
+        let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
+        file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
+        let file = Arc::new(file);
+        let (mut fetched, mut copied) = (0u64, 0u64);
+        let mut missing: Vec<(usize, BlockInfo)> = Vec::new();
+        for (i, b) in g.blocks.iter().enumerate() {
+            if b.size == 0 {
+                continue;
+            }
+            // A block left by an interrupted attempt is kept if it checks out.
+            if b.offset + u64::from(b.size) <= existing
+                && read_block_from(&file, b.offset, b.size as usize).is_ok_and(|d| hash_ok(&d, b))
+            {
+                continue;
+            }
+            if self.copy_local(&file, b).await {
+                copied += u64::from(b.size);
+                continue;
+            }
+            missing.push((i, b.clone()));
+        }
+        let mut holders: Vec<DeviceId> =
+            global.holders.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
+        if !missing.is_empty() && holders.is_empty() {
+            return Err(String::from("no connected device has this version"));
+        }
+        let mut inflight: JoinSet<Result<u64, String>> = JoinSet::new();
+        for (n, (i, b)) in missing.into_iter().enumerate() {
+            // Devices that connect or announce the file while it downloads share the work.
+            if n > 0 && n % BLOCKS_AT_ONCE == 0 {
+                holders = self.holders(g).await.unwrap_or(holders);
+            }
+            while inflight.len() >= BLOCKS_AT_ONCE {
+                if let Some(r) = inflight.join_next().await {
+                    fetched += r.map_err(|_| String::from("interrupted"))??;
+                }
+            }
+            let (peers, file, holders) = (Arc::clone(&self.peers), Arc::clone(&file), holders.clone());
+            let req = BlockRequest {
+                folder: self.id.clone(),
+                name: g.name.clone(),
+                offset: b.offset,
+                size: b.size,
+                hash: b.hash,
+                block_no: i as u32,
+            };
+            inflight.spawn(async move { fetch_block(&peers, &holders, i, req, &file, &b).await });
+        }
+        while let Some(r) = inflight.join_next().await {
+            fetched += r.map_err(|_| String::from("interrupted"))??;
+        }
+        Ok((fetched, copied))
+    }
+
+    /// The connected devices holding exactly version `g`, `None` if there are none (or the
+    /// global version moved on; the caller carries on with whom it had).
+    async fn holders(&self, g: &FileInfo) -> Option<Vec<DeviceId>> {
+        let now = self.index.global_file(self.folder, &g.name).await.ok()??;
+        if now.file.version != g.version {
+            return None;
+        }
+        let connected: Vec<DeviceId> =
+            now.holders.into_iter().filter(|d| self.peers.is_connected(d)).collect();
+        (!connected.is_empty()).then_some(connected)
+    }
+
+    /// Copies a block from a local file that has it, if any does (and still has it).
+    async fn copy_local(&self, file: &File, b: &BlockInfo) -> bool {
+        let Ok(places) = self.index.block_locations(&b.hash, 4).await else { return false };
+        for place in places {
+            let Some(root) = self.roots.get(&place.folder_id) else { continue };
+            let Ok(src) = File::open(root.join(&place.name)) else { continue };
+            let Ok(data) = read_block_from(&src, place.offset, b.size as usize) else { continue };
+            if hash_ok(&data, b) && file.write_all_at(&data, b.offset).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Syncs the temporary file, sets its metadata, moves the old file aside and renames the
+    /// new one into place. Returns the entry to record and the conflict copy's name, if any.
+    fn finish_file(
+        &self,
+        g: &FileInfo,
+        tmp: &Path,
+        local: Option<&FileInfo>,
+        conflict: bool,
+    ) -> io::Result<(FileInfo, Option<String>)> {
+        let path = self.root.join(&g.name);
+        let file = OpenOptions::new().read(true).write(true).open(tmp)?;
+        // Every block was verified as it was written; this checks the whole against the list,
+        // so a temporary file changed behind our back is never renamed into place.
+        verify_file(&file, g)?;
+        file.sync_all()?;
+        let mode = if g.no_permissions { 0o644 } else { g.permissions };
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        file.set_modified(mtime(g))?;
+        drop(file);
+        // The disk may have changed while we downloaded: check again right before replacing.
+        let disk = match Stat::of_path(&path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if !matches_index(disk.as_ref(), local) {
+            return Err(io::Error::other(
+                "the file changed on disk while it was being pulled; it will be rescanned",
+            ));
+        }
+        let mut copy = None;
+        if disk.is_some() {
+            if conflict {
+                let name = conflict_name(&g.name, g.modified_by, SystemTime::now());
+                fs::rename(&path, self.root.join(&name))?;
+                copy = Some(name);
+            } else {
+                self.archive(&g.name, local)?;
+            }
+        }
+        fs::rename(tmp, &path)?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok((recorded(g, &path)?, copy))
+    }
+}
+
+/// Tries each holder in turn, starting with the one this block is assigned to, so that the
+/// blocks of a file are spread over every device that has it.
+async fn fetch_block(
+    peers: &Peers,
+    holders: &[DeviceId],
+    i: usize,
+    req: BlockRequest,
+    file: &File,
+    b: &BlockInfo,
+) -> Result<u64, String> {
+    let mut last = String::new();
+    for k in 0..holders.len() {
+        let device = holders[(i + k) % holders.len()];
+        match peers.request(&device, req.clone()).await {
+            Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
+                file.write_all_at(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
+                return Ok(u64::from(b.size));
+            }
+            Ok(_) => last = format!("device {device} sent data that does not match the block's hash"),
+            Err(e) => last = format!("device {device}: {e}"),
+        }
+    }
+    Err(format!("block {i} could not be fetched: {last}"))
+}
+
+/// True when what is on disk is what the index says (so nothing local would be lost by
+/// replacing it): the same kind and, for files, the same size and modification time.
+fn matches_index(disk: Option<&Stat>, local: Option<&FileInfo>) -> bool {
+    let live = local.filter(|l| !l.deleted);
+    match (disk, live) {
+        (None, None) => true,
+        // Gone from disk but not yet from the index: nothing to lose.
+        (None, Some(_)) => true,
+        (Some(_), None) => false,
+        (Some(d), Some(l)) => match (d.kind, l.file_type) {
+            (Kind::File, FileType::File) => {
+                d.size == l.size && d.modified_s == l.modified_s && d.modified_ns == l.modified_ns
+            }
+            (Kind::Directory, FileType::Directory) | (Kind::Symlink, FileType::Symlink) => true,
+            _ => false,
+        },
+    }
+}
+
+/// The entry to record for `g` as now on disk at `path`: its version and blocks, with the
+/// metadata the disk actually has (so the next scan sees no change).
+fn recorded(g: &FileInfo, path: &Path) -> io::Result<FileInfo> {
+    let stat = Stat::of_path(path)?;
+    let mut entry = FileInfo { sequence: 0, ..g.clone() };
+    if g.file_type != FileType::Symlink {
+        entry.permissions = stat.permissions;
+        entry.no_permissions = false;
+    }
+    if g.file_type == FileType::File {
+        entry.modified_s = stat.modified_s;
+        entry.modified_ns = stat.modified_ns;
+    }
+    Ok(entry)
+}
+
+fn verify_file(file: &File, g: &FileInfo) -> io::Result<()> {
+    if file.metadata()?.len() != g.size {
+        return Err(io::Error::other("the temporary file has the wrong size"));
+    }
+    for b in &g.blocks {
+        let data = read_block_from(file, b.offset, b.size as usize)?;
+        if !hash_ok(&data, b) {
+            return Err(io::Error::other(format!("block at offset {} does not match its hash", b.offset)));
+        }
+    }
+    Ok(())
+}
+
+fn hash_ok(data: &[u8], b: &BlockInfo) -> bool {
+    data.len() == b.size as usize && Sha256::digest(data)[..] == b.hash[..]
+}
+
+/// Reads `size` bytes at `offset` of the file at `path` (for serving requests).
+pub fn read_block(path: &Path, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+    read_block_from(&File::open(path)?, offset, size)
+}
+
+fn read_block_from(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+fn set_metadata(path: &Path, g: &FileInfo) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    if !g.no_permissions {
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(g.permissions & 0o777))?;
+    }
+    file.set_modified(mtime(g))
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777))
+}
+
+fn mtime(g: &FileInfo) -> SystemTime {
+    let ns = u32::try_from(g.modified_ns).unwrap_or(0).min(999_999_999);
+    match u64::try_from(g.modified_s) {
+        Ok(s) => UNIX_EPOCH + Duration::new(s, ns),
+        Err(_) => UNIX_EPOCH,
+    }
+}
+
+/// `.syncthing.NAME.tmp` beside the file, with the hash of NAME for long names, as Syncthing.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let base = path.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = if base.len() > 145 {
+        data_encoding::HEXLOWER.encode(&Sha256::digest(base.as_bytes()))
+    } else {
+        base
+    };
+    path.with_file_name(format!(".syncthing.{base}.tmp"))
+}
+
+/// Splits `dir/base.ext` the way Go's `filepath.Ext` does: the extension is the last `.xxx`
+/// of the base name (so `.bashrc` is all extension).
+fn split_ext(name: &str) -> (&str, &str) {
+    let base_start = name.rfind('/').map_or(0, |i| i + 1);
+    match name[base_start..].rfind('.') {
+        Some(dot) => name.split_at(base_start + dot),
+        None => (name, ""),
+    }
+}
+
+/// `name.sync-conflict-YYYYMMDD-HHMMSS-SHORTID.ext`, Syncthing's conflict copy name, with the
+/// winning version's author as SHORTID. The time is UTC.
+pub fn conflict_name(name: &str, winner: crate::identity::ShortId, now: SystemTime) -> String {
+    let (stem, ext) = split_ext(name);
+    format!("{stem}.sync-conflict-{}-{winner}{ext}", timestamp(now))
+}
+
+/// `dir/base~YYYYMMDD-HHMMSS.ext`: where trash-can versioning keeps an old version (UTC).
+pub fn versioned_name(name: &str, now: SystemTime) -> String {
+    let (stem, ext) = split_ext(name);
+    format!("{stem}~{}{ext}", timestamp(now))
+}
+
+fn timestamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        dt.year(),
+        dt.month() as u8,
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
+}
+
+/// Deletes versions in `.stversions` older than `keep_days` (by the time in their name).
+pub fn clean_versions(root: &Path, keep_days: u32, now: SystemTime) -> io::Result<u64> {
+    let dir = root.join(VERSIONS_DIR);
+    if keep_days == 0 || !dir.is_dir() {
+        return Ok(0);
+    }
+    let cutoff = timestamp(now - Duration::from_secs(u64::from(keep_days) * 86400));
+    let mut removed = 0;
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stamp = name.rsplit_once('~').map(|(_, s)| s.get(..15).unwrap_or(""));
+            if let Some(stamp) = stamp
+                && stamp.len() == 15
+                && stamp < cutoff.as_str()
+            {
+                fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ShortId;
+
+    #[test]
+    fn conflict_names_follow_syncthing() {
+        // 2026-11-21 13:43:03 UTC
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_268_583);
+        let id = ShortId(0x3FD2_FFDA_0000_0000);
+        let short = id.to_string();
+        assert_eq!(
+            conflict_name("hello.txt", id, t),
+            format!("hello.sync-conflict-20261121-134303-{short}.txt")
+        );
+        assert_eq!(conflict_name("a.b/c", id, t), format!("a.b/c.sync-conflict-20261121-134303-{short}"));
+        assert_eq!(
+            conflict_name("d/.bashrc", id, t),
+            format!("d/.sync-conflict-20261121-134303-{short}.bashrc")
+        );
+        assert_eq!(versioned_name("d/x.tar.gz", t), "d/x.tar~20261121-134303.gz");
+    }
+
+    #[test]
+    fn temp_names_are_syncthings() {
+        assert_eq!(temp_path(Path::new("/r/d/big.bin")), Path::new("/r/d/.syncthing.big.bin.tmp"));
+        let long = "x".repeat(200);
+        let t = temp_path(&Path::new("/r").join(&long));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(".syncthing.") && name.len() == ".syncthing..tmp".len() + 64, "{name}");
+    }
+
+    #[test]
+    fn old_versions_are_cleaned_by_the_time_in_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_268_583);
+        let v = dir.path().join(VERSIONS_DIR).join("d");
+        fs::create_dir_all(&v).unwrap();
+        let old = versioned_name("d/a.txt", now - Duration::from_secs(40 * 86400));
+        let new = versioned_name("d/b.txt", now - Duration::from_secs(86400));
+        fs::write(dir.path().join(VERSIONS_DIR).join(&old), b"old").unwrap();
+        fs::write(dir.path().join(VERSIONS_DIR).join(&new), b"new").unwrap();
+        assert_eq!(clean_versions(dir.path(), 30, now).unwrap(), 1);
+        assert!(!dir.path().join(VERSIONS_DIR).join(old).exists());
+        assert!(dir.path().join(VERSIONS_DIR).join(new).exists());
+        assert_eq!(clean_versions(dir.path(), 0, now).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_disk_must_match_the_index_before_anything_is_replaced() {
+        let f = FileInfo {
+            name: "f".into(),
+            file_type: FileType::File,
+            size: 3,
+            permissions: 0o644,
+            no_permissions: false,
+            modified_s: 10,
+            modified_ns: 5,
+            modified_by: ShortId(1),
+            deleted: false,
+            invalid: false,
+            version: crate::bep::Vector::new(),
+            sequence: 1,
+            block_size: 131072,
+            blocks: Vec::new(),
+            symlink_target: String::new(),
+        };
+        let stat = |size, s| Stat {
+            kind: Kind::File,
+            size,
+            permissions: 0o644,
+            modified_s: s,
+            modified_ns: 5,
+            change_time: 0,
+            inode: 1,
+        };
+        assert!(matches_index(Some(&stat(3, 10)), Some(&f)));
+        assert!(!matches_index(Some(&stat(4, 10)), Some(&f)), "size changed");
+        assert!(!matches_index(Some(&stat(3, 11)), Some(&f)), "mtime changed");
+        assert!(!matches_index(Some(&stat(3, 10)), None), "a file the scanner has not seen yet");
+        assert!(matches_index(None, Some(&f)));
+        assert!(matches_index(None, None));
+    }
+}

@@ -1,0 +1,353 @@
+//! Devices keeping a folder in sync: engines with real identities, real SQLite indexes and real
+//! QUIC or TCP+TLS connections on loopback (random ports, temporary homes).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use peerfold::config::{Config, DeviceConfig, FolderConfig, FolderType};
+use peerfold::db::Index;
+use peerfold::engine::Engine;
+use peerfold::identity::{DeviceId, Identity};
+use peerfold::net::{Address, Net, TlsIdentity};
+
+use crate::util::{TestDir, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A device before it starts: identity, bound listener, folder.
+struct Node {
+    t: TestDir,
+    id: DeviceId,
+    net: Option<Net>,
+    addr: Address,
+    config: Config,
+}
+
+impl Node {
+    async fn new(name: &str, transport: &str) -> Self {
+        crate::util::init_logging();
+        let t = TestDir::new();
+        let identity = Identity::load_or_generate(&t.home()).unwrap();
+        let listen: Address = format!("{transport}://127.0.0.1:0").parse().unwrap();
+        let net = Net::bind(TlsIdentity::new(&identity).unwrap(), &[listen]).await.unwrap();
+        let addr = net.local_addresses()[0].clone();
+        std::fs::create_dir_all(t.path("f")).unwrap();
+        let mut config = Config { name: name.into(), ..Config::default() };
+        config.options.watch_delay_ms = 50;
+        config.folders.push(FolderConfig::new("f".parse().unwrap(), t.path("f").canonicalize().unwrap()));
+        Self { id: identity.device_id(), t, net: Some(net), addr, config }
+    }
+
+    fn folder(&self) -> PathBuf {
+        self.t.path("f")
+    }
+
+    /// Configures `other` as a device with its address, sharing the folder with it.
+    fn knows(&mut self, other: &Node) {
+        self.config.devices.push(DeviceConfig {
+            id: other.id,
+            name: other.config.name.clone(),
+            addresses: vec![other.addr.to_string()],
+            paused: false,
+        });
+        self.config.folders[0].devices.push(other.id);
+    }
+
+    async fn start(&mut self) -> Engine {
+        let index = Index::open(&self.t.path("index.db")).await.unwrap();
+        Engine::start_networked(&self.config, index, self.id, self.net.take().unwrap())
+    }
+}
+
+/// Two nodes that know each other.
+async fn pair(transport: &str) -> (Node, Node) {
+    let (mut a, mut b) = (Node::new("a", transport).await, Node::new("b", transport).await);
+    a.knows(&b);
+    b.knows(&a);
+    (a, b)
+}
+
+/// Everything in a folder except the sync machinery: name → (kind, content or target).
+fn tree(root: &Path) -> BTreeMap<String, (char, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel.starts_with(".stfolder") || rel.starts_with(".stversions") {
+                continue;
+            }
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap();
+                out.insert(rel, ('l', target.to_string_lossy().as_bytes().to_vec()));
+            } else if ft.is_dir() {
+                out.insert(rel, ('d', Vec::new()));
+                stack.push(e.path());
+            } else {
+                out.insert(rel, ('f', std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+async fn same_trees(a: &Path, b: &Path) {
+    let (a, b) = (a.to_path_buf(), b.to_path_buf());
+    wait_for(LIMIT, "identical trees", || {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let (ta, tb) = (tree(&a), tree(&b));
+            (ta == tb && !ta.is_empty()).then_some(())
+        }
+    })
+    .await;
+}
+
+/// Writes a file the way editors save: a new file renamed over the old one, so the scanner
+/// never sees it half-written (the byte counts below would then include the half).
+fn save(node: &Node, rel: &str, data: &[u8]) {
+    let staging = node.t.path("staging");
+    std::fs::write(&staging, data).unwrap();
+    std::fs::rename(staging, node.folder().join(rel)).unwrap();
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn initial_sync_of_a_tree(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
+    let f = a.folder();
+    std::fs::create_dir_all(f.join("docs/deep/er")).unwrap();
+    std::fs::create_dir_all(f.join("empty-dir")).unwrap();
+    std::fs::write(f.join("docs/readme.txt"), b"hello").unwrap();
+    std::fs::write(f.join("docs/deep/er/empty.bin"), b"").unwrap();
+    std::fs::write(f.join("big.bin"), pseudo_random(1_000_000, 7)).unwrap();
+    std::os::unix::fs::symlink("docs/readme.txt", f.join("link")).unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    // Metadata came along: the pulled file has the sender's modification time.
+    let ma = std::fs::metadata(a.folder().join("big.bin")).unwrap().modified().unwrap();
+    let mb = std::fs::metadata(b.folder().join("big.bin")).unwrap().modified().unwrap();
+    assert_eq!(ma, mb);
+    // No temporary files are left behind.
+    assert!(!tree(&b.folder()).keys().any(|k| k.contains(".syncthing.")));
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_sync_over_quic() {
+    initial_sync_of_a_tree("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_sync_over_tcp() {
+    initial_sync_of_a_tree("tcp").await;
+}
+
+async fn changes_move_only_what_changed(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
+    let big = pseudo_random(50 << 20, 1);
+    std::fs::write(a.folder().join("big.bin"), &big).unwrap();
+    std::fs::write(a.folder().join("other.txt"), b"other").unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+
+    // A change in the middle of the 50 MB file: one 128 KiB block differs.
+    let before = eb.traffic().0;
+    let mut changed = big.clone();
+    changed[25 << 20..(25 << 20) + 1000].fill(0xAB);
+    save(&a, "big.bin", &changed);
+    same_trees(&a.folder(), &b.folder()).await;
+    let moved = eb.traffic().0 - before;
+    assert!(moved < 1 << 20, "a one-block change moved {moved} bytes");
+
+    // An append.
+    let before = eb.traffic().0;
+    let mut appended = changed.clone();
+    appended.extend_from_slice(&pseudo_random(300_000, 3));
+    save(&a, "big.bin", &appended);
+    same_trees(&a.folder(), &b.folder()).await;
+    let moved = eb.traffic().0 - before;
+    assert!(moved < 2 << 20, "a 300 kB append moved {moved} bytes");
+
+    // A rename moves no data: the blocks are copied from the old name.
+    let before = eb.traffic().0;
+    std::fs::create_dir_all(a.folder().join("moved")).unwrap();
+    std::fs::rename(a.folder().join("big.bin"), a.folder().join("moved/big renamed.bin")).unwrap();
+    same_trees(&a.folder(), &b.folder()).await;
+    let moved = eb.traffic().0 - before;
+    assert!(moved < 1 << 20, "a rename of a 50 MB file moved {moved} bytes");
+
+    // A delete; the deleted file is kept in the trash can.
+    std::fs::remove_file(a.folder().join("other.txt")).unwrap();
+    same_trees(&a.folder(), &b.folder()).await;
+    let versions = tree(&b.folder().join(".stversions"));
+    assert!(versions.keys().any(|k| k.starts_with("other~")), "{:?}", versions.keys());
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_move_only_changed_blocks_over_quic() {
+    changes_move_only_what_changed("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_move_only_changed_blocks_over_tcp() {
+    changes_move_only_what_changed("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_edit_leaves_the_same_conflict_copy_on_both_sides() {
+    let (mut a, mut b) = pair("quic").await;
+    std::fs::write(a.folder().join("notes.txt"), b"original").unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    // Both edit while apart: shut both down, edit, start again.
+    ea.shutdown().await;
+    eb.shutdown().await;
+    std::fs::write(a.folder().join("notes.txt"), b"edit on a").unwrap();
+    std::fs::write(b.folder().join("notes.txt"), b"edit on b, later").unwrap();
+    // b's edit is newer, so it wins; a's becomes the conflict copy.
+    let later = std::time::SystemTime::now() + Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(b.folder().join("notes.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    for n in [&mut a, &mut b] {
+        let identity = Identity::load(&n.t.home()).unwrap();
+        let net =
+            Net::bind(TlsIdentity::new(&identity).unwrap(), std::slice::from_ref(&n.addr)).await.unwrap();
+        n.net = Some(net);
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let t = tree(&a.folder());
+    assert_eq!(t["notes.txt"].1, b"edit on b, later");
+    let copies: Vec<_> = t.iter().filter(|(k, _)| k.contains(".sync-conflict-")).collect();
+    assert_eq!(copies.len(), 1, "{:?}", t.keys());
+    assert_eq!(copies[0].1.1, b"edit on a");
+    assert!(copies[0].0.starts_with("notes.sync-conflict-") && copies[0].0.ends_with(".txt"));
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_device_is_refused_and_pending() {
+    let (mut a, mut b) = (Node::new("a", "tcp").await, Node::new("stranger", "tcp").await);
+    // b knows a, a does not know b.
+    b.knows(&a);
+    std::fs::write(b.folder().join("secret.txt"), b"from b").unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    let index = ea.index().clone();
+    let pending = wait_for(LIMIT, "a pending device", || {
+        let index = index.clone();
+        async move { index.pending_devices().await.unwrap().into_iter().next() }
+    })
+    .await;
+    assert_eq!(pending.device, b.id);
+    assert_eq!(pending.name, "stranger");
+    assert!(ea.connections().is_empty());
+    assert!(!a.folder().join("secret.txt").exists());
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_only_and_receive_only_folders() {
+    let (mut a, mut b) = pair("tcp").await;
+    a.config.folders[0].folder_type = FolderType::SendOnly;
+    b.config.folders[0].folder_type = FolderType::ReceiveOnly;
+    std::fs::write(a.folder().join("from-a.txt"), b"a").unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    // A change on the receive-only side stays there: it is not sent.
+    std::fs::write(b.folder().join("local-only.txt"), b"b").unwrap();
+    // A change on the send-only side still goes out.
+    std::fs::write(a.folder().join("second.txt"), b"2").unwrap();
+    let bf = b.folder();
+    wait_for(LIMIT, "second.txt on b", || {
+        let bf = bf.clone();
+        async move { bf.join("second.txt").exists().then_some(()) }
+    })
+    .await;
+    // Give b's scan of local-only.txt time to be announced (it would arrive with second.txt's
+    // round trip at the latest) and check it did not reach a.
+    let index = eb.index().clone();
+    wait_for(LIMIT, "b to index its local change", || {
+        let index = index.clone();
+        async move {
+            let f = index.folder("f").await.unwrap();
+            index.local_file(f, "local-only.txt").await.unwrap().map(|_| ())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!a.folder().join("local-only.txt").exists());
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_three_devices_a_file_two_have_is_fetched_from_both() {
+    let mut a = Node::new("a", "quic").await;
+    let mut b = Node::new("b", "quic").await;
+    let mut c = Node::new("c", "quic").await;
+    a.knows(&b);
+    a.knows(&c);
+    b.knows(&a);
+    b.knows(&c);
+    c.knows(&a);
+    c.knows(&b);
+    let data = pseudo_random(20 << 20, 9);
+    std::fs::write(a.folder().join("shared.bin"), &data).unwrap();
+    std::fs::write(b.folder().join("shared.bin"), &data).unwrap();
+    let mtime = std::fs::metadata(a.folder().join("shared.bin")).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(b.folder().join("shared.bin"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    // Wait for a and b to agree on one version of the file (they indexed the same data
+    // independently: concurrent versions, resolved without a conflict copy) before c appears.
+    for (e, other) in [(&ea, b.id), (&eb, a.id)] {
+        let index = e.index().clone();
+        wait_for(LIMIT, "a and b to agree", || {
+            let index = index.clone();
+            async move {
+                let f = index.folder("f").await.unwrap();
+                let d = index.device(&other).await.unwrap();
+                let g = index.global_file(f, "shared.bin").await.unwrap()?;
+                let local = index.local_file(f, "shared.bin").await.unwrap()?;
+                let peer_has = index.remote_file(f, d, "shared.bin").await.unwrap()?;
+                (g.file.version == local.version && peer_has.version == local.version).then_some(())
+            }
+        })
+        .await;
+    }
+    assert_eq!(tree(&a.folder()).len(), 1, "no conflict copy for identical content");
+    let ec = c.start().await;
+    same_trees(&a.folder(), &c.folder()).await;
+    let (from_a, from_b) = (ea.traffic().1, eb.traffic().1);
+    assert!(from_a > 4 << 20 && from_b > 4 << 20, "c fetched {from_a} bytes from a and {from_b} from b");
+    ea.shutdown().await;
+    eb.shutdown().await;
+    ec.shutdown().await;
+}
