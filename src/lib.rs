@@ -12,6 +12,7 @@
 
 pub mod bep;
 pub mod config;
+pub mod control;
 pub mod db;
 pub mod engine;
 pub mod home;
@@ -21,4 +22,5 @@ pub mod model;
 pub mod net;
 pub mod pull;
 pub mod scan;
+pub mod status;
 pub mod watch;

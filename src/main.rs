@@ -19,7 +19,9 @@ use peerfold::db::Index;
 use peerfold::engine::{Engine, error_chain};
 use peerfold::home::{self, Home, HomeError};
 use peerfold::identity::{self, DeviceId, Identity};
+use peerfold::net::{Address, Net, TlsIdentity};
 use peerfold::scan::{Progress, ScanSummary, Scanner};
+use peerfold::{control, status};
 use serde::Serialize;
 
 /// Peerfold keeps folders identical across your devices, with no central server.
@@ -55,8 +57,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the engine: scan and watch every configured folder until interrupted
-    Serve,
+    /// Run the daemon: scan and watch every configured folder, and sync them with the
+    /// configured devices, until interrupted
+    Serve {
+        /// Where to listen for devices, comma-separated: tcp://HOST:PORT and quic://HOST:PORT
+        /// (port 0 picks a free port; the bound addresses are printed)
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "URL,...",
+            default_value = "tcp://0.0.0.0:22000,quic://0.0.0.0:22000"
+        )]
+        listen: Vec<String>,
+    },
+    /// Show each folder's state and completion and each device's connection
+    Status {
+        /// Print it as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Add, remove or list the devices this device syncs with
     Device {
         #[command(subcommand)]
@@ -213,6 +232,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Folder { command: FolderCommand::List { json } } => {
             return list_folders(&Config::load(&home_dir.join(home::CONFIG_FILE))?, json);
         }
+        Command::Status { json } => {
+            // A running daemon holds the lock and answers on its control socket.
+            if let Err(HomeError::Locked { .. }) = Home::open(&home_dir) {
+                let value = control::request(&home_dir, &control::Request::Status).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                } else {
+                    let status: status::Status = serde_json::from_value(value)?;
+                    print!("{status}");
+                }
+                return Ok(());
+            }
+        }
         _ => {}
     }
     let home = open_home(&home_dir, &cli.command)?;
@@ -227,7 +259,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
-        Command::Serve => serve(&home, &identity, &config).await,
+        Command::Serve { listen } => serve(&home, &identity, &config, &listen).await,
+        Command::Status { json } => {
+            let index = Index::open(&home.index_path()).await?;
+            let status = status::status(identity.device_id(), &config, &index, None).await?;
+            index.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{status}");
+            }
+            Ok(())
+        }
         Command::Device { command } => device(&home, &identity, config, command),
         Command::Folder { command } => folder(&home, config, command),
     }
@@ -514,9 +557,13 @@ fn describe(root: &Path, s: &ScanSummary) -> String {
     )
 }
 
-async fn serve(home: &Home, identity: &Identity, config: &Config) -> anyhow::Result<()> {
+async fn serve(home: &Home, identity: &Identity, config: &Config, listen: &[String]) -> anyhow::Result<()> {
+    let listen: Vec<Address> =
+        listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("bad --listen address")?;
     let index = Index::open(&home.index_path()).await?;
-    let engine = Engine::start(config, index, identity.device_id().short());
+    let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
+    let bound = net.local_addresses();
+    let engine = Arc::new(Engine::start_networked(config, index, identity.device_id(), net));
     let mut events = engine.subscribe();
     eprintln!(
         "Peerfold {} serving {} folder(s) from {} as {}",
@@ -525,6 +572,14 @@ async fn serve(home: &Home, identity: &Identity, config: &Config) -> anyhow::Res
         home.dir().display(),
         identity.device_id()
     );
+    for addr in &bound {
+        eprintln!("Listening on {addr}");
+    }
+    let (stop_control, control_stopped) = tokio::sync::watch::channel(false);
+    let control = tokio::spawn({
+        let (dir, engine, me) = (home.dir().to_owned(), Arc::clone(&engine), identity.device_id());
+        async move { control::serve(&dir, me, engine, control_stopped).await }
+    });
     loop {
         tokio::select! {
             signal = tokio::signal::ctrl_c() => {
@@ -539,6 +594,13 @@ async fn serve(home: &Home, identity: &Identity, config: &Config) -> anyhow::Res
         }
     }
     eprintln!("Stopping…");
-    engine.shutdown().await;
+    let _ = stop_control.send(true);
+    if let Ok(Err(e)) = control.await {
+        tracing::warn!(error = %error_chain(&e), "control socket");
+    }
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.shutdown().await,
+        Err(_) => tracing::warn!("the engine is still in use; stopping without a clean shutdown"),
+    }
     Ok(())
 }

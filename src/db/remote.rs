@@ -67,7 +67,7 @@ pub struct GlobalFile {
 }
 
 /// How much of a folder a device lacks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NeedCounts {
     /// Names the device must fetch, update or delete.
     pub items: u64,

@@ -56,7 +56,7 @@ const MAX_PENDING_HANDSHAKES: usize = 64;
 const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
 
 /// TCP+TLS or QUIC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// TLS 1.3 over TCP.

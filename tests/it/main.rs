@@ -2,6 +2,7 @@
 //! a module per area, a small harness in `util`.
 
 mod cli;
+mod daemon;
 mod engine;
 mod sync;
 mod util;

@@ -1,0 +1,177 @@
+//! What `peerfold status` shows: per folder its state, local and global contents, what is still
+//! needed and how complete each sharing device is; per device whether and how it is connected.
+//!
+//! Built from the configuration and the index, plus the running engine's live state when there
+//! is one (folder states, connections); without one, folders show as stopped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, FolderType};
+use crate::db::{DbError, FolderCounts, Index, NeedCounts};
+use crate::engine::{Engine, FolderState};
+use crate::identity::DeviceId;
+use crate::net::Transport;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub device: DeviceId,
+    pub running: bool,
+    pub folders: Vec<FolderStatus>,
+    pub devices: Vec<DeviceStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FolderStatus {
+    pub id: String,
+    pub label: String,
+    pub path: String,
+    #[serde(rename = "type")]
+    pub folder_type: FolderType,
+    /// `idle`, `scanning`, `syncing`, `error`, `paused` or `stopped` (no daemon running).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub local: Counts,
+    pub global: Counts,
+    pub need: NeedCounts,
+    pub devices: Vec<Completion>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Counts {
+    pub files: u64,
+    pub directories: u64,
+    pub bytes: u64,
+}
+
+impl From<FolderCounts> for Counts {
+    fn from(c: FolderCounts) -> Self {
+        Self { files: c.files + c.symlinks, directories: c.directories, bytes: c.bytes }
+    }
+}
+
+/// How much of the folder a sharing device has, judged from the index it announced.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Completion {
+    pub device: DeviceId,
+    /// 0–100.
+    pub percent: f64,
+    pub need: NeedCounts,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub id: DeviceId,
+    pub name: String,
+    pub paused: bool,
+    pub connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// The status of a home: `engine` is the running engine, if this process runs it.
+pub async fn status(
+    me: DeviceId,
+    config: &Config,
+    index: &Index,
+    engine: Option<&Engine>,
+) -> Result<Status, DbError> {
+    let states = engine.map(Engine::folder_states).unwrap_or_default();
+    let connections = engine.map(Engine::connections).unwrap_or_default();
+    let mut folders = Vec::new();
+    for f in &config.folders {
+        let idx = index.folder(f.id.as_str()).await?;
+        let (state, error) = if f.paused {
+            (String::from("paused"), None)
+        } else if engine.is_none() {
+            (String::from("stopped"), None)
+        } else {
+            match states.iter().find(|(id, _)| id == &f.id).map(|(_, s)| s) {
+                Some(FolderState::Idle) | None => (String::from("idle"), None),
+                Some(FolderState::Scanning) => (String::from("scanning"), None),
+                Some(FolderState::Syncing) => (String::from("syncing"), None),
+                Some(FolderState::Error { message }) => (String::from("error"), Some(message.clone())),
+            }
+        };
+        let global = index.global_counts(idx).await?;
+        let mut devices = Vec::new();
+        for d in &f.devices {
+            let didx = index.device(d).await?;
+            let need = index.remote_need_counts(idx, didx).await?;
+            let percent = if global.bytes == 0 {
+                if need.items == 0 { 100.0 } else { 0.0 }
+            } else {
+                100.0 * (1.0 - need.bytes as f64 / global.bytes as f64)
+            };
+            devices.push(Completion { device: *d, percent: (percent * 10.0).round() / 10.0, need });
+        }
+        folders.push(FolderStatus {
+            id: f.id.to_string(),
+            label: f.label.clone(),
+            path: f.path.display().to_string(),
+            folder_type: f.folder_type,
+            state,
+            error,
+            local: index.local_counts(idx).await?.into(),
+            global: global.into(),
+            need: index.need_counts(idx).await?,
+            devices,
+        });
+    }
+    let devices = config
+        .devices
+        .iter()
+        .map(|d| {
+            let c = connections.iter().find(|c| c.device == d.id);
+            DeviceStatus {
+                id: d.id,
+                name: d.name.clone(),
+                paused: d.paused,
+                connected: c.is_some(),
+                address: c.map(|c| c.address.to_string()),
+                transport: c.map(|c| c.transport),
+                client: c.map(|c| c.client.clone()),
+            }
+        })
+        .collect();
+    Ok(Status { device: me, running: engine.is_some(), folders, devices })
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "This device: {}{}", self.device, if self.running { "" } else { " (not running)" })?;
+        for folder in &self.folders {
+            write!(f, "Folder {} ({}) at {}: {}", folder.id, folder.folder_type, folder.path, folder.state)?;
+            if let Some(e) = &folder.error {
+                write!(f, ": {e}")?;
+            }
+            writeln!(f)?;
+            writeln!(
+                f,
+                "  local {} files, {} bytes; global {} files, {} bytes; needed {} items, {} bytes",
+                folder.local.files,
+                folder.local.bytes,
+                folder.global.files,
+                folder.global.bytes,
+                folder.need.items,
+                folder.need.bytes
+            )?;
+            for d in &folder.devices {
+                writeln!(f, "  {} {:.1}% complete", d.device.short(), d.percent)?;
+            }
+        }
+        for d in &self.devices {
+            let how = match (&d.address, d.transport) {
+                (Some(a), Some(t)) => format!("connected over {t} from {a}"),
+                _ if d.paused => String::from("paused"),
+                _ => String::from("not connected"),
+            };
+            writeln!(f, "Device {} {:?}: {how}", d.id.short(), d.name)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! Two `peerfold serve` processes set up through the CLI, as a person would over SSH.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{TestDir, ok, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A port that was free a moment ago (the daemon is told it explicitly, as peers must know it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(t: &TestDir, listen: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
+            .arg("--home")
+            .arg(t.home())
+            .args(["serve", "--listen", listen])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until it listens (it prints the bound addresses), then let stderr drain.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().starts_with("Listening on") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self { child }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no chance to clean up.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two homes that know each other, each with folder `f` shared with the other.
+fn configured_pair(scheme: &str) -> (TestDir, TestDir, String, String) {
+    let (a, b) = (TestDir::new(), TestDir::new());
+    let (ida, idb) = (ok(&a.peerfold(&["id"])).trim().to_owned(), ok(&b.peerfold(&["id"])).trim().to_owned());
+    let (pa, pb) = (free_port(), free_port());
+    ok(&a.peerfold(&[
+        "device",
+        "add",
+        &idb,
+        "--name",
+        "b",
+        "--address",
+        &format!("{scheme}://127.0.0.1:{pb}"),
+    ]));
+    ok(&b.peerfold(&[
+        "device",
+        "add",
+        &ida,
+        "--name",
+        "a",
+        "--address",
+        &format!("{scheme}://127.0.0.1:{pa}"),
+    ]));
+    for (t, other) in [(&a, &idb), (&b, &ida)] {
+        let path = t.path("f");
+        ok(&t.peerfold(&["folder", "add", path.to_str().unwrap(), "--id", "f", "--share", other]));
+    }
+    (a, b, format!("{scheme}://127.0.0.1:{pa}"), format!("{scheme}://127.0.0.1:{pb}"))
+}
+
+fn tmp_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with(".syncthing.") {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+async fn file_is(path: std::path::PathBuf, want: Vec<u8>) {
+    wait_for(LIMIT, "the file to arrive", || {
+        let (path, want) = (path.clone(), want.clone());
+        async move { (std::fs::read(&path).ok()? == want).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemons_set_up_through_the_cli_sync_and_report_status() {
+    let (a, b, la, lb) = configured_pair("tcp");
+    a.write("f/hello.txt", b"hello from a");
+    let (_da, _db) = (Daemon::start(&a, &la), Daemon::start(&b, &lb));
+    file_is(b.path("f/hello.txt"), b"hello from a".to_vec()).await;
+
+    // status goes through the running daemon's control socket.
+    let status = wait_for(LIMIT, "a status showing b connected and complete", || async {
+        let out = a.peerfold(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let connected = v["devices"][0]["connected"].as_bool()?;
+        let percent = v["folders"][0]["devices"][0]["percent"].as_f64()?;
+        (connected && percent == 100.0).then_some(v)
+    })
+    .await;
+    assert_eq!(status["running"], true);
+    assert_eq!(status["devices"][0]["transport"], "tcp");
+    assert_eq!(status["folders"][0]["global"]["files"], 1);
+    assert_eq!(status["folders"][0]["need"]["items"], 0);
+    let text = ok(&a.peerfold(&["status"]));
+    assert!(text.contains("connected over tcp"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_killed_mid_transfer_resumes_and_ends_identical() {
+    let (a, b, la, lb) = configured_pair("quic");
+    let data: Vec<u8> = (0..120u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    a.write("f/big.bin", &data);
+    let da = Daemon::start(&a, &la);
+    let db = Daemon::start(&b, &lb);
+    let fb = b.path("f");
+    wait_for(LIMIT, "the download to start", || {
+        let fb = fb.clone();
+        async move { (!tmp_files(&fb).is_empty()).then_some(()) }
+    })
+    .await;
+    db.kill();
+    assert!(!b.path("f/big.bin").exists(), "killed before the file was complete");
+    let _db = Daemon::start(&b, &lb);
+    file_is(b.path("f/big.bin"), data).await;
+    assert!(tmp_files(&b.path("f")).is_empty(), "stray temporary files: {:?}", tmp_files(&b.path("f")));
+    drop(da);
+}
