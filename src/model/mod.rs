@@ -4,7 +4,7 @@
 //!
 //! It owns the registry of live connections ([`Peers`]), through which the puller asks peers for
 //! blocks, and the service task that accepts and dials connections (through [`crate::net`]).
-//! One task per connection ([`connection`]) drives a sans-IO [`crate::bep::session::Session`]
+//! One task per connection (`connection.rs`) drives a sans-IO [`crate::bep::session::Session`]
 //! over the connection's byte stream.
 
 mod connection;

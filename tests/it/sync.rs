@@ -286,18 +286,21 @@ async fn send_only_and_receive_only_folders() {
         async move { bf.join("second.txt").exists().then_some(()) }
     })
     .await;
-    // Give b's scan of local-only.txt time to be announced (it would arrive with second.txt's
-    // round trip at the latest) and check it did not reach a.
-    let index = eb.index().clone();
-    wait_for(LIMIT, "b to index its local change", || {
+    // a hears of b's local change, announced as Syncthing announces receive-only changes
+    // (invalid, no version), and so does not pull it.
+    let (index, b_id) = (ea.index().clone(), b.id);
+    let announced = wait_for(LIMIT, "a to hear of b's local change", || {
         let index = index.clone();
         async move {
             let f = index.folder("f").await.unwrap();
-            index.local_file(f, "local-only.txt").await.unwrap().map(|_| ())
+            let d = index.device(&b_id).await.unwrap();
+            index.remote_file(f, d, "local-only.txt").await.unwrap()
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(announced.invalid && announced.version.is_empty(), "{announced:?}");
+    let f = index.folder("f").await.unwrap();
+    assert!(index.needed(f, peerfold::db::NeedKind::Changes, None, 10).await.unwrap().is_empty());
     assert!(!a.folder().join("local-only.txt").exists());
     ea.shutdown().await;
     eb.shutdown().await;
