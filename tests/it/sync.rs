@@ -354,3 +354,70 @@ async fn with_three_devices_a_file_two_have_is_fetched_from_both() {
     eb.shutdown().await;
     ec.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data() {
+    use peerfold::bep::session::{Event, Session, SessionConfig};
+    use peerfold::bep::wire;
+    use sha2::Digest as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut a = Node::new("a", "tcp").await;
+    let b = Node::new("b", "tcp").await;
+    let mut c = Node::new("c", "tcp").await;
+    // The folder is shared with b only; c is a known device all the same.
+    a.knows(&b);
+    a.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    std::fs::write(a.folder().join("secret.txt"), b"secret").unwrap();
+    let ea = a.start().await;
+    let index = ea.index().clone();
+    wait_for(LIMIT, "a to index its file", || {
+        let index = index.clone();
+        async move {
+            let f = index.folder("f").await.unwrap();
+            index.local_file(f, "secret.txt").await.unwrap().map(|_| ())
+        }
+    })
+    .await;
+
+    // c speaks BEP by hand: it claims the folder and forges a request for the file.
+    let net = c.net.take().unwrap();
+    let mut conn = net.dial(&a.addr, a.id).await.unwrap();
+    let now = std::time::Instant::now();
+    let hello = wire::Hello { device_name: "c".into(), client_name: "forger".into(), ..Default::default() };
+    let mut s = Session::new(SessionConfig::new(hello), now);
+    let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
+    let folder =
+        wire::Folder { id: "f".into(), devices: vec![device(c.id), device(a.id)], ..Default::default() };
+    s.send_cluster_config(wire::ClusterConfig { folders: vec![folder], ..Default::default() }, now).unwrap();
+    let hash = sha2::Sha256::digest(b"secret").to_vec();
+    let req =
+        wire::Request { folder: "f".into(), name: "secret.txt".into(), size: 6, hash, ..Default::default() };
+    let id = s.request(req, now).unwrap();
+    conn.stream.write_all(&s.take_transmit()).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let answer = tokio::time::timeout(LIMIT, async {
+        loop {
+            while let Some(e) = s.poll_event() {
+                if let Event::Response { id: got, result } = &e
+                    && *got == id
+                {
+                    return result.clone();
+                }
+                seen.push(e);
+            }
+            let n = conn.stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "a closed the connection; events so far: {seen:?}");
+            s.receive(&buf[..n], std::time::Instant::now());
+        }
+    })
+    .await
+    .expect("an answer to the forged request");
+    assert_eq!(answer, Err(wire::ErrorCode::Generic), "no data for a folder not shared with c");
+    let cc = seen.iter().find_map(|e| if let Event::ClusterConfig(cc) = e { Some(cc) } else { None });
+    assert!(cc.is_some_and(|cc| cc.folders.is_empty()), "a announced no folder to c: {seen:?}");
+    assert!(!seen.iter().any(|e| matches!(e, Event::Index { .. })), "no index for c: {seen:?}");
+    ea.shutdown().await;
+}
