@@ -19,7 +19,7 @@
 //! rather than slowing the engine.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -326,6 +326,7 @@ impl FolderTask {
                 let result = self.scan(&scanner, &paths).await;
                 if paths.is_empty() {
                     next_full = self.next_full_scan();
+                    self.clean_versions().await;
                 }
                 // A folder that was missing (an unmounted disk) gets a watcher once it is back.
                 if watcher.is_none() && result.is_ok() {
@@ -472,6 +473,19 @@ impl FolderTask {
             }
         }
         result
+    }
+
+    /// Deletes trash-can versions older than the folder keeps them (with every full scan).
+    async fn clean_versions(&self) {
+        let Versioning::TrashCan { keep_days } = versioning_of(&self.config) else { return };
+        let root = self.config.path.clone();
+        let cleaned = tokio::task::spawn_blocking(move || {
+            crate::pull::clean_versions(&root, keep_days, SystemTime::now())
+        })
+        .await;
+        if let Ok(Err(e)) = cleaned {
+            tracing::warn!(folder = %self.id, error = %e, "cannot clean old versions");
+        }
     }
 
     /// The folder marker `.stfolder` tells a folder from an empty mount point: a folder that
