@@ -120,8 +120,19 @@ impl Index {
         )
         .bind(folder_id)
         .bind(index_id)
-        .fetch_one(&self.write)
+        .fetch_optional(&self.write)
         .await?;
+        // Seen once in CI with two callers registering the same folder at once: the upsert
+        // returned no row. The row exists either way; read it on the writer's connection.
+        let row = match row {
+            Some(row) => row,
+            None => {
+                sqlx::query("SELECT idx FROM folders WHERE folder_id = ?")
+                    .bind(folder_id)
+                    .fetch_one(&self.write)
+                    .await?
+            }
+        };
         Ok(FolderIdx(row.try_get(0)?))
     }
 
