@@ -38,6 +38,34 @@ pub struct FolderCounts {
     pub bytes: u64,
 }
 
+impl FolderCounts {
+    /// Sums grouped rows of (type, deleted, invalid, count, total size).
+    pub(super) fn from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Self, DbError> {
+        let mut c = Self::default();
+        for row in rows {
+            let (ty, deleted, invalid): (i32, bool, bool) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let n = row.try_get::<i64, _>(3)?.max(0) as u64;
+            if deleted {
+                c.deleted += n;
+                continue;
+            }
+            match FileType::from_wire(ty) {
+                Some(FileType::File) => {
+                    c.files += n;
+                    if !invalid {
+                        c.bytes += row.try_get::<f64, _>(4)?.max(0.0) as u64;
+                    }
+                }
+                Some(FileType::Directory) => c.directories += n,
+                Some(FileType::Symlink) => c.symlinks += n,
+                None => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
 impl Index {
     /// This device's entry for `name`, blocks included.
     pub async fn local_file(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
@@ -148,28 +176,7 @@ impl Index {
         let sql = "SELECT type, deleted, invalid, count(*), total(size) FROM files
              WHERE folder_idx = ? AND device_idx = 0 GROUP BY type, deleted, invalid";
         let rows = sqlx::query(sql).bind(folder.0).fetch_all(&self.read).await?;
-        let mut c = FolderCounts::default();
-        for row in rows {
-            let (ty, deleted, invalid): (i32, bool, bool) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let n = row.try_get::<i64, _>(3)?.max(0) as u64;
-            if deleted {
-                c.deleted += n;
-                continue;
-            }
-            match FileType::from_wire(ty) {
-                Some(FileType::File) => {
-                    c.files += n;
-                    if !invalid {
-                        c.bytes += row.try_get::<f64, _>(4)?.max(0.0) as u64;
-                    }
-                }
-                Some(FileType::Directory) => c.directories += n,
-                Some(FileType::Symlink) => c.symlinks += n,
-                None => {}
-            }
-        }
-        Ok(c)
+        FolderCounts::from_rows(&rows)
     }
 
     /// Local files holding a block with this hash (any folder): where the puller can copy it

@@ -15,7 +15,7 @@ use super::files::{
     upsert_files,
 };
 use super::{DbError, FolderCounts, FolderIdx, Index};
-use crate::bep::{BlockHash, FileInfo, FileType, blocklist_hash, global};
+use crate::bep::{BlockHash, FileInfo, blocklist_hash, global};
 use crate::identity::DeviceId;
 
 /// A peer's row number in the index; obtained from [`Index::device`].
@@ -306,14 +306,7 @@ impl Index {
         .bind(file.version.to_bytes())
         .fetch_all(&self.read)
         .await?;
-        let holders = holders
-            .iter()
-            .map(|r| {
-                let id: Vec<u8> = r.try_get(0)?;
-                DeviceId::try_from(id.as_slice())
-                    .map_err(|_| DbError::Corrupt { what: "device ID", name: name.to_owned() })
-            })
-            .collect::<Result<_, _>>()?;
+        let holders = holders.iter().map(|r| device_id(r, 0, name)).collect::<Result<_, _>>()?;
         Ok(Some(GlobalFile { file, holders }))
     }
 
@@ -337,7 +330,9 @@ impl Index {
     /// What the folder's global state holds: every name's global version, where names only
     /// this device has count as their local entry.
     pub async fn global_counts(&self, folder: FolderIdx) -> Result<FolderCounts, DbError> {
-        let sql = "SELECT type, deleted, count(*), total(size) FROM (
+        // Global entries are never invalid (an invalid version is never global, and names only
+        // this device has count only when valid), hence the constant.
+        let sql = "SELECT type, deleted, 0, count(*), total(size) FROM (
                  SELECT type, deleted, size FROM globals WHERE folder_idx = ?1
                  UNION ALL
                  SELECT f.type, f.deleted, f.size FROM files f WHERE f.folder_idx = ?1 AND f.device_idx = 0
@@ -345,25 +340,7 @@ impl Index {
                      AND NOT EXISTS (SELECT 1 FROM globals g WHERE g.folder_idx = ?1 AND g.name = f.name)
              ) GROUP BY type, deleted";
         let rows = sqlx::query(sql).bind(folder.0).fetch_all(&self.read).await?;
-        let mut c = FolderCounts::default();
-        for row in rows {
-            let (ty, deleted): (i32, bool) = (row.try_get(0)?, row.try_get(1)?);
-            let n = row.try_get::<i64, _>(2)?.max(0) as u64;
-            if deleted {
-                c.deleted += n;
-                continue;
-            }
-            match FileType::from_wire(ty) {
-                Some(FileType::File) => {
-                    c.files += n;
-                    c.bytes += row.try_get::<f64, _>(3)?.max(0.0) as u64;
-                }
-                Some(FileType::Directory) => c.directories += n,
-                Some(FileType::Symlink) => c.symlinks += n,
-                None => {}
-            }
-        }
-        Ok(c)
+        FolderCounts::from_rows(&rows)
     }
 
     /// What this device still needs in the folder.
@@ -437,10 +414,8 @@ impl Index {
         .await?;
         rows.iter()
             .map(|r| {
-                let id: Vec<u8> = r.try_get(0)?;
                 Ok(PendingDevice {
-                    device: DeviceId::try_from(id.as_slice())
-                        .map_err(|_| DbError::Corrupt { what: "device ID", name: "pending device".into() })?,
+                    device: device_id(r, 0, "pending device")?,
                     name: r.try_get(1)?,
                     address: r.try_get(2)?,
                     seen_at: r.try_get(3)?,
@@ -483,10 +458,8 @@ impl Index {
         .await?;
         rows.iter()
             .map(|r| {
-                let id: Vec<u8> = r.try_get(0)?;
                 Ok(PendingFolder {
-                    device: DeviceId::try_from(id.as_slice())
-                        .map_err(|_| DbError::Corrupt { what: "device ID", name: "pending folder".into() })?,
+                    device: device_id(r, 0, "pending folder")?,
                     folder: r.try_get(1)?,
                     label: r.try_get(2)?,
                     seen_at: r.try_get(3)?,
@@ -544,6 +517,13 @@ impl Index {
             .map(|r| Ok(Conflict { copy_name: r.try_get(0)?, name: r.try_get(1)?, at: r.try_get(2)? }))
             .collect()
     }
+}
+
+/// The device ID stored as 32 raw bytes in column `col`; `what` names the row in errors.
+fn device_id(row: &sqlx::sqlite::SqliteRow, col: usize, what: &str) -> Result<DeviceId, DbError> {
+    let id: Vec<u8> = row.try_get(col)?;
+    DeviceId::try_from(id.as_slice())
+        .map_err(|_| DbError::Corrupt { what: "device ID", name: what.to_owned() })
 }
 
 /// Deletes every entry of `device` in the folder and recomputes the global versions of their
