@@ -529,7 +529,8 @@ fn versioning_of(folder: &FolderConfig) -> Versioning {
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
+/// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that never fires).
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -31,7 +31,7 @@ use crate::bep::{BlockInfo, FileInfo, FileType, VectorOrdering};
 use crate::config::FolderId;
 use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
 use crate::identity::DeviceId;
-use crate::model::{BlockRequest, Peers};
+use crate::model::{BlockRequest, Peers, unix_now};
 use crate::scan::disk::{Kind, Stat};
 
 /// Needed names read per query.
@@ -106,13 +106,8 @@ impl Puller {
         let mut records: Vec<FileInfo> = Vec::new();
         let mut running: JoinSet<Applied> = JoinSet::new();
         let mut after: Option<String> = None;
-        loop {
-            let names = self.index.needed(self.folder, NeedKind::Changes, after.as_deref(), PAGE).await?;
-            let Some(last) = names.last() else { break };
-            after = Some(last.clone());
-            for name in names {
-                let Some(global) = self.index.global_file(self.folder, &name).await? else { continue };
-                let local = self.index.local_file(self.folder, &name).await?;
+        while let Some(page) = self.next_page(NeedKind::Changes, &mut after).await? {
+            for (global, local) in page {
                 if global.file.file_type == FileType::File {
                     while running.len() >= FILES_AT_ONCE {
                         self.collect(running.join_next().await, &mut out, &mut records).await?;
@@ -121,11 +116,7 @@ impl Puller {
                     running.spawn(async move { this.pull_file(global, local).await });
                 } else {
                     // Directories first and inline: files below them need them to exist.
-                    let this = Arc::clone(self);
-                    let applied =
-                        tokio::task::spawn_blocking(move || this.apply_other(&global, local.as_ref()))
-                            .await
-                            .map_err(|_| PullError::Interrupted)?;
+                    let applied = self.blocking(move |p| p.apply_other(&global, local.as_ref())).await?;
                     self.collect(Some(Ok(applied)), &mut out, &mut records).await?;
                 }
             }
@@ -136,23 +127,42 @@ impl Puller {
         self.record(&mut records).await?;
 
         let mut after: Option<String> = None;
-        loop {
-            let names = self.index.needed(self.folder, NeedKind::Deletes, after.as_deref(), PAGE).await?;
-            let Some(last) = names.last() else { break };
-            after = Some(last.clone());
-            for name in names {
-                let Some(global) = self.index.global_file(self.folder, &name).await? else { continue };
-                let local = self.index.local_file(self.folder, &name).await?;
-                let this = Arc::clone(self);
-                let applied =
-                    tokio::task::spawn_blocking(move || this.apply_delete(&global.file, local.as_ref()))
-                        .await
-                        .map_err(|_| PullError::Interrupted)?;
+        while let Some(page) = self.next_page(NeedKind::Deletes, &mut after).await? {
+            for (global, local) in page {
+                let applied = self.blocking(move |p| p.apply_delete(&global.file, local.as_ref())).await?;
                 self.collect(Some(Ok(applied)), &mut out, &mut records).await?;
             }
         }
         self.record(&mut records).await?;
         Ok(out)
+    }
+
+    /// The next page of needed entries of `kind` after `after` (which it advances), each with
+    /// this device's entry; `None` when there are no more.
+    async fn next_page(
+        &self,
+        kind: NeedKind,
+        after: &mut Option<String>,
+    ) -> Result<Option<Vec<(GlobalFile, Option<FileInfo>)>>, PullError> {
+        let names = self.index.needed(self.folder, kind, after.as_deref(), PAGE).await?;
+        let Some(last) = names.last() else { return Ok(None) };
+        *after = Some(last.clone());
+        let mut page = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(global) = self.index.global_file(self.folder, &name).await? {
+                page.push((global, self.index.local_file(self.folder, &name).await?));
+            }
+        }
+        Ok(Some(page))
+    }
+
+    /// Runs disk work for one entry on a blocking thread.
+    async fn blocking(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Self) -> Applied + Send + 'static,
+    ) -> Result<Applied, PullError> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&this)).await.map_err(|_| PullError::Interrupted)
     }
 
     async fn collect(
@@ -201,9 +211,8 @@ impl Puller {
     fn apply_other(&self, global: &GlobalFile, local: Option<&FileInfo>) -> Applied {
         let g = &global.file;
         let path = self.root.join(&g.name);
-        let disk = match Stat::of_path(&path) {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        let disk = match stat_if_present(&path) {
+            Ok(d) => d,
             Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
         };
         if !matches_index(disk.as_ref(), local) {
@@ -261,9 +270,8 @@ impl Puller {
 
     fn apply_delete(&self, g: &FileInfo, local: Option<&FileInfo>) -> Applied {
         let path = self.root.join(&g.name);
-        let disk = match Stat::of_path(&path) {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        let disk = match stat_if_present(&path) {
+            Ok(d) => d,
             Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
         };
         if !matches_index(disk.as_ref(), local) {
@@ -316,9 +324,8 @@ impl Puller {
         let g = global.file.clone();
         let name = g.name.clone();
         let path = self.root.join(&name);
-        let disk = match Stat::of_path(&path) {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        let disk = match stat_if_present(&path) {
+            Ok(d) => d,
             Err(e) => return Applied::Issue(name, e.to_string()),
         };
         if !matches_index(disk.as_ref(), local.as_ref()) {
@@ -480,11 +487,7 @@ impl Puller {
         file.set_modified(mtime(g))?;
         drop(file);
         // The disk may have changed while we downloaded: check again right before replacing.
-        let disk = match Stat::of_path(&path) {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        let disk = stat_if_present(&path)?;
         if !matches_index(disk.as_ref(), local) {
             return Err(io::Error::other(
                 "the file changed on disk while it was being pulled; it will be rescanned",
@@ -531,6 +534,15 @@ async fn fetch_block(
         }
     }
     Err(format!("block {i} could not be fetched: {last}"))
+}
+
+/// The metadata of what is at `path`, `None` if nothing is.
+fn stat_if_present(path: &Path) -> io::Result<Option<Stat>> {
+    match Stat::of_path(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// True when what is on disk is what the index says (so nothing local would be lost by
@@ -694,10 +706,6 @@ pub fn clean_versions(root: &Path, keep_days: u32, now: SystemTime) -> io::Resul
         }
     }
     Ok(removed)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

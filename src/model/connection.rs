@@ -24,6 +24,7 @@ use crate::bep::wire::{self, ErrorCode};
 use crate::bep::{FileInfo, MAX_BLOCK_SIZE, Vector};
 use crate::config::{Config, FolderConfig, FolderId, FolderType};
 use crate::db::{DeviceIdx, FolderIdx, PendingDevice, PendingFolder};
+use crate::engine::sleep_until;
 use crate::identity::DeviceId;
 use crate::net::Connection;
 
@@ -74,6 +75,7 @@ pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch
         shared_with_peer: Vec::new(),
         peer_name: String::new(),
         serial: None,
+        index_dirty: true,
     };
     conn_state.flush(&mut session);
 
@@ -155,6 +157,9 @@ struct ConnState {
     shared_with_peer: Vec<FolderId>,
     peer_name: String,
     serial: Option<u64>,
+    /// Set when our index may have entries this peer has not been sent (a local change, a
+    /// new ClusterConfig); cleared once a check finds none.
+    index_dirty: bool,
 }
 
 impl ConnState {
@@ -230,7 +235,12 @@ impl ConnState {
                 return String::from("closed");
             }
             let room = self.queued.load(Relaxed) < MAX_QUEUED;
-            let index_work = room && cc_sent && self.outgoing_pending().await;
+            // The index is read only after something changed, not on every socket read.
+            let mut index_work = false;
+            if room && cc_sent && self.index_dirty {
+                index_work = self.outgoing_pending().await;
+                self.index_dirty = index_work;
+            }
             let timeout = session.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 read = reader.read(&mut buf) => match read {
@@ -258,7 +268,7 @@ impl ConnState {
                         let _ = session.respond(id, result, Instant::now());
                     }
                 }
-                _ = local_changed.changed() => {}
+                _ = local_changed.changed() => self.index_dirty = true,
                 () = std::future::ready(()), if index_work => {
                     if let Err(reason) = self.send_index_batch(session).await {
                         session.close(&reason);
@@ -452,6 +462,7 @@ impl ConnState {
         // Folders the peer stopped sharing get no more updates.
         self.outgoing.retain(|id, _| shared.contains(id));
         self.shared_with_peer = shared;
+        self.index_dirty = true;
         for id in &self.shared_with_peer {
             self.ctx.notify_remote_changed(id);
         }
@@ -614,11 +625,4 @@ async fn serve(
         return Err(ErrorCode::NoSuchFile);
     }
     Ok(data)
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
