@@ -106,11 +106,12 @@ async fn handle(stream: UnixStream, me: DeviceId, engine: &Engine) -> std::io::R
 /// Sends one request to the daemon running on the home at `home` and returns its answer.
 pub async fn request(home: &Path, request: &Request) -> Result<serde_json::Value, ControlError> {
     let path = home.join(SOCKET_FILE);
-    let stream = UnixStream::connect(&path).await.map_err(|source| ControlError::Connect { path, source })?;
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
     line.push('\n');
-    let path = home.join(SOCKET_FILE);
     write
         .write_all(line.as_bytes())
         .await

@@ -73,7 +73,6 @@ pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch
         serving: JoinSet::new(),
         waiting: VecDeque::new(),
         shared_with_peer: Vec::new(),
-        peer_name: String::new(),
         serial: None,
         index_dirty: true,
     };
@@ -155,7 +154,6 @@ struct ConnState {
     waiting: VecDeque<wire::Request>,
     /// Folders both sides share, as of the peer's last ClusterConfig.
     shared_with_peer: Vec<FolderId>,
-    peer_name: String,
     serial: Option<u64>,
     /// Set when our index may have entries this peer has not been sent (a local change, a
     /// new ClusterConfig); cleared once a check finds none.
@@ -293,7 +291,6 @@ impl ConnState {
     ) -> Option<String> {
         match event {
             Event::Hello(h) => {
-                self.peer_name = h.device_name.clone();
                 if let Some(l) = self.ctx.peers.lock().get_mut(&self.device) {
                     l.info.name = h.device_name;
                     l.info.client = format!("{} {}", h.client_name, h.client_version);
