@@ -70,28 +70,34 @@ async fn pair(transport: &str) -> (Node, Node) {
 
 /// Everything in a folder except the sync machinery: name → (kind, content or target).
 fn tree(root: &Path) -> BTreeMap<String, (char, Vec<u8>)> {
+    try_tree(root).unwrap()
+}
+
+/// [`tree`], failing when an entry vanishes while it is read (the puller renames temporary
+/// files into place and moves old ones away while a test polls).
+fn try_tree(root: &Path) -> std::io::Result<BTreeMap<String, (char, Vec<u8>)>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
             let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
             if rel.starts_with(".stfolder") || rel.starts_with(".stversions") {
                 continue;
             }
-            let ft = e.file_type().unwrap();
+            let ft = e.file_type()?;
             if ft.is_symlink() {
-                let target = std::fs::read_link(e.path()).unwrap();
+                let target = std::fs::read_link(e.path())?;
                 out.insert(rel, ('l', target.to_string_lossy().as_bytes().to_vec()));
             } else if ft.is_dir() {
                 out.insert(rel, ('d', Vec::new()));
                 stack.push(e.path());
             } else {
-                out.insert(rel, ('f', std::fs::read(e.path()).unwrap()));
+                out.insert(rel, ('f', std::fs::read(e.path())?));
             }
         }
     }
-    out
+    Ok(out)
 }
 
 async fn same_trees(a: &Path, b: &Path) {
@@ -99,7 +105,8 @@ async fn same_trees(a: &Path, b: &Path) {
     wait_for(LIMIT, "identical trees", || {
         let (a, b) = (a.clone(), b.clone());
         async move {
-            let (ta, tb) = (tree(&a), tree(&b));
+            // A snapshot taken while the puller moved something is retaken.
+            let (ta, tb) = (try_tree(&a).ok()?, try_tree(&b).ok()?);
             (ta == tb && !ta.is_empty()).then_some(())
         }
     })
