@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use peerfold::config::{Config, FolderConfig};
 use peerfold::db::Index;
 use peerfold::engine::Engine;
-use peerfold::identity::ShortId;
+use peerfold::identity::DeviceId;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let index = Index::open(&dir.path().join("index.db")).await?;
     let folder = index.folder("bench").await?;
-    let engine = Engine::start(&config, index.clone(), ShortId(1));
+    let engine = Engine::start(&config, index.clone(), DeviceId::from_bytes([1; 32]));
     // Let the start-up scan finish.
     while index.local_file(folder, "existing-999").await?.is_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;

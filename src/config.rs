@@ -105,7 +105,8 @@ pub enum Change {
         path: PathBuf,
         folder_type: FolderType,
         versioning: Versioning,
-        devices: usize,
+        /// The devices it is shared with.
+        devices: Vec<DeviceId>,
     },
     /// The folder is no longer configured; its files are untouched.
     FolderRemoved {
@@ -128,12 +129,46 @@ pub enum Change {
         folder: FolderId,
         device: DeviceId,
     },
+    FolderPaused {
+        id: FolderId,
+        paused: bool,
+    },
+    DevicePaused {
+        id: DeviceId,
+        paused: bool,
+    },
+    /// The folder or device already was paused or running as asked.
+    PauseUnchanged {
+        what: String,
+        paused: bool,
+    },
+}
+
+/// A change to the configuration as a front-end asks for it, for sending to the daemon: each
+/// is one of the [`Config`] methods below, applied by [`Config::edit`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "edit", rename_all = "kebab-case")]
+pub enum Edit {
+    AddDevice { id: DeviceId, name: Option<String>, addresses: Option<Vec<String>> },
+    RemoveDevice { id: DeviceId },
+    AddFolder { folder: Box<FolderConfig> },
+    RemoveFolder { id: FolderId },
+    Share { folder: FolderId, device: DeviceId },
+    Unshare { folder: FolderId, device: DeviceId },
+    PauseFolder { id: FolderId, paused: bool },
+    PauseDevice { id: DeviceId, paused: bool },
 }
 
 impl Change {
     /// Whether the configuration differs from before (else there is nothing to save).
     pub fn changed(&self) -> bool {
-        !matches!(self, Self::DeviceUnchanged { .. } | Self::AlreadyShared { .. } | Self::NotShared { .. })
+        !matches!(
+            self,
+            Self::DeviceUnchanged { .. }
+                | Self::AlreadyShared { .. }
+                | Self::NotShared { .. }
+                | Self::PauseUnchanged { .. }
+        )
     }
 }
 
@@ -162,7 +197,7 @@ impl std::fmt::Display for Change {
                 write!(f, "Removed device {id} and stopped sharing folder{s} {} with it.", folders.join(", "))
             }
             Self::FolderAdded { id, path, folder_type, versioning, devices } => {
-                let shared = match devices {
+                let shared = match devices.len() {
                     0 => "shared with no device yet".to_owned(),
                     1 => "shared with 1 device".to_owned(),
                     n => format!("shared with {n} devices"),
@@ -187,6 +222,17 @@ impl std::fmt::Display for Change {
             }
             Self::NotShared { folder, device } => {
                 write!(f, "Folder \"{folder}\" was not shared with device {device}; nothing changed.")
+            }
+            Self::FolderPaused { id, paused: true } => write!(f, "Paused folder \"{id}\"."),
+            Self::FolderPaused { id, paused: false } => write!(f, "Resumed folder \"{id}\"."),
+            Self::DevicePaused { id, paused: true } => write!(f, "Paused device {id}."),
+            Self::DevicePaused { id, paused: false } => write!(f, "Resumed device {id}."),
+            Self::PauseUnchanged { what, paused } => {
+                write!(
+                    f,
+                    "{what} is already {}; nothing changed.",
+                    if *paused { "paused" } else { "running" }
+                )
             }
         }
     }
@@ -639,7 +685,7 @@ impl Config {
                 path: folder.path.clone(),
                 folder_type: folder.folder_type,
                 versioning: folder.versioning,
-                devices: folder.devices.len(),
+                devices: folder.devices.clone(),
             };
             c.folders.push(folder);
             Ok(change)
@@ -686,6 +732,48 @@ impl Config {
                 Change::Unshared { folder, device }
             })
         })
+    }
+
+    /// Pauses (or resumes) folder `id`: a paused folder is neither scanned nor synced.
+    pub fn pause_folder(&mut self, id: &FolderId, paused: bool) -> Result<Change, ChangeError> {
+        self.apply(|c| {
+            let f = c
+                .folders
+                .iter_mut()
+                .find(|f| &f.id == id)
+                .ok_or_else(|| ChangeError::UnknownFolder(id.clone()))?;
+            if f.paused == paused {
+                return Ok(Change::PauseUnchanged { what: format!("Folder \"{id}\""), paused });
+            }
+            f.paused = paused;
+            Ok(Change::FolderPaused { id: id.clone(), paused })
+        })
+    }
+
+    /// Pauses (or resumes) device `id`: a paused device is neither dialled nor accepted.
+    pub fn pause_device(&mut self, id: DeviceId, paused: bool) -> Result<Change, ChangeError> {
+        self.apply(|c| {
+            let d = c.devices.iter_mut().find(|d| d.id == id).ok_or(ChangeError::UnknownDevice(id))?;
+            if d.paused == paused {
+                return Ok(Change::PauseUnchanged { what: format!("Device {id}"), paused });
+            }
+            d.paused = paused;
+            Ok(Change::DevicePaused { id, paused })
+        })
+    }
+
+    /// Makes `edit` with the method it stands for; `this_device` is our own ID.
+    pub fn edit(&mut self, this_device: DeviceId, edit: Edit) -> Result<Change, ChangeError> {
+        match edit {
+            Edit::AddDevice { id, name, addresses } => self.add_device(this_device, id, name, addresses),
+            Edit::RemoveDevice { id } => self.remove_device(id),
+            Edit::AddFolder { folder } => self.add_folder(*folder),
+            Edit::RemoveFolder { id } => self.remove_folder(&id),
+            Edit::Share { folder, device } => self.share(&folder, device),
+            Edit::Unshare { folder, device } => self.unshare(&folder, device),
+            Edit::PauseFolder { id, paused } => self.pause_folder(&id, paused),
+            Edit::PauseDevice { id, paused } => self.pause_device(id, paused),
+        }
     }
 
     /// Folder `folder`, for changing whom it is shared with, if it and `device` are configured.
@@ -1285,5 +1373,45 @@ rescan_interval_s = 60
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let err = create_folder_root(&dir.path().join("file")).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotADirectory);
+    }
+
+    #[test]
+    fn pausing_is_idempotent_and_refuses_what_is_not_configured() {
+        let mut c = two_devices_one_folder();
+        let a: FolderId = "a".parse().unwrap();
+        assert_eq!(c.pause_folder(&a, true).unwrap(), Change::FolderPaused { id: a.clone(), paused: true });
+        assert!(c.folder(&a).unwrap().paused);
+        let again = c.pause_folder(&a, true).unwrap();
+        assert!(!again.changed());
+        assert_eq!(again.to_string(), "Folder \"a\" is already paused; nothing changed.");
+        assert_eq!(c.pause_device(dev(2), true).unwrap().to_string(), format!("Paused device {}.", dev(2)));
+        assert!(c.device(&dev(2)).unwrap().paused);
+        refused(&mut c, "no folder", |c| c.pause_folder(&"b".parse().unwrap(), true));
+        refused(&mut c, "not a configured device", |c| c.pause_device(dev(3), false));
+    }
+
+    #[test]
+    fn an_edit_survives_json_and_does_what_its_method_does() {
+        let edits = [
+            Edit::AddDevice { id: dev(3), name: Some("nas".into()), addresses: None },
+            Edit::Share { folder: "a".parse().unwrap(), device: dev(2) },
+            Edit::AddFolder { folder: Box::new(folder("b", "/srv/b", &[dev(3)])) },
+            Edit::PauseDevice { id: dev(1), paused: true },
+        ];
+        let (mut by_edit, mut by_method) = (two_devices_one_folder(), two_devices_one_folder());
+        for edit in edits {
+            let json = serde_json::to_string(&edit).unwrap();
+            let back: Edit = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, edit, "{json}");
+            by_edit.edit(dev(ME), back).unwrap();
+        }
+        by_method.add_device(dev(ME), dev(3), Some("nas".into()), None).unwrap();
+        by_method.share(&"a".parse().unwrap(), dev(2)).unwrap();
+        by_method.add_folder(folder("b", "/srv/b", &[dev(3)])).unwrap();
+        by_method.pause_device(dev(1), true).unwrap();
+        assert_eq!(by_edit, by_method);
+        refused(&mut by_edit, "this device's own ID", |c| {
+            c.edit(dev(ME), Edit::AddDevice { id: dev(ME), name: None, addresses: None })
+        });
     }
 }

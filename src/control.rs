@@ -2,7 +2,9 @@
 //!
 //! `peerfold serve` listens on `<home>/control.sock` (a Unix socket, mode 0600, so only the
 //! owner can talk to it). A client sends one JSON request per line and reads one JSON reply per
-//! line. The daemon answers from the one engine handle front-ends use.
+//! line. The daemon answers from the one engine handle front-ends use; with no daemon running,
+//! the CLI answers the same requests itself through [`answer`] with [`Target::Offline`], so
+//! every command behaves the same either way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::config::{Change, Config, Edit};
+use crate::db::{Index, PendingDevice, PendingFolder};
 use crate::engine::Engine;
 use crate::identity::DeviceId;
 
@@ -35,15 +39,117 @@ pub enum ControlError {
     },
     #[error("the daemon's answer is not valid: {0}")]
     BadReply(String),
-    #[error("the daemon refused: {0}")]
+    /// The daemon's answer to a request it could not carry out, as it would be said without
+    /// a daemon.
+    #[error("{0}")]
     Refused(String),
 }
 
-/// What a client can ask.
+/// What a client can ask. [`answer`] gives the same answer from a running daemon and, for the
+/// CLI when no daemon runs, from the configuration file and the index.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {
+    /// Answered with a [`crate::status::Status`].
     Status,
+    /// A configuration change, answered with an [`Edited`].
+    Edit { edit: Edit },
+    /// Answered with a [`Pending`].
+    Pending,
+    /// Forgets a pending device; answered with an [`Edited`].
+    DismissDevice { device: DeviceId },
+    /// Forgets a folder offer (from `device`, or from every device); answered with an [`Edited`].
+    DismissFolder { folder: String, device: Option<DeviceId> },
+}
+
+/// The answer to a change: whether something changed, and the line to show.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Edited {
+    pub changed: bool,
+    pub message: String,
+}
+
+/// Devices and folder offers waiting for the user.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Pending {
+    pub devices: Vec<PendingDevice>,
+    pub folders: Vec<PendingFolder>,
+}
+
+/// Who answers a request.
+pub enum Target<'a> {
+    /// The running daemon: changes apply at once.
+    Daemon(&'a Engine),
+    /// No daemon runs (the caller holds the home lock): changes go to the configuration file
+    /// and the index, for the next start.
+    Offline { config_file: &'a Path, index: &'a Index },
+}
+
+/// Answers `request` for device `me`. Errors are one sentence for the user.
+pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Result<serde_json::Value, String> {
+    let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
+    let index = match &target {
+        Target::Daemon(engine) => engine.index(),
+        Target::Offline { index, .. } => index,
+    };
+    let value = match request {
+        Request::Status => {
+            let (config, engine) = match &target {
+                Target::Daemon(engine) => (engine.config(), Some(*engine)),
+                Target::Offline { config_file, .. } => {
+                    (Arc::new(Config::load(config_file).map_err(|e| chain(&e))?), None)
+                }
+            };
+            let status = crate::status::status(me, &config, index, engine).await.map_err(|e| chain(&e))?;
+            serde_json::to_value(status)
+        }
+        Request::Edit { edit } => {
+            let change = match &target {
+                Target::Daemon(engine) => engine.edit_config(edit).await.map_err(|e| chain(&e))?,
+                Target::Offline { config_file, index } => {
+                    let mut config = Config::load(config_file).map_err(|e| chain(&e))?;
+                    let change = config.edit(me, edit).map_err(|e| chain(&e))?;
+                    if change.changed() {
+                        if let Change::FolderAdded { path, .. } = &change {
+                            crate::config::create_folder_root(path)
+                                .map_err(|e| format!("cannot create folder {}: {e}", path.display()))?;
+                        }
+                        config.save(config_file).map_err(|e| chain(&e))?;
+                        crate::engine::settle_pending(index, &change).await;
+                    }
+                    change
+                }
+            };
+            serde_json::to_value(Edited { changed: change.changed(), message: change.to_string() })
+        }
+        Request::Pending => {
+            let devices = index.pending_devices().await.map_err(|e| chain(&e))?;
+            let folders = index.pending_folders().await.map_err(|e| chain(&e))?;
+            serde_json::to_value(Pending { devices, folders })
+        }
+        Request::DismissDevice { device } => {
+            let changed = index.remove_pending_device(&device).await.map_err(|e| chain(&e))?;
+            let message = if changed {
+                format!("Dismissed device {device}; it is asked about again if it connects again.")
+            } else {
+                format!("Device {device} is not pending; nothing changed.")
+            };
+            serde_json::to_value(Edited { changed, message })
+        }
+        Request::DismissFolder { folder, device } => {
+            let before = index.pending_folders().await.map_err(|e| chain(&e))?.len();
+            index.remove_pending_folder(&folder, device.as_ref()).await.map_err(|e| chain(&e))?;
+            let changed = index.pending_folders().await.map_err(|e| chain(&e))?.len() < before;
+            let from = device.map(|d| format!(" from device {d}")).unwrap_or_default();
+            let message = if changed {
+                format!("Dismissed the offer of folder \"{folder}\"{from}.")
+            } else {
+                format!("No offer of folder \"{folder}\"{from} is pending; nothing changed.")
+            };
+            serde_json::to_value(Edited { changed, message })
+        }
+    };
+    value.map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,13 +193,10 @@ async fn handle(stream: UnixStream, me: DeviceId, engine: &Engine) -> std::io::R
     while let Some(line) = lines.next_line().await? {
         let reply = match serde_json::from_str::<Request>(&line) {
             Err(e) => Reply::Error(format!("bad request: {e}")),
-            Ok(Request::Status) => {
-                let config = engine.config();
-                match crate::status::status(me, &config, engine.index(), Some(engine)).await {
-                    Ok(s) => serde_json::to_value(&s).map_or_else(|e| Reply::Error(e.to_string()), Reply::Ok),
-                    Err(e) => Reply::Error(crate::engine::error_chain(&e)),
-                }
-            }
+            Ok(request) => match answer(request, me, Target::Daemon(engine)).await {
+                Ok(value) => Reply::Ok(value),
+                Err(e) => Reply::Error(e),
+            },
         };
         let mut text =
             serde_json::to_string(&reply).unwrap_or_else(|_| String::from("{\"error\":\"internal\"}"));

@@ -26,13 +26,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::{Config, FolderConfig, FolderId, FolderType};
+use crate::config::{Change, ChangeError, Config, ConfigError, Edit, FolderConfig, FolderId, FolderType};
 use crate::db::{DbError, Index};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{self, Peers};
@@ -57,6 +56,16 @@ pub enum EngineError {
     Db(#[from] DbError),
     #[error("the engine is shutting down")]
     Stopped,
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create folder {}", path.display())]
+    CreateFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a folder is doing.
@@ -109,20 +118,39 @@ enum FolderCommand {
     Scan { paths: Vec<String>, reply: oneshot::Sender<Result<ScanSummary, ScanError>> },
 }
 
+/// A running folder task.
 struct FolderHandle {
+    /// The configuration it runs with: a change to it restarts the task.
+    config: FolderConfig,
     commands: mpsc::Sender<FolderCommand>,
     state: watch::Receiver<FolderState>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What every folder task shares with the engine.
+#[derive(Clone)]
+struct Shared {
+    index: Index,
+    me: DeviceId,
+    events: broadcast::Sender<Event>,
+    shutdown: watch::Receiver<bool>,
+    local_changed: Arc<watch::Sender<u64>>,
+    remote_changed: Arc<model::FolderSignals>,
+    peers: Arc<Peers>,
+    config: watch::Receiver<Arc<Config>>,
 }
 
 /// The handle to a running engine. Cheap to share behind an `Arc`.
 pub struct Engine {
-    folders: BTreeMap<FolderId, FolderHandle>,
-    paused: BTreeSet<FolderId>,
-    events: broadcast::Sender<Event>,
+    folders: std::sync::Mutex<BTreeMap<FolderId, FolderHandle>>,
+    /// Held while a configuration edit is applied, so edits happen one at a time.
+    editing: tokio::sync::Mutex<()>,
+    /// Where edits are saved, if anywhere.
+    config_file: Option<PathBuf>,
+    shared: Shared,
     tasks: JoinSet<()>,
     shutdown: watch::Sender<bool>,
-    index: Index,
-    peers: Arc<Peers>,
     config: watch::Sender<Arc<Config>>,
 }
 
@@ -132,51 +160,58 @@ const PULL_RETRY: Duration = Duration::from_secs(30);
 impl Engine {
     /// Starts a folder task for every configured folder that is not paused, without
     /// networking: folders are scanned and watched only.
-    pub fn start(config: &Config, index: Index, me: ShortId) -> Self {
+    pub fn start(config: &Config, index: Index, me: DeviceId) -> Self {
         Self::start_inner(config, index, me, None)
     }
 
     /// Starts the engine with networking: the folder tasks, and the model serving and dialling
     /// peers through `net` as device `me`.
     pub fn start_networked(config: &Config, index: Index, me: DeviceId, net: Net) -> Self {
-        Self::start_inner(config, index, me.short(), Some((me, net)))
+        Self::start_inner(config, index, me, Some(net))
     }
 
-    fn start_inner(config: &Config, index: Index, me: ShortId, network: Option<(DeviceId, Net)>) -> Self {
+    /// Saves every configuration edit made through [`Engine::edit_config`] to `path`.
+    pub fn with_config_file(mut self, path: PathBuf) -> Self {
+        self.config_file = Some(path);
+        self
+    }
+
+    fn start_inner(config: &Config, index: Index, me: DeviceId, network: Option<Net>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let (shutdown, _) = watch::channel(false);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
         let (local_changed, local_changed_rx) = watch::channel(0u64);
-        let local_changed = Arc::new(local_changed);
         let mut engine = Self {
-            folders: BTreeMap::new(),
-            paused: BTreeSet::new(),
-            events,
+            folders: std::sync::Mutex::new(BTreeMap::new()),
+            editing: tokio::sync::Mutex::new(()),
+            config_file: None,
+            shared: Shared {
+                index,
+                me,
+                events,
+                shutdown: shutdown_rx,
+                local_changed: Arc::new(local_changed),
+                remote_changed: Arc::new(model::FolderSignals::default()),
+                peers: Arc::new(Peers::default()),
+                config: config_rx.clone(),
+            },
             tasks: JoinSet::new(),
             shutdown,
-            index,
-            peers: Arc::new(Peers::default()),
             config: config_tx,
         };
-        let roots: HashMap<String, PathBuf> =
-            config.folders.iter().map(|f| (f.id.to_string(), f.path.clone())).collect();
-        let mut remote_changed = HashMap::new();
-        for folder in &config.folders {
-            if folder.paused {
-                engine.paused.insert(folder.id.clone());
-            } else {
-                let notify = Arc::new(Notify::new());
-                remote_changed.insert(folder.id.clone(), Arc::clone(&notify));
-                engine.spawn_folder(folder, config, me, notify, Arc::clone(&local_changed), roots.clone());
+        {
+            let mut folders = engine.lock_folders();
+            for folder in config.folders.iter().filter(|f| !f.paused) {
+                folders.insert(folder.id.clone(), engine.spawn_folder(folder, config));
             }
         }
-        if let Some((me, net)) = network {
+        if let Some(net) = network {
             let ctx = Arc::new(model::Context {
                 me,
                 config: config_rx,
-                index: engine.index.clone(),
-                peers: Arc::clone(&engine.peers),
-                remote_changed,
+                index: engine.shared.index.clone(),
+                peers: Arc::clone(&engine.shared.peers),
+                remote_changed: Arc::clone(&engine.shared.remote_changed),
                 local_changed: local_changed_rx,
             });
             engine.tasks.spawn(model::serve(ctx, Arc::new(net), engine.shutdown.subscribe()));
@@ -184,17 +219,11 @@ impl Engine {
         engine
     }
 
-    fn spawn_folder(
-        &mut self,
-        folder: &FolderConfig,
-        config: &Config,
-        me: ShortId,
-        remote_changed: Arc<Notify>,
-        local_changed: Arc<watch::Sender<u64>>,
-        roots: HashMap<String, PathBuf>,
-    ) {
+    fn spawn_folder(&self, folder: &FolderConfig, config: &Config) -> FolderHandle {
         let (commands, command_rx) = mpsc::channel(16);
         let (state_tx, state) = watch::channel(FolderState::Idle);
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = &self.shared;
         let task = FolderTask {
             id: folder.id.clone(),
             config: folder.clone(),
@@ -204,44 +233,50 @@ impl Engine {
                 s => Some(Duration::from_secs(s)),
             },
             watch: folder.watch(&config.options),
-            index: self.index.clone(),
-            me,
+            index: shared.index.clone(),
+            me: shared.me.short(),
             commands: command_rx,
             state: state_tx,
-            events: self.events.clone(),
-            shutdown: self.shutdown.subscribe(),
-            remote_changed,
-            local_changed,
-            peers: Arc::clone(&self.peers),
-            roots,
+            events: shared.events.clone(),
+            shutdown: shared.shutdown.clone(),
+            stop: stop_rx,
+            remote_changed: shared.remote_changed.register(&folder.id),
+            local_changed: Arc::clone(&shared.local_changed),
+            peers: Arc::clone(&shared.peers),
+            all_config: shared.config.clone(),
         };
-        self.tasks.spawn(task.run());
-        self.folders.insert(folder.id.clone(), FolderHandle { commands, state });
+        let task = tokio::spawn(task.run());
+        FolderHandle { config: folder.clone(), commands, state, stop, task }
+    }
+
+    fn lock_folders(&self) -> std::sync::MutexGuard<'_, BTreeMap<FolderId, FolderHandle>> {
+        // Every update of the map is one insert or remove, so a poisoned lock is still sound.
+        self.folders.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.shared.events.subscribe()
     }
 
-    /// What each folder is doing now.
+    /// What each running (unpaused) folder is doing now.
     pub fn folder_states(&self) -> Vec<(FolderId, FolderState)> {
-        self.folders.iter().map(|(id, h)| (id.clone(), h.state.borrow().clone())).collect()
+        self.lock_folders().iter().map(|(id, h)| (id.clone(), h.state.borrow().clone())).collect()
     }
 
     /// The index the engine records into (for read-only queries by front-ends).
     pub fn index(&self) -> &Index {
-        &self.index
+        &self.shared.index
     }
 
     /// Live connections.
     pub fn connections(&self) -> Vec<model::ConnectionInfo> {
-        self.peers.connections()
+        self.shared.peers.connections()
     }
 
     /// Bytes (read, written) over all connections since start.
     pub fn traffic(&self) -> (u64, u64) {
-        self.peers.total_bytes()
+        self.shared.peers.total_bytes()
     }
 
     /// The configuration the engine runs with.
@@ -249,15 +284,72 @@ impl Engine {
         self.config.borrow().clone()
     }
 
+    /// Makes a change to the configuration, saves it (see [`Engine::with_config_file`]) and
+    /// applies it while running: folders added, removed, paused or changed start, stop or
+    /// restart; connections announce the new set of shared folders and devices are dialled
+    /// or dropped. On an error nothing changed.
+    pub async fn edit_config(&self, edit: Edit) -> Result<Change, EngineError> {
+        let _one_at_a_time = self.editing.lock().await;
+        let mut next = (*self.config()).clone();
+        let me = self.shared.me;
+        let change = next.edit(me, edit)?;
+        if !change.changed() {
+            return Ok(change);
+        }
+        if let Change::FolderAdded { path, .. } = &change {
+            crate::config::create_folder_root(path)
+                .map_err(|source| EngineError::CreateFolder { path: path.clone(), source })?;
+        }
+        if let Some(file) = &self.config_file {
+            next.save(file)?;
+        }
+        settle_pending(&self.shared.index, &change).await;
+        self.apply_config(next).await;
+        Ok(change)
+    }
+
+    /// Runs `next`: stops the folder tasks whose folder is gone, paused or changed, publishes
+    /// the configuration (so connections re-announce), then starts the new and changed ones.
+    async fn apply_config(&self, next: Config) {
+        let stopped: Vec<FolderHandle> = {
+            let mut folders = self.lock_folders();
+            let outdated: Vec<FolderId> = folders
+                .iter()
+                .filter(|(id, h)| {
+                    let wanted = next.folder(id).filter(|f| !f.paused);
+                    wanted != Some(&h.config) || self.config().options != next.options
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            outdated.iter().filter_map(|id| folders.remove(id)).collect()
+        };
+        for handle in stopped {
+            let _ = handle.stop.send(true);
+            // A scan finishes its current batch, a pull its current files.
+            let _ = handle.task.await;
+            self.shared.remote_changed.unregister(&handle.config.id);
+        }
+        self.config.send_replace(Arc::new(next.clone()));
+        let mut folders = self.lock_folders();
+        for folder in next.folders.iter().filter(|f| !f.paused) {
+            if !folders.contains_key(&folder.id) {
+                let handle = self.spawn_folder(folder, &next);
+                folders.insert(folder.id.clone(), handle);
+            }
+        }
+    }
+
     /// Scans a folder now — all of it, or just `paths` — and waits for the result.
     pub async fn scan(&self, folder: &FolderId, paths: Vec<String>) -> Result<ScanSummary, EngineError> {
-        if self.paused.contains(folder) {
-            return Err(EngineError::Paused(folder.to_string()));
-        }
-        let handle =
-            self.folders.get(folder).ok_or_else(|| EngineError::UnknownFolder(folder.to_string()))?;
+        let commands = self.lock_folders().get(folder).map(|h| h.commands.clone());
+        let Some(commands) = commands else {
+            return Err(match self.config().folder(folder) {
+                Some(f) if f.paused => EngineError::Paused(folder.to_string()),
+                _ => EngineError::UnknownFolder(folder.to_string()),
+            });
+        };
         let (reply, answer) = oneshot::channel();
-        handle.commands.send(FolderCommand::Scan { paths, reply }).await.map_err(|_| EngineError::Stopped)?;
+        commands.send(FolderCommand::Scan { paths, reply }).await.map_err(|_| EngineError::Stopped)?;
         Ok(answer.await.map_err(|_| EngineError::Stopped)??)
     }
 
@@ -265,8 +357,12 @@ impl Engine {
     /// index.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        let folders = std::mem::take(&mut *self.lock_folders());
+        for handle in folders.into_values() {
+            let _ = handle.task.await;
+        }
         while self.tasks.join_next().await.is_some() {}
-        self.index.close().await;
+        self.shared.index.close().await;
     }
 }
 
@@ -283,10 +379,14 @@ struct FolderTask {
     state: watch::Sender<FolderState>,
     events: broadcast::Sender<Event>,
     shutdown: watch::Receiver<bool>,
+    /// Turns true when this folder alone stops (removed, paused or reconfigured).
+    stop: watch::Receiver<bool>,
     remote_changed: Arc<Notify>,
     local_changed: Arc<watch::Sender<u64>>,
     peers: Arc<Peers>,
-    roots: HashMap<String, PathBuf>,
+    /// The whole configuration, for the other folders' roots (the puller copies blocks from
+    /// them).
+    all_config: watch::Receiver<Arc<Config>>,
 }
 
 impl FolderTask {
@@ -300,7 +400,7 @@ impl FolderTask {
                     id: self.id.clone(),
                     root: self.config.path.clone(),
                     peers: Arc::clone(&self.peers),
-                    roots: std::mem::take(&mut self.roots),
+                    config: self.all_config.clone(),
                     versioning: versioning_of(&self.config),
                 }),
             ),
@@ -318,6 +418,9 @@ impl FolderTask {
         let mut pull_due = false;
         let mut retry_pull: Option<Instant> = None;
         loop {
+            if *self.stop.borrow() || *self.shutdown.borrow() {
+                break;
+            }
             if full_scan_due || !dirty.is_empty() {
                 let paths: Vec<String> =
                     if full_scan_due { Vec::new() } else { std::mem::take(&mut dirty).into_iter().collect() };
@@ -350,6 +453,7 @@ impl FolderTask {
             }
             tokio::select! {
                 _ = self.shutdown.changed() => break,
+                _ = self.stop.changed() => break,
                 command = self.commands.recv() => match command {
                     Some(FolderCommand::Scan { paths, reply }) => {
                         let result = self.scan(&scanner, &paths).await;
@@ -526,6 +630,27 @@ fn versioning_of(folder: &FolderConfig) -> Versioning {
     match folder.versioning {
         crate::config::Versioning::None => Versioning::Off,
         crate::config::Versioning::Trashcan { keep_days } => Versioning::TrashCan { keep_days },
+    }
+}
+
+/// Drops what a configuration change answered: an added device is no longer pending, nor is
+/// a folder offer once the folder is shared with the device that offered it. Failing to is
+/// logged only: the change itself is made.
+pub async fn settle_pending(index: &Index, change: &Change) {
+    let done = match change {
+        Change::DeviceAdded { id, .. } => index.remove_pending_device(id).await.map(drop),
+        Change::Shared { folder, device } => index.remove_pending_folder(folder.as_str(), Some(device)).await,
+        Change::FolderAdded { id, devices, .. } => {
+            let mut result = Ok(());
+            for device in devices {
+                result = result.and(index.remove_pending_folder(id.as_str(), Some(device)).await);
+            }
+            result
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = done {
+        tracing::warn!(error = %error_chain(&e), "cannot update the pending devices and folders");
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use peerfold::config::{
-    self, Change, Config, DEFAULT_KEEP_DAYS, FolderConfig, FolderId, FolderType, Versioning,
+    self, Config, DEFAULT_KEEP_DAYS, Edit, FolderConfig, FolderId, FolderType, Versioning,
 };
 use peerfold::db::Index;
 use peerfold::engine::{Engine, error_chain};
@@ -108,11 +108,32 @@ enum DeviceCommand {
         #[arg(value_name = "DEVICE-ID")]
         device_id: String,
     },
+    /// Stop connecting to a device until it is resumed
+    Pause {
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+    },
+    /// Connect to a paused device again
+    Resume {
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+    },
     /// List the configured devices
     List {
         /// Print them as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// List devices that tried to connect without being added (accept one with `device add`)
+    Pending {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a pending device (it is listed again if it connects again)
+    Dismiss {
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
     },
 }
 
@@ -161,11 +182,35 @@ enum FolderCommand {
         #[arg(value_name = "FOLDER-ID")]
         folder_id: String,
     },
+    /// Stop scanning and syncing a folder until it is resumed
+    Pause {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+    },
+    /// Scan and sync a paused folder again
+    Resume {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+    },
     /// List the configured folders
     List {
         /// Print them as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// List folders that devices offered (accept one with `folder add PATH --id ID --share
+    /// DEVICE-ID`, or `folder share` if it exists here)
+    Pending {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a folder offer, from one device or from all
+    Dismiss {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: Option<String>,
     },
 }
 
@@ -225,29 +270,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     // Listing only reads config.toml, which is replaced atomically: it needs no lock, so it
     // works beside a running daemon.
-    match cli.command {
+    match &cli.command {
         Command::Device { command: DeviceCommand::List { json } } => {
-            return list_devices(&Config::load(&home_dir.join(home::CONFIG_FILE))?, json);
+            return list_devices(&Config::load(&home_dir.join(home::CONFIG_FILE))?, *json);
         }
         Command::Folder { command: FolderCommand::List { json } } => {
-            return list_folders(&Config::load(&home_dir.join(home::CONFIG_FILE))?, json);
-        }
-        Command::Status { json } => {
-            // A running daemon holds the lock and answers on its control socket.
-            if let Err(HomeError::Locked { .. }) = Home::open(&home_dir) {
-                let value = control::request(&home_dir, &control::Request::Status).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&value)?);
-                } else {
-                    let status: status::Status = serde_json::from_value(value)?;
-                    print!("{status}");
-                }
-                return Ok(());
-            }
+            return list_folders(&Config::load(&home_dir.join(home::CONFIG_FILE))?, *json);
         }
         _ => {}
     }
-    let home = open_home(&home_dir, &cli.command)?;
+    if let Some(request) = to_request(&cli.command)? {
+        let answer = ask(&home_dir, request).await?;
+        return show(&cli.command, answer);
+    }
+    let home = Home::open(&home_dir)?;
     let identity = Identity::load_or_generate(home.dir())?;
     let config = load_config(&home)?;
     match cli.command {
@@ -260,20 +296,152 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
         Command::Serve { listen } => serve(&home, &identity, &config, &listen).await,
-        Command::Status { json } => {
-            let index = Index::open(&home.index_path()).await?;
-            let status = status::status(identity.device_id(), &config, &index, None).await?;
-            index.close().await;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{status}");
-            }
-            Ok(())
+        Command::Status { .. } | Command::Device { .. } | Command::Folder { .. } => {
+            unreachable!("answered as requests above")
         }
-        Command::Device { command } => device(&home, &identity, config, command),
-        Command::Folder { command } => folder(&home, config, command),
     }
+}
+
+/// The request a command makes: of the running daemon, or of the home itself when none runs.
+/// `None` for the commands that run here in any case.
+fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
+    use control::Request;
+    let edit = |edit| Some(Request::Edit { edit });
+    Ok(match command {
+        Command::Id { .. } | Command::Scan { .. } | Command::Serve { .. } => None,
+        Command::Status { .. } => Some(Request::Status),
+        Command::Device { command } => match command {
+            DeviceCommand::Add { device_id, name, addresses } => edit(Edit::AddDevice {
+                id: parse_device(device_id)?,
+                name: name.clone(),
+                addresses: (!addresses.is_empty()).then(|| addresses.clone()),
+            }),
+            DeviceCommand::Remove { device_id } => edit(Edit::RemoveDevice { id: parse_device(device_id)? }),
+            DeviceCommand::Pause { device_id } => {
+                edit(Edit::PauseDevice { id: parse_device(device_id)?, paused: true })
+            }
+            DeviceCommand::Resume { device_id } => {
+                edit(Edit::PauseDevice { id: parse_device(device_id)?, paused: false })
+            }
+            DeviceCommand::Pending { .. } => Some(Request::Pending),
+            DeviceCommand::Dismiss { device_id } => {
+                Some(Request::DismissDevice { device: parse_device(device_id)? })
+            }
+            DeviceCommand::List { .. } => None,
+        },
+        Command::Folder { command } => match command {
+            FolderCommand::Add { path, id, label, folder_type, share, versioning_days, no_versioning } => {
+                // Resolved here: a relative path means relative to where the command runs.
+                let root = config::resolve_folder_path(path)
+                    .with_context(|| format!("cannot add folder {}", path.display()))?;
+                let versioning = if *no_versioning {
+                    Versioning::None
+                } else {
+                    Versioning::Trashcan { keep_days: versioning_days.unwrap_or(DEFAULT_KEEP_DAYS) }
+                };
+                let folder = FolderConfig {
+                    label: label.clone().unwrap_or_default(),
+                    folder_type: (*folder_type).into(),
+                    devices: share.iter().map(|d| parse_device(d)).collect::<anyhow::Result<_>>()?,
+                    versioning,
+                    ..FolderConfig::new(parse_folder(id)?, root)
+                };
+                edit(Edit::AddFolder { folder: Box::new(folder) })
+            }
+            FolderCommand::Share { folder_id, device_id } => {
+                edit(Edit::Share { folder: parse_folder(folder_id)?, device: parse_device(device_id)? })
+            }
+            FolderCommand::Unshare { folder_id, device_id } => {
+                edit(Edit::Unshare { folder: parse_folder(folder_id)?, device: parse_device(device_id)? })
+            }
+            FolderCommand::Remove { folder_id } => edit(Edit::RemoveFolder { id: parse_folder(folder_id)? }),
+            FolderCommand::Pause { folder_id } => {
+                edit(Edit::PauseFolder { id: parse_folder(folder_id)?, paused: true })
+            }
+            FolderCommand::Resume { folder_id } => {
+                edit(Edit::PauseFolder { id: parse_folder(folder_id)?, paused: false })
+            }
+            FolderCommand::Pending { .. } => Some(Request::Pending),
+            FolderCommand::Dismiss { folder_id, device_id } => Some(Request::DismissFolder {
+                folder: parse_folder(folder_id)?.to_string(),
+                device: device_id.as_deref().map(parse_device).transpose()?,
+            }),
+            FolderCommand::List { .. } => None,
+        },
+    })
+}
+
+/// Answers `request`: a running daemon (it holds the home lock) through its control socket, so
+/// changes apply at once; otherwise here, on the configuration and the index.
+async fn ask(home_dir: &Path, request: control::Request) -> anyhow::Result<serde_json::Value> {
+    let home = match Home::open(home_dir) {
+        Ok(home) => home,
+        Err(HomeError::Locked { path, pid }) => {
+            return control::request(home_dir, &request).await.map_err(|e| match e {
+                // The lock's holder is not a daemon (a `peerfold scan`, say), or not yet one.
+                control::ControlError::Connect { .. } => anyhow!(
+                    "another Peerfold process{} uses home directory {} and does not answer on its \
+                     control socket; try again when it is done (or once `peerfold serve` is up)",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                    path.display()
+                ),
+                e => e.into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let identity = Identity::load_or_generate(home.dir())?;
+    load_config(&home)?;
+    let index = Index::open(&home.index_path()).await?;
+    let target = control::Target::Offline { config_file: &home.config_path(), index: &index };
+    let answer = control::answer(request, identity.device_id(), target).await;
+    index.close().await;
+    answer.map_err(|e| anyhow!(e))
+}
+
+/// Prints the answer to `command`.
+fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
+    let pending = |answer| -> anyhow::Result<control::Pending> { Ok(serde_json::from_value(answer)?) };
+    match command {
+        Command::Status { json: true } => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Command::Status { json: false } => print!("{}", serde_json::from_value::<status::Status>(answer)?),
+        Command::Device { command: DeviceCommand::Pending { json } } => {
+            let devices = pending(answer)?.devices;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else if devices.is_empty() {
+                println!("No devices are pending.");
+            }
+            for d in devices.iter().filter(|_| !*json) {
+                let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
+                println!(
+                    "{}{name} from {}, last seen {}",
+                    d.device,
+                    d.address,
+                    status::format_time(d.seen_at)
+                );
+            }
+        }
+        Command::Folder { command: FolderCommand::Pending { json } } => {
+            let folders = pending(answer)?.folders;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&folders)?);
+            } else if folders.is_empty() {
+                println!("No folder offers are pending.");
+            }
+            for f in folders.iter().filter(|_| !*json) {
+                let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
+                println!(
+                    "\"{}\"{label} offered by {}, last seen {}",
+                    f.folder,
+                    f.device,
+                    status::format_time(f.seen_at)
+                );
+            }
+        }
+        _ => println!("{}", serde_json::from_value::<control::Edited>(answer)?.message),
+    }
+    Ok(())
 }
 
 /// Loads the home's configuration, writing the defaults on first start so there is a file to
@@ -288,94 +456,12 @@ fn load_config(home: &Home) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Opens the home, explaining a held lock for the commands that change the configuration.
-fn open_home(dir: &Path, command: &Command) -> anyhow::Result<Home> {
-    Home::open(dir).map_err(|e| match e {
-        HomeError::Locked { path, pid }
-            if matches!(command, Command::Device { .. } | Command::Folder { .. }) =>
-        {
-            anyhow!(
-                "cannot change the configuration while another Peerfold process{} uses home directory {}: \
-                 a running daemon (peerfold serve) does not take configuration changes yet, so stop it \
-                 and try again",
-                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-                path.display()
-            )
-        }
-        e => e.into(),
-    })
-}
-
-// Configuration commands: parse, make the change with the `Config` method the daemon's API will
-// use too, save, and print the change's one line.
-
-fn device(
-    home: &Home,
-    identity: &Identity,
-    mut config: Config,
-    command: DeviceCommand,
-) -> anyhow::Result<()> {
-    let change = match command {
-        DeviceCommand::Add { device_id: id, name, addresses } => {
-            let addresses = (!addresses.is_empty()).then_some(addresses);
-            config.add_device(identity.device_id(), parse_device(&id)?, name, addresses)?
-        }
-        DeviceCommand::Remove { device_id: id } => config.remove_device(parse_device(&id)?)?,
-        DeviceCommand::List { json } => return list_devices(&config, json),
-    };
-    save_change(home, &config, &change)
-}
-
-fn folder(home: &Home, mut config: Config, command: FolderCommand) -> anyhow::Result<()> {
-    let change = match command {
-        FolderCommand::Add { path, id, label, folder_type, share, versioning_days, no_versioning } => {
-            let root = config::resolve_folder_path(&path)
-                .with_context(|| format!("cannot add folder {}", path.display()))?;
-            let versioning = if no_versioning {
-                Versioning::None
-            } else {
-                Versioning::Trashcan { keep_days: versioning_days.unwrap_or(DEFAULT_KEEP_DAYS) }
-            };
-            let folder = FolderConfig {
-                label: label.unwrap_or_default(),
-                folder_type: folder_type.into(),
-                devices: share.iter().map(|d| parse_device(d)).collect::<anyhow::Result<_>>()?,
-                versioning,
-                ..FolderConfig::new(parse_folder(&id)?, root.clone())
-            };
-            // Checked against the configuration before anything is created.
-            let change = config.add_folder(folder)?;
-            config::create_folder_root(&root)
-                .with_context(|| format!("cannot create folder {}", root.display()))?;
-            change
-        }
-        FolderCommand::Share { folder_id, device_id } => {
-            config.share(&parse_folder(&folder_id)?, parse_device(&device_id)?)?
-        }
-        FolderCommand::Unshare { folder_id, device_id } => {
-            config.unshare(&parse_folder(&folder_id)?, parse_device(&device_id)?)?
-        }
-        FolderCommand::Remove { folder_id } => config.remove_folder(&parse_folder(&folder_id)?)?,
-        FolderCommand::List { json } => return list_folders(&config, json),
-    };
-    save_change(home, &config, &change)
-}
-
 fn parse_device(s: &str) -> anyhow::Result<DeviceId> {
     s.parse().with_context(|| format!("{s:?} is not a device ID"))
 }
 
 fn parse_folder(s: &str) -> anyhow::Result<FolderId> {
     s.parse().map_err(|e: String| anyhow!("{s:?} is not a folder ID: {e}"))
-}
-
-/// Saves `config` if `change` changed it, and says what happened.
-fn save_change(home: &Home, config: &Config, change: &Change) -> anyhow::Result<()> {
-    if change.changed() {
-        config.save(&home.config_path())?;
-    }
-    println!("{change}");
-    Ok(())
 }
 
 /// A device as `device list --json` shows it.
@@ -563,7 +649,10 @@ async fn serve(home: &Home, identity: &Identity, config: &Config, listen: &[Stri
     let index = Index::open(&home.index_path()).await?;
     let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
     let bound = net.local_addresses();
-    let engine = Arc::new(Engine::start_networked(config, index, identity.device_id(), net));
+    let engine = Arc::new(
+        Engine::start_networked(config, index, identity.device_id(), net)
+            .with_config_file(home.config_path()),
+    );
     let mut events = engine.subscribe();
     eprintln!(
         "Peerfold {} serving {} folder(s) from {} as {}",

@@ -16,7 +16,6 @@
 //!   loss);
 //! * a temporary file survives a crash and its verified blocks are reused on the next attempt.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt as _;
@@ -87,8 +86,9 @@ pub struct Puller {
     pub id: FolderId,
     pub root: PathBuf,
     pub peers: Arc<Peers>,
-    /// Roots of every local folder, for copying blocks across folders.
-    pub roots: HashMap<String, PathBuf>,
+    /// The configuration, for the roots of every local folder (blocks are copied across
+    /// folders).
+    pub config: tokio::sync::watch::Receiver<std::sync::Arc<crate::config::Config>>,
     pub versioning: Versioning,
 }
 
@@ -457,7 +457,13 @@ impl Puller {
     async fn copy_local(&self, file: &File, b: &BlockInfo) -> bool {
         let Ok(places) = self.index.block_locations(&b.hash, 4).await else { return false };
         for place in places {
-            let Some(root) = self.roots.get(&place.folder_id) else { continue };
+            let root = {
+                let config = self.config.borrow();
+                let Some(folder) = config.folders.iter().find(|f| f.id.as_str() == place.folder_id) else {
+                    continue;
+                };
+                folder.path.clone()
+            };
             let Ok(src) = File::open(root.join(&place.name)) else { continue };
             let Ok(data) = read_block_from(&src, place.offset, b.size as usize) else { continue };
             if hash_ok(&data, b) && file.write_all_at(&data, b.offset).is_ok() {

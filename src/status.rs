@@ -175,3 +175,19 @@ impl std::fmt::Display for Status {
         Ok(())
     }
 }
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, for showing when something was seen.
+pub fn format_time(unix_secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix_secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{unix_secs} (Unix time)"),
+    }
+}

@@ -30,7 +30,7 @@ pub struct RemoteIndex {
 }
 
 /// A device that asked to connect without being configured.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingDevice {
     pub device: DeviceId,
     pub name: String,
@@ -40,7 +40,7 @@ pub struct PendingDevice {
 }
 
 /// A folder a configured device offered that is not shared with it here.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingFolder {
     pub device: DeviceId,
     pub folder: String,

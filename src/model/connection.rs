@@ -73,6 +73,7 @@ pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch
         serving: JoinSet::new(),
         waiting: VecDeque::new(),
         shared_with_peer: Vec::new(),
+        last_cluster_config: None,
         serial: None,
         index_dirty: true,
     };
@@ -154,6 +155,9 @@ struct ConnState {
     waiting: VecDeque<wire::Request>,
     /// Folders both sides share, as of the peer's last ClusterConfig.
     shared_with_peer: Vec<FolderId>,
+    /// The peer's last ClusterConfig, read again against our configuration when ours changes
+    /// (a folder shared with the peer here that it already offered starts syncing at once).
+    last_cluster_config: Option<wire::ClusterConfig>,
     serial: Option<u64>,
     /// Set when our index may have entries this peer has not been sent (a local change, a
     /// new ClusterConfig); cleared once a check finds none.
@@ -258,6 +262,11 @@ impl ConnState {
                             session.close("device has been removed or paused");
                         } else if cc_sent {
                             self.send_cluster_config(session).await;
+                            if let Some(cc) = self.last_cluster_config.clone()
+                                && let Err(reason) = self.on_cluster_config(cc).await
+                            {
+                                session.close(&reason);
+                            }
                         }
                     }
                 },
@@ -300,6 +309,7 @@ impl ConnState {
                 *cc_sent = true;
             }
             Event::ClusterConfig(cc) => {
+                self.last_cluster_config = Some(cc.clone());
                 if let Err(reason) = self.on_cluster_config(cc).await {
                     session.close(&reason);
                 }
@@ -438,7 +448,13 @@ impl ConnState {
                 .await
                 .map_err(|e| crate::engine::error_chain(&e))?;
             // Our index: continue from what they hold if it is our current index.
-            if !self.outgoing.contains_key(&mine.id) {
+            let receive_only = mine.folder_type == FolderType::ReceiveOnly;
+            if let Some(o) = self.outgoing.get_mut(&mine.id) {
+                if o.receive_only != receive_only {
+                    // The folder changed type: what the peer holds of ours is announced anew.
+                    *o = Outgoing { folder: folder_idx, sent: 0, replace_next: true, receive_only };
+                }
+            } else {
                 let our_id = self.ctx.index.folder_index_id(folder_idx).await.map_err(|e| e.to_string())?;
                 let our_seq = self.ctx.index.folder_sequence(folder_idx).await.map_err(|e| e.to_string())?;
                 let (held_id, held_seq) = about_us.map_or((0, 0), |d| (d.index_id, d.max_sequence));
@@ -446,12 +462,7 @@ impl ConnState {
                     if held_id == our_id && held_seq <= our_seq { (held_seq, false) } else { (0, true) };
                 self.outgoing.insert(
                     mine.id.clone(),
-                    Outgoing {
-                        folder: folder_idx,
-                        sent,
-                        replace_next,
-                        receive_only: mine.folder_type == FolderType::ReceiveOnly,
-                    },
+                    Outgoing { folder: folder_idx, sent, replace_next, receive_only },
                 );
             }
             shared.push(mine.id.clone());

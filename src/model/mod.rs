@@ -181,16 +181,40 @@ pub struct Context {
     pub index: Index,
     pub peers: Arc<Peers>,
     /// Signalled (per folder) when a peer's index changed, so the folder pulls.
-    pub remote_changed: HashMap<FolderId, Arc<Notify>>,
+    pub remote_changed: Arc<FolderSignals>,
     /// Bumped whenever any folder's local index changed, so connections send updates.
     pub local_changed: watch::Receiver<u64>,
 }
 
 impl Context {
     fn notify_remote_changed(&self, folder: &FolderId) {
-        if let Some(n) = self.remote_changed.get(folder) {
+        self.remote_changed.notify(folder);
+    }
+}
+
+/// One signal per running folder, registered when its task starts and dropped when it stops.
+#[derive(Default)]
+pub struct FolderSignals(std::sync::Mutex<HashMap<FolderId, Arc<Notify>>>);
+
+impl FolderSignals {
+    /// The signal of `folder`, created for a folder task starting.
+    pub fn register(&self, folder: &FolderId) -> Arc<Notify> {
+        Arc::clone(self.lock().entry(folder.clone()).or_default())
+    }
+
+    pub fn unregister(&self, folder: &FolderId) {
+        self.lock().remove(folder);
+    }
+
+    fn notify(&self, folder: &FolderId) {
+        if let Some(n) = self.lock().get(folder) {
             n.notify_one();
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FolderId, Arc<Notify>>> {
+        // Updates are single inserts and removes: a poisoned lock is still sound.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -150,3 +150,65 @@ async fn a_receiver_killed_mid_transfer_resumes_and_ends_identical() {
     assert!(tmp_files(&b.path("f")).is_empty(), "stray temporary files: {:?}", tmp_files(&b.path("f")));
     drop(da);
 }
+
+/// Waits until `f(json)` holds for the JSON a CLI command prints (the command is rerun).
+async fn json_until(t: &TestDir, args: &[&str], what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+    wait_for(LIMIT, what, || async {
+        let out = t.peerfold(args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        f(&v).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_daemon_takes_devices_and_folders_from_the_cli() {
+    let (a, b) = (TestDir::new(), TestDir::new());
+    let (ida, idb) = (ok(&a.peerfold(&["id"])).trim().to_owned(), ok(&b.peerfold(&["id"])).trim().to_owned());
+    let (la, lb) = (format!("tcp://127.0.0.1:{}", free_port()), format!("tcp://127.0.0.1:{}", free_port()));
+    let path_a = a.path("f");
+    ok(&a.peerfold(&["folder", "add", path_a.to_str().unwrap(), "--id", "f", "--label", "Photos"]));
+    a.write("f/hello.txt", b"hello from a");
+    let (_da, _db) = (Daemon::start(&a, &la), Daemon::start(&b, &lb));
+
+    // b is told about a while running, and dials it; a does not know b: b is pending on a.
+    let out = ok(&b.peerfold(&["device", "add", &ida, "--name", "a", "--address", &la]));
+    assert!(out.starts_with(&format!("Added device {ida} \"a\"")), "{out}");
+    json_until(&a, &["device", "pending", "--json"], "b pending on a", |v| v[0]["device"] == idb.as_str())
+        .await;
+    assert!(ok(&a.peerfold(&["device", "pending"])).starts_with(&idb));
+
+    // Accepting it is adding it; the connection comes up without a restart.
+    ok(&a.peerfold(&["device", "add", &idb, "--name", "b", "--address", &lb]));
+    assert_eq!(ok(&a.peerfold(&["device", "pending"])), "No devices are pending.\n");
+    json_until(&a, &["status", "--json"], "a connected to b", |v| v["devices"][0]["connected"] == true).await;
+
+    // a shares its folder: b hears the offer.
+    ok(&a.peerfold(&["folder", "share", "f", &idb]));
+    json_until(&b, &["folder", "pending", "--json"], "a's offer on b", |v| {
+        v[0]["folder"] == "f" && v[0]["label"] == "Photos" && v[0]["device"] == ida.as_str()
+    })
+    .await;
+    assert!(ok(&b.peerfold(&["folder", "pending"])).starts_with("\"f\" (Photos) offered by "));
+
+    // Accepting it is adding the folder here, shared with a: it syncs at once.
+    let path_b = b.path("f");
+    ok(&b.peerfold(&["folder", "add", path_b.to_str().unwrap(), "--id", "f", "--share", &ida]));
+    file_is(b.path("f/hello.txt"), b"hello from a".to_vec()).await;
+    assert_eq!(ok(&b.peerfold(&["folder", "pending"])), "No folder offers are pending.\n");
+    // The daemon saved what it was told.
+    assert!(std::fs::read_to_string(b.home().join("config.toml")).unwrap().contains(&ida));
+
+    // Paused, the folder shows so; resumed, it syncs what changed meanwhile.
+    assert_eq!(ok(&b.peerfold(&["folder", "pause", "f"])), "Paused folder \"f\".\n");
+    json_until(&b, &["status", "--json"], "f paused on b", |v| v["folders"][0]["state"] == "paused").await;
+    a.write("f/second.txt", b"2");
+    ok(&b.peerfold(&["folder", "resume", "f"]));
+    file_is(b.path("f/second.txt"), b"2".to_vec()).await;
+
+    // Errors read the same as without a daemon.
+    let out = b.peerfold(&["folder", "share", "nope", &ida]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "error: there is no folder with ID \"nope\"\n");
+    let out = ok(&a.peerfold(&["device", "dismiss", &idb]));
+    assert!(out.contains("is not pending; nothing changed"), "{out}");
+}

@@ -5,11 +5,11 @@ use std::time::Duration;
 use peerfold::config::{Config, FolderConfig};
 use peerfold::db::Index;
 use peerfold::engine::{Engine, Event, FolderState};
-use peerfold::identity::ShortId;
+use peerfold::identity::DeviceId;
 
 use crate::util::{TestDir, wait_for};
 
-const ME: ShortId = ShortId(42);
+const ME: DeviceId = DeviceId::from_bytes([42; 32]);
 
 fn config_with(t: &TestDir, watch: bool, rescan_interval_s: u64) -> Config {
     std::fs::create_dir_all(t.path("f")).unwrap();
@@ -94,5 +94,54 @@ async fn a_missing_folder_is_an_error_state_not_a_mass_delete() {
     assert!(
         engine.scan(&"nope".parse().unwrap(), vec![]).await.unwrap_err().to_string().contains("no folder")
     );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn folders_added_paused_changed_and_removed_while_running() {
+    use peerfold::config::{Change, Edit};
+    let t = TestDir::new();
+    let mut config = config_with(&t, false, 0);
+    config.folders.clear();
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    std::fs::write(t.path("config.toml"), config.to_toml()).unwrap();
+    let engine = Engine::start(&config, index.clone(), ME).with_config_file(t.path("config.toml"));
+    assert!(engine.folder_states().is_empty());
+
+    // Added: its directory is made, it is saved and it is scanned.
+    let folder =
+        FolderConfig { watch: Some(false), ..FolderConfig::new("f".parse().unwrap(), t.path("made/here")) };
+    let change = engine.edit_config(Edit::AddFolder { folder: Box::new(folder) }).await.unwrap();
+    assert!(matches!(change, Change::FolderAdded { .. }), "{change:?}");
+    assert!(t.path("made/here/.stfolder").is_dir());
+    assert!(Config::load(&t.path("config.toml")).unwrap().folder(&"f".parse().unwrap()).is_some());
+    t.write("made/here/a.txt", b"a");
+    engine.scan(&"f".parse().unwrap(), vec![]).await.unwrap();
+    assert!(live(&index, "a.txt").await.is_some());
+
+    // A refused change changes nothing.
+    let taken = FolderConfig::new("f".parse().unwrap(), t.path("other"));
+    let err = engine.edit_config(Edit::AddFolder { folder: Box::new(taken) }).await.unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    assert!(!t.path("other").exists());
+    assert_eq!(engine.config().folders.len(), 1);
+
+    // Paused: its task stops, and scanning it says why.
+    engine.edit_config(Edit::PauseFolder { id: "f".parse().unwrap(), paused: true }).await.unwrap();
+    assert!(engine.folder_states().is_empty());
+    let err = engine.scan(&"f".parse().unwrap(), vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("paused"), "{err}");
+
+    // Resumed, its task runs again (the start-up scan finds what changed meanwhile).
+    t.write("made/here/b.txt", b"b");
+    engine.edit_config(Edit::PauseFolder { id: "f".parse().unwrap(), paused: false }).await.unwrap();
+    wait_for(Duration::from_secs(30), "the resumed folder's scan", || live(&index, "b.txt")).await;
+
+    // Removed: no task, no folder, files untouched.
+    engine.edit_config(Edit::RemoveFolder { id: "f".parse().unwrap() }).await.unwrap();
+    assert!(engine.folder_states().is_empty());
+    assert!(engine.scan(&"f".parse().unwrap(), vec![]).await.unwrap_err().to_string().contains("no folder"));
+    assert!(t.path("made/here/a.txt").is_file());
+    assert!(Config::load(&t.path("config.toml")).unwrap().folders.is_empty());
     engine.shutdown().await;
 }
