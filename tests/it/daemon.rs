@@ -1,57 +1,11 @@
 //! Two `peerfold serve` processes set up through the CLI, as a person would over SSH.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{TestDir, ok, wait_for};
+use crate::util::{Daemon, TestDir, free_port, ok, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// A port that was free a moment ago (the daemon is told it explicitly, as peers must know it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(t: &TestDir, listen: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
-            .arg("--home")
-            .arg(t.home())
-            .args(["serve", "--listen", listen])
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait until it listens (it prints the bound addresses), then let stderr drain.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if line.unwrap().starts_with("Listening on") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Self { child }
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no chance to clean up.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Two homes that know each other, each with folder `f` shared with the other.
 fn configured_pair(scheme: &str) -> (TestDir, TestDir, String, String) {

@@ -4,5 +4,7 @@
 mod cli;
 mod daemon;
 mod engine;
+mod interop;
 mod sync;
+mod syncthing;
 mod util;

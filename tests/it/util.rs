@@ -79,3 +79,65 @@ pub fn init_logging() {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     }
 }
+
+/// A port that was free a moment ago (daemons are told it explicitly, as peers must know it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `peerfold serve` process on a test home; killed when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts the daemon listening on `listen` and waits until it does.
+    pub fn start(t: &TestDir, listen: &str) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
+            .arg("--home")
+            .arg(t.home())
+            .args(["serve", "--listen", listen])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until it listens (it prints the bound addresses), then keep the log.
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let listening = line.starts_with("Listening on");
+            log.lock().unwrap().push_str(&(line + "\n"));
+            if listening {
+                break;
+            }
+        }
+        let keep = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self { child, log }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
