@@ -92,6 +92,9 @@ pub struct Puller {
     pub versioning: Versioning,
 }
 
+/// Why an entry waits: no device that has it is connected.
+const NO_HOLDER: &str = "no connected device has this version";
+
 /// One entry's result.
 enum Applied {
     Recorded { entry: FileInfo, fetched: u64, copied: u64, conflict: Option<String> },
@@ -192,7 +195,13 @@ impl Puller {
             }
             Some(Ok(Applied::Rescan(name))) => out.rescan.push(name),
             Some(Ok(Applied::Issue(name, reason))) => {
-                tracing::warn!(folder = %self.id, name = %name, %reason, "cannot pull");
+                // Waiting for a device to connect is the normal state of a device that is
+                // away, not a fault.
+                if reason == NO_HOLDER {
+                    tracing::debug!(folder = %self.id, name = %name, %reason, "cannot pull yet");
+                } else {
+                    tracing::warn!(folder = %self.id, name = %name, %reason, "cannot pull");
+                }
                 out.issues.push((name, reason));
             }
         }
@@ -411,7 +420,7 @@ impl Puller {
         let mut holders: Vec<DeviceId> =
             global.holders.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
         if !missing.is_empty() && holders.is_empty() {
-            return Err(String::from("no connected device has this version"));
+            return Err(String::from(NO_HOLDER));
         }
         let mut inflight: JoinSet<Result<u64, String>> = JoinSet::new();
         for (n, (i, b)) in missing.into_iter().enumerate() {

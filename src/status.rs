@@ -71,6 +71,12 @@ pub struct DeviceStatus {
     pub transport: Option<Transport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// Bytes read from this connection so far (it counts from zero on every connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Bytes written to this connection so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
 }
 
 /// The status of a home: `engine` is the running engine, if this process runs it.
@@ -135,6 +141,8 @@ pub async fn status(
                 address: c.map(|c| c.address.to_string()),
                 transport: c.map(|c| c.transport),
                 client: c.map(|c| c.client.clone()),
+                bytes_in: c.map(|c| c.counters.read.load(std::sync::atomic::Ordering::Relaxed)),
+                bytes_out: c.map(|c| c.counters.written.load(std::sync::atomic::Ordering::Relaxed)),
             }
         })
         .collect();

@@ -130,7 +130,11 @@ impl Syncthing {
         let deadline = tokio::time::Instant::now() + LIMIT;
         while self.try_get("/rest/system/ping").await.is_none_or(|v| v["ping"] != "pong") {
             let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
-            assert!(!exited && tokio::time::Instant::now() < deadline, "Syncthing did not start:\n{}", self.log());
+            assert!(
+                !exited && tokio::time::Instant::now() < deadline,
+                "Syncthing did not start:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -148,7 +152,8 @@ impl Syncthing {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn try_get(&self, path: &str) -> Option<Value> {
+    /// `GET path`, `None` if it fails (as it may while Syncthing starts its folders).
+    pub async fn try_get(&self, path: &str) -> Option<Value> {
         let url = format!("http://{}{path}", self.gui);
         tokio::task::spawn_blocking(move || {
             let mut response = ureq::get(&url).header("X-API-Key", API_KEY).call().ok()?;
@@ -167,8 +172,7 @@ impl Syncthing {
     pub async fn send(&self, method: &str, path: &str, body: Value) -> u16 {
         let (url, method) = (format!("http://{}{path}", self.gui), method.to_owned());
         tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent =
-                ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
             let request = http_request(&method, &url, &body);
             agent.run(request).map(|r| r.status().as_u16()).unwrap_or(0)
         })
