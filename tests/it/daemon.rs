@@ -60,9 +60,8 @@ async fn file_is(path: std::path::PathBuf, want: Vec<u8>) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn daemons_set_up_through_the_cli_sync_and_report_status() {
-    let (a, b, la, lb) = configured_pair("tcp");
+async fn set_up_through_the_cli(transport: &str) {
+    let (a, b, la, lb) = configured_pair(transport);
     a.write("f/hello.txt", b"hello from a");
     let (_da, _db) = (Daemon::start(&a, &la), Daemon::start(&b, &lb));
     file_is(b.path("f/hello.txt"), b"hello from a".to_vec()).await;
@@ -77,32 +76,71 @@ async fn daemons_set_up_through_the_cli_sync_and_report_status() {
     })
     .await;
     assert_eq!(status["running"], true);
-    assert_eq!(status["devices"][0]["transport"], "tcp");
+    assert_eq!(status["devices"][0]["transport"], transport);
     assert_eq!(status["folders"][0]["global"]["files"], 1);
     assert_eq!(status["folders"][0]["need"]["items"], 0);
     let text = ok(&a.peerfold(&["status"]));
-    assert!(text.contains("connected over tcp"), "{text}");
+    assert!(text.contains(&format!("connected over {transport}")), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_killed_mid_transfer_resumes_and_ends_identical() {
-    let (a, b, la, lb) = configured_pair("quic");
+async fn daemons_set_up_through_the_cli_sync_and_report_status_over_quic() {
+    set_up_through_the_cli("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemons_set_up_through_the_cli_sync_and_report_status_over_tcp() {
+    set_up_through_the_cli("tcp").await;
+}
+
+/// How many of `data`'s blocks the file at `path` already holds in place (the puller creates
+/// its temporary file at full size, then writes verified blocks into it in any order).
+fn blocks_present(path: &Path, data: &[u8], bs: usize) -> usize {
+    let Ok(got) = std::fs::read(path) else { return 0 };
+    got.chunks(bs).zip(data.chunks(bs)).filter(|(g, d)| g == d).count()
+}
+
+async fn killed_mid_transfer(transport: &str) {
+    let (a, b, la, lb) = configured_pair(transport);
     let data: Vec<u8> = (0..120u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bs = peerfold::bep::block_size_for(data.len() as u64) as usize;
+    let blocks = data.len().div_ceil(bs);
     a.write("f/big.bin", &data);
     let da = Daemon::start(&a, &la);
     let db = Daemon::start(&b, &lb);
-    let fb = b.path("f");
-    wait_for(LIMIT, "the download to start", || {
-        let fb = fb.clone();
-        async move { (!tmp_files(&fb).is_empty()).then_some(()) }
+    let tmp = b.path("f/.syncthing.big.bin.tmp");
+    // Data has arrived: the first block (requested first) is in the temporary file. The file
+    // alone is not enough, as it exists, full size, before any block is fetched.
+    wait_for(LIMIT, "the first block to arrive", || {
+        let tmp = tmp.clone();
+        let first = &data[..bs];
+        async move {
+            use std::io::Read as _;
+            let mut got = vec![0; bs];
+            std::fs::File::open(&tmp).ok()?.read_exact(&mut got).ok()?;
+            (got == first).then_some(())
+        }
     })
     .await;
     db.kill();
     assert!(!b.path("f/big.bin").exists(), "killed before the file was complete");
+    // The kill landed mid-transfer: some blocks, not all, are left for the restart to reuse.
+    let kept = blocks_present(&tmp, &data, bs);
+    assert!(kept > 0 && kept < blocks, "{kept} of {blocks} blocks in the temporary file at the kill");
     let _db = Daemon::start(&b, &lb);
     file_is(b.path("f/big.bin"), data).await;
     assert!(tmp_files(&b.path("f")).is_empty(), "stray temporary files: {:?}", tmp_files(&b.path("f")));
     drop(da);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_killed_mid_transfer_resumes_and_ends_identical_over_quic() {
+    killed_mid_transfer("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_killed_mid_transfer_resumes_and_ends_identical_over_tcp() {
+    killed_mid_transfer("tcp").await;
 }
 
 /// Waits until `f(json)` holds for the JSON a CLI command prints (the command is rerun).

@@ -217,9 +217,8 @@ async fn changes_move_only_changed_blocks_over_tcp() {
     changes_move_only_what_changed("tcp").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_concurrent_edit_leaves_the_same_conflict_copy_on_both_sides() {
-    let (mut a, mut b) = pair("quic").await;
+async fn concurrent_edit(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
     std::fs::write(a.folder().join("notes.txt"), b"original").unwrap();
     let (ea, eb) = (a.start().await, b.start().await);
     same_trees(&a.folder(), &b.folder()).await;
@@ -255,8 +254,17 @@ async fn a_concurrent_edit_leaves_the_same_conflict_copy_on_both_sides() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_device_is_refused_and_pending() {
-    let (mut a, mut b) = (Node::new("a", "tcp").await, Node::new("stranger", "tcp").await);
+async fn a_concurrent_edit_leaves_the_same_conflict_copy_on_both_sides_over_quic() {
+    concurrent_edit("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_edit_leaves_the_same_conflict_copy_on_both_sides_over_tcp() {
+    concurrent_edit("tcp").await;
+}
+
+async fn unknown_device(transport: &str) {
+    let (mut a, mut b) = (Node::new("a", transport).await, Node::new("stranger", transport).await);
     // b knows a, a does not know b.
     b.knows(&a);
     std::fs::write(b.folder().join("secret.txt"), b"from b").unwrap();
@@ -269,6 +277,7 @@ async fn an_unknown_device_is_refused_and_pending() {
     .await;
     assert_eq!(pending.device, b.id);
     assert_eq!(pending.name, "stranger");
+    assert!(pending.address.starts_with(&format!("{transport}://127.0.0.1:")), "{}", pending.address);
     assert!(ea.connections().is_empty());
     assert!(!a.folder().join("secret.txt").exists());
     ea.shutdown().await;
@@ -276,8 +285,17 @@ async fn an_unknown_device_is_refused_and_pending() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn send_only_and_receive_only_folders() {
-    let (mut a, mut b) = pair("tcp").await;
+async fn an_unknown_device_is_refused_and_pending_over_quic() {
+    unknown_device("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_device_is_refused_and_pending_over_tcp() {
+    unknown_device("tcp").await;
+}
+
+async fn send_only_and_receive_only(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
     a.config.folders[0].folder_type = FolderType::SendOnly;
     b.config.folders[0].folder_type = FolderType::ReceiveOnly;
     std::fs::write(a.folder().join("from-a.txt"), b"a").unwrap();
@@ -314,10 +332,19 @@ async fn send_only_and_receive_only_folders() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_three_devices_a_file_two_have_is_fetched_from_both() {
-    let mut a = Node::new("a", "quic").await;
-    let mut b = Node::new("b", "quic").await;
-    let mut c = Node::new("c", "quic").await;
+async fn send_only_and_receive_only_folders_over_quic() {
+    send_only_and_receive_only("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_only_and_receive_only_folders_over_tcp() {
+    send_only_and_receive_only("tcp").await;
+}
+
+async fn fetched_from_both(transport: &str) {
+    let mut a = Node::new("a", transport).await;
+    let mut b = Node::new("b", transport).await;
+    let mut c = Node::new("c", transport).await;
     a.knows(&b);
     a.knows(&c);
     b.knows(&a);
@@ -363,15 +390,24 @@ async fn with_three_devices_a_file_two_have_is_fetched_from_both() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data() {
+async fn with_three_devices_a_file_two_have_is_fetched_from_both_over_quic() {
+    fetched_from_both("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_three_devices_a_file_two_have_is_fetched_from_both_over_tcp() {
+    fetched_from_both("tcp").await;
+}
+
+async fn not_shared_device(transport: &str) {
     use peerfold::bep::session::{Event, Session, SessionConfig};
     use peerfold::bep::wire;
     use sha2::Digest as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    let mut a = Node::new("a", "tcp").await;
-    let b = Node::new("b", "tcp").await;
-    let mut c = Node::new("c", "tcp").await;
+    let mut a = Node::new("a", transport).await;
+    let b = Node::new("b", transport).await;
+    let mut c = Node::new("c", transport).await;
     // The folder is shared with b only; c is a known device all the same.
     a.knows(&b);
     a.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
@@ -427,4 +463,14 @@ async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data() {
     assert!(cc.is_some_and(|cc| cc.folders.is_empty()), "a announced no folder to c: {seen:?}");
     assert!(!seen.iter().any(|e| matches!(e, Event::Index { .. })), "no index for c: {seen:?}");
     ea.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data_over_quic() {
+    not_shared_device("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data_over_tcp() {
+    not_shared_device("tcp").await;
 }

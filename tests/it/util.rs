@@ -80,9 +80,16 @@ pub fn init_logging() {
     }
 }
 
-/// A port that was free a moment ago (daemons are told it explicitly, as peers must know it).
+/// A port that was free a moment ago over both TCP and UDP, so that it suits either transport
+/// (daemons are told it explicitly, as peers must know it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A `peerfold serve` process on a test home; killed when dropped.
