@@ -14,6 +14,11 @@
 //! again after a while when something could not be pulled. Every change it records bumps a
 //! counter the connection tasks watch, so they send index updates.
 //!
+//! A scan that would delete more than half of the folder's files records none of those
+//! deletions ([`crate::scan::MassDelete`]): the folder waits for the user
+//! ([`FolderState::WaitingForConfirmation`], [`Event::MassDeleteHeld`]), neither recording
+//! deletions nor pulling, until [`Engine::confirm_deletes`] or a scan that finds the files back.
+//!
 //! A folder's state is published on a `watch` channel, so reading it never waits for a scan.
 //! Events go to every subscriber on a broadcast channel; a slow subscriber loses old events
 //! rather than slowing the engine.
@@ -38,7 +43,7 @@ use crate::identity::{DeviceId, ShortId};
 use crate::model::{self, Peers};
 use crate::net::Net;
 use crate::pull::{PullOutcome, Puller, Versioning};
-use crate::scan::{ScanError, ScanSummary, Scanner};
+use crate::scan::{MassDelete, ScanError, ScanSummary, Scanner};
 use crate::watch::{FolderWatcher, WatchEvent};
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -57,6 +62,8 @@ pub enum EngineError {
     Db(#[from] DbError),
     #[error("the engine is shutting down")]
     Stopped,
+    #[error("folder {0:?} has no deletions waiting to be confirmed")]
+    NoDeletesHeld(String),
 }
 
 /// What a folder is doing.
@@ -66,7 +73,16 @@ pub enum FolderState {
     Idle,
     Scanning,
     Syncing,
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// A scan found `deleted` of the folder's `total` files gone at once and recorded none of
+    /// those deletions: the user confirms them ([`Engine::confirm_deletes`]) or restores the
+    /// files. Meanwhile every scan is a full scan and nothing is pulled.
+    WaitingForConfirmation {
+        deleted: u64,
+        total: u64,
+    },
 }
 
 /// Something that happened, for front-ends to show.
@@ -103,10 +119,18 @@ pub enum Event {
         path: String,
         reason: String,
     },
+    /// A scan found `deleted` of the folder's `total` files gone and held the deletions back;
+    /// the folder waits for the user (see [`FolderState::WaitingForConfirmation`]).
+    MassDeleteHeld {
+        folder: FolderId,
+        deleted: u64,
+        total: u64,
+    },
 }
 
 enum FolderCommand {
     Scan { paths: Vec<String>, reply: oneshot::Sender<Result<ScanSummary, ScanError>> },
+    ConfirmDeletes { reply: oneshot::Sender<Result<ScanSummary, EngineError>> },
 }
 
 struct FolderHandle {
@@ -214,6 +238,7 @@ impl Engine {
             local_changed,
             peers: Arc::clone(&self.peers),
             roots,
+            held_deletes: None,
         };
         self.tasks.spawn(task.run());
         self.folders.insert(folder.id.clone(), FolderHandle { commands, state });
@@ -261,6 +286,24 @@ impl Engine {
         Ok(answer.await.map_err(|_| EngineError::Stopped)??)
     }
 
+    /// Confirms the deletions a folder holds back as a mass delete
+    /// ([`FolderState::WaitingForConfirmation`]): the folder is scanned with every deletion
+    /// recorded, and syncs again. An error if the folder is not waiting for that.
+    pub async fn confirm_deletes(&self, folder: &FolderId) -> Result<ScanSummary, EngineError> {
+        if self.paused.contains(folder) {
+            return Err(EngineError::Paused(folder.to_string()));
+        }
+        let handle =
+            self.folders.get(folder).ok_or_else(|| EngineError::UnknownFolder(folder.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        handle
+            .commands
+            .send(FolderCommand::ConfirmDeletes { reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
     /// Stops every task (a scan in progress finishes its current batch first) and closes the
     /// index.
     pub async fn shutdown(mut self) {
@@ -287,6 +330,8 @@ struct FolderTask {
     local_changed: Arc<watch::Sender<u64>>,
     peers: Arc<Peers>,
     roots: HashMap<String, PathBuf>,
+    /// Deletions held back as a mass delete, until confirmed or found undone by a scan.
+    held_deletes: Option<MassDelete>,
 }
 
 impl FolderTask {
@@ -323,7 +368,7 @@ impl FolderTask {
                     if full_scan_due { Vec::new() } else { std::mem::take(&mut dirty).into_iter().collect() };
                 full_scan_due = false;
                 dirty.clear();
-                let result = self.scan(&scanner, &paths).await;
+                let result = self.scan(&scanner, &paths, false).await;
                 if paths.is_empty() {
                     next_full = self.next_full_scan();
                     self.clean_versions().await;
@@ -352,8 +397,20 @@ impl FolderTask {
                 _ = self.shutdown.changed() => break,
                 command = self.commands.recv() => match command {
                     Some(FolderCommand::Scan { paths, reply }) => {
-                        let result = self.scan(&scanner, &paths).await;
+                        let was_held = self.held_deletes.is_some();
+                        let result = self.scan(&scanner, &paths, false).await;
+                        // Pulls waited while deletions were held.
+                        pull_due |= was_held && self.held_deletes.is_none();
                         let _ = reply.send(result);
+                    }
+                    Some(FolderCommand::ConfirmDeletes { reply }) => {
+                        if self.held_deletes.is_none() {
+                            let _ = reply.send(Err(EngineError::NoDeletesHeld(self.id.to_string())));
+                            continue;
+                        }
+                        let result = self.scan(&scanner, &[], true).await;
+                        pull_due |= result.is_ok();
+                        let _ = reply.send(result.map_err(EngineError::from));
                     }
                     None => break,
                 },
@@ -367,7 +424,9 @@ impl FolderTask {
                         }
                         next = watch_rx.try_recv().ok();
                     }
-                    if dirty.contains("") {
+                    // While deletions are held only a full scan can tell whether the files are
+                    // back: a scan of just the restored paths would find nothing missing.
+                    if dirty.contains("") || self.held_deletes.is_some() {
                         full_scan_due = true;
                     }
                 }
@@ -381,10 +440,12 @@ impl FolderTask {
         }
     }
 
-    /// Pulls what the folder needs, unless it is send-only or in error. `None` if it did not
-    /// run.
+    /// Pulls what the folder needs, unless it is send-only, in error or waiting for the user to
+    /// confirm deletions (the puller would otherwise restore the deleted files from peers, and
+    /// the user's answer would come too late to matter). `None` if it did not run.
     async fn pull(&self, puller: &Arc<Puller>) -> Option<PullOutcome> {
         if self.config.folder_type == FolderType::SendOnly
+            || self.held_deletes.is_some()
             || matches!(*self.state.borrow(), FolderState::Error { .. })
         {
             return None;
@@ -442,9 +503,18 @@ impl FolderTask {
         Some(Instant::now() + interval - eighth + jitter)
     }
 
-    async fn scan(&self, scanner: &Scanner, paths: &[String]) -> Result<ScanSummary, ScanError> {
+    /// Scans `paths` (all of the folder while deletions are held); `confirmed` records every
+    /// deletion, however many.
+    async fn scan(
+        &mut self,
+        scanner: &Scanner,
+        paths: &[String],
+        confirmed: bool,
+    ) -> Result<ScanSummary, ScanError> {
         self.set_state(FolderState::Scanning);
+        let paths: &[String] = if self.held_deletes.is_some() { &[] } else { paths };
         let result = match self.check_marker().await {
+            Ok(()) if confirmed => scanner.scan_confirmed(paths).await,
             Ok(()) => scanner.scan(paths).await,
             Err(e) => Err(e),
         };
@@ -465,7 +535,26 @@ impl FolderTask {
                         sequence: summary.sequence,
                     });
                 }
-                self.set_state(FolderState::Idle);
+                match summary.held_deletes {
+                    Some(held) => {
+                        if self.held_deletes != Some(held) {
+                            self.emit(Event::MassDeleteHeld {
+                                folder: self.id.clone(),
+                                deleted: held.deleted,
+                                total: held.total,
+                            });
+                        }
+                        self.held_deletes = Some(held);
+                        self.set_state(FolderState::WaitingForConfirmation {
+                            deleted: held.deleted,
+                            total: held.total,
+                        });
+                    }
+                    None => {
+                        self.held_deletes = None;
+                        self.set_state(FolderState::Idle);
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(folder = %self.id, error = %error_chain(e), "scan failed");

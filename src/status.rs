@@ -11,6 +11,7 @@ use crate::db::{DbError, FolderCounts, Index, NeedCounts};
 use crate::engine::{Engine, FolderState};
 use crate::identity::DeviceId;
 use crate::net::Transport;
+use crate::scan::MassDelete;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -27,10 +28,14 @@ pub struct FolderStatus {
     pub path: String,
     #[serde(rename = "type")]
     pub folder_type: FolderType,
-    /// `idle`, `scanning`, `syncing`, `error`, `paused` or `stopped` (no daemon running).
+    /// `idle`, `scanning`, `syncing`, `error`, `waiting-for-confirmation`, `paused` or
+    /// `stopped` (no daemon running).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// In `waiting-for-confirmation`: the deletions held back as a mass delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deletes: Option<MassDelete>,
     pub local: Counts,
     pub global: Counts,
     pub need: NeedCounts,
@@ -85,6 +90,7 @@ pub async fn status(
     let mut folders = Vec::new();
     for f in &config.folders {
         let idx = index.folder(f.id.as_str()).await?;
+        let mut held_deletes = None;
         let (state, error) = if f.paused {
             (String::from("paused"), None)
         } else if engine.is_none() {
@@ -95,6 +101,10 @@ pub async fn status(
                 Some(FolderState::Scanning) => (String::from("scanning"), None),
                 Some(FolderState::Syncing) => (String::from("syncing"), None),
                 Some(FolderState::Error { message }) => (String::from("error"), Some(message.clone())),
+                Some(&FolderState::WaitingForConfirmation { deleted, total }) => {
+                    held_deletes = Some(MassDelete { deleted, total });
+                    (String::from("waiting-for-confirmation"), None)
+                }
             }
         };
         let global = index.global_counts(idx).await?;
@@ -116,6 +126,7 @@ pub async fn status(
             folder_type: f.folder_type,
             state,
             error,
+            held_deletes,
             local: index.local_counts(idx).await?.into(),
             global: global.into(),
             need: index.need_counts(idx).await?,
@@ -148,6 +159,14 @@ impl std::fmt::Display for Status {
             write!(f, "Folder {} ({}) at {}: {}", folder.id, folder.folder_type, folder.path, folder.state)?;
             if let Some(e) = &folder.error {
                 write!(f, ": {e}")?;
+            }
+            if let Some(h) = &folder.held_deletes {
+                write!(
+                    f,
+                    ": a scan found {} of {} files deleted and held the deletions back; confirm them or \
+                     restore the files",
+                    h.deleted, h.total
+                )?;
             }
             writeln!(f)?;
             writeln!(

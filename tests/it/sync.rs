@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use peerfold::config::{Config, DeviceConfig, FolderConfig, FolderType};
 use peerfold::db::Index;
-use peerfold::engine::Engine;
+use peerfold::engine::{Engine, FolderState};
 use peerfold::identity::{DeviceId, Identity};
 use peerfold::net::{Address, Net, TlsIdentity};
 
@@ -427,4 +427,46 @@ async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data() {
     assert!(cc.is_some_and(|cc| cc.folders.is_empty()), "a announced no folder to c: {seen:?}");
     assert!(!seen.iter().any(|e| matches!(e, Event::Index { .. })), "no index for c: {seen:?}");
     ea.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mass_delete_is_held_until_the_user_confirms_it() {
+    let (mut a, mut b) = pair("tcp").await;
+    // a scans only when asked, so the test decides when the deletion is seen.
+    a.config.folders[0].watch = Some(false);
+    a.config.folders[0].rescan_interval_s = Some(0);
+    for i in 0..12 {
+        std::fs::write(a.folder().join(format!("file{i:02}.txt")), format!("file {i}")).unwrap();
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+
+    for i in 0..10 {
+        std::fs::remove_file(a.folder().join(format!("file{i:02}.txt"))).unwrap();
+    }
+    let s = ea.scan(&folder, Vec::new()).await.unwrap();
+    let held = s.held_deletes.expect("a mass delete");
+    assert_eq!((held.deleted, held.total, s.changed), (10, 12, 0));
+    let waiting = FolderState::WaitingForConfirmation { deleted: 10, total: 12 };
+    assert_eq!(ea.folder_states()[0].1, waiting);
+    let status = peerfold::status::status(a.id, &a.config, ea.index(), Some(&ea)).await.unwrap();
+    assert_eq!(status.folders[0].state, "waiting-for-confirmation");
+    assert_eq!(status.folders[0].held_deletes, Some(held));
+    // Nothing was recorded, so there is nothing b could hear of: its files stay.
+    let index = ea.index();
+    let f = index.folder("f").await.unwrap();
+    assert!(!index.local_file(f, "file00.txt").await.unwrap().unwrap().deleted);
+    assert_eq!(tree(&b.folder()).len(), 12);
+
+    let s = ea.confirm_deletes(&folder).await.unwrap();
+    assert_eq!((s.deleted, s.held_deletes), (10, None));
+    // Idle, or already pulling what waited.
+    assert!(!matches!(ea.folder_states()[0].1, FolderState::WaitingForConfirmation { .. }));
+    same_trees(&a.folder(), &b.folder()).await;
+    assert_eq!(tree(&b.folder()).len(), 2);
+    let trash = tree(&b.folder().join(".stversions"));
+    assert_eq!(trash.len(), 10, "b's copies are in its trash can: {:?}", trash.keys());
+    ea.shutdown().await;
+    eb.shutdown().await;
 }
