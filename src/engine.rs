@@ -19,6 +19,9 @@
 //! ([`FolderState::WaitingForConfirmation`], [`Event::MassDeleteHeld`]), neither recording
 //! deletions nor pulling, until [`Engine::confirm_deletes`] or a scan that finds the files back.
 //!
+//! A receive-only folder keeps local changes to itself (announced as Syncthing does: invalid,
+//! without a version) until [`Engine::revert`] drops them and pulls the global versions back.
+//!
 //! A folder's state is published on a `watch` channel, so reading it never waits for a scan.
 //! Events go to every subscriber on a broadcast channel; a slow subscriber loses old events
 //! rather than slowing the engine.
@@ -42,7 +45,7 @@ use crate::db::{DbError, Index};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{self, Peers};
 use crate::net::Net;
-use crate::pull::{PullOutcome, Puller, Versioning};
+use crate::pull::{PullOutcome, Puller, RevertOutcome, Versioning};
 use crate::scan::{MassDelete, ScanError, ScanSummary, Scanner};
 use crate::watch::{FolderWatcher, WatchEvent};
 
@@ -64,6 +67,10 @@ pub enum EngineError {
     Stopped,
     #[error("folder {0:?} has no deletions waiting to be confirmed")]
     NoDeletesHeld(String),
+    #[error("folder {0:?} is not receive-only; only local changes in a receive-only folder can be reverted")]
+    NotReceiveOnly(String),
+    #[error("cannot revert the local changes")]
+    Revert(#[source] crate::pull::PullError),
 }
 
 /// What a folder is doing.
@@ -119,6 +126,13 @@ pub enum Event {
         path: String,
         reason: String,
     },
+    /// A receive-only folder's local changes were reverted: `reverted` entries get the global
+    /// version back (pulled next), `deleted` entries only this device had were deleted.
+    Reverted {
+        folder: FolderId,
+        reverted: u64,
+        deleted: u64,
+    },
     /// A scan found `deleted` of the folder's `total` files gone and held the deletions back;
     /// the folder waits for the user (see [`FolderState::WaitingForConfirmation`]).
     MassDeleteHeld {
@@ -131,6 +145,7 @@ pub enum Event {
 enum FolderCommand {
     Scan { paths: Vec<String>, reply: oneshot::Sender<Result<ScanSummary, ScanError>> },
     ConfirmDeletes { reply: oneshot::Sender<Result<ScanSummary, EngineError>> },
+    Revert { reply: oneshot::Sender<Result<RevertOutcome, EngineError>> },
 }
 
 struct FolderHandle {
@@ -304,6 +319,23 @@ impl Engine {
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// Reverts a receive-only folder's local changes (Syncthing's "Revert Local Changes"): the
+    /// folder is scanned (every deletion recorded, since they are about to be undone), files
+    /// modified or deleted here get the global version back (pulled next; a replaced copy goes
+    /// to the trash can when versioning is on), and files only this device has are deleted (to
+    /// the trash can when versioning is on). Returns once the revert is recorded; the pull
+    /// follows. An error for a folder that is not receive-only.
+    pub async fn revert(&self, folder: &FolderId) -> Result<RevertOutcome, EngineError> {
+        if self.paused.contains(folder) {
+            return Err(EngineError::Paused(folder.to_string()));
+        }
+        let handle =
+            self.folders.get(folder).ok_or_else(|| EngineError::UnknownFolder(folder.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        handle.commands.send(FolderCommand::Revert { reply }).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
     /// Stops every task (a scan in progress finishes its current batch first) and closes the
     /// index.
     pub async fn shutdown(mut self) {
@@ -412,6 +444,11 @@ impl FolderTask {
                         pull_due |= result.is_ok();
                         let _ = reply.send(result.map_err(EngineError::from));
                     }
+                    Some(FolderCommand::Revert { reply }) => {
+                        let result = self.revert(&scanner, &puller).await;
+                        pull_due |= result.is_ok();
+                        let _ = reply.send(result);
+                    }
                     None => break,
                 },
                 Some(event) = watch_rx.recv() => {
@@ -479,6 +516,36 @@ impl FolderTask {
                 Some(PullOutcome { issues: vec![(String::new(), error_chain(&e))], ..PullOutcome::default() })
             }
         }
+    }
+
+    /// Scans (recording every deletion: they are about to be undone) and reverts the local
+    /// changes; the caller pulls next.
+    async fn revert(
+        &mut self,
+        scanner: &Scanner,
+        puller: &Arc<Puller>,
+    ) -> Result<RevertOutcome, EngineError> {
+        if self.config.folder_type != FolderType::ReceiveOnly {
+            return Err(EngineError::NotReceiveOnly(self.id.to_string()));
+        }
+        self.scan(scanner, &[], true).await?;
+        let outcome = puller.revert(self.me).await.map_err(EngineError::Revert)?;
+        for (path, reason) in &outcome.issues {
+            self.emit(Event::PullIssue {
+                folder: self.id.clone(),
+                path: path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if outcome.reverted + outcome.deleted > 0 {
+            self.local_changed.send_modify(|n| *n += 1);
+        }
+        self.emit(Event::Reverted {
+            folder: self.id.clone(),
+            reverted: outcome.reverted,
+            deleted: outcome.deleted,
+        });
+        Ok(outcome)
     }
 
     fn start_watcher(&self, tx: &mpsc::UnboundedSender<WatchEvent>) -> Option<FolderWatcher> {

@@ -15,6 +15,10 @@
 //!   and asks for a rescan, after which the version vectors decide (a conflict copy, never a
 //!   loss);
 //! * a temporary file survives a crash and its verified blocks are reused on the next attempt.
+//!
+//! It also reverts a receive-only folder's local changes ([`Puller::revert`]), as Syncthing's
+//! "Revert Local Changes" does: this device's versions are dropped so that the peers' global
+//! versions win and are pulled as usual, and what only this device has is deleted.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -27,10 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
-use crate::bep::{BlockInfo, FileInfo, FileType, VectorOrdering};
+use crate::bep::{BlockInfo, FileInfo, FileType, Vector, VectorOrdering};
 use crate::config::FolderId;
 use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, ShortId};
 use crate::model::{BlockRequest, Peers, unix_now};
 use crate::scan::disk::{Kind, Stat};
 
@@ -69,6 +73,17 @@ pub struct PullOutcome {
     pub issues: Vec<(String, String)>,
     /// Conflict copies made (folder-relative names).
     pub conflicts: Vec<String>,
+}
+
+/// What reverting a receive-only folder's local changes did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RevertOutcome {
+    /// Local changes whose version was dropped, for the global version to be pulled back.
+    pub reverted: u64,
+    /// Entries only this device had, deleted (files to the trash can when versioning is on).
+    pub deleted: u64,
+    /// Entries that could not be reverted, with the reason (they stay local changes).
+    pub issues: Vec<(String, String)>,
 }
 
 /// Trash-can versioning: what replaced or deleted files become.
@@ -135,6 +150,89 @@ impl Puller {
         }
         self.record(&mut records).await?;
         Ok(out)
+    }
+
+    /// Reverts the local changes `me` made in this (receive-only) folder, as Syncthing 1.19
+    /// does: an entry some peer also has gets the empty version, strictly older than any other,
+    /// so the peers' version becomes global and the next pull brings it back (the local copy
+    /// going to the trash can like any replaced file, and no conflict copy, since the empty
+    /// version conflicts with nothing); an entry only this device has is deleted from disk and
+    /// recorded as a deletion with the empty version, so it never wins over anything either.
+    /// Deepest names first, so a directory added here goes after its contents.
+    pub async fn revert(self: &Arc<Self>, me: ShortId) -> Result<RevertOutcome, PullError> {
+        let mut out = RevertOutcome::default();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.index.receive_only_changes(self.folder, me, before.as_deref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.file.name.clone());
+            let mut records = Vec::with_capacity(page.len());
+            for change in page {
+                let f = change.file;
+                if change.peer_has_name || f.deleted {
+                    records.push(FileInfo { version: Vector::new(), sequence: 0, ..f });
+                    out.reverted += 1;
+                    continue;
+                }
+                let name = f.name.clone();
+                match self.blocking(move |p| p.remove_added(&f, me)).await? {
+                    Applied::Recorded { entry, .. } => {
+                        records.push(entry);
+                        out.deleted += 1;
+                    }
+                    Applied::Rescan(name) => {
+                        out.issues.push((name, String::from("it changed on disk; scan and revert again")))
+                    }
+                    Applied::Issue(_, reason) => out.issues.push((name, reason)),
+                }
+            }
+            if !records.is_empty() {
+                self.index.apply_local(self.folder, &mut records).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an entry that only this device has (a receive-only folder's local addition),
+    /// unless it changed on disk since the last scan.
+    fn remove_added(&self, f: &FileInfo, me: ShortId) -> Applied {
+        let path = self.root.join(&f.name);
+        let disk = match stat_if_present(&path) {
+            Ok(d) => d,
+            Err(e) => return Applied::Issue(f.name.clone(), e.to_string()),
+        };
+        if !matches_index(disk.as_ref(), Some(f)) {
+            return Applied::Rescan(f.name.clone());
+        }
+        let result = match disk.map(|d| d.kind) {
+            None => Ok(()),
+            Some(Kind::Directory) => fs::remove_dir(&path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot delete the directory: {e} (it holds files not synced)"),
+                )
+            }),
+            Some(_) => self.archive(&f.name, Some(f)),
+        };
+        match result {
+            Ok(()) => Applied::Recorded {
+                entry: FileInfo {
+                    deleted: true,
+                    size: 0,
+                    blocks: Vec::new(),
+                    modified_by: me,
+                    modified_s: unix_now() as i64,
+                    modified_ns: 0,
+                    version: Vector::new(),
+                    sequence: 0,
+                    ..f.clone()
+                },
+                fetched: 0,
+                copied: 0,
+                conflict: None,
+            },
+            Err(e) => Applied::Issue(f.name.clone(), e.to_string()),
+        }
     }
 
     /// The next page of needed entries of `kind` after `after` (which it advances), each with

@@ -33,6 +33,10 @@ pub struct FolderStatus {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// In a receive-only folder: how many local changes (kept here, not sent) a revert would
+    /// undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_only_changes: Option<u64>,
     /// In `waiting-for-confirmation`: the deletions held back as a mass delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_deletes: Option<MassDelete>,
@@ -127,6 +131,10 @@ pub async fn status(
             state,
             error,
             held_deletes,
+            receive_only_changes: match f.folder_type {
+                FolderType::ReceiveOnly => Some(index.receive_only_change_count(idx, me.short()).await?),
+                _ => None,
+            },
             local: index.local_counts(idx).await?.into(),
             global: global.into(),
             need: index.need_counts(idx).await?,
@@ -179,6 +187,9 @@ impl std::fmt::Display for Status {
                 folder.need.items,
                 folder.need.bytes
             )?;
+            if let Some(n) = folder.receive_only_changes.filter(|&n| n > 0) {
+                writeln!(f, "  {n} local changes (not sent; revert to undo them)")?;
+            }
             for d in &folder.devices {
                 writeln!(f, "  {} {:.1}% complete", d.device.short(), d.percent)?;
             }

@@ -470,3 +470,57 @@ async fn a_mass_delete_is_held_until_the_user_confirms_it() {
     ea.shutdown().await;
     eb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reverting_a_receive_only_folder_brings_back_the_global_state() {
+    let (mut a, mut b) = pair("tcp").await;
+    b.config.folders[0].folder_type = FolderType::ReceiveOnly;
+    // b scans only when asked, so its local changes are seen when the test says.
+    b.config.folders[0].watch = Some(false);
+    b.config.folders[0].rescan_interval_s = Some(0);
+    std::fs::create_dir_all(a.folder().join("dir")).unwrap();
+    for name in ["keep.txt", "modified.txt", "deleted.txt", "dir/inner.txt"] {
+        std::fs::write(a.folder().join(name), format!("{name} from a")).unwrap();
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+
+    // Local changes on b: one file modified, one deleted, a file and a directory added.
+    save(&b, "modified.txt", b"modified on b, longer than before");
+    std::fs::remove_file(b.folder().join("deleted.txt")).unwrap();
+    std::fs::write(b.folder().join("added.txt"), b"added on b").unwrap();
+    std::fs::create_dir(b.folder().join("added-dir")).unwrap();
+    std::fs::write(b.folder().join("added-dir/x.txt"), b"added in a new directory on b").unwrap();
+    let s = eb.scan(&folder, Vec::new()).await.unwrap();
+    assert_eq!(s.changed, 5);
+    let status = peerfold::status::status(b.id, &b.config, eb.index(), Some(&eb)).await.unwrap();
+    assert_eq!(status.folders[0].receive_only_changes, Some(5));
+
+    let r = eb.revert(&folder).await.unwrap();
+    assert_eq!((r.reverted, r.deleted), (2, 3), "{r:?}");
+    assert!(r.issues.is_empty(), "{r:?}");
+    same_trees(&a.folder(), &b.folder()).await;
+    // b's own versions went to its trash can: the modified copy and the additions.
+    let trash: Vec<Vec<u8>> = tree(&b.folder().join(".stversions"))
+        .into_values()
+        .filter(|(kind, _)| *kind == 'f')
+        .map(|(_, data)| data)
+        .collect();
+    for data in [&b"modified on b, longer than before"[..], b"added on b", b"added in a new directory on b"] {
+        assert!(trash.iter().any(|t| t == data), "{:?} not in the trash can", String::from_utf8_lossy(data));
+    }
+    let (index, b_id, b_config) = (eb.index().clone(), b.id, b.config.clone());
+    wait_for(LIMIT, "no local changes left on b", || {
+        let (index, b_config) = (index.clone(), b_config.clone());
+        async move {
+            let status = peerfold::status::status(b_id, &b_config, &index, None).await.unwrap();
+            (status.folders[0].receive_only_changes == Some(0)).then_some(())
+        }
+    })
+    .await;
+    // A send-receive folder has nothing to revert.
+    assert!(matches!(ea.revert(&folder).await, Err(peerfold::engine::EngineError::NotReceiveOnly(_))));
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
