@@ -279,6 +279,12 @@ impl Engine {
         self.peers.connections()
     }
 
+    /// The downloads connected peers announced (DownloadProgress): per file, the blocks in their
+    /// temporary files, which the puller may fetch from them.
+    pub fn peer_downloads(&self) -> Vec<model::PeerDownload> {
+        self.peers.peer_downloads()
+    }
+
     /// Bytes (read, written) over all connections since start.
     pub fn traffic(&self) -> (u64, u64) {
         self.peers.total_bytes()

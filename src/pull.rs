@@ -488,6 +488,14 @@ impl Puller {
         let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
         file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
         let file = Arc::new(file);
+        // Peers hear which blocks are in the temporary file (DownloadProgress) until the
+        // download ends either way and the guard is dropped.
+        let progress = self.peers.start_download(&self.id, &g.name, &g.version, g.block_size, g.blocks.len());
+        let done = |i: usize| {
+            if let Some(p) = &progress {
+                p.block_done(i as u32);
+            }
+        };
         let (mut fetched, mut copied) = (0u64, 0u64);
         let mut missing: Vec<(usize, BlockInfo)> = Vec::new();
         for (i, b) in g.blocks.iter().enumerate() {
@@ -498,20 +506,28 @@ impl Puller {
             if b.offset + u64::from(b.size) <= existing
                 && read_block_from(&file, b.offset, b.size as usize).is_ok_and(|d| hash_ok(&d, b))
             {
+                done(i);
                 continue;
             }
             if self.copy_local(&file, b).await {
                 copied += u64::from(b.size);
+                done(i);
                 continue;
             }
             missing.push((i, b.clone()));
         }
         let mut holders: Vec<DeviceId> =
             global.holders.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
-        if !missing.is_empty() && holders.is_empty() {
+        if holders.is_empty() && missing.iter().any(|(i, _)| self.temp_holders(g, *i, &holders).is_empty()) {
             return Err(String::from("no connected device has this version"));
         }
-        let mut inflight: JoinSet<Result<u64, String>> = JoinSet::new();
+        let mut inflight: JoinSet<Result<(usize, u64), String>> = JoinSet::new();
+        let mut landed = |r: Result<Result<(usize, u64), String>, tokio::task::JoinError>| {
+            let (i, n) = r.map_err(|_| String::from("interrupted"))??;
+            done(i);
+            fetched += n;
+            Ok::<_, String>(())
+        };
         for (n, (i, b)) in missing.into_iter().enumerate() {
             // Devices that connect or announce the file while it downloads share the work.
             if n > 0 && n % BLOCKS_AT_ONCE == 0 {
@@ -519,9 +535,10 @@ impl Puller {
             }
             while inflight.len() >= BLOCKS_AT_ONCE {
                 if let Some(r) = inflight.join_next().await {
-                    fetched += r.map_err(|_| String::from("interrupted"))??;
+                    landed(r)?;
                 }
             }
+            let temp = self.temp_holders(g, i, &holders);
             let (peers, file, holders) = (Arc::clone(&self.peers), Arc::clone(&file), holders.clone());
             let req = BlockRequest {
                 folder: self.id.clone(),
@@ -530,13 +547,25 @@ impl Puller {
                 size: b.size,
                 hash: b.hash,
                 block_no: i as u32,
+                from_temporary: false,
             };
-            inflight.spawn(async move { fetch_block(&peers, &holders, i, req, &file, &b).await });
+            inflight.spawn(async move {
+                let n = fetch_block(&peers, &holders, &temp, i, req, &file, &b).await?;
+                Ok((i, n))
+            });
         }
         while let Some(r) = inflight.join_next().await {
-            fetched += r.map_err(|_| String::from("interrupted"))??;
+            landed(r)?;
         }
         Ok((fetched, copied))
+    }
+
+    /// Connected devices that are not among `holders` (full copies) but announced block `i`
+    /// of exactly version `g` in their temporary file.
+    fn temp_holders(&self, g: &FileInfo, i: usize, holders: &[DeviceId]) -> Vec<DeviceId> {
+        let mut temp = self.peers.temp_holders(&self.id, &g.name, &g.version, i as u32);
+        temp.retain(|d| !holders.contains(d));
+        temp
     }
 
     /// The connected devices holding exactly version `g`, `None` if there are none (or the
@@ -610,19 +639,22 @@ impl Puller {
 }
 
 /// Tries each holder in turn, starting with the one this block is assigned to, so that the
-/// blocks of a file are spread over every device that has it.
+/// blocks of a file are spread over every device that has it; then the devices that are still
+/// downloading the file and announced this block (`temp`), asking for their temporary file.
 async fn fetch_block(
     peers: &Peers,
     holders: &[DeviceId],
+    temp: &[DeviceId],
     i: usize,
     req: BlockRequest,
     file: &File,
     b: &BlockInfo,
 ) -> Result<u64, String> {
-    let mut last = String::new();
-    for k in 0..holders.len() {
-        let device = holders[(i + k) % holders.len()];
-        match peers.request(&device, req.clone()).await {
+    let mut last = String::from("no connected device has it");
+    let full = (0..holders.len()).map(|k| (holders[(i + k) % holders.len()], false));
+    for (device, from_temporary) in full.chain(temp.iter().map(|d| (*d, true))) {
+        let req = BlockRequest { from_temporary, ..req.clone() };
+        match peers.request(&device, req).await {
             Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
                 file.write_all_at(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
                 return Ok(u64::from(b.size));

@@ -524,3 +524,205 @@ async fn reverting_a_receive_only_folder_brings_back_the_global_state() {
     ea.shutdown().await;
     eb.shutdown().await;
 }
+
+/// A device speaking BEP by hand over a real connection: it answers requests for blocks below
+/// `serve_below` and holds the others until released, and keeps what else it hears.
+struct Forger {
+    s: peerfold::bep::session::Session,
+    stream: peerfold::net::BoxStream,
+    buf: Vec<u8>,
+    data: Vec<u8>,
+    serve_below: usize,
+    held: Vec<peerfold::bep::wire::Request>,
+    progress: Vec<peerfold::bep::wire::DownloadProgress>,
+    responses: BTreeMap<i32, Result<Vec<u8>, peerfold::bep::wire::ErrorCode>>,
+}
+
+const BLOCK: usize = 128 << 10;
+
+impl Forger {
+    /// Reads what arrives within a moment (a bounded read, so callers can poll other things
+    /// between steps) and handles it.
+    async fn step(&mut self) {
+        use peerfold::bep::session::Event;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        self.flush().await;
+        if let Ok(read) =
+            tokio::time::timeout(Duration::from_millis(50), self.stream.read(&mut self.buf)).await
+        {
+            let n = read.unwrap();
+            assert!(n > 0, "the connection closed");
+            self.s.receive(&self.buf[..n], std::time::Instant::now());
+        }
+        while let Some(e) = self.s.poll_event() {
+            match e {
+                Event::Request(r) if (r.block_no as usize) < self.serve_below => self.answer(&r),
+                Event::Request(r) => self.held.push(r),
+                Event::DownloadProgress(p) => self.progress.push(p),
+                Event::Response { id, result } => {
+                    self.responses.insert(id, result);
+                }
+                Event::Closed { reason, .. } => panic!("closed: {reason}"),
+                _ => {}
+            }
+        }
+        self.flush().await;
+        let _ = self.stream.flush().await;
+    }
+
+    fn answer(&mut self, r: &peerfold::bep::wire::Request) {
+        let (offset, size) = (r.offset as usize, r.size as usize);
+        let data = self.data[offset..offset + size].to_vec();
+        self.s.respond(r.id, Ok(data), std::time::Instant::now()).unwrap();
+    }
+
+    fn release(&mut self) {
+        self.serve_below = usize::MAX;
+        for r in std::mem::take(&mut self.held) {
+            self.answer(&r);
+        }
+    }
+
+    async fn flush(&mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        let bytes = self.s.take_transmit();
+        if !bytes.is_empty() {
+            self.stream.write_all(&bytes).await.unwrap();
+        }
+    }
+
+    /// Steps until `done` says so, for at most [`LIMIT`].
+    async fn until<T>(&mut self, what: &str, mut done: impl FnMut(&mut Self) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            if let Some(v) = done(self) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            self.step().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_temporary_file() {
+    use peerfold::bep::session::{Session, SessionConfig};
+    use peerfold::bep::{BlockInfo, FileInfo, FileType, Vector, wire};
+    use sha2::Digest as _;
+
+    let (mut a, mut b) = pair("tcp").await;
+    let mut c = Node::new("c", "tcp").await;
+    // b shares the folder with a (an engine) and c (a forger that has a 40-block file).
+    b.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    b.config.folders[0].devices.push(c.id);
+    let (ea, eb) = (a.start().await, b.start().await);
+
+    let data = pseudo_random(40 * BLOCK, 11);
+    let blocks: Vec<BlockInfo> = data
+        .chunks(BLOCK)
+        .enumerate()
+        .map(|(i, d)| BlockInfo {
+            offset: (i * BLOCK) as u64,
+            size: d.len() as u32,
+            hash: sha2::Sha256::digest(d).into(),
+        })
+        .collect();
+    let version = Vector::new().updated(c.id.short(), 1_795_268_583);
+    let file = FileInfo {
+        name: "big.bin".into(),
+        file_type: FileType::File,
+        size: data.len() as u64,
+        permissions: 0o644,
+        no_permissions: false,
+        modified_s: 1_795_268_583,
+        modified_ns: 0,
+        modified_by: c.id.short(),
+        deleted: false,
+        invalid: false,
+        version: version.clone(),
+        sequence: 1,
+        block_size: BLOCK as u32,
+        blocks: blocks.clone(),
+        symlink_target: String::new(),
+    };
+    let net = c.net.take().unwrap();
+    let conn = net.dial(&b.addr, b.id).await.unwrap();
+    let now = std::time::Instant::now();
+    let hello = wire::Hello { device_name: "c".into(), client_name: "forger".into(), ..Default::default() };
+    let mut s = Session::new(SessionConfig::new(hello), now);
+    let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
+    let folder =
+        wire::Folder { id: "f".into(), devices: vec![device(c.id), device(b.id)], ..Default::default() };
+    s.send_cluster_config(wire::ClusterConfig { folders: vec![folder], ..Default::default() }, now).unwrap();
+    s.send_index("f", &[file], true, now).unwrap();
+    let mut c = Forger {
+        s,
+        stream: conn.stream,
+        buf: vec![0u8; 1 << 20],
+        data: data.clone(),
+        serve_below: 20,
+        held: Vec::new(),
+        progress: Vec::new(),
+        responses: BTreeMap::new(),
+    };
+
+    // b fetches the first twenty blocks, waits for the rest, and tells a what it has.
+    let announced = c
+        .until("a to hear of b's progress", |_| {
+            ea.peer_downloads().into_iter().find(|d| d.device == b.id && d.blocks.len() >= 20)
+        })
+        .await;
+    assert_eq!((announced.folder.as_str(), announced.name.as_str()), ("f", "big.bin"));
+    assert_eq!((announced.version, announced.block_size), (version.clone(), BLOCK as u32));
+    assert_eq!(announced.blocks, (0..20).collect::<Vec<u32>>());
+    // c, sharing the folder too, heard the same, as APPENDs.
+    c.until("c to hear of b's progress", |c| {
+        let appended: usize = c
+            .progress
+            .iter()
+            .flat_map(|p| &p.updates)
+            .filter(|u| {
+                u.name == "big.bin" && u.update_type == wire::FileDownloadProgressUpdateType::Append as i32
+            })
+            .map(|u| u.block_indexes.len())
+            .sum();
+        (appended >= 20).then_some(())
+    })
+    .await;
+
+    // b serves a block it has only in its temporary file to a request that asks for it there,
+    // and nothing for a block its temporary file does not hold yet.
+    let ask = |c: &mut Forger, i: usize| {
+        let req = wire::Request {
+            folder: "f".into(),
+            name: "big.bin".into(),
+            offset: (i * BLOCK) as i64,
+            size: BLOCK as i32,
+            hash: blocks[i].hash.to_vec(),
+            from_temporary: true,
+            block_no: i as i32,
+            ..Default::default()
+        };
+        c.s.request(req, std::time::Instant::now()).unwrap()
+    };
+    let (have, lack) = (ask(&mut c, 5), ask(&mut c, 30));
+    let answers = c
+        .until("b's answers", |c| {
+            let both = c.responses.contains_key(&have) && c.responses.contains_key(&lack);
+            both.then(|| (c.responses[&have].clone(), c.responses[&lack].clone()))
+        })
+        .await;
+    assert_eq!(answers.0, Ok(data[5 * BLOCK..6 * BLOCK].to_vec()), "served from the temporary file");
+    assert_eq!(answers.1, Err(wire::ErrorCode::NoSuchFile));
+
+    // Once b has the whole file, the download is forgotten.
+    c.release();
+    let bf = b.folder();
+    c.until("b to finish and a to forget its progress", |_| {
+        let done = std::fs::read(bf.join("big.bin")).is_ok_and(|d| d == data);
+        (done && !ea.peer_downloads().iter().any(|d| d.device == b.id && d.name == "big.bin")).then_some(())
+    })
+    .await;
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
