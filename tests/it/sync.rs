@@ -533,6 +533,8 @@ struct Forger {
     buf: Vec<u8>,
     data: Vec<u8>,
     serve_below: usize,
+    /// Requests for other blocks are refused (NoSuchFile) rather than held.
+    refuse: bool,
     held: Vec<peerfold::bep::wire::Request>,
     progress: Vec<peerfold::bep::wire::DownloadProgress>,
     responses: BTreeMap<i32, Result<Vec<u8>, peerfold::bep::wire::ErrorCode>>,
@@ -540,7 +542,74 @@ struct Forger {
 
 const BLOCK: usize = 128 << 10;
 
+/// A 40-block file as device `by` announces it: its content and index entry.
+fn big_file(by: DeviceId) -> (Vec<u8>, peerfold::bep::FileInfo) {
+    use peerfold::bep::{BlockInfo, FileInfo, FileType, Vector};
+    use sha2::Digest as _;
+    let data = pseudo_random(40 * BLOCK, 11);
+    let blocks: Vec<BlockInfo> = data
+        .chunks(BLOCK)
+        .enumerate()
+        .map(|(i, d)| BlockInfo {
+            offset: (i * BLOCK) as u64,
+            size: d.len() as u32,
+            hash: sha2::Sha256::digest(d).into(),
+        })
+        .collect();
+    let file = FileInfo {
+        name: "big.bin".into(),
+        file_type: FileType::File,
+        size: data.len() as u64,
+        permissions: 0o644,
+        no_permissions: false,
+        modified_s: 1_795_268_583,
+        modified_ns: 0,
+        modified_by: by.short(),
+        deleted: false,
+        invalid: false,
+        version: Vector::new().updated(by.short(), 1_795_268_583),
+        sequence: 1,
+        block_size: BLOCK as u32,
+        blocks,
+        symlink_target: String::new(),
+    };
+    (data, file)
+}
+
 impl Forger {
+    /// Dials `to` as the device of `net`, announces the folder shared by both, and serves
+    /// `data` (the content of [`big_file`]) for blocks below `serve_below`.
+    async fn connect(net: &Net, me: DeviceId, to: &Node, data: &[u8], serve_below: usize) -> Self {
+        use peerfold::bep::session::{Session, SessionConfig};
+        use peerfold::bep::wire;
+        let conn = net.dial(&to.addr, to.id).await.unwrap();
+        let now = std::time::Instant::now();
+        let hello =
+            wire::Hello { device_name: "c".into(), client_name: "forger".into(), ..Default::default() };
+        let mut s = Session::new(SessionConfig::new(hello), now);
+        let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
+        let folder =
+            wire::Folder { id: "f".into(), devices: vec![device(me), device(to.id)], ..Default::default() };
+        s.send_cluster_config(wire::ClusterConfig { folders: vec![folder], ..Default::default() }, now)
+            .unwrap();
+        Self {
+            s,
+            stream: conn.stream,
+            buf: vec![0u8; 1 << 20],
+            data: data.to_vec(),
+            serve_below,
+            refuse: false,
+            held: Vec::new(),
+            progress: Vec::new(),
+            responses: BTreeMap::new(),
+        }
+    }
+
+    /// Announces `file` as the forger's whole index.
+    fn announce(&mut self, file: &peerfold::bep::FileInfo) {
+        self.s.send_index("f", std::slice::from_ref(file), true, std::time::Instant::now()).unwrap();
+    }
+
     /// Reads what arrives within a moment (a bounded read, so callers can poll other things
     /// between steps) and handles it.
     async fn step(&mut self) {
@@ -557,6 +626,10 @@ impl Forger {
         while let Some(e) = self.s.poll_event() {
             match e {
                 Event::Request(r) if (r.block_no as usize) < self.serve_below => self.answer(&r),
+                Event::Request(r) if self.refuse => {
+                    let refused = Err(peerfold::bep::wire::ErrorCode::NoSuchFile);
+                    self.s.respond(r.id, refused, std::time::Instant::now()).unwrap();
+                }
                 Event::Request(r) => self.held.push(r),
                 Event::DownloadProgress(p) => self.progress.push(p),
                 Event::Response { id, result } => {
@@ -606,9 +679,7 @@ impl Forger {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_temporary_file() {
-    use peerfold::bep::session::{Session, SessionConfig};
-    use peerfold::bep::{BlockInfo, FileInfo, FileType, Vector, wire};
-    use sha2::Digest as _;
+    use peerfold::bep::wire;
 
     let (mut a, mut b) = pair("tcp").await;
     let mut c = Node::new("c", "tcp").await;
@@ -617,54 +688,11 @@ async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_
     b.config.folders[0].devices.push(c.id);
     let (ea, eb) = (a.start().await, b.start().await);
 
-    let data = pseudo_random(40 * BLOCK, 11);
-    let blocks: Vec<BlockInfo> = data
-        .chunks(BLOCK)
-        .enumerate()
-        .map(|(i, d)| BlockInfo {
-            offset: (i * BLOCK) as u64,
-            size: d.len() as u32,
-            hash: sha2::Sha256::digest(d).into(),
-        })
-        .collect();
-    let version = Vector::new().updated(c.id.short(), 1_795_268_583);
-    let file = FileInfo {
-        name: "big.bin".into(),
-        file_type: FileType::File,
-        size: data.len() as u64,
-        permissions: 0o644,
-        no_permissions: false,
-        modified_s: 1_795_268_583,
-        modified_ns: 0,
-        modified_by: c.id.short(),
-        deleted: false,
-        invalid: false,
-        version: version.clone(),
-        sequence: 1,
-        block_size: BLOCK as u32,
-        blocks: blocks.clone(),
-        symlink_target: String::new(),
-    };
+    let (data, file) = big_file(c.id);
+    let (blocks, version) = (file.blocks.clone(), file.version.clone());
     let net = c.net.take().unwrap();
-    let conn = net.dial(&b.addr, b.id).await.unwrap();
-    let now = std::time::Instant::now();
-    let hello = wire::Hello { device_name: "c".into(), client_name: "forger".into(), ..Default::default() };
-    let mut s = Session::new(SessionConfig::new(hello), now);
-    let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
-    let folder =
-        wire::Folder { id: "f".into(), devices: vec![device(c.id), device(b.id)], ..Default::default() };
-    s.send_cluster_config(wire::ClusterConfig { folders: vec![folder], ..Default::default() }, now).unwrap();
-    s.send_index("f", &[file], true, now).unwrap();
-    let mut c = Forger {
-        s,
-        stream: conn.stream,
-        buf: vec![0u8; 1 << 20],
-        data: data.clone(),
-        serve_below: 20,
-        held: Vec::new(),
-        progress: Vec::new(),
-        responses: BTreeMap::new(),
-    };
+    let mut c = Forger::connect(&net, c.id, &b, &data, 20).await;
+    c.announce(&file);
 
     // b fetches the first twenty blocks, waits for the rest, and tells a what it has.
     let announced = c
@@ -723,6 +751,53 @@ async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_
         (done && !ea.peer_downloads().iter().any(|d| d.device == b.id && d.name == "big.bin")).then_some(())
     })
     .await;
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_puller_fetches_from_the_temporary_file_of_a_device_still_downloading() {
+    let (mut a, mut b) = pair("tcp").await;
+    let mut c = Node::new("c", "tcp").await;
+    // c, a forger, has a 40-block file and shares the folder with both.
+    for n in [&mut a, &mut b] {
+        n.config.devices.push(DeviceConfig {
+            id: c.id,
+            name: "c".into(),
+            addresses: Vec::new(),
+            paused: false,
+        });
+        n.config.folders[0].devices.push(c.id);
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    let (data, file) = big_file(c.id);
+    let net = c.net.take().unwrap();
+    // b gets twenty blocks from c and waits for the rest.
+    let mut to_b = Forger::connect(&net, c.id, &b, &data, 20).await;
+    to_b.announce(&file);
+    // a hears of the file only once it knows what b has, and c refuses a every block.
+    let mut to_a = Forger::connect(&net, c.id, &a, &data, 0).await;
+    to_a.refuse = true;
+    to_b.until("a to hear of b's progress", |_| {
+        ea.peer_downloads().into_iter().find(|d| d.device == b.id && d.blocks.len() >= 20).map(|_| ())
+    })
+    .await;
+    to_a.announce(&file);
+
+    // a asks b, which is no full holder, for what is in b's temporary file.
+    let tmp = a.folder().join(".syncthing.big.bin.tmp");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let fetched =
+            std::fs::read(&tmp).is_ok_and(|t| t.len() == data.len() && t[..16 * BLOCK] == data[..16 * BLOCK]);
+        if fetched {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for a's blocks from b");
+        to_a.step().await;
+        to_b.step().await;
+    }
+    assert!(!to_b.held.is_empty(), "b still lacks the rest: a's blocks came from its temporary file");
     ea.shutdown().await;
     eb.shutdown().await;
 }
