@@ -485,6 +485,16 @@ async fn reverting_a_receive_only_folder_brings_back_the_global_state() {
     let (ea, eb) = (a.start().await, b.start().await);
     same_trees(&a.folder(), &b.folder()).await;
     let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    // The pull is recorded too (a change made before that could be taken for the pulled file).
+    let index = eb.index().clone();
+    wait_for(LIMIT, "b to record what it pulled", || {
+        let index = index.clone();
+        async move {
+            let f = index.folder("f").await.unwrap();
+            (index.need_counts(f).await.unwrap().items == 0).then_some(())
+        }
+    })
+    .await;
 
     // Local changes on b: one file modified, one deleted, a file and a directory added.
     save(&b, "modified.txt", b"modified on b, longer than before");
