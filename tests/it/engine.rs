@@ -119,6 +119,11 @@ async fn a_mass_delete_waits_until_the_files_are_back() {
     let held = s.held_deletes.expect("a mass delete");
     assert_eq!((held.deleted, held.total), (12, 12));
     assert_eq!(engine.folder_states()[0].1, FolderState::WaitingForConfirmation { deleted: 12, total: 12 });
+    // Front-ends see it as they see the other states.
+    assert_eq!(
+        serde_json::to_value(&engine.folder_states()[0].1).unwrap(),
+        serde_json::json!({ "state": "waiting-for-confirmation", "deleted": 12, "total": 12 })
+    );
     let mut heard = false;
     while let Ok(e) = events.try_recv() {
         heard |= matches!(e, Event::MassDeleteHeld { deleted: 12, total: 12, .. });
