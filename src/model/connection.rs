@@ -544,8 +544,11 @@ impl ConnState {
             }
             let sent = match self.progress_sent.get(key) {
                 Some((serial, _, n)) if *serial == d.serial => *n,
-                Some((_, version, _)) => {
-                    updates.entry(key.0.clone()).or_default().push(update(Forget, &key.1, version));
+                Some(_) => {
+                    // Another download of the name: the peer forgets the old one once.
+                    if let Some((_, version, _)) = self.progress_sent.remove(key) {
+                        updates.entry(key.0.clone()).or_default().push(update(Forget, &key.1, &version));
+                    }
                     0
                 }
                 None => 0,
