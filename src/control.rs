@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::config::{Change, Config, Edit};
+use crate::config::{Change, Config, Edit, FolderId};
 use crate::db::{Index, PendingDevice, PendingFolder};
 use crate::engine::Engine;
 use crate::identity::DeviceId;
@@ -60,6 +60,10 @@ pub enum Request {
     DismissDevice { device: DeviceId },
     /// Forgets a folder offer (from `device`, or from every device); answered with an [`Edited`].
     DismissFolder { folder: String, device: Option<DeviceId> },
+    /// Lets a folder's held mass delete go ahead; answered with an [`Edited`]. Daemon only.
+    ConfirmDeletes { folder: FolderId },
+    /// Reverts a receive-only folder's local changes; answered with an [`Edited`]. Daemon only.
+    Revert { folder: FolderId },
 }
 
 /// The answer to a change: whether something changed, and the line to show.
@@ -85,6 +89,13 @@ pub enum Target<'a> {
     Offline { config_file: &'a Path, index: &'a Index },
 }
 
+/// Why a request that acts on a running folder cannot be answered without the daemon.
+fn needs_daemon(folder: &FolderId) -> String {
+    format!(
+        "folder \"{folder}\" can be changed this way only while Peerfold runs: start `peerfold serve` and try again"
+    )
+}
+
 /// Answers `request` for device `me`. Errors are one sentence for the user.
 pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Result<serde_json::Value, String> {
     let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
@@ -93,6 +104,24 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
         Target::Offline { index, .. } => index,
     };
     let value = match request {
+        Request::ConfirmDeletes { folder } => {
+            let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
+            let summary = engine.confirm_deletes(&folder).await.map_err(|e| chain(&e))?;
+            let message = format!(
+                "Confirmed: folder \"{folder}\" recorded {} deletions and syncs again.",
+                summary.deleted
+            );
+            serde_json::to_value(Edited { changed: true, message })
+        }
+        Request::Revert { folder } => {
+            let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
+            let outcome = engine.revert(&folder).await.map_err(|e| chain(&e))?;
+            let message = format!(
+                "Reverting folder \"{folder}\": {} entries get the other devices' version back, {} added here are removed (to the trash can if it keeps versions).",
+                outcome.reverted, outcome.deleted
+            );
+            serde_json::to_value(Edited { changed: outcome.reverted + outcome.deleted > 0, message })
+        }
         Request::Status => {
             let (config, engine) = match &target {
                 Target::Daemon(engine) => (engine.config(), Some(*engine)),

@@ -14,6 +14,14 @@
 //! again after a while when something could not be pulled. Every change it records bumps a
 //! counter the connection tasks watch, so they send index updates.
 //!
+//! A scan that would delete more than half of the folder's files records none of those
+//! deletions ([`crate::scan::MassDelete`]): the folder waits for the user
+//! ([`FolderState::WaitingForConfirmation`], [`Event::MassDeleteHeld`]), neither recording
+//! deletions nor pulling, until [`Engine::confirm_deletes`] or a scan that finds the files back.
+//!
+//! A receive-only folder keeps local changes to itself (announced as Syncthing does: invalid,
+//! without a version) until [`Engine::revert`] drops them and pulls the global versions back.
+//!
 //! A folder's state is published on a `watch` channel, so reading it never waits for a scan.
 //! Events go to every subscriber on a broadcast channel; a slow subscriber loses old events
 //! rather than slowing the engine.
@@ -36,8 +44,8 @@ use crate::db::{DbError, Index};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{self, Peers};
 use crate::net::Net;
-use crate::pull::{PullOutcome, Puller, Versioning};
-use crate::scan::{ScanError, ScanSummary, Scanner};
+use crate::pull::{PullOutcome, Puller, RevertOutcome, Versioning};
+use crate::scan::{MassDelete, ScanError, ScanSummary, Scanner};
 use crate::watch::{FolderWatcher, WatchEvent};
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -66,6 +74,12 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("folder {0:?} has no deletions waiting to be confirmed")]
+    NoDeletesHeld(String),
+    #[error("folder {0:?} is not receive-only; only local changes in a receive-only folder can be reverted")]
+    NotReceiveOnly(String),
+    #[error("cannot revert the local changes")]
+    Revert(#[source] crate::pull::PullError),
 }
 
 /// What a folder is doing.
@@ -75,7 +89,16 @@ pub enum FolderState {
     Idle,
     Scanning,
     Syncing,
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// A scan found `deleted` of the folder's `total` files gone at once and recorded none of
+    /// those deletions: the user confirms them ([`Engine::confirm_deletes`]) or restores the
+    /// files. Meanwhile every scan is a full scan and nothing is pulled.
+    WaitingForConfirmation {
+        deleted: u64,
+        total: u64,
+    },
 }
 
 /// Something that happened, for front-ends to show.
@@ -112,10 +135,26 @@ pub enum Event {
         path: String,
         reason: String,
     },
+    /// A receive-only folder's local changes were reverted: `reverted` entries get the global
+    /// version back (pulled next), `deleted` entries only this device had were deleted.
+    Reverted {
+        folder: FolderId,
+        reverted: u64,
+        deleted: u64,
+    },
+    /// A scan found `deleted` of the folder's `total` files gone and held the deletions back;
+    /// the folder waits for the user (see [`FolderState::WaitingForConfirmation`]).
+    MassDeleteHeld {
+        folder: FolderId,
+        deleted: u64,
+        total: u64,
+    },
 }
 
 enum FolderCommand {
     Scan { paths: Vec<String>, reply: oneshot::Sender<Result<ScanSummary, ScanError>> },
+    ConfirmDeletes { reply: oneshot::Sender<Result<ScanSummary, EngineError>> },
+    Revert { reply: oneshot::Sender<Result<RevertOutcome, EngineError>> },
 }
 
 /// A running folder task.
@@ -244,6 +283,7 @@ impl Engine {
             local_changed: Arc::clone(&shared.local_changed),
             peers: Arc::clone(&shared.peers),
             all_config: shared.config.clone(),
+            held_deletes: None,
         };
         let task = tokio::spawn(task.run());
         FolderHandle { config: folder.clone(), commands, state, stop, task }
@@ -272,6 +312,12 @@ impl Engine {
     /// Live connections.
     pub fn connections(&self) -> Vec<model::ConnectionInfo> {
         self.shared.peers.connections()
+    }
+
+    /// The downloads connected peers announced (DownloadProgress): per file, the blocks in their
+    /// temporary files, which the puller may fetch from them.
+    pub fn peer_downloads(&self) -> Vec<model::PeerDownload> {
+        self.shared.peers.peer_downloads()
     }
 
     /// Bytes (read, written) over all connections since start.
@@ -339,18 +385,44 @@ impl Engine {
         }
     }
 
+    /// Where to send commands for `folder`'s task; an error if it is unknown or paused.
+    fn folder_commands(&self, folder: &FolderId) -> Result<mpsc::Sender<FolderCommand>, EngineError> {
+        let commands = self.lock_folders().get(folder).map(|h| h.commands.clone());
+        commands.ok_or_else(|| match self.config().folder(folder) {
+            Some(f) if f.paused => EngineError::Paused(folder.to_string()),
+            _ => EngineError::UnknownFolder(folder.to_string()),
+        })
+    }
+
     /// Scans a folder now — all of it, or just `paths` — and waits for the result.
     pub async fn scan(&self, folder: &FolderId, paths: Vec<String>) -> Result<ScanSummary, EngineError> {
-        let commands = self.lock_folders().get(folder).map(|h| h.commands.clone());
-        let Some(commands) = commands else {
-            return Err(match self.config().folder(folder) {
-                Some(f) if f.paused => EngineError::Paused(folder.to_string()),
-                _ => EngineError::UnknownFolder(folder.to_string()),
-            });
-        };
+        let commands = self.folder_commands(folder)?;
         let (reply, answer) = oneshot::channel();
         commands.send(FolderCommand::Scan { paths, reply }).await.map_err(|_| EngineError::Stopped)?;
         Ok(answer.await.map_err(|_| EngineError::Stopped)??)
+    }
+
+    /// Confirms the deletions a folder holds back as a mass delete
+    /// ([`FolderState::WaitingForConfirmation`]): the folder is scanned with every deletion
+    /// recorded, and syncs again. An error if the folder is not waiting for that.
+    pub async fn confirm_deletes(&self, folder: &FolderId) -> Result<ScanSummary, EngineError> {
+        let commands = self.folder_commands(folder)?;
+        let (reply, answer) = oneshot::channel();
+        commands.send(FolderCommand::ConfirmDeletes { reply }).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Reverts a receive-only folder's local changes (Syncthing's "Revert Local Changes"): the
+    /// folder is scanned (every deletion recorded, since they are about to be undone), files
+    /// modified or deleted here get the global version back (pulled next; a replaced copy goes
+    /// to the trash can when versioning is on), and files only this device has are deleted (to
+    /// the trash can when versioning is on). Returns once the revert is recorded; the pull
+    /// follows. An error for a folder that is not receive-only.
+    pub async fn revert(&self, folder: &FolderId) -> Result<RevertOutcome, EngineError> {
+        let commands = self.folder_commands(folder)?;
+        let (reply, answer) = oneshot::channel();
+        commands.send(FolderCommand::Revert { reply }).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Stops every task (a scan in progress finishes its current batch first) and closes the
@@ -387,6 +459,8 @@ struct FolderTask {
     /// The whole configuration, for the other folders' roots (the puller copies blocks from
     /// them).
     all_config: watch::Receiver<Arc<Config>>,
+    /// Deletions held back as a mass delete, until confirmed or found undone by a scan.
+    held_deletes: Option<MassDelete>,
 }
 
 impl FolderTask {
@@ -426,7 +500,7 @@ impl FolderTask {
                     if full_scan_due { Vec::new() } else { std::mem::take(&mut dirty).into_iter().collect() };
                 full_scan_due = false;
                 dirty.clear();
-                let result = self.scan(&scanner, &paths).await;
+                let result = self.scan(&scanner, &paths, false).await;
                 if paths.is_empty() {
                     next_full = self.next_full_scan();
                     self.clean_versions().await;
@@ -456,7 +530,24 @@ impl FolderTask {
                 _ = self.stop.changed() => break,
                 command = self.commands.recv() => match command {
                     Some(FolderCommand::Scan { paths, reply }) => {
-                        let result = self.scan(&scanner, &paths).await;
+                        let was_held = self.held_deletes.is_some();
+                        let result = self.scan(&scanner, &paths, false).await;
+                        // Pulls waited while deletions were held.
+                        pull_due |= was_held && self.held_deletes.is_none();
+                        let _ = reply.send(result);
+                    }
+                    Some(FolderCommand::ConfirmDeletes { reply }) => {
+                        if self.held_deletes.is_none() {
+                            let _ = reply.send(Err(EngineError::NoDeletesHeld(self.id.to_string())));
+                            continue;
+                        }
+                        let result = self.scan(&scanner, &[], true).await;
+                        pull_due |= result.is_ok();
+                        let _ = reply.send(result.map_err(EngineError::from));
+                    }
+                    Some(FolderCommand::Revert { reply }) => {
+                        let result = self.revert(&scanner, &puller).await;
+                        pull_due |= result.is_ok();
                         let _ = reply.send(result);
                     }
                     None => break,
@@ -471,7 +562,9 @@ impl FolderTask {
                         }
                         next = watch_rx.try_recv().ok();
                     }
-                    if dirty.contains("") {
+                    // While deletions are held only a full scan can tell whether the files are
+                    // back: a scan of just the restored paths would find nothing missing.
+                    if dirty.contains("") || self.held_deletes.is_some() {
                         full_scan_due = true;
                     }
                 }
@@ -485,10 +578,12 @@ impl FolderTask {
         }
     }
 
-    /// Pulls what the folder needs, unless it is send-only or in error. `None` if it did not
-    /// run.
+    /// Pulls what the folder needs, unless it is send-only, in error or waiting for the user to
+    /// confirm deletions (the puller would otherwise restore the deleted files from peers, and
+    /// the user's answer would come too late to matter). `None` if it did not run.
     async fn pull(&self, puller: &Arc<Puller>) -> Option<PullOutcome> {
         if self.config.folder_type == FolderType::SendOnly
+            || self.held_deletes.is_some()
             || matches!(*self.state.borrow(), FolderState::Error { .. })
         {
             return None;
@@ -524,6 +619,36 @@ impl FolderTask {
         }
     }
 
+    /// Scans (recording every deletion: they are about to be undone) and reverts the local
+    /// changes; the caller pulls next.
+    async fn revert(
+        &mut self,
+        scanner: &Scanner,
+        puller: &Arc<Puller>,
+    ) -> Result<RevertOutcome, EngineError> {
+        if self.config.folder_type != FolderType::ReceiveOnly {
+            return Err(EngineError::NotReceiveOnly(self.id.to_string()));
+        }
+        self.scan(scanner, &[], true).await?;
+        let outcome = puller.revert(self.me).await.map_err(EngineError::Revert)?;
+        for (path, reason) in &outcome.issues {
+            self.emit(Event::PullIssue {
+                folder: self.id.clone(),
+                path: path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if outcome.reverted + outcome.deleted > 0 {
+            self.local_changed.send_modify(|n| *n += 1);
+        }
+        self.emit(Event::Reverted {
+            folder: self.id.clone(),
+            reverted: outcome.reverted,
+            deleted: outcome.deleted,
+        });
+        Ok(outcome)
+    }
+
     fn start_watcher(&self, tx: &mpsc::UnboundedSender<WatchEvent>) -> Option<FolderWatcher> {
         if !self.watch {
             return None;
@@ -546,9 +671,18 @@ impl FolderTask {
         Some(Instant::now() + interval - eighth + jitter)
     }
 
-    async fn scan(&self, scanner: &Scanner, paths: &[String]) -> Result<ScanSummary, ScanError> {
+    /// Scans `paths` (all of the folder while deletions are held); `confirmed` records every
+    /// deletion, however many.
+    async fn scan(
+        &mut self,
+        scanner: &Scanner,
+        paths: &[String],
+        confirmed: bool,
+    ) -> Result<ScanSummary, ScanError> {
         self.set_state(FolderState::Scanning);
+        let paths: &[String] = if self.held_deletes.is_some() { &[] } else { paths };
         let result = match self.check_marker().await {
+            Ok(()) if confirmed => scanner.scan_confirmed(paths).await,
             Ok(()) => scanner.scan(paths).await,
             Err(e) => Err(e),
         };
@@ -569,7 +703,26 @@ impl FolderTask {
                         sequence: summary.sequence,
                     });
                 }
-                self.set_state(FolderState::Idle);
+                match summary.held_deletes {
+                    Some(held) => {
+                        if self.held_deletes != Some(held) {
+                            self.emit(Event::MassDeleteHeld {
+                                folder: self.id.clone(),
+                                deleted: held.deleted,
+                                total: held.total,
+                            });
+                        }
+                        self.held_deletes = Some(held);
+                        self.set_state(FolderState::WaitingForConfirmation {
+                            deleted: held.deleted,
+                            total: held.total,
+                        });
+                    }
+                    None => {
+                        self.held_deletes = None;
+                        self.set_state(FolderState::Idle);
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(folder = %self.id, error = %error_chain(e), "scan failed");

@@ -205,6 +205,18 @@ enum FolderCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Let a folder's held mass delete go ahead (a scan that would delete more than half of
+    /// its files waits for this); restoring the files instead also resumes it
+    ConfirmDeletes {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+    },
+    /// Undo the local changes of a receive-only folder: the other devices' version comes back,
+    /// files added here are removed (to the trash can if the folder keeps versions)
+    Revert {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+    },
     /// Forget a folder offer, from one device or from all
     Dismiss {
         #[arg(value_name = "FOLDER-ID")]
@@ -362,6 +374,10 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
                 edit(Edit::PauseFolder { id: parse_folder(folder_id)?, paused: false })
             }
             FolderCommand::Pending { .. } => Some(Request::Pending),
+            FolderCommand::ConfirmDeletes { folder_id } => {
+                Some(Request::ConfirmDeletes { folder: parse_folder(folder_id)? })
+            }
+            FolderCommand::Revert { folder_id } => Some(Request::Revert { folder: parse_folder(folder_id)? }),
             FolderCommand::Dismiss { folder_id, device_id } => Some(Request::DismissFolder {
                 folder: parse_folder(folder_id)?.to_string(),
                 device: device_id.as_deref().map(parse_device).transpose()?,

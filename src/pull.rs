@@ -15,6 +15,10 @@
 //!   and asks for a rescan, after which the version vectors decide (a conflict copy, never a
 //!   loss);
 //! * a temporary file survives a crash and its verified blocks are reused on the next attempt.
+//!
+//! It also reverts a receive-only folder's local changes ([`Puller::revert`]), as Syncthing's
+//! "Revert Local Changes" does: this device's versions are dropped so that the peers' global
+//! versions win and are pulled as usual, and what only this device has is deleted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -26,10 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
-use crate::bep::{BlockInfo, FileInfo, FileType, VectorOrdering};
+use crate::bep::{BlockInfo, FileInfo, FileType, Vector, VectorOrdering};
 use crate::config::FolderId;
 use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, ShortId};
 use crate::model::{BlockRequest, Peers, unix_now};
 use crate::scan::disk::{Kind, Stat};
 
@@ -68,6 +72,17 @@ pub struct PullOutcome {
     pub issues: Vec<(String, String)>,
     /// Conflict copies made (folder-relative names).
     pub conflicts: Vec<String>,
+}
+
+/// What reverting a receive-only folder's local changes did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RevertOutcome {
+    /// Local changes whose version was dropped, for the global version to be pulled back.
+    pub reverted: u64,
+    /// Entries only this device had, deleted (files to the trash can when versioning is on).
+    pub deleted: u64,
+    /// Entries that could not be reverted, with the reason (they stay local changes).
+    pub issues: Vec<(String, String)>,
 }
 
 /// Trash-can versioning: what replaced or deleted files become.
@@ -138,6 +153,89 @@ impl Puller {
         }
         self.record(&mut records).await?;
         Ok(out)
+    }
+
+    /// Reverts the local changes `me` made in this (receive-only) folder, as Syncthing 1.19
+    /// does: an entry some peer also has gets the empty version, strictly older than any other,
+    /// so the peers' version becomes global and the next pull brings it back (the local copy
+    /// going to the trash can like any replaced file, and no conflict copy, since the empty
+    /// version conflicts with nothing); an entry only this device has is deleted from disk and
+    /// recorded as a deletion with the empty version, so it never wins over anything either.
+    /// Deepest names first, so a directory added here goes after its contents.
+    pub async fn revert(self: &Arc<Self>, me: ShortId) -> Result<RevertOutcome, PullError> {
+        let mut out = RevertOutcome::default();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.index.receive_only_changes(self.folder, me, before.as_deref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.file.name.clone());
+            let mut records = Vec::with_capacity(page.len());
+            for change in page {
+                let f = change.file;
+                if change.peer_has_name || f.deleted {
+                    records.push(FileInfo { version: Vector::new(), sequence: 0, ..f });
+                    out.reverted += 1;
+                    continue;
+                }
+                let name = f.name.clone();
+                match self.blocking(move |p| p.remove_added(&f, me)).await? {
+                    Applied::Recorded { entry, .. } => {
+                        records.push(entry);
+                        out.deleted += 1;
+                    }
+                    Applied::Rescan(name) => {
+                        out.issues.push((name, String::from("it changed on disk; scan and revert again")))
+                    }
+                    Applied::Issue(_, reason) => out.issues.push((name, reason)),
+                }
+            }
+            if !records.is_empty() {
+                self.index.apply_local(self.folder, &mut records).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an entry that only this device has (a receive-only folder's local addition),
+    /// unless it changed on disk since the last scan.
+    fn remove_added(&self, f: &FileInfo, me: ShortId) -> Applied {
+        let path = self.root.join(&f.name);
+        let disk = match stat_if_present(&path) {
+            Ok(d) => d,
+            Err(e) => return Applied::Issue(f.name.clone(), e.to_string()),
+        };
+        if !matches_index(disk.as_ref(), Some(f)) {
+            return Applied::Rescan(f.name.clone());
+        }
+        let result = match disk.map(|d| d.kind) {
+            None => Ok(()),
+            Some(Kind::Directory) => fs::remove_dir(&path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot delete the directory: {e} (it holds files not synced)"),
+                )
+            }),
+            Some(_) => self.archive(&f.name, Some(f)),
+        };
+        match result {
+            Ok(()) => Applied::Recorded {
+                entry: FileInfo {
+                    deleted: true,
+                    size: 0,
+                    blocks: Vec::new(),
+                    modified_by: me,
+                    modified_s: unix_now() as i64,
+                    modified_ns: 0,
+                    version: Vector::new(),
+                    sequence: 0,
+                    ..f.clone()
+                },
+                fetched: 0,
+                copied: 0,
+                conflict: None,
+            },
+            Err(e) => Applied::Issue(f.name.clone(), e.to_string()),
+        }
     }
 
     /// The next page of needed entries of `kind` after `after` (which it advances), each with
@@ -399,6 +497,14 @@ impl Puller {
         let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
         file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
         let file = Arc::new(file);
+        // Peers hear which blocks are in the temporary file (DownloadProgress) until the
+        // download ends either way and the guard is dropped.
+        let progress = self.peers.start_download(&self.id, &g.name, &g.version, g.block_size, g.blocks.len());
+        let done = |i: usize| {
+            if let Some(p) = &progress {
+                p.block_done(i as u32);
+            }
+        };
         let (mut fetched, mut copied) = (0u64, 0u64);
         let mut missing: Vec<(usize, BlockInfo)> = Vec::new();
         for (i, b) in g.blocks.iter().enumerate() {
@@ -409,20 +515,28 @@ impl Puller {
             if b.offset + u64::from(b.size) <= existing
                 && read_block_from(&file, b.offset, b.size as usize).is_ok_and(|d| hash_ok(&d, b))
             {
+                done(i);
                 continue;
             }
             if self.copy_local(&file, b).await {
                 copied += u64::from(b.size);
+                done(i);
                 continue;
             }
             missing.push((i, b.clone()));
         }
         let mut holders: Vec<DeviceId> =
             global.holders.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
-        if !missing.is_empty() && holders.is_empty() {
+        if holders.is_empty() && missing.iter().any(|(i, _)| self.temp_holders(g, *i, &holders).is_empty()) {
             return Err(String::from(NO_HOLDER));
         }
-        let mut inflight: JoinSet<Result<u64, String>> = JoinSet::new();
+        let mut inflight: JoinSet<Result<(usize, u64), String>> = JoinSet::new();
+        let mut landed = |r: Result<Result<(usize, u64), String>, tokio::task::JoinError>| {
+            let (i, n) = r.map_err(|_| String::from("interrupted"))??;
+            done(i);
+            fetched += n;
+            Ok::<_, String>(())
+        };
         for (n, (i, b)) in missing.into_iter().enumerate() {
             // Devices that connect or announce the file while it downloads share the work.
             if n > 0 && n % BLOCKS_AT_ONCE == 0 {
@@ -430,9 +544,10 @@ impl Puller {
             }
             while inflight.len() >= BLOCKS_AT_ONCE {
                 if let Some(r) = inflight.join_next().await {
-                    fetched += r.map_err(|_| String::from("interrupted"))??;
+                    landed(r)?;
                 }
             }
+            let temp = self.temp_holders(g, i, &holders);
             let (peers, file, holders) = (Arc::clone(&self.peers), Arc::clone(&file), holders.clone());
             let req = BlockRequest {
                 folder: self.id.clone(),
@@ -441,13 +556,25 @@ impl Puller {
                 size: b.size,
                 hash: b.hash,
                 block_no: i as u32,
+                from_temporary: false,
             };
-            inflight.spawn(async move { fetch_block(&peers, &holders, i, req, &file, &b).await });
+            inflight.spawn(async move {
+                let n = fetch_block(&peers, &holders, &temp, i, req, &file, &b).await?;
+                Ok((i, n))
+            });
         }
         while let Some(r) = inflight.join_next().await {
-            fetched += r.map_err(|_| String::from("interrupted"))??;
+            landed(r)?;
         }
         Ok((fetched, copied))
+    }
+
+    /// Connected devices that are not among `holders` (full copies) but announced block `i`
+    /// of exactly version `g` in their temporary file.
+    fn temp_holders(&self, g: &FileInfo, i: usize, holders: &[DeviceId]) -> Vec<DeviceId> {
+        let mut temp = self.peers.temp_holders(&self.id, &g.name, &g.version, i as u32);
+        temp.retain(|d| !holders.contains(d));
+        temp
     }
 
     /// The connected devices holding exactly version `g`, `None` if there are none (or the
@@ -527,19 +654,22 @@ impl Puller {
 }
 
 /// Tries each holder in turn, starting with the one this block is assigned to, so that the
-/// blocks of a file are spread over every device that has it.
+/// blocks of a file are spread over every device that has it; then the devices that are still
+/// downloading the file and announced this block (`temp`), asking for their temporary file.
 async fn fetch_block(
     peers: &Peers,
     holders: &[DeviceId],
+    temp: &[DeviceId],
     i: usize,
     req: BlockRequest,
     file: &File,
     b: &BlockInfo,
 ) -> Result<u64, String> {
-    let mut last = String::new();
-    for k in 0..holders.len() {
-        let device = holders[(i + k) % holders.len()];
-        match peers.request(&device, req.clone()).await {
+    let mut last = String::from("no connected device has it");
+    let full = (0..holders.len()).map(|k| (holders[(i + k) % holders.len()], false));
+    for (device, from_temporary) in full.chain(temp.iter().map(|d| (*d, true))) {
+        let req = BlockRequest { from_temporary, ..req.clone() };
+        match peers.request(&device, req).await {
             Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
                 file.write_all_at(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
                 return Ok(u64::from(b.size));

@@ -11,6 +11,7 @@ use crate::db::{DbError, FolderCounts, Index, NeedCounts};
 use crate::engine::{Engine, FolderState};
 use crate::identity::DeviceId;
 use crate::net::Transport;
+use crate::scan::MassDelete;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -27,10 +28,18 @@ pub struct FolderStatus {
     pub path: String,
     #[serde(rename = "type")]
     pub folder_type: FolderType,
-    /// `idle`, `scanning`, `syncing`, `error`, `paused` or `stopped` (no daemon running).
+    /// `idle`, `scanning`, `syncing`, `error`, `waiting-for-confirmation`, `paused` or
+    /// `stopped` (no daemon running).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// In a receive-only folder: how many local changes (kept here, not sent) a revert would
+    /// undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_only_changes: Option<u64>,
+    /// In `waiting-for-confirmation`: the deletions held back as a mass delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deletes: Option<MassDelete>,
     pub local: Counts,
     pub global: Counts,
     pub need: NeedCounts,
@@ -91,6 +100,7 @@ pub async fn status(
     let mut folders = Vec::new();
     for f in &config.folders {
         let idx = index.folder(f.id.as_str()).await?;
+        let mut held_deletes = None;
         let (state, error) = if f.paused {
             (String::from("paused"), None)
         } else if engine.is_none() {
@@ -101,6 +111,10 @@ pub async fn status(
                 Some(FolderState::Scanning) => (String::from("scanning"), None),
                 Some(FolderState::Syncing) => (String::from("syncing"), None),
                 Some(FolderState::Error { message }) => (String::from("error"), Some(message.clone())),
+                Some(&FolderState::WaitingForConfirmation { deleted, total }) => {
+                    held_deletes = Some(MassDelete { deleted, total });
+                    (String::from("waiting-for-confirmation"), None)
+                }
             }
         };
         let global = index.global_counts(idx).await?;
@@ -122,6 +136,11 @@ pub async fn status(
             folder_type: f.folder_type,
             state,
             error,
+            held_deletes,
+            receive_only_changes: match f.folder_type {
+                FolderType::ReceiveOnly => Some(index.receive_only_change_count(idx, me.short()).await?),
+                _ => None,
+            },
             local: index.local_counts(idx).await?.into(),
             global: global.into(),
             need: index.need_counts(idx).await?,
@@ -157,6 +176,14 @@ impl std::fmt::Display for Status {
             if let Some(e) = &folder.error {
                 write!(f, ": {e}")?;
             }
+            if let Some(h) = &folder.held_deletes {
+                write!(
+                    f,
+                    ": a scan found {} of {} files deleted and held the deletions back; confirm them or \
+                     restore the files",
+                    h.deleted, h.total
+                )?;
+            }
             writeln!(f)?;
             writeln!(
                 f,
@@ -168,6 +195,9 @@ impl std::fmt::Display for Status {
                 folder.need.items,
                 folder.need.bytes
             )?;
+            if let Some(n) = folder.receive_only_changes.filter(|&n| n > 0) {
+                writeln!(f, "  {n} local changes (not sent; revert to undo them)")?;
+            }
             for d in &folder.devices {
                 writeln!(f, "  {} {:.1}% complete", d.device.short(), d.percent)?;
             }

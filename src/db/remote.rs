@@ -16,7 +16,7 @@ use super::files::{
 };
 use super::{DbError, FolderCounts, FolderIdx, Index};
 use crate::bep::{BlockHash, FileInfo, blocklist_hash, global};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, ShortId};
 
 /// A peer's row number in the index; obtained from [`Index::device`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,6 +64,30 @@ pub struct GlobalFile {
     pub file: FileInfo,
     /// Peers whose entry is exactly the global version.
     pub holders: Vec<DeviceId>,
+}
+
+/// A local change in a receive-only folder: this device's entry, which no peer holds.
+#[derive(Clone, Debug)]
+pub struct ReceiveOnlyChange {
+    /// This device's entry, blocks included.
+    pub file: FileInfo,
+    /// Whether some peer has a valid entry for the name: dropping this device's version makes
+    /// that the global one. Otherwise the name exists only here (added locally).
+    pub peer_has_name: bool,
+}
+
+/// The condition on a local row `f` (in `files f`) that makes it a receive-only change made by
+/// the device bound as `?2`: ours (author and a version), not what some peer holds exactly, and
+/// not a deletion of something no peer has (nothing to revert). The empty version is what a
+/// revert leaves.
+macro_rules! receive_only_change {
+    () => {
+        "f.folder_idx = ?1 AND f.device_idx = 0 AND f.modified_by = ?2 AND f.version <> x''
+         AND NOT EXISTS (SELECT 1 FROM files p WHERE p.folder_idx = ?1 AND p.name = f.name
+             AND p.device_idx <> 0 AND NOT p.invalid AND p.version = f.version)
+         AND NOT (f.deleted AND NOT EXISTS (SELECT 1 FROM files p WHERE p.folder_idx = ?1
+             AND p.name = f.name AND p.device_idx <> 0 AND NOT p.invalid))"
+    };
 }
 
 /// How much of a folder a device lacks.
@@ -387,6 +411,53 @@ impl Index {
             items: row.try_get::<i64, _>(0)?.max(0) as u64,
             bytes: row.try_get::<f64, _>(1)?.max(0.0) as u64,
         })
+    }
+
+    /// Up to `limit` of the local changes `me` made in a receive-only folder, in reverse name
+    /// order (what a directory holds before it) before `before` (`None` for the end). A local
+    /// change is an entry `me` authored that no peer holds: Syncthing's "receive-only changed"
+    /// flag, derived from the author and the version since local entries carry no flags.
+    pub async fn receive_only_changes(
+        &self,
+        folder: FolderIdx,
+        me: ShortId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ReceiveOnlyChange>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            ", EXISTS (SELECT 1 FROM files p WHERE p.folder_idx = ?1 AND p.name = f.name
+                 AND p.device_idx <> 0 AND NOT p.invalid)
+             FROM files f WHERE ",
+            receive_only_change!(),
+            " AND (?3 IS NULL OR f.name < ?3) ORDER BY f.name DESC LIMIT ?4"
+        );
+        let rows = sqlx::query(sql)
+            .bind(folder.0)
+            // Stored as the i64 with the same bits.
+            .bind(me.0 as i64)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (mut file, blocklist) = file_from_row(row)?;
+            if let Some(h) = blocklist {
+                file.blocks = self.blocklist(&h, &file.name).await?;
+            }
+            out.push(ReceiveOnlyChange { file, peer_has_name: row.try_get(15)? });
+        }
+        Ok(out)
+    }
+
+    /// How many local changes `me` made in a receive-only folder (see
+    /// [`receive_only_changes`](Self::receive_only_changes)).
+    pub async fn receive_only_change_count(&self, folder: FolderIdx, me: ShortId) -> Result<u64, DbError> {
+        let sql = concat!("SELECT count(*) FROM files f WHERE ", receive_only_change!());
+        let n: i64 = sqlx::query_scalar(sql).bind(folder.0).bind(me.0 as i64).fetch_one(&self.read).await?;
+        Ok(n.max(0) as u64)
     }
 
     /// Records (or refreshes) a device that tried to connect without being configured.

@@ -6,8 +6,12 @@
 //! forever). What may pile up is bounded at the sources: served requests run a few at a time,
 //! index batches go out only while little is queued, and the puller's requests are bounded
 //! by its window.
+//!
+//! Every [`PROGRESS_INTERVAL`] it tells the peer what changed in this device's downloads of
+//! folders shared with it (DownloadProgress: APPEND for new blocks, FORGET for downloads that
+//! ended), unless the peer's ClusterConfig asked not to be told for that folder.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -18,7 +22,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::{BlockRequest, Command, ConnectionInfo, Context, Counters, RequestError, unix_now};
+use super::{
+    BlockRequest, Command, ConnectionInfo, Context, Counters, PROGRESS_INTERVAL, RequestError, unix_now,
+};
 use crate::bep::session::{Event, Session, SessionConfig};
 use crate::bep::wire::{self, ErrorCode};
 use crate::bep::{FileInfo, MAX_BLOCK_SIZE, Vector};
@@ -74,6 +80,8 @@ pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch
         waiting: VecDeque::new(),
         shared_with_peer: Vec::new(),
         last_cluster_config: None,
+        progress_folders: HashSet::new(),
+        progress_sent: HashMap::new(),
         serial: None,
         index_dirty: true,
     };
@@ -158,6 +166,11 @@ struct ConnState {
     /// The peer's last ClusterConfig, read again against our configuration when ours changes
     /// (a folder shared with the peer here that it already offered starts syncing at once).
     last_cluster_config: Option<wire::ClusterConfig>,
+    /// Of those, the folders the peer wants DownloadProgress for (it did not set
+    /// `disable_temp_indexes`).
+    progress_folders: HashSet<FolderId>,
+    /// Downloads this peer was told about: (download serial, version, blocks sent).
+    progress_sent: HashMap<(FolderId, String), (u64, Vector, usize)>,
     serial: Option<u64>,
     /// Set when our index may have entries this peer has not been sent (a local change, a
     /// new ClusterConfig); cleared once a check finds none.
@@ -223,6 +236,9 @@ impl ConnState {
         let mut local_changed = self.ctx.local_changed.clone();
         let mut buf = vec![0u8; READ_BUF];
         let mut cc_sent = false;
+        let mut progress_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+        progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Events first: they may queue answers.
             while let Some(event) = session.poll_event() {
@@ -281,6 +297,7 @@ impl ConnState {
                         session.close(&reason);
                     }
                 }
+                _ = progress_tick.tick(), if cc_sent => self.send_progress(session),
                 () = sleep_until(timeout) => session.handle_timeout(Instant::now()),
                 _ = shutdown.changed() => {
                     session.close("peerfold is being stopped");
@@ -325,7 +342,7 @@ impl ConnState {
                     let _ = reply.send(result.map_err(RequestError::Peer));
                 }
             }
-            Event::DownloadProgress(_) => {}
+            Event::DownloadProgress(p) => self.on_download_progress(p),
             Event::Closed { reason, by_peer } => {
                 for (_, reply) in self.requests.drain() {
                     let _ = reply.send(Err(RequestError::Closed));
@@ -403,6 +420,7 @@ impl ConnState {
         let config = self.ctx.config.borrow().clone();
         let device_idx = self.device_idx().await.ok_or("cannot record the device in the index")?;
         let mut shared = Vec::new();
+        let mut progress = HashSet::new();
         for folder in cc.folders {
             let Some(mine) = ours.iter().find(|f| f.id.as_str() == folder.id) else {
                 // Offered but not shared with this device here: the user decides.
@@ -439,6 +457,9 @@ impl ConnState {
             if folder.paused {
                 continue;
             }
+            if !folder.disable_temp_indexes {
+                progress.insert(mine.id.clone());
+            }
             let folder_idx = self.ctx.index.folder(mine.id.as_str()).await.map_err(|e| e.to_string())?;
             // Their index: a new ID (or none) means what we hold of it is stale.
             let their_id = theirs.map_or(0, |d| d.index_id);
@@ -470,6 +491,9 @@ impl ConnState {
         // Folders the peer stopped sharing get no more updates.
         self.outgoing.retain(|id, _| shared.contains(id));
         self.shared_with_peer = shared;
+        // What it was told of other folders' downloads no longer matters to it.
+        self.progress_sent.retain(|(folder, _), _| progress.contains(folder));
+        self.progress_folders = progress;
         self.index_dirty = true;
         for id in &self.shared_with_peer {
             self.ctx.notify_remote_changed(id);
@@ -490,6 +514,70 @@ impl ConnState {
             .map_err(|e| format!("handling index for {folder}: {}", crate::engine::error_chain(&e)))?;
         self.ctx.notify_remote_changed(&id);
         Ok(())
+    }
+
+    /// Remembers what the peer says it has in its temporary files, for folders shared with it
+    /// (anything else is ignored, as Syncthing does).
+    fn on_download_progress(&mut self, p: wire::DownloadProgress) {
+        let Some(folder) = self.shared_with_peer.iter().find(|f| f.as_str() == p.folder).cloned() else {
+            return;
+        };
+        let updates: Vec<_> = p.updates.into_iter().filter(|u| wire::check_name(&u.name).is_ok()).collect();
+        self.ctx.peers.remote_downloads().entry(self.device).or_default().apply(&folder, updates);
+    }
+
+    /// Tells the peer what changed in this device's downloads since the last time: APPEND
+    /// with the blocks it was not told of, FORGET for downloads that ended (or were replaced by
+    /// another of the same name).
+    fn send_progress(&mut self, session: &mut Session) {
+        use wire::FileDownloadProgressUpdateType::{Append, Forget};
+        let mut updates: HashMap<FolderId, Vec<wire::FileDownloadProgressUpdate>> = HashMap::new();
+        let update = |kind: wire::FileDownloadProgressUpdateType, name: &str, version: &Vector| {
+            wire::FileDownloadProgressUpdate {
+                update_type: kind as i32,
+                name: name.to_owned(),
+                version: Some(version.into()),
+                ..Default::default()
+            }
+        };
+        let now = self.ctx.peers.downloads.snapshot();
+        let current: HashSet<&(FolderId, String)> = now.iter().map(|(k, _)| k).collect();
+        self.progress_sent.retain(|key, (_, version, _)| {
+            let ended = !current.contains(key);
+            if ended {
+                updates.entry(key.0.clone()).or_default().push(update(Forget, &key.1, version));
+            }
+            !ended
+        });
+        for (key, d) in &now {
+            if !self.progress_folders.contains(&key.0) {
+                continue;
+            }
+            let sent = match self.progress_sent.get(key) {
+                Some((serial, _, n)) if *serial == d.serial => *n,
+                Some(_) => {
+                    // Another download of the name: the peer forgets the old one once.
+                    if let Some((_, version, _)) = self.progress_sent.remove(key) {
+                        updates.entry(key.0.clone()).or_default().push(update(Forget, &key.1, &version));
+                    }
+                    0
+                }
+                None => 0,
+            };
+            if d.blocks.len() > sent {
+                let mut u = update(Append, &key.1, &d.version);
+                u.block_indexes = d.blocks[sent..].iter().map(|&i| i as i32).collect();
+                u.block_size = d.block_size as i32;
+                updates.entry(key.0.clone()).or_default().push(u);
+                self.progress_sent.insert(key.clone(), (d.serial, d.version.clone(), d.blocks.len()));
+            }
+        }
+        for (folder, updates) in updates {
+            let p = wire::DownloadProgress { folder: folder.to_string(), updates };
+            if session.send_download_progress(p, Instant::now()).is_err() {
+                return;
+            }
+        }
     }
 
     /// True when some shared folder has local changes not yet sent.
@@ -552,7 +640,7 @@ impl ConnState {
             offset: req.offset as i64,
             size: req.size as i32,
             hash: req.hash.to_vec(),
-            from_temporary: false,
+            from_temporary: req.from_temporary,
             weak_hash: 0,
             block_no: req.block_no as i32,
         };
@@ -607,13 +695,33 @@ impl ConnState {
 }
 
 /// Reads a requested block from the folder, if the index lists the file and the data on disk
-/// still has the requested hash.
+/// still has the requested hash. A `from_temporary` request is tried on the file's temporary
+/// file first (the peer learnt from our DownloadProgress that the block is there), then on the
+/// file itself, as Syncthing does: the download may have finished in between.
 async fn serve(
     index: crate::db::Index,
     folder: FolderId,
     root: PathBuf,
     req: wire::Request,
 ) -> Result<Vec<u8>, ErrorCode> {
+    // Only with a hash to check: a temporary file holds blocks not yet verified as a whole.
+    if req.from_temporary && !req.hash.is_empty() {
+        let tmp = crate::pull::temp_path(&root.join(&req.name));
+        let (offset, size, hash) = (req.offset as u64, req.size as usize, req.hash.clone());
+        let data = tokio::task::spawn_blocking(move || {
+            // A regular file only: nothing a link points to.
+            let meta = std::fs::symlink_metadata(&tmp).ok().filter(std::fs::Metadata::is_file)?;
+            if offset + size as u64 > meta.len() {
+                return None;
+            }
+            crate::pull::read_block(&tmp, offset, size).ok().filter(|d| Sha256::digest(d)[..] == hash[..])
+        })
+        .await
+        .map_err(|_| ErrorCode::Generic)?;
+        if let Some(data) = data {
+            return Ok(data);
+        }
+    }
     let idx = index.folder(folder.as_str()).await.map_err(|_| ErrorCode::Generic)?;
     let file = index.local_file(idx, &req.name).await.map_err(|_| ErrorCode::Generic)?;
     let Some(file) = file.filter(|f| !f.deleted && !f.invalid && f.file_type == crate::bep::FileType::File)

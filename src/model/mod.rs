@@ -5,9 +5,14 @@
 //! It owns the registry of live connections ([`Peers`]), through which the puller asks peers for
 //! blocks, and the service task that accepts and dials connections (through [`crate::net`]).
 //! One task per connection (`connection.rs`) drives a sans-IO [`crate::bep::session::Session`]
-//! over the connection's byte stream.
+//! over the connection's byte stream. It also keeps the download progress of both sides
+//! (`progress.rs`): what this device's puller has in temporary files, which connections announce
+//! with DownloadProgress, and what peers announced, which the puller may fetch `from_temporary`.
 
 mod connection;
+mod progress;
+
+pub use progress::{DownloadGuard, MIN_BLOCKS, PROGRESS_INTERVAL, PeerDownload};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +52,9 @@ pub struct BlockRequest {
     pub size: u32,
     pub hash: BlockHash,
     pub block_no: u32,
+    /// Read from the peer's temporary file first: the peer is downloading the file itself and
+    /// announced that it has this block.
+    pub from_temporary: bool,
 }
 
 /// A live connection, as status shows it.
@@ -92,6 +100,10 @@ pub struct Peers {
     next_serial: std::sync::atomic::AtomicU64,
     /// Bytes read and written by connections that have ended, so totals never go down.
     closed: Counters,
+    /// This device's downloads in progress, for DownloadProgress.
+    downloads: progress::LocalDownloads,
+    /// What connected peers announced of their downloads; dropped when they disconnect.
+    remote_progress: Mutex<HashMap<DeviceId, progress::RemoteDownloads>>,
 }
 
 impl Peers {
@@ -160,6 +172,10 @@ impl Peers {
         {
             self.closed.read.fetch_add(l.info.counters.read.load(Relaxed), Relaxed);
             self.closed.written.fetch_add(l.info.counters.written.load(Relaxed), Relaxed);
+            // One lock at a time: `temp_holders` takes them in the other order.
+            drop(live);
+            // Its temporary files are out of reach now, and may be gone when it is back.
+            self.remote_downloads().remove(device);
         }
     }
 

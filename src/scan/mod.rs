@@ -12,6 +12,11 @@
 //! folder's next sequence number. A file that cannot be read is reported with its path and
 //! reason while the scan goes on; a file that changes while it is hashed is hashed again, and
 //! never recorded with a mix of old and new blocks.
+//!
+//! The mass-delete guard: a scan holds its deletions back until the walk is over, and records
+//! none of them when they would remove more than half of the folder's files at once (see
+//! [`MassDelete`]); the rest of that scan is recorded. The engine then asks the user, who
+//! confirms ([`Scanner::scan_confirmed`]) or restores the files.
 
 pub(crate) mod disk;
 mod hash;
@@ -50,6 +55,16 @@ const SUBTREE_PAGE: u32 = 1000;
 /// How often a file that keeps changing under the hasher is tried before giving up until the
 /// next scan.
 const HASH_ATTEMPTS: usize = 3;
+/// The fewest deleted files that count as a mass delete. Half of a small folder is a handful of
+/// files (a user tidying up a folder of three files deletes two), and asking about that would
+/// train users to confirm without reading; ten files is where an accidental `rm` or an emptied
+/// mount starts to cost real work to restore.
+pub const MASS_DELETE_MIN: u64 = 10;
+/// Deletions a guarded scan holds in memory until it knows whether they are a mass delete.
+/// Beyond that it only counts them, and a scan that then turns out not to be a mass delete walks
+/// the folder a second time to record them: memory stays bounded whatever the folder's size,
+/// and only a scan deleting this many files in a folder of more than twice as many pays for it.
+const HELD_DELETES: usize = 65_536;
 
 /// Errors that stop a scan. Problems with single files are [`ScanIssue`]s instead.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +114,24 @@ pub struct Progress {
     pub hashed_bytes: AtomicU64,
 }
 
+/// Deletions a scan found and did not record because they would have removed more than half
+/// of the folder's files at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MassDelete {
+    /// Files and symlinks the scan found gone (directories are not counted).
+    pub deleted: u64,
+    /// Live files and symlinks the index held before the scan.
+    pub total: u64,
+}
+
+impl MassDelete {
+    /// Whether deleting `deleted` of `total` files at once is a mass delete: at least
+    /// [`MASS_DELETE_MIN`] files, and more than half of them.
+    pub fn is_mass(deleted: u64, total: u64) -> bool {
+        deleted >= MASS_DELETE_MIN && deleted.saturating_mul(2) > total
+    }
+}
+
 /// What a finished scan saw and did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ScanSummary {
@@ -118,6 +151,9 @@ pub struct ScanSummary {
     pub sequence: i64,
     pub issues: Vec<ScanIssue>,
     pub duration: Duration,
+    /// Set when the scan's deletions were held back as a mass delete: none of them was
+    /// recorded (everything else the scan found was).
+    pub held_deletes: Option<MassDelete>,
 }
 
 /// Called with a file's name and block index after each block is hashed (tests only).
@@ -133,12 +169,20 @@ pub struct Scanner {
     me: ShortId,
     progress: Arc<Progress>,
     hook: Option<TestHook>,
+    /// [`HELD_DELETES`], smaller in tests.
+    held_deletes: usize,
 }
 
 impl Scanner {
     /// A scanner for the folder at `root`, recorded in `index` as `folder`, changed by device `me`.
     pub fn new(index: Index, folder: FolderIdx, root: PathBuf, me: ShortId) -> Self {
-        Self { index, folder, root, me, progress: Arc::default(), hook: None }
+        Self { index, folder, root, me, progress: Arc::default(), hook: None, held_deletes: HELD_DELETES }
+    }
+
+    #[cfg(test)]
+    fn with_held_deletes(mut self, n: usize) -> Self {
+        self.held_deletes = n;
+        self
     }
 
     /// The counters of the scans this scanner runs.
@@ -153,9 +197,50 @@ impl Scanner {
     }
 
     /// Scans the whole folder (`subs` empty) or just the given folder-relative paths and what
-    /// lies below them.
+    /// lies below them, with the mass-delete guard: if the scan finds more than half of the
+    /// folder's files gone (and at least [`MASS_DELETE_MIN`]), it records none of those
+    /// deletions and says so in [`ScanSummary::held_deletes`].
+    ///
+    /// Only the deletions are held back: additions and changes the same scan finds are
+    /// recorded, since recording them loses nothing anywhere (the old names stay on every
+    /// device until the user decides), while holding them too would stop the folder from
+    /// syncing anything until the user is back.
     pub async fn scan(&self, subs: &[String]) -> Result<ScanSummary, ScanError> {
+        self.scan_with(subs, true).await
+    }
+
+    /// Scans like [`scan`](Self::scan), recording every deletion however many there are: the
+    /// user confirmed a mass delete.
+    pub async fn scan_confirmed(&self, subs: &[String]) -> Result<ScanSummary, ScanError> {
+        self.scan_with(subs, false).await
+    }
+
+    async fn scan_with(&self, subs: &[String], guarded: bool) -> Result<ScanSummary, ScanError> {
         let started = Instant::now();
+        let total = if guarded {
+            let counts = self.index.local_counts(self.folder).await?;
+            Some(counts.files + counts.symlinks)
+        } else {
+            None
+        };
+        let (mut summary, record_deletes) = self.walk(subs, total).await?;
+        if record_deletes {
+            // Too many deletions to hold, but not a mass delete: walk again, recording them.
+            // What the first walk recorded is unchanged now, so this costs a stat per entry.
+            let first = summary;
+            (summary, _) = self.walk(subs, None).await?;
+            summary.changed += first.changed;
+            summary.hashed_files += first.hashed_files;
+            summary.hashed_bytes += first.hashed_bytes;
+        }
+        summary.sequence = self.index.folder_sequence(self.folder).await?;
+        summary.duration = started.elapsed();
+        Ok(summary)
+    }
+
+    /// One walk. With `total` (the folder's live files before the scan) deletions are held
+    /// back; returns whether they were too many to hold and must be recorded by another walk.
+    async fn walk(&self, subs: &[String], total: Option<u64>) -> Result<(ScanSummary, bool), ScanError> {
         let root_stat = match Stat::of_path(&self.root) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -223,15 +308,25 @@ impl Scanner {
             summary: ScanSummary::default(),
             progress: Arc::clone(&self.progress),
             hook: self.hook.clone(),
+            guard: total.map(|total| DeleteGuard {
+                total,
+                files: 0,
+                held: Vec::new(),
+                overflowed: false,
+                max_held: self.held_deletes,
+            }),
         };
         let subs = subs.to_vec();
-        let walked = tokio::task::spawn_blocking(move || walk.run(&subs).map(|()| walk.summary)).await;
+        let walked = tokio::task::spawn_blocking(move || {
+            walk.run(&subs)?;
+            let again =
+                walk.guard.as_ref().is_some_and(|g| g.overflowed) && walk.summary.held_deletes.is_none();
+            Ok::<_, ScanError>((walk.summary, again))
+        })
+        .await;
         // The writer's error, if any, is the cause of an interrupted walk: report it first.
         writer.await.map_err(|_| ScanError::Interrupted)??;
-        let mut summary = walked.map_err(|_| ScanError::Interrupted)??;
-        summary.sequence = self.index.folder_sequence(self.folder).await?;
-        summary.duration = started.elapsed();
-        Ok(summary)
+        walked.map_err(|_| ScanError::Interrupted)?
     }
 }
 
@@ -240,6 +335,19 @@ struct HashJob {
     name: String,
     stat: Stat,
     prev: Option<FileInfo>,
+}
+
+/// A guarded walk's deletions, held back until the walk knows how many there are.
+struct DeleteGuard {
+    /// Live files and symlinks before the scan.
+    total: u64,
+    /// Files and symlinks among the deletions so far.
+    files: u64,
+    /// The deletions (directories too), while there are at most `max_held`.
+    held: Vec<FileInfo>,
+    /// More than `max_held` deletions: they are only counted.
+    overflowed: bool,
+    max_held: usize,
 }
 
 /// One scan in progress, on a blocking thread.
@@ -258,6 +366,8 @@ struct Walk {
     summary: ScanSummary,
     progress: Arc<Progress>,
     hook: Option<TestHook>,
+    /// Set for a guarded scan: deletions wait here instead of going to the writer.
+    guard: Option<DeleteGuard>,
 }
 
 impl Walk {
@@ -276,7 +386,25 @@ impl Walk {
             }
         }
         self.hash_queued()?;
+        self.release_deletes()?;
         self.send_batch()
+    }
+
+    /// At the end of a guarded walk: records the held deletions unless they are a mass delete
+    /// (or were too many to hold, for the caller to record by walking again).
+    fn release_deletes(&mut self) -> Result<(), ScanError> {
+        let Some(guard) = self.guard.take() else { return Ok(()) };
+        if MassDelete::is_mass(guard.files, guard.total) {
+            tracing::warn!(deleted = guard.files, total = guard.total, "scan: mass delete held back");
+            self.summary.held_deletes = Some(MassDelete { deleted: guard.files, total: guard.total });
+        } else if !guard.overflowed {
+            for info in guard.held {
+                self.record(info)?;
+            }
+        }
+        // Kept (emptied) so the caller can see whether it overflowed.
+        self.guard = Some(DeleteGuard { held: Vec::new(), ..guard });
+        Ok(())
     }
 
     /// Canonical, deduplicated sub-paths, none below another.
@@ -647,6 +775,23 @@ impl Walk {
     }
 
     fn record(&mut self, info: FileInfo) -> Result<(), ScanError> {
+        if info.deleted
+            && let Some(guard) = self.guard.as_mut()
+        {
+            if info.file_type != FileType::Directory {
+                guard.files += 1;
+            }
+            if guard.overflowed {
+                return Ok(());
+            }
+            if guard.held.len() < guard.max_held {
+                guard.held.push(info);
+            } else {
+                guard.overflowed = true;
+                guard.held = Vec::new();
+            }
+            return Ok(());
+        }
         self.summary.changed += 1;
         if info.deleted {
             self.summary.deleted += 1;

@@ -447,3 +447,116 @@ async fn identical_content_is_found_by_block_hash() {
     names.sort();
     assert_eq!(names, ["one", "sub/two"]);
 }
+
+/// Writes `n` files `prefix0` … and scans them in.
+async fn files(fx: &Fixture, prefix: &str, n: usize) {
+    for i in 0..n {
+        fx.write(&format!("{prefix}{i}"), format!("content {prefix}{i}").as_bytes());
+    }
+    fx.scan().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_deleting_most_files_records_none_of_the_deletions() {
+    let fx = Fixture::new().await;
+    files(&fx, "f", 20).await;
+    for i in 0..15 {
+        fs::remove_file(fx.path(&format!("f{i}"))).unwrap();
+    }
+    fx.write("new.txt", b"added in the same scan");
+    let s = fx.scan().await;
+    assert_eq!(s.held_deletes, Some(MassDelete { deleted: 15, total: 20 }));
+    assert_eq!((s.changed, s.deleted), (1, 0), "only the addition is recorded");
+    for i in 0..20 {
+        fx.live(&format!("f{i}")).await;
+    }
+    fx.live("new.txt").await;
+    // Every later scan holds them back again, until the user confirms.
+    assert_eq!(fx.scan().await.held_deletes, Some(MassDelete { deleted: 15, total: 21 }));
+    let s = fx.scanner().scan_confirmed(&[]).await.unwrap();
+    assert_eq!((s.held_deletes, s.deleted), (None, 15));
+    for i in 0..15 {
+        assert!(fx.get(&format!("f{i}")).await.unwrap().deleted);
+    }
+    fx.live("f15").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restored_files_end_the_hold_and_nothing_is_deleted() {
+    let fx = Fixture::new().await;
+    files(&fx, "f", 12).await;
+    let moved = fx.dir.path().join("aside");
+    fs::create_dir(&moved).unwrap();
+    for i in 0..12 {
+        fs::rename(fx.path(&format!("f{i}")), moved.join(format!("f{i}"))).unwrap();
+    }
+    assert!(fx.scan().await.held_deletes.is_some());
+    for i in 0..12 {
+        fs::rename(moved.join(format!("f{i}")), fx.path(&format!("f{i}"))).unwrap();
+    }
+    let s = fx.scan().await;
+    assert_eq!((s.held_deletes, s.changed), (None, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_or_partial_deletions_are_not_mass_deletes() {
+    let fx = Fixture::new().await;
+    // Three of four files: most of the folder, but below the floor.
+    files(&fx, "a", 4).await;
+    for i in 0..3 {
+        fs::remove_file(fx.path(&format!("a{i}"))).unwrap();
+    }
+    let s = fx.scan().await;
+    assert_eq!((s.held_deletes, s.deleted), (None, 3));
+    // Ten of twenty-one live files: at the floor, but not more than half.
+    files(&fx, "b", 20).await;
+    for i in 0..10 {
+        fs::remove_file(fx.path(&format!("b{i}"))).unwrap();
+    }
+    let s = fx.scan().await;
+    assert_eq!((s.held_deletes, s.deleted), (None, 10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directories_do_not_count_towards_a_mass_delete() {
+    let fx = Fixture::new().await;
+    // Eleven files in eleven directories, nine at the root: a directory tree with more than
+    // half of the files goes, directories aside.
+    for i in 0..11 {
+        fx.write(&format!("d/sub{i}/f"), b"x");
+    }
+    files(&fx, "r", 9).await;
+    fs::remove_dir_all(fx.path("d")).unwrap();
+    let s = fx.scan().await;
+    assert_eq!(s.held_deletes, Some(MassDelete { deleted: 11, total: 20 }));
+    fx.live("d/sub3").await;
+    fx.live("d/sub3/f").await;
+    // A partial scan is guarded too.
+    let s = fx.scanner().scan(&["d".to_string()]).await.unwrap();
+    assert_eq!(s.held_deletes, Some(MassDelete { deleted: 11, total: 20 }));
+    let s = fx.scanner().scan_confirmed(&["d".to_string()]).await.unwrap();
+    assert_eq!(s.deleted, 23, "d, eleven directories and eleven files");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletions_too_many_to_hold_are_still_guarded_and_recorded() {
+    let fx = Fixture::new().await;
+    files(&fx, "f", 30).await;
+    // Five of thirty, with room to hold only two: not a mass delete, so a second walk records
+    // them.
+    for i in 0..5 {
+        fs::remove_file(fx.path(&format!("f{i}"))).unwrap();
+    }
+    let s = fx.scanner().with_held_deletes(2).scan(&[]).await.unwrap();
+    assert_eq!((s.held_deletes, s.deleted), (None, 5));
+    for i in 0..5 {
+        assert!(fx.get(&format!("f{i}")).await.unwrap().deleted);
+    }
+    // Twenty of the twenty-five left: a mass delete, counted past what it could hold.
+    for i in 5..25 {
+        fs::remove_file(fx.path(&format!("f{i}"))).unwrap();
+    }
+    let s = fx.scanner().with_held_deletes(2).scan(&[]).await.unwrap();
+    assert_eq!((s.held_deletes, s.deleted), (Some(MassDelete { deleted: 20, total: 25 }), 0));
+    fx.live("f5").await;
+}

@@ -361,6 +361,16 @@ fn folder_remove_forgets_the_folder_not_its_files() {
 }
 
 #[test]
+fn folder_commands_that_need_the_daemon_say_so() {
+    let t = TestDir::new();
+    ok(&t.peerfold(&["folder", "add", t.path("f").to_str().unwrap(), "--id", "f"]));
+    for command in ["revert", "confirm-deletes"] {
+        let err = error(&t.peerfold(&["folder", command, "f"]));
+        assert!(err.contains("only while Peerfold runs: start `peerfold serve`"), "{err}");
+    }
+}
+
+#[test]
 fn configuration_changes_beside_a_process_that_is_not_a_daemon_are_refused_but_lists_work() {
     let t = TestDir::new();
     ok(&t.peerfold(&["device", "add", &dev(1), "--name", "laptop"]));

@@ -203,4 +203,9 @@ async fn a_running_daemon_takes_devices_and_folders_from_the_cli() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "error: there is no folder with ID \"nope\"\n");
     let out = ok(&a.peerfold(&["device", "dismiss", &idb]));
     assert!(out.contains("is not pending; nothing changed"), "{out}");
+    // Commands on a running folder reach its task.
+    let err = String::from_utf8_lossy(&b.peerfold(&["folder", "confirm-deletes", "f"]).stderr).into_owned();
+    assert!(err.contains("has no deletions waiting to be confirmed"), "{err}");
+    let err = String::from_utf8_lossy(&b.peerfold(&["folder", "revert", "f"]).stderr).into_owned();
+    assert!(err.contains("is not receive-only"), "{err}");
 }

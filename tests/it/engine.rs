@@ -145,3 +145,52 @@ async fn folders_added_paused_changed_and_removed_while_running() {
     assert!(Config::load(&t.path("config.toml")).unwrap().folders.is_empty());
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mass_delete_waits_until_the_files_are_back() {
+    let t = TestDir::new();
+    for i in 0..12 {
+        t.write(&format!("f/file{i}"), format!("file {i}").as_bytes());
+    }
+    // Scans only when asked: the test decides which scan sees what.
+    let config = config_with(&t, false, 0);
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    let engine = Engine::start(&config, index.clone(), ME);
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    wait_for(Duration::from_secs(30), "the start-up scan", || live(&index, "file11")).await;
+
+    let aside = t.path("aside");
+    std::fs::rename(t.path("f"), &aside).unwrap();
+    std::fs::create_dir(t.path("f")).unwrap();
+    std::fs::rename(aside.join(".stfolder"), t.path("f/.stfolder")).unwrap();
+    let mut events = engine.subscribe();
+    let s = engine.scan(&folder, Vec::new()).await.unwrap();
+    let held = s.held_deletes.expect("a mass delete");
+    assert_eq!((held.deleted, held.total), (12, 12));
+    assert_eq!(engine.folder_states()[0].1, FolderState::WaitingForConfirmation { deleted: 12, total: 12 });
+    // Front-ends see it as they see the other states.
+    assert_eq!(
+        serde_json::to_value(&engine.folder_states()[0].1).unwrap(),
+        serde_json::json!({ "state": "waiting-for-confirmation", "deleted": 12, "total": 12 })
+    );
+    let mut heard = false;
+    while let Ok(e) = events.try_recv() {
+        heard |= matches!(e, Event::MassDeleteHeld { deleted: 12, total: 12, .. });
+    }
+    assert!(heard, "front-ends are told");
+    assert!(live(&index, "file3").await.is_some(), "no deletion recorded");
+
+    // The files come back; a scan of one path looks at the whole folder and ends the wait.
+    for i in 0..12 {
+        std::fs::rename(aside.join(format!("file{i}")), t.path(&format!("f/file{i}"))).unwrap();
+    }
+    let s = engine.scan(&folder, vec!["file0".into()]).await.unwrap();
+    assert_eq!((s.held_deletes, s.changed), (None, 0));
+    // Idle, or already pulling what waited.
+    assert!(!matches!(engine.folder_states()[0].1, FolderState::WaitingForConfirmation { .. }));
+    assert!(matches!(
+        engine.confirm_deletes(&folder).await,
+        Err(peerfold::engine::EngineError::NoDeletesHeld(_))
+    ));
+    engine.shutdown().await;
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use peerfold::config::{Config, DeviceConfig, FolderConfig, FolderType};
 use peerfold::db::Index;
-use peerfold::engine::Engine;
+use peerfold::engine::{Engine, FolderState};
 use peerfold::identity::{DeviceId, Identity};
 use peerfold::net::{Address, Net, TlsIdentity};
 
@@ -473,4 +473,387 @@ async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data_over
 #[tokio::test(flavor = "multi_thread")]
 async fn a_device_the_folder_is_not_shared_with_gets_neither_index_nor_data_over_tcp() {
     not_shared_device("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mass_delete_is_held_until_the_user_confirms_it() {
+    let (mut a, mut b) = pair("tcp").await;
+    // a scans only when asked, so the test decides when the deletion is seen.
+    a.config.folders[0].watch = Some(false);
+    a.config.folders[0].rescan_interval_s = Some(0);
+    for i in 0..12 {
+        std::fs::write(a.folder().join(format!("file{i:02}.txt")), format!("file {i}")).unwrap();
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+
+    for i in 0..10 {
+        std::fs::remove_file(a.folder().join(format!("file{i:02}.txt"))).unwrap();
+    }
+    let s = ea.scan(&folder, Vec::new()).await.unwrap();
+    let held = s.held_deletes.expect("a mass delete");
+    assert_eq!((held.deleted, held.total, s.changed), (10, 12, 0));
+    let waiting = FolderState::WaitingForConfirmation { deleted: 10, total: 12 };
+    assert_eq!(ea.folder_states()[0].1, waiting);
+    let status = peerfold::status::status(a.id, &a.config, ea.index(), Some(&ea)).await.unwrap();
+    assert_eq!(status.folders[0].state, "waiting-for-confirmation");
+    assert_eq!(status.folders[0].held_deletes, Some(held));
+    // Nothing was recorded, so there is nothing b could hear of: its files stay.
+    let index = ea.index();
+    let f = index.folder("f").await.unwrap();
+    assert!(!index.local_file(f, "file00.txt").await.unwrap().unwrap().deleted);
+    assert_eq!(tree(&b.folder()).len(), 12);
+
+    let s = ea.confirm_deletes(&folder).await.unwrap();
+    assert_eq!((s.deleted, s.held_deletes), (10, None));
+    // Idle, or already pulling what waited.
+    assert!(!matches!(ea.folder_states()[0].1, FolderState::WaitingForConfirmation { .. }));
+    same_trees(&a.folder(), &b.folder()).await;
+    assert_eq!(tree(&b.folder()).len(), 2);
+    let trash = tree(&b.folder().join(".stversions"));
+    assert_eq!(trash.len(), 10, "b's copies are in its trash can: {:?}", trash.keys());
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reverting_a_receive_only_folder_brings_back_the_global_state() {
+    let (mut a, mut b) = pair("tcp").await;
+    b.config.folders[0].folder_type = FolderType::ReceiveOnly;
+    // b scans only when asked, so its local changes are seen when the test says.
+    b.config.folders[0].watch = Some(false);
+    b.config.folders[0].rescan_interval_s = Some(0);
+    std::fs::create_dir_all(a.folder().join("dir")).unwrap();
+    for name in ["keep.txt", "modified.txt", "deleted.txt", "dir/inner.txt"] {
+        std::fs::write(a.folder().join(name), format!("{name} from a")).unwrap();
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    // The pull is recorded too (a change made before that could be taken for the pulled file).
+    let index = eb.index().clone();
+    wait_for(LIMIT, "b to record what it pulled", || {
+        let index = index.clone();
+        async move {
+            let f = index.folder("f").await.unwrap();
+            (index.need_counts(f).await.unwrap().items == 0).then_some(())
+        }
+    })
+    .await;
+
+    // Local changes on b: one file modified, one deleted, a file and a directory added.
+    save(&b, "modified.txt", b"modified on b, longer than before");
+    std::fs::remove_file(b.folder().join("deleted.txt")).unwrap();
+    std::fs::write(b.folder().join("added.txt"), b"added on b").unwrap();
+    std::fs::create_dir(b.folder().join("added-dir")).unwrap();
+    std::fs::write(b.folder().join("added-dir/x.txt"), b"added in a new directory on b").unwrap();
+    let s = eb.scan(&folder, Vec::new()).await.unwrap();
+    assert_eq!(s.changed, 5);
+    let status = peerfold::status::status(b.id, &b.config, eb.index(), Some(&eb)).await.unwrap();
+    assert_eq!(status.folders[0].receive_only_changes, Some(5));
+
+    let r = eb.revert(&folder).await.unwrap();
+    assert_eq!((r.reverted, r.deleted), (2, 3), "{r:?}");
+    assert!(r.issues.is_empty(), "{r:?}");
+    same_trees(&a.folder(), &b.folder()).await;
+    // b's own versions went to its trash can: the modified copy and the additions.
+    let trash: Vec<Vec<u8>> = tree(&b.folder().join(".stversions"))
+        .into_values()
+        .filter(|(kind, _)| *kind == 'f')
+        .map(|(_, data)| data)
+        .collect();
+    for data in [&b"modified on b, longer than before"[..], b"added on b", b"added in a new directory on b"] {
+        assert!(trash.iter().any(|t| t == data), "{:?} not in the trash can", String::from_utf8_lossy(data));
+    }
+    let (index, b_id, b_config) = (eb.index().clone(), b.id, b.config.clone());
+    wait_for(LIMIT, "no local changes left on b", || {
+        let (index, b_config) = (index.clone(), b_config.clone());
+        async move {
+            let status = peerfold::status::status(b_id, &b_config, &index, None).await.unwrap();
+            (status.folders[0].receive_only_changes == Some(0)).then_some(())
+        }
+    })
+    .await;
+    // A send-receive folder has nothing to revert.
+    assert!(matches!(ea.revert(&folder).await, Err(peerfold::engine::EngineError::NotReceiveOnly(_))));
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+/// A device speaking BEP by hand over a real connection: it answers requests for blocks below
+/// `serve_below` and holds the others until released, and keeps what else it hears.
+struct Forger {
+    s: peerfold::bep::session::Session,
+    stream: peerfold::net::BoxStream,
+    buf: Vec<u8>,
+    data: Vec<u8>,
+    serve_below: usize,
+    /// Requests for other blocks are refused (NoSuchFile) rather than held.
+    refuse: bool,
+    held: Vec<peerfold::bep::wire::Request>,
+    progress: Vec<peerfold::bep::wire::DownloadProgress>,
+    responses: BTreeMap<i32, Result<Vec<u8>, peerfold::bep::wire::ErrorCode>>,
+}
+
+const BLOCK: usize = 128 << 10;
+
+/// A 40-block file as device `by` announces it: its content and index entry.
+fn big_file(by: DeviceId) -> (Vec<u8>, peerfold::bep::FileInfo) {
+    use peerfold::bep::{BlockInfo, FileInfo, FileType, Vector};
+    use sha2::Digest as _;
+    let data = pseudo_random(40 * BLOCK, 11);
+    let blocks: Vec<BlockInfo> = data
+        .chunks(BLOCK)
+        .enumerate()
+        .map(|(i, d)| BlockInfo {
+            offset: (i * BLOCK) as u64,
+            size: d.len() as u32,
+            hash: sha2::Sha256::digest(d).into(),
+        })
+        .collect();
+    let file = FileInfo {
+        name: "big.bin".into(),
+        file_type: FileType::File,
+        size: data.len() as u64,
+        permissions: 0o644,
+        no_permissions: false,
+        modified_s: 1_795_268_583,
+        modified_ns: 0,
+        modified_by: by.short(),
+        deleted: false,
+        invalid: false,
+        version: Vector::new().updated(by.short(), 1_795_268_583),
+        sequence: 1,
+        block_size: BLOCK as u32,
+        blocks,
+        symlink_target: String::new(),
+    };
+    (data, file)
+}
+
+impl Forger {
+    /// Dials `to` as the device of `net`, announces the folder shared by both, and serves
+    /// `data` (the content of [`big_file`]) for blocks below `serve_below`.
+    async fn connect(net: &Net, me: DeviceId, to: &Node, data: &[u8], serve_below: usize) -> Self {
+        use peerfold::bep::session::{Session, SessionConfig};
+        use peerfold::bep::wire;
+        let conn = net.dial(&to.addr, to.id).await.unwrap();
+        let now = std::time::Instant::now();
+        let hello =
+            wire::Hello { device_name: "c".into(), client_name: "forger".into(), ..Default::default() };
+        let mut s = Session::new(SessionConfig::new(hello), now);
+        let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
+        let folder =
+            wire::Folder { id: "f".into(), devices: vec![device(me), device(to.id)], ..Default::default() };
+        s.send_cluster_config(wire::ClusterConfig { folders: vec![folder], ..Default::default() }, now)
+            .unwrap();
+        Self {
+            s,
+            stream: conn.stream,
+            buf: vec![0u8; 1 << 20],
+            data: data.to_vec(),
+            serve_below,
+            refuse: false,
+            held: Vec::new(),
+            progress: Vec::new(),
+            responses: BTreeMap::new(),
+        }
+    }
+
+    /// Announces `file` as the forger's whole index.
+    fn announce(&mut self, file: &peerfold::bep::FileInfo) {
+        self.s.send_index("f", std::slice::from_ref(file), true, std::time::Instant::now()).unwrap();
+    }
+
+    /// Reads what arrives within a moment (a bounded read, so callers can poll other things
+    /// between steps) and handles it.
+    async fn step(&mut self) {
+        use peerfold::bep::session::Event;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        self.flush().await;
+        if let Ok(read) =
+            tokio::time::timeout(Duration::from_millis(50), self.stream.read(&mut self.buf)).await
+        {
+            let n = read.unwrap();
+            assert!(n > 0, "the connection closed");
+            self.s.receive(&self.buf[..n], std::time::Instant::now());
+        }
+        while let Some(e) = self.s.poll_event() {
+            match e {
+                Event::Request(r) if (r.block_no as usize) < self.serve_below => self.answer(&r),
+                Event::Request(r) if self.refuse => {
+                    let refused = Err(peerfold::bep::wire::ErrorCode::NoSuchFile);
+                    self.s.respond(r.id, refused, std::time::Instant::now()).unwrap();
+                }
+                Event::Request(r) => self.held.push(r),
+                Event::DownloadProgress(p) => self.progress.push(p),
+                Event::Response { id, result } => {
+                    self.responses.insert(id, result);
+                }
+                Event::Closed { reason, .. } => panic!("closed: {reason}"),
+                _ => {}
+            }
+        }
+        self.flush().await;
+        let _ = self.stream.flush().await;
+    }
+
+    fn answer(&mut self, r: &peerfold::bep::wire::Request) {
+        let (offset, size) = (r.offset as usize, r.size as usize);
+        let data = self.data[offset..offset + size].to_vec();
+        self.s.respond(r.id, Ok(data), std::time::Instant::now()).unwrap();
+    }
+
+    fn release(&mut self) {
+        self.serve_below = usize::MAX;
+        for r in std::mem::take(&mut self.held) {
+            self.answer(&r);
+        }
+    }
+
+    async fn flush(&mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        let bytes = self.s.take_transmit();
+        if !bytes.is_empty() {
+            self.stream.write_all(&bytes).await.unwrap();
+        }
+    }
+
+    /// Steps until `done` says so, for at most [`LIMIT`].
+    async fn until<T>(&mut self, what: &str, mut done: impl FnMut(&mut Self) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            if let Some(v) = done(self) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            self.step().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_temporary_file() {
+    use peerfold::bep::wire;
+
+    let (mut a, mut b) = pair("tcp").await;
+    let mut c = Node::new("c", "tcp").await;
+    // b shares the folder with a (an engine) and c (a forger that has a 40-block file).
+    b.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    b.config.folders[0].devices.push(c.id);
+    let (ea, eb) = (a.start().await, b.start().await);
+
+    let (data, file) = big_file(c.id);
+    let (blocks, version) = (file.blocks.clone(), file.version.clone());
+    let net = c.net.take().unwrap();
+    let mut c = Forger::connect(&net, c.id, &b, &data, 20).await;
+    c.announce(&file);
+
+    // b fetches the first twenty blocks, waits for the rest, and tells a what it has.
+    let announced = c
+        .until("a to hear of b's progress", |_| {
+            ea.peer_downloads().into_iter().find(|d| d.device == b.id && d.blocks.len() >= 20)
+        })
+        .await;
+    assert_eq!((announced.folder.as_str(), announced.name.as_str()), ("f", "big.bin"));
+    assert_eq!((announced.version, announced.block_size), (version.clone(), BLOCK as u32));
+    assert_eq!(announced.blocks, (0..20).collect::<Vec<u32>>());
+    // c, sharing the folder too, heard the same, as APPENDs.
+    c.until("c to hear of b's progress", |c| {
+        let appended: usize = c
+            .progress
+            .iter()
+            .flat_map(|p| &p.updates)
+            .filter(|u| {
+                u.name == "big.bin" && u.update_type == wire::FileDownloadProgressUpdateType::Append as i32
+            })
+            .map(|u| u.block_indexes.len())
+            .sum();
+        (appended >= 20).then_some(())
+    })
+    .await;
+
+    // b serves a block it has only in its temporary file to a request that asks for it there,
+    // and nothing for a block its temporary file does not hold yet.
+    let ask = |c: &mut Forger, i: usize| {
+        let req = wire::Request {
+            folder: "f".into(),
+            name: "big.bin".into(),
+            offset: (i * BLOCK) as i64,
+            size: BLOCK as i32,
+            hash: blocks[i].hash.to_vec(),
+            from_temporary: true,
+            block_no: i as i32,
+            ..Default::default()
+        };
+        c.s.request(req, std::time::Instant::now()).unwrap()
+    };
+    let (have, lack) = (ask(&mut c, 5), ask(&mut c, 30));
+    let answers = c
+        .until("b's answers", |c| {
+            let both = c.responses.contains_key(&have) && c.responses.contains_key(&lack);
+            both.then(|| (c.responses[&have].clone(), c.responses[&lack].clone()))
+        })
+        .await;
+    assert_eq!(answers.0, Ok(data[5 * BLOCK..6 * BLOCK].to_vec()), "served from the temporary file");
+    assert_eq!(answers.1, Err(wire::ErrorCode::NoSuchFile));
+
+    // Once b has the whole file, the download is forgotten.
+    c.release();
+    let bf = b.folder();
+    c.until("b to finish and a to forget its progress", |_| {
+        let done = std::fs::read(bf.join("big.bin")).is_ok_and(|d| d == data);
+        (done && !ea.peer_downloads().iter().any(|d| d.device == b.id && d.name == "big.bin")).then_some(())
+    })
+    .await;
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_puller_fetches_from_the_temporary_file_of_a_device_still_downloading() {
+    let (mut a, mut b) = pair("tcp").await;
+    let mut c = Node::new("c", "tcp").await;
+    // c, a forger, has a 40-block file and shares the folder with both.
+    for n in [&mut a, &mut b] {
+        n.config.devices.push(DeviceConfig {
+            id: c.id,
+            name: "c".into(),
+            addresses: Vec::new(),
+            paused: false,
+        });
+        n.config.folders[0].devices.push(c.id);
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    let (data, file) = big_file(c.id);
+    let net = c.net.take().unwrap();
+    // b gets twenty blocks from c and waits for the rest.
+    let mut to_b = Forger::connect(&net, c.id, &b, &data, 20).await;
+    to_b.announce(&file);
+    // a hears of the file only once it knows what b has, and c refuses a every block.
+    let mut to_a = Forger::connect(&net, c.id, &a, &data, 0).await;
+    to_a.refuse = true;
+    to_b.until("a to hear of b's progress", |_| {
+        ea.peer_downloads().into_iter().find(|d| d.device == b.id && d.blocks.len() >= 20).map(|_| ())
+    })
+    .await;
+    to_a.announce(&file);
+
+    // a asks b, which is no full holder, for what is in b's temporary file.
+    let tmp = a.folder().join(".syncthing.big.bin.tmp");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let fetched =
+            std::fs::read(&tmp).is_ok_and(|t| t.len() == data.len() && t[..16 * BLOCK] == data[..16 * BLOCK]);
+        if fetched {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for a's blocks from b");
+        to_a.step().await;
+        to_b.step().await;
+    }
+    assert!(!to_b.held.is_empty(), "b still lacks the rest: a's blocks came from its temporary file");
+    ea.shutdown().await;
+    eb.shutdown().await;
 }

@@ -250,3 +250,40 @@ fn a_real_syncthing_hello_and_cluster_config_are_understood() {
     assert!(matches!(&got[2], Event::Index { replace: true, files, .. } if !files.is_empty()), "{got:?}");
     assert!(!s.is_closed());
 }
+
+#[test]
+fn download_progress_round_trips_between_sessions() {
+    let now = Instant::now();
+    let (mut a, mut b) = connected(now);
+    let version = Vector::new().updated(ShortId(7), 1_795_268_583);
+    let progress = wire::DownloadProgress {
+        folder: "f".into(),
+        updates: vec![
+            wire::FileDownloadProgressUpdate {
+                update_type: wire::FileDownloadProgressUpdateType::Append as i32,
+                name: "dir/big.bin".into(),
+                version: Some((&version).into()),
+                block_indexes: vec![0, 3, 2, 9],
+                block_size: 131072,
+            },
+            wire::FileDownloadProgressUpdate {
+                update_type: wire::FileDownloadProgressUpdateType::Forget as i32,
+                name: "done.bin".into(),
+                version: Some((&version).into()),
+                ..Default::default()
+            },
+        ],
+    };
+    a.send_download_progress(progress.clone(), now).unwrap();
+    pump(&mut a, &mut b, now);
+    assert_eq!(events(&mut b), vec![Event::DownloadProgress(progress)]);
+    assert!(!b.is_closed());
+}
+
+#[test]
+fn download_progress_waits_for_the_cluster_config() {
+    let now = Instant::now();
+    let mut a = session("a", now);
+    let p = wire::DownloadProgress { folder: "f".into(), updates: Vec::new() };
+    assert_eq!(a.send_download_progress(p, now), Err(SessionError::NoClusterConfig("download progress")));
+}
