@@ -1,6 +1,6 @@
 //! The control API: JSON over HTTP under `/api/`, for the web UI and scripts.
 //!
-//! It owns the HTTP edge only — routing, who may call ([`auth`]), turning requests into engine
+//! It owns the HTTP edge only — routing, who may call (`auth.rs`), turning requests into engine
 //! calls and answers into JSON, and the OpenAPI document (`/api/openapi.json`), which is built
 //! from the handlers themselves (utoipa-axum) so routes and document cannot drift apart.
 //! It reaches the engine only through the [`Engine`] handle and reuses its logic: every change
@@ -130,10 +130,11 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(handlers::events))
         .split_for_parts();
     doc.info = utoipa::openapi::Info::new("Peerfold control API", env!("CARGO_PKG_VERSION"));
-    doc.info.description = Some(format!(
+    doc.info.description = Some(
         "Every call needs the `X-API-Key` header (the `api_key` of `[gui]` in config.toml). \
-         Errors are {{\"error\": \"one sentence\"}}. This document is at /api/openapi.json."
-    ));
+         Errors are {\"error\": \"one sentence\"}. This document is at /api/openapi.json."
+            .to_owned(),
+    );
     (router, doc)
 }
 
