@@ -137,6 +137,15 @@ pub enum Change {
         id: DeviceId,
         paused: bool,
     },
+    /// A folder's label, versioning or devices changed; `what` names the settings that did.
+    FolderUpdated {
+        id: FolderId,
+        what: Vec<&'static str>,
+    },
+    /// The folder already was configured as asked.
+    FolderUnchanged {
+        id: FolderId,
+    },
     /// The folder or device already was paused or running as asked.
     PauseUnchanged {
         what: String,
@@ -149,14 +158,49 @@ pub enum Change {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "edit", rename_all = "kebab-case")]
 pub enum Edit {
-    AddDevice { id: DeviceId, name: Option<String>, addresses: Option<Vec<String>> },
-    RemoveDevice { id: DeviceId },
-    AddFolder { folder: Box<FolderConfig> },
-    RemoveFolder { id: FolderId },
-    Share { folder: FolderId, device: DeviceId },
-    Unshare { folder: FolderId, device: DeviceId },
-    PauseFolder { id: FolderId, paused: bool },
-    PauseDevice { id: DeviceId, paused: bool },
+    AddDevice {
+        id: DeviceId,
+        name: Option<String>,
+        addresses: Option<Vec<String>>,
+    },
+    RemoveDevice {
+        id: DeviceId,
+    },
+    AddFolder {
+        folder: Box<FolderConfig>,
+    },
+    RemoveFolder {
+        id: FolderId,
+    },
+    Share {
+        folder: FolderId,
+        device: DeviceId,
+    },
+    Unshare {
+        folder: FolderId,
+        device: DeviceId,
+    },
+    PauseFolder {
+        id: FolderId,
+        paused: bool,
+    },
+    PauseDevice {
+        id: DeviceId,
+        paused: bool,
+    },
+    /// Like `AddDevice` for a device that must already be configured (an edit, never an add).
+    UpdateDevice {
+        id: DeviceId,
+        name: Option<String>,
+        addresses: Option<Vec<String>>,
+    },
+    /// Sets the given settings of a configured folder; `None` keeps one as it is.
+    UpdateFolder {
+        id: FolderId,
+        label: Option<String>,
+        versioning: Option<Versioning>,
+        devices: Option<Vec<DeviceId>>,
+    },
 }
 
 impl Change {
@@ -165,6 +209,7 @@ impl Change {
         !matches!(
             self,
             Self::DeviceUnchanged { .. }
+                | Self::FolderUnchanged { .. }
                 | Self::AlreadyShared { .. }
                 | Self::NotShared { .. }
                 | Self::PauseUnchanged { .. }
@@ -227,6 +272,12 @@ impl std::fmt::Display for Change {
             Self::FolderPaused { id, paused: false } => write!(f, "Resumed folder \"{id}\"."),
             Self::DevicePaused { id, paused: true } => write!(f, "Paused device {id}."),
             Self::DevicePaused { id, paused: false } => write!(f, "Resumed device {id}."),
+            Self::FolderUpdated { id, what } => {
+                write!(f, "Folder \"{id}\": set its {}.", what.join(", "))
+            }
+            Self::FolderUnchanged { id } => {
+                write!(f, "Folder \"{id}\" is already configured so; nothing changed.")
+            }
             Self::PauseUnchanged { what, paused } => {
                 write!(
                     f,
@@ -325,6 +376,49 @@ pub struct Config {
     pub folders: Vec<FolderConfig>,
     #[serde(default, rename = "device", skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceConfig>,
+    #[serde(default, skip_serializing_if = "Gui::is_default")]
+    pub gui: Gui,
+}
+
+/// Where the control API (and later the web UI) listens, and who may use it: the `[gui]`
+/// table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gui {
+    /// `HOST:PORT`; loopback unless a password is set.
+    pub address: String,
+    /// The key every API call carries in `X-API-Key`; generated on the first `serve` and saved.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_key: String,
+    /// The hash of the GUI password (sessions with it are still to come); required before
+    /// listening on anything but loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+/// Where the API listens unless told otherwise (Syncthing's GUI port, on loopback).
+pub const DEFAULT_GUI_ADDRESS: &str = "127.0.0.1:8384";
+
+impl Default for Gui {
+    fn default() -> Self {
+        Self { address: DEFAULT_GUI_ADDRESS.to_owned(), api_key: String::new(), password_hash: None }
+    }
+}
+
+impl Gui {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Sets a new random API key (32 characters of base32) if there is none; true if it did.
+    pub fn ensure_api_key(&mut self) -> bool {
+        if !self.api_key.is_empty() {
+            return false;
+        }
+        let bytes: [u8; 20] = rand::random();
+        self.api_key = data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase();
+        true
+    }
 }
 
 /// Engine-wide options.
@@ -479,6 +573,7 @@ impl Default for Config {
             options: Options::default(),
             folders: Vec::new(),
             devices: Vec::new(),
+            gui: Gui::default(),
         }
     }
 }
@@ -762,6 +857,66 @@ impl Config {
         })
     }
 
+    /// Sets the name or addresses of the configured device `id`, as [`Config::add_device`]
+    /// does for a device it already knows; an unknown device is an error, not added, so an
+    /// edit can never add one by mistake.
+    pub fn update_device(
+        &mut self,
+        this_device: DeviceId,
+        id: DeviceId,
+        name: Option<String>,
+        addresses: Option<Vec<String>>,
+    ) -> Result<Change, ChangeError> {
+        if self.device(&id).is_none() {
+            return Err(ChangeError::UnknownDevice(id));
+        }
+        self.add_device(this_device, id, name, addresses)
+    }
+
+    /// Sets folder `id`'s label, versioning and devices (each `Some`); the devices must be
+    /// configured and are kept once each, in the order given.
+    pub fn update_folder(
+        &mut self,
+        id: &FolderId,
+        label: Option<String>,
+        versioning: Option<Versioning>,
+        devices: Option<Vec<DeviceId>>,
+    ) -> Result<Change, ChangeError> {
+        let devices = devices.map(|mut list| {
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|d| seen.insert(*d));
+            list
+        });
+        if let Some(d) = devices.iter().flatten().find(|d| self.device(d).is_none()) {
+            return Err(ChangeError::UnknownDevice(*d));
+        }
+        self.apply(|c| {
+            let f = c
+                .folders
+                .iter_mut()
+                .find(|f| &f.id == id)
+                .ok_or_else(|| ChangeError::UnknownFolder(id.clone()))?;
+            let mut what = Vec::new();
+            if let Some(label) = label.filter(|l| *l != f.label) {
+                f.label = label;
+                what.push("label");
+            }
+            if let Some(versioning) = versioning.filter(|v| *v != f.versioning) {
+                f.versioning = versioning;
+                what.push("versioning");
+            }
+            if let Some(devices) = devices.filter(|d| *d != f.devices) {
+                f.devices = devices;
+                what.push("devices");
+            }
+            Ok(if what.is_empty() {
+                Change::FolderUnchanged { id: id.clone() }
+            } else {
+                Change::FolderUpdated { id: id.clone(), what }
+            })
+        })
+    }
+
     /// Makes `edit` with the method it stands for; `this_device` is our own ID.
     pub fn edit(&mut self, this_device: DeviceId, edit: Edit) -> Result<Change, ChangeError> {
         match edit {
@@ -773,6 +928,12 @@ impl Config {
             Edit::Unshare { folder, device } => self.unshare(&folder, device),
             Edit::PauseFolder { id, paused } => self.pause_folder(&id, paused),
             Edit::PauseDevice { id, paused } => self.pause_device(id, paused),
+            Edit::UpdateDevice { id, name, addresses } => {
+                self.update_device(this_device, id, name, addresses)
+            }
+            Edit::UpdateFolder { id, label, versioning, devices } => {
+                self.update_folder(&id, label, versioning, devices)
+            }
         }
     }
 
@@ -1413,5 +1574,65 @@ rescan_interval_s = 60
         refused(&mut by_edit, "this device's own ID", |c| {
             c.edit(dev(ME), Edit::AddDevice { id: dev(ME), name: None, addresses: None })
         });
+    }
+
+    #[test]
+    fn update_folder_sets_what_is_given_and_refuses_unknown_devices() {
+        let mut c = two_devices_one_folder();
+        let a: FolderId = "a".parse().unwrap();
+        let change = c
+            .update_folder(
+                &a,
+                Some("Photos".into()),
+                Some(Versioning::None),
+                Some(vec![dev(2), dev(1), dev(2)]),
+            )
+            .unwrap();
+        assert_eq!(
+            change,
+            Change::FolderUpdated { id: a.clone(), what: vec!["label", "versioning", "devices"] }
+        );
+        let f = c.folder(&a).unwrap();
+        assert_eq!(
+            (f.label.as_str(), f.versioning, f.devices.clone()),
+            ("Photos", Versioning::None, vec![dev(2), dev(1)])
+        );
+        let same = c.update_folder(&a, Some("Photos".into()), None, None).unwrap();
+        assert!(!same.changed(), "{same}");
+        refused(&mut c, "not a configured device", |c| {
+            c.update_folder(&a, Some("x".into()), None, Some(vec![dev(7)]))
+        });
+        refused(&mut c, "no folder", |c| {
+            c.update_folder(&"b".parse().unwrap(), Some("x".into()), None, None)
+        });
+    }
+
+    #[test]
+    fn update_device_never_adds_one() {
+        let mut c = two_devices_one_folder();
+        let change = c.update_device(dev(ME), dev(2), Some("nas".into()), None).unwrap();
+        assert!(matches!(change, Change::DeviceUpdated { .. }), "{change}");
+        refused(&mut c, "not a configured device", |c| {
+            c.update_device(dev(ME), dev(7), Some("x".into()), None)
+        });
+        refused(&mut c, "needs at least one address", |c| {
+            c.update_device(dev(ME), dev(2), None, Some(vec![]))
+        });
+    }
+
+    #[test]
+    fn the_gui_table_has_defaults_and_keeps_a_generated_key() {
+        let mut c = Config::parse("").unwrap();
+        assert_eq!(c.gui.address, DEFAULT_GUI_ADDRESS);
+        assert!(!c.to_toml().contains("[gui]"), "defaults are not written out");
+        assert!(c.gui.ensure_api_key());
+        let key = c.gui.api_key.clone();
+        assert_eq!(key.len(), 32);
+        assert!(!c.gui.ensure_api_key(), "a key is made once");
+        let back = Config::parse(&c.to_toml()).unwrap();
+        assert_eq!(back.gui.api_key, key);
+        let c = Config::parse("[gui]\naddress = \"0.0.0.0:8080\"\npassword_hash = \"x\"").unwrap();
+        assert_eq!((c.gui.address.as_str(), c.gui.password_hash.as_deref()), ("0.0.0.0:8080", Some("x")));
+        assert!(Config::parse("[gui]\nport = 1").is_err(), "unknown keys are refused");
     }
 }

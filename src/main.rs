@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use peerfold::api::Api;
 use peerfold::config::{
     self, Config, DEFAULT_KEEP_DAYS, Edit, FolderConfig, FolderId, FolderType, Versioning,
 };
@@ -69,6 +70,10 @@ enum Command {
             default_value = "tcp://0.0.0.0:22000,quic://0.0.0.0:22000"
         )]
         listen: Vec<String>,
+        /// Where the control API listens, HOST:PORT (port 0 picks a free port; the bound
+        /// address is printed) [default: address under [gui] in config.toml, 127.0.0.1:8384]
+        #[arg(long, value_name = "HOST:PORT")]
+        gui_address: Option<String>,
     },
     /// Show each folder's state and completion and each device's connection
     Status {
@@ -307,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
-        Command::Serve { listen } => serve(&home, &identity, &config, &listen).await,
+        Command::Serve { listen, gui_address } => serve(&home, &identity, config, &listen, gui_address).await,
         Command::Status { .. } | Command::Device { .. } | Command::Folder { .. } => {
             unreachable!("answered as requests above")
         }
@@ -659,9 +664,24 @@ fn describe(root: &Path, s: &ScanSummary) -> String {
     )
 }
 
-async fn serve(home: &Home, identity: &Identity, config: &Config, listen: &[String]) -> anyhow::Result<()> {
+async fn serve(
+    home: &Home,
+    identity: &Identity,
+    mut config: Config,
+    listen: &[String],
+    gui_address: Option<String>,
+) -> anyhow::Result<()> {
     let listen: Vec<Address> =
         listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("bad --listen address")?;
+    // The key is made once and kept in config.toml, where scripts and the user read it.
+    if config.gui.ensure_api_key() {
+        config.save(&home.config_path())?;
+    }
+    let config = &config;
+    let gui_address = gui_address.unwrap_or_else(|| config.gui.address.clone());
+    // Bound before anything starts, so a taken port or a missing password stops the daemon
+    // with one sentence instead of leaving it running without its API.
+    let api = Api::bind(&gui_address, &config.gui).await?;
     let index = Index::open(&home.index_path()).await?;
     let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
     let bound = net.local_addresses();
@@ -677,10 +697,17 @@ async fn serve(home: &Home, identity: &Identity, config: &Config, listen: &[Stri
         home.dir().display(),
         identity.device_id()
     );
+    // Before the "Listening on" lines: whoever waits for those can read this one too.
+    eprintln!("API on http://{}/api/", api.local_addr());
     for addr in &bound {
         eprintln!("Listening on {addr}");
     }
     let (stop_control, control_stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn({
+        let (engine, me, key) = (Arc::clone(&engine), identity.device_id(), config.gui.api_key.clone());
+        let stopped = control_stopped.clone();
+        async move { api.serve(engine, me, key, stopped).await }
+    });
     let control = tokio::spawn({
         let (dir, engine, me) = (home.dir().to_owned(), Arc::clone(&engine), identity.device_id());
         async move { control::serve(&dir, me, engine, control_stopped).await }
@@ -702,6 +729,13 @@ async fn serve(home: &Home, identity: &Identity, config: &Config, listen: &[Stri
     let _ = stop_control.send(true);
     if let Ok(Err(e)) = control.await {
         tracing::warn!(error = %error_chain(&e), "control socket");
+    }
+    // Open requests finish and event streams end on the same signal; a stuck client must not
+    // keep the daemon from stopping (nor hold the engine, which is then not shut down cleanly).
+    match tokio::time::timeout(Duration::from_secs(5), api).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %error_chain(&e), "control API"),
+        Err(_) => tracing::warn!("the control API did not stop within 5 s"),
+        _ => {}
     }
     match Arc::try_unwrap(engine) {
         Ok(engine) => engine.shutdown().await,

@@ -1,6 +1,7 @@
 //! Integration tests of the `peerfold` binary and the engine: one test binary (ripgrep-style),
 //! a module per area, a small harness in `util`.
 
+mod api;
 mod cli;
 mod daemon;
 mod engine;

@@ -96,6 +96,8 @@ pub fn free_port() -> u16 {
 pub struct Daemon {
     child: std::process::Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Where its control API listens (`127.0.0.1:PORT`).
+    pub api: String,
 }
 
 impl Daemon {
@@ -105,7 +107,8 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
             .arg("--home")
             .arg(t.home())
-            .args(["serve", "--listen", listen])
+            // A port of its own for the API, so daemons in parallel tests never collide.
+            .args(["serve", "--listen", listen, "--gui-address", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -121,13 +124,20 @@ impl Daemon {
                 break;
             }
         }
+        let api = log
+            .lock()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("API on http://")?.strip_suffix("/api/"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no API address in the log:\n{}", log.lock().unwrap()));
         let keep = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 keep.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        Self { child, log }
+        Self { child, log, api }
     }
 
     /// Everything it logged so far.

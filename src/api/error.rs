@@ -1,0 +1,77 @@
+//! The API's one error type and how each becomes a status and `{"error": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::config::ChangeError;
+use crate::engine::{EngineError, error_chain};
+
+/// Why an API call (or starting the API) failed. Its text is the one sentence the caller sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request itself is wrong: a malformed ID or body, a path that does not exist.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A configuration change the configuration refused; nothing changed.
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    /// The folder, device or offer in the URL does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// No route answers this method and path.
+    #[error("there is no API route {0}")]
+    NoRoute(String),
+    #[error("this call needs the API key in the X-API-Key header")]
+    NoKey,
+    #[error("the API key is not valid")]
+    WrongKey,
+    /// Refused before looking at the key: a Host this server does not answer to (DNS
+    /// rebinding) or an Origin other than the server itself (a cross-site request).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the engine could not do it: {}", error_chain(.0))]
+    Engine(#[source] EngineError),
+    #[error("cannot serve the API on {address}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to serve the API on {0}, which is not a loopback address, without a GUI password \
+         (set password_hash under [gui] in config.toml, or use 127.0.0.1)"
+    )]
+    NeedsPassword(String),
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Change(c) => Self::Change(c),
+            EngineError::UnknownFolder(id) => Self::NotFound(format!("there is no folder with ID \"{id}\"")),
+            EngineError::Paused(id) => {
+                Self::BadRequest(format!("folder \"{id}\" is paused; resume it first"))
+            }
+            e => Self::Engine(e),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::Change(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::NoKey | Self::WrongKey => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Engine(_) | Self::Bind { .. } | Self::NeedsPassword(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": error_chain(&self) });
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
