@@ -467,7 +467,8 @@ impl Puller {
                     fetched += r.map_err(|_| String::from("interrupted"))??;
                 }
             }
-            let units = (b.size as usize).div_ceil(BUDGET_UNIT).clamp(1, BYTES_IN_FLIGHT / BUDGET_UNIT) as u32;
+            let units =
+                (b.size as usize).div_ceil(BUDGET_UNIT).clamp(1, BYTES_IN_FLIGHT / BUDGET_UNIT) as u32;
             let permit = Arc::clone(budget)
                 .acquire_many_owned(units)
                 .await
