@@ -69,6 +69,25 @@ impl FolderCounts {
 impl Index {
     /// This device's entry for `name`, blocks included.
     pub async fn local_file(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
+        let Some((mut file, blocklist)) = self.local_row(folder, name).await? else { return Ok(None) };
+        if let Some(h) = blocklist {
+            file.blocks = self.blocklist(&h, &file.name).await?;
+        }
+        Ok(Some(file))
+    }
+
+    /// This device's entry for `name` without its blocks. Serving a block request needs only
+    /// the type, flags and size (the data's hash is checked against the request's); decoding a
+    /// large file's block list for every 128 KiB block served cost more than reading the block.
+    pub async fn local_file_head(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
+        Ok(self.local_row(folder, name).await?.map(|(file, _)| file))
+    }
+
+    async fn local_row(
+        &self,
+        folder: FolderIdx,
+        name: &str,
+    ) -> Result<Option<(FileInfo, Option<BlockHash>)>, DbError> {
         let sql = concat!(
             "SELECT ",
             file_columns!(),
@@ -77,11 +96,7 @@ impl Index {
         let Some(row) = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.read).await? else {
             return Ok(None);
         };
-        let (mut file, blocklist) = file_from_row(&row)?;
-        if let Some(h) = blocklist {
-            file.blocks = self.blocklist(&h, &file.name).await?;
-        }
-        Ok(Some(file))
+        Ok(Some(file_from_row(&row)?))
     }
 
     pub(super) async fn blocklist(

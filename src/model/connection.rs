@@ -723,7 +723,7 @@ async fn serve(
         }
     }
     let idx = index.folder(folder.as_str()).await.map_err(|_| ErrorCode::Generic)?;
-    let file = index.local_file(idx, &req.name).await.map_err(|_| ErrorCode::Generic)?;
+    let file = index.local_file_head(idx, &req.name).await.map_err(|_| ErrorCode::Generic)?;
     let Some(file) = file.filter(|f| !f.deleted && !f.invalid && f.file_type == crate::bep::FileType::File)
     else {
         return Err(ErrorCode::NoSuchFile);

@@ -37,11 +37,25 @@ pub(super) const CLOSE_REASON: &[u8] = b"closing";
 /// connection is closed anyway.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
+/// Flow-control window of the one BEP stream. The puller keeps up to 8 files × 16 blocks of
+/// 128 KiB–16 MiB requested at once, and all of it comes back on this one stream; quinn's
+/// default (1.25 MB) let through less than one round of small-block responses at a time, so
+/// the sender stalled on window updates. These are limits, not allocations: the connection
+/// task reads as data arrives, so little is ever buffered.
+const STREAM_RECEIVE_WINDOW: u32 = 32 << 20;
+/// The connection's window: the stream is the only one, so the same.
+const RECEIVE_WINDOW: u32 = STREAM_RECEIVE_WINDOW;
+/// How much unacknowledged data we keep in flight: enough to fill the peer's window.
+const SEND_WINDOW: u64 = STREAM_RECEIVE_WINDOW as u64;
+
 /// Transport parameters; `incoming_bidi` is how many streams the peer may open (one for the
 /// listener, where the dialer opens the BEP stream; none for the dialer).
 fn transport_config(incoming_bidi: u32) -> Arc<TransportConfig> {
     let mut config = TransportConfig::default();
     config
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
         .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(MAX_IDLE_TIMEOUT_MS))))
         .max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi))

@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""Sync benchmark: `python3 bench/sync.py [--out DIR] [--runs N] [--cases mixed,small,latency]
+[--transports quic,tcp] [--no-syncthing] [--binary PATH]`.
+
+Builds the release binary, generates the data sets (deterministic; kept in --out between runs,
+default /tmp/peerfold-bench, shared with bench/scan.py) and measures one-way sync between two
+daemons on loopback, over QUIC and over TCP+TLS:
+  1. mixed: ../shared/tools/mkdata.py's ~550 MB set (2,042 files: 2,000 of 1–64 KiB, 40 of
+     1–8 MiB, two of 160 MiB);
+  2. small: 10,000 files of 0–8 KiB (size (i * 7919) mod 8192, 4 KiB on average) in 10
+     directories;
+  3. latency: both daemons connected on a folder of 100 small files; a file on A is saved (a
+     plain write of new content, one save every ~0.3 s after the previous one arrived) 20
+     times per run and B's copy is polled every 2 ms until it has the new content (a save
+     not there after 60 s counts as a miss). Over QUIC (the first of --transports).
+For 1 and 2, the sending daemon A is started on the data set and waited for until its first
+scan is done (its status shows every file, idle); then the receiving daemon B is started with
+an empty folder. The time runs from starting B until B's status shows every file present and
+nothing needed; B's tree is then compared with A's (names, sizes, SHA-256 of every file). Each
+case runs --runs times (default 3) and the median is reported. The sender's data is in the page
+cache (its scan just read it); the receiver writes through the page cache and fsyncs each file
+(both programs do). `sync` runs before each measurement so earlier writes are not flushed
+during it; nothing else is dropped.
+
+Peerfold is driven only through its CLI (`id`, `device add`, `folder add`, `serve`, `status
+--json`), with default options. Unless --no-syncthing is given, Debian's Syncthing does the same
+in the same run: two `syncthing serve` instances with temporary homes and a pre-written
+config.xml, the transport forced by the listen and device addresses (quic:// or tcp://), the
+default compression (metadata), the watcher on with fsWatcherDelayS=1 (its default is 10 s),
+progress read from /rest/db/status. Everything listens on and dials 127.0.0.1 only; discovery,
+relays, NAT traversal, usage reporting and upgrades are off.
+"""
+import argparse, hashlib, json, os, pathlib, shutil, socket, statistics, subprocess, sys, tempfile, time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SAVES = 20
+LATENCY_LIMIT_S = 60
+LATENCY_FILES = 100
+
+
+def build():
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    return target / "release" / "peerfold"
+
+
+def make_small(d, n, size_of):
+    """n files in directories of 1000, sizes from size_of(i) (the same layout as bench/scan.py)."""
+    done = d.with_name(d.name + ".complete")
+    if done.exists():
+        return
+    shutil.rmtree(d, ignore_errors=True)
+    for i in range(n):
+        sub = d / f"d{i // 1000:04d}"
+        if i % 1000 == 0:
+            sub.mkdir(parents=True)
+        size = size_of(i)
+        with open(sub / f"f{i:07d}", "wb") as f:
+            if size:
+                f.write((i.to_bytes(8, "little") * (size // 8 + 1))[:size])
+    done.touch()
+
+
+def is_internal(name):
+    # Folder markers, trash cans and temporary files of either program.
+    return name in (".stfolder", ".stversions", ".stignore") or name.startswith(".syncthing.")
+
+
+def manifest(d):
+    """{relative path: (size, sha256)} of every regular file, internal files left out."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(d):
+        dirnames[:] = [n for n in dirnames if not is_internal(n)]
+        for n in filenames:
+            if is_internal(n):
+                continue
+            p = os.path.join(dirpath, n)
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            out[os.path.relpath(p, d)] = (os.path.getsize(p), h.hexdigest())
+    return out
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port free for both TCP and UDP a moment ago (each program is told it explicitly)."""
+    while True:
+        with socket.socket(type=socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            try:
+                with socket.socket(type=socket.SOCK_DGRAM) as u:
+                    u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def wait(what, cond, deadline_s, interval):
+    start = time.perf_counter()
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.perf_counter() - start > deadline_s:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# Peerfold, through its CLI
+
+
+class Peerfold:
+    def __init__(self, binary, home):
+        self.binary, self.home = binary, pathlib.Path(home)
+        self.proc = None
+
+    def cli(self, *args):
+        r = subprocess.run([str(self.binary), "--home", str(self.home), *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"peerfold {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def serve(self, listen):
+        log = open(self.home / "serve.log", "wb")
+        self.proc = subprocess.Popen([str(self.binary), "--home", str(self.home), "serve", "--listen", listen],
+                                     env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+
+    def listening(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"peerfold serve exited: {(self.home / 'serve.log').read_text()}")
+        return "Listening on" in (self.home / "serve.log").read_text(errors="replace")
+
+    def folder(self):
+        """The folder's status, `None` while the control socket is not up."""
+        # Before the daemon holds the home, `status` would open (and lock) it itself.
+        if not self.listening():
+            return None
+        try:
+            return json.loads(self.cli("status", "--json"))["folders"][0]
+        except (RuntimeError, json.JSONDecodeError, IndexError, KeyError):
+            return None
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def peerfold_pair(binary, work, scheme, folder_a, folder_b):
+    """Two configured homes sharing folder `f`; returns (a, b, listen address a, listen address b)."""
+    a, b = Peerfold(binary, work / "pf-a"), Peerfold(binary, work / "pf-b")
+    ida, idb = a.cli("id").strip(), b.cli("id").strip()
+    pa, pb = free_port(), free_port()
+    la, lb = f"{scheme}://127.0.0.1:{pa}", f"{scheme}://127.0.0.1:{pb}"
+    a.cli("device", "add", idb, "--name", "b", "--address", lb)
+    b.cli("device", "add", ida, "--name", "a", "--address", la)
+    a.cli("folder", "add", str(folder_a), "--id", "f", "--share", idb)
+    b.cli("folder", "add", str(folder_b), "--id", "f", "--share", ida)
+    return a, b, la, lb
+
+
+def pf_has_all(f, files):
+    return f is not None and f["state"] == "idle" and f["local"]["files"] >= files
+
+
+def pf_complete(f, files):
+    return (f is not None and f["global"]["files"] == files and f["local"]["files"] == files
+            and f["need"]["items"] == 0)
+
+
+def peerfold_transfer(binary, work, scheme, source, files, interval):
+    """Seconds from starting the receiver until it has all `files` of `source`."""
+    dest = work / "dest"
+    a, b, la, lb = peerfold_pair(binary, work, scheme, source, dest)
+    try:
+        a.serve(la)
+        wait("peerfold A to listen", a.listening, 60, 0.02)
+        wait("peerfold A's first scan", lambda: pf_has_all(a.folder(), files), 600, 0.1)
+        os.sync()
+        start = time.perf_counter()
+        b.serve(lb)
+        wait("peerfold B to receive everything", lambda: pf_complete(b.folder(), files), 1800, interval)
+        secs = time.perf_counter() - start
+    finally:
+        b.stop()
+        a.stop()
+    return secs, dest
+
+
+def peerfold_latency(binary, work, scheme, source, files):
+    a, b, la, lb = peerfold_pair(binary, work, scheme, source, work / "dest")
+    try:
+        a.serve(la)
+        b.serve(lb)
+        wait("peerfold B to have the latency folder", lambda: pf_complete(b.folder(), files), 300, 0.1)
+        return saves(source, work / "dest")
+    finally:
+        b.stop()
+        a.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Syncthing
+
+ST_CONFIG = """<configuration version="36">
+  <folder id="bench" label="bench" path="{folder}" type="sendreceive" rescanIntervalS="3600"
+          fsWatcherEnabled="true" fsWatcherDelayS="1" markerName=".stfolder">
+    <device id="{me}"></device>
+    <device id="{peer}"></device>
+  </folder>
+  <device id="{me}" name="self" compression="metadata"><address>dynamic</address></device>
+  <device id="{peer}" name="peer" compression="metadata"><address>{scheme}://127.0.0.1:{peer_port}</address></device>
+  <gui enabled="true" tls="false"><address>127.0.0.1:{gui}</address><apikey>bench-key</apikey></gui>
+  <options>
+    <listenAddress>{scheme}://127.0.0.1:{port}</listenAddress>
+    <globalAnnounceEnabled>false</globalAnnounceEnabled>
+    <localAnnounceEnabled>false</localAnnounceEnabled>
+    <relaysEnabled>false</relaysEnabled>
+    <natEnabled>false</natEnabled>
+    <startBrowser>false</startBrowser>
+    <urAccepted>-1</urAccepted>
+    <autoUpgradeIntervalH>0</autoUpgradeIntervalH>
+    <crashReportingEnabled>false</crashReportingEnabled>
+    <stunKeepaliveStartS>0</stunKeepaliveStartS>
+    <announceLANAddresses>false</announceLANAddresses>
+  </options>
+</configuration>
+"""
+
+
+class Syncthing:
+    def __init__(self, home):
+        self.home = pathlib.Path(home)
+        self.home.mkdir(parents=True)
+        subprocess.run(["syncthing", "generate", "--no-default-folder", f"--home={home}"],
+                       capture_output=True, check=True)
+        self.id = subprocess.run(["syncthing", "serve", "--device-id", f"--home={home}"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        self.gui, self.port = free_port(), free_port()
+        self.proc = None
+
+    def configure(self, folder, peer, scheme):
+        (self.home / "config.xml").write_text(ST_CONFIG.format(
+            folder=folder, me=self.id, peer=peer.id, scheme=scheme, peer_port=peer.port, gui=self.gui,
+            port=self.port))
+
+    def serve(self):
+        env = dict(os.environ, STNOUPGRADE="1", STNORESTART="1")
+        with open(self.home / "serve.log", "wb") as log:
+            self.proc = subprocess.Popen(["syncthing", "serve", f"--home={self.home}", "--no-browser",
+                                          "--no-restart", "--no-upgrade"], env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
+
+    def status(self):
+        """/rest/db/status of the folder, `None` while the REST API is not up."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.gui}/rest/db/status?folder=bench",
+                                     headers={"X-API-Key": "bench-key"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except OSError:
+            if self.proc.poll() is not None:
+                raise RuntimeError("syncthing serve exited")
+            return None
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def st_pair(work, scheme, folder_a, folder_b):
+    a, b = Syncthing(work / "st-a"), Syncthing(work / "st-b")
+    a.configure(folder_a, b, scheme)
+    b.configure(folder_b, a, scheme)
+    return a, b
+
+
+def st_has_all(s, files):
+    return s is not None and s["state"] == "idle" and s["localFiles"] >= files
+
+
+def st_complete(s, files):
+    return (s is not None and s["globalFiles"] == files and s["localFiles"] == files and s["needFiles"] == 0
+            and s["needBytes"] == 0)
+
+
+def syncthing_transfer(work, scheme, source, files, interval):
+    dest = work / "dest"
+    a, b = st_pair(work, scheme, source, dest)
+    try:
+        a.serve()
+        wait("syncthing A's first scan", lambda: st_has_all(a.status(), files), 900, 0.1)
+        os.sync()
+        start = time.perf_counter()
+        b.serve()
+        wait("syncthing B to receive everything", lambda: st_complete(b.status(), files), 1800, interval)
+        secs = time.perf_counter() - start
+    finally:
+        b.stop()
+        a.stop()
+    return secs, dest
+
+
+def syncthing_latency(work, scheme, source, files):
+    a, b = st_pair(work, scheme, source, work / "dest")
+    try:
+        a.serve()
+        b.serve()
+        wait("syncthing B to have the latency folder", lambda: st_complete(b.status(), files), 300, 0.1)
+        return saves(source, work / "dest")
+    finally:
+        b.stop()
+        a.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def saves(a, b):
+    """Saves a file on A SAVES times; the seconds until B's copy had each new content."""
+    out = []
+    for i in range(SAVES):
+        name = f"f{i % 10:03d}.txt"
+        content = f"save {i} at {time.time_ns()}\n".encode() * (1 + i % 7)
+        start = time.perf_counter()
+        with open(a / name, "wb") as f:
+            f.write(content)
+
+        def arrived():
+            try:
+                return (b / name).read_bytes() == content
+            except OSError:
+                return False
+
+        try:
+            wait(f"save {i} to arrive", arrived, LATENCY_LIMIT_S, 0.002)
+            out.append(time.perf_counter() - start)
+        except TimeoutError:
+            # Counted as a miss (reported) rather than ending the benchmark.
+            out.append(float("inf"))
+        time.sleep(0.3)
+    return out
+
+
+def run_case(args, binary, out, name, scheme, source, files, expected):
+    """args.runs transfers with each program; returns {program: [seconds]}."""
+    results = {"peerfold": [], "syncthing": []}
+    programs = args.programs
+    interval = 0.05 if files > 5000 else 0.1
+    for r in range(args.runs):
+        for prog in programs:
+            with tempfile.TemporaryDirectory(dir=out, prefix="sync-") as work:
+                work = pathlib.Path(work)
+                if prog == "peerfold":
+                    secs, dest = peerfold_transfer(binary, work, scheme, source, files, interval)
+                else:
+                    secs, dest = syncthing_transfer(work, scheme, source, files, interval)
+                got = manifest(dest)
+                if got != expected:
+                    missing = set(expected) - set(got)
+                    wrong = [k for k in expected if k in got and got[k] != expected[k]]
+                    sys.exit(f"{prog} {name} over {scheme}: the trees differ ({len(missing)} missing, "
+                             f"{len(wrong)} different, {len(set(got) - set(expected))} extra)")
+                results[prog].append(secs)
+                print(f"  {prog:9} {name:6} {scheme:4} run {r + 1}: {secs:7.2f} s", flush=True)
+                os.sync()
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("BENCH_DIR", "/tmp/peerfold-bench"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cases", default="mixed,small,latency")
+    ap.add_argument("--transports", default="quic,tcp")
+    ap.add_argument("--no-syncthing", action="store_true", help="do not run Syncthing beside Peerfold")
+    ap.add_argument("--binary", help="use this peerfold binary instead of building one")
+    ap.add_argument("--programs", default="peerfold,syncthing", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.programs = [p for p in args.programs.split(",") if p != "syncthing" or not args.no_syncthing]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    binary = None
+    if "peerfold" in args.programs:
+        binary = pathlib.Path(args.binary) if args.binary else build()
+    if "syncthing" in args.programs and not shutil.which("syncthing"):
+        sys.exit("syncthing is not installed (apt-get install syncthing), or pass --no-syncthing")
+    cases = args.cases.split(",")
+    transports = args.transports.split(",")
+    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
+
+    sets = {}
+    if "mixed" in cases:
+        mixed = out / "mixed"
+        if not (out / "mixed.complete").exists():
+            shutil.rmtree(mixed, ignore_errors=True)
+            subprocess.run([sys.executable, str(SHARED / "tools" / "mkdata.py"), str(mixed)], check=True)
+            (out / "mixed.complete").touch()
+        sets["mixed"] = mixed
+    if "small" in cases:
+        small = out / "small-10k"
+        make_small(small, 10_000, lambda i: (i * 7919) % 8192)
+        sets["small"] = small
+
+    rows = []
+    for name, source in sets.items():
+        expected = manifest(source)
+        files = len(expected)
+        mb = sum(s for s, _ in expected.values()) / 1e6
+        for scheme in transports:
+            res = run_case(args, binary, out, name, scheme, source, files, expected)
+            for prog, secs in res.items():
+                if secs:
+                    rows.append((prog, name, scheme, files, mb, statistics.median(secs), secs))
+
+    lat = []
+    if "latency" in cases:
+        for scheme in transports[:1]:
+            for prog in args.programs:
+                all_saves = []
+                for _ in range(args.runs):
+                    with tempfile.TemporaryDirectory(dir=out, prefix="sync-") as work:
+                        work = pathlib.Path(work)
+                        source = work / "src"
+                        make_small(source, LATENCY_FILES, lambda i: 1000)
+                        if prog == "peerfold":
+                            all_saves += peerfold_latency(binary, work, scheme, source, LATENCY_FILES)
+                        else:
+                            all_saves += syncthing_latency(work, scheme, source, LATENCY_FILES)
+                lat.append((prog, scheme, all_saves))
+
+    print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(f"\n{'program':10} {'case':6} {'via':5} {'files':>7} {'MB':>7} {'median s':>9} {'MB/s':>7} "
+          f"{'files/s':>8}  runs (s)")
+    for prog, name, scheme, files, mb, med, secs in rows:
+        print(f"{prog:10} {name:6} {scheme:5} {files:>7} {mb:>7.1f} {med:>9.2f} {mb / med:>7.1f} "
+              f"{files / med:>8.0f}  {' '.join(f'{s:.2f}' for s in secs)}")
+    for prog, scheme, s in lat:
+        ms = sorted(x * 1000 for x in s)
+        missed = sum(1 for x in ms if x == float("inf"))
+        print(f"{prog:10} latency {scheme}: {len(ms)} saves, median {statistics.median(ms):.0f} ms, "
+              f"p90 {ms[int(len(ms) * 0.9) - 1]:.0f} ms, max {ms[-1]:.0f} ms"
+              + (f", {missed} not there after {LATENCY_LIMIT_S} s" if missed else ""))
+
+
+if __name__ == "__main__":
+    main()
