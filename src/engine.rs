@@ -476,6 +476,7 @@ impl FolderTask {
                     peers: Arc::clone(&self.peers),
                     config: self.all_config.clone(),
                     versioning: versioning_of(&self.config),
+                    trashed: Default::default(),
                 }),
             ),
             Err(e) => {

@@ -115,6 +115,33 @@ pub struct Puller {
     /// folders).
     pub config: tokio::sync::watch::Receiver<std::sync::Arc<crate::config::Config>>,
     pub versioning: Versioning,
+    /// Blocks of files this puller moved to the trash can, so that a file deleted here and
+    /// added elsewhere (a rename that arrived as a delete before the add) is copied, not
+    /// downloaded again.
+    pub trashed: std::sync::Mutex<TrashedBlocks>,
+}
+
+/// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
+/// downloads; every block read from it is verified).
+#[derive(Default)]
+pub struct TrashedBlocks(std::collections::HashMap<crate::bep::BlockHash, (PathBuf, u64)>);
+
+/// Blocks remembered at most (about 8 MB of map).
+const TRASHED_BLOCKS: usize = 1 << 16;
+
+impl TrashedBlocks {
+    fn remember(&mut self, path: &Path, blocks: &[BlockInfo]) {
+        if self.0.len() + blocks.len() > TRASHED_BLOCKS {
+            self.0.clear();
+        }
+        for b in blocks.iter().take(TRASHED_BLOCKS) {
+            self.0.insert(b.hash, (path.to_owned(), b.offset));
+        }
+    }
+
+    fn find(&self, hash: &crate::bep::BlockHash) -> Option<(PathBuf, u64)> {
+        self.0.get(hash).cloned()
+    }
 }
 
 /// Why an entry waits: no device that has it is connected.
@@ -448,7 +475,14 @@ impl Puller {
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent)?;
                 }
-                fs::rename(&path, &dest)
+                fs::rename(&path, &dest)?;
+                if let Some(l) = local {
+                    self.trashed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remember(&dest, &l.blocks);
+                }
+                Ok(())
             }
             _ => match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
@@ -656,7 +690,11 @@ impl Puller {
                 return true;
             }
         }
-        false
+        let trashed = self.trashed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).find(&b.hash);
+        let Some((path, offset)) = trashed else { return false };
+        let Ok(src) = File::open(path) else { return false };
+        let Ok(data) = read_block_from(&src, offset, b.size as usize) else { return false };
+        hash_ok(&data, b) && file.write_all_at(&data, b.offset).is_ok()
     }
 
     /// Syncs the temporary file, sets its metadata, moves the old file aside and renames the

@@ -857,3 +857,30 @@ async fn a_puller_fetches_from_the_temporary_file_of_a_device_still_downloading(
     ea.shutdown().await;
     eb.shutdown().await;
 }
+
+/// Caught by `changes_move_only_changed_blocks_*` under load: a rename whose delete reached the
+/// other device in an earlier index update than its add downloaded the whole file again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rename_that_arrives_as_delete_then_add_moves_no_data() {
+    let (mut a, mut b) = pair("tcp").await;
+    let data = pseudo_random(8 << 20, 7);
+    std::fs::write(a.folder().join("old name.bin"), &data).unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    // The delete first, on its own: b moves its copy to the trash can.
+    std::fs::remove_file(a.folder().join("old name.bin")).unwrap();
+    let gone = b.folder().join("old name.bin");
+    wait_for(LIMIT, "the delete on b", || {
+        let gone = gone.clone();
+        async move { (!gone.exists()).then_some(()) }
+    })
+    .await;
+    // Then the same content under a new name: b copies it out of its trash can.
+    let before = eb.traffic().0;
+    save(&a, "new name.bin", &data);
+    same_trees(&a.folder(), &b.folder()).await;
+    let moved = eb.traffic().0 - before;
+    assert!(moved < 1 << 20, "the renamed 8 MB file moved {moved} bytes");
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
