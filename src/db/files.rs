@@ -69,11 +69,22 @@ impl FolderCounts {
 impl Index {
     /// This device's entry for `name`, blocks included.
     pub async fn local_file(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
-        let Some((mut file, blocklist)) = self.local_row(folder, name).await? else { return Ok(None) };
-        if let Some(h) = blocklist {
-            file.blocks = self.blocklist(&h, &file.name).await?;
+        // The entry and its block list are two reads on (possibly) two pooled connections. A
+        // write between them can drop the block list of the entry just read (the file changed
+        // or was deleted): that entry is then stale, so read both again.
+        let mut attempts = 0;
+        loop {
+            let Some((mut file, blocklist)) = self.local_row(folder, name).await? else { return Ok(None) };
+            let Some(h) = blocklist else { return Ok(Some(file)) };
+            match self.blocklist(&h, &file.name).await {
+                Ok(blocks) => {
+                    file.blocks = blocks;
+                    return Ok(Some(file));
+                }
+                Err(DbError::Query(sqlx::Error::RowNotFound)) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(Some(file))
     }
 
     /// This device's entry for `name` without its blocks. Serving a block request needs only
