@@ -237,43 +237,18 @@ impl Puller {
     /// Deletes an entry that only this device has (a receive-only folder's local addition),
     /// unless it changed on disk since the last scan.
     fn remove_added(&self, f: &FileInfo, me: ShortId) -> Applied {
-        let path = self.root.join(&f.name);
-        let disk = match stat_if_present(&path) {
-            Ok(d) => d,
-            Err(e) => return Applied::Issue(f.name.clone(), e.to_string()),
+        let tombstone = FileInfo {
+            deleted: true,
+            size: 0,
+            blocks: Vec::new(),
+            modified_by: me,
+            modified_s: unix_now() as i64,
+            modified_ns: 0,
+            version: Vector::new(),
+            sequence: 0,
+            ..f.clone()
         };
-        if !matches_index(disk.as_ref(), Some(f)) {
-            return Applied::Rescan(f.name.clone());
-        }
-        let result = match disk.map(|d| d.kind) {
-            None => Ok(()),
-            Some(Kind::Directory) => fs::remove_dir(&path).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot delete the directory: {e} (it holds files not synced)"),
-                )
-            }),
-            Some(_) => self.archive(&f.name, Some(f)),
-        };
-        match result {
-            Ok(()) => Applied::Recorded {
-                entry: FileInfo {
-                    deleted: true,
-                    size: 0,
-                    blocks: Vec::new(),
-                    modified_by: me,
-                    modified_s: unix_now() as i64,
-                    modified_ns: 0,
-                    version: Vector::new(),
-                    sequence: 0,
-                    ..f.clone()
-                },
-                fetched: 0,
-                copied: 0,
-                conflict: None,
-            },
-            Err(e) => Applied::Issue(f.name.clone(), e.to_string()),
-        }
+        self.delete_entry(&f.name, Some(f), tombstone)
     }
 
     /// The next page of needed entries of `kind` after `after` (which it advances), each with
@@ -436,13 +411,19 @@ impl Puller {
     }
 
     fn apply_delete(&self, g: &FileInfo, local: Option<&FileInfo>) -> Applied {
-        let path = self.root.join(&g.name);
+        self.delete_entry(&g.name, local, FileInfo { sequence: 0, ..g.clone() })
+    }
+
+    /// Deletes `name` (a file to the trash can when versioning is on) unless it changed on disk
+    /// since the last scan recorded `local`, and records `entry` for it.
+    fn delete_entry(&self, name: &str, local: Option<&FileInfo>, entry: FileInfo) -> Applied {
+        let path = self.root.join(name);
         let disk = match stat_if_present(&path) {
             Ok(d) => d,
-            Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
+            Err(e) => return Applied::Issue(name.to_owned(), e.to_string()),
         };
         if !matches_index(disk.as_ref(), local) {
-            return Applied::Rescan(g.name.clone());
+            return Applied::Rescan(name.to_owned());
         }
         let result = match disk.map(|d| d.kind) {
             None => Ok(()),
@@ -452,16 +433,11 @@ impl Puller {
                     format!("cannot delete the directory: {e} (it holds files not synced)"),
                 )
             }),
-            Some(_) => self.archive(&g.name, local),
+            Some(_) => self.archive(name, local),
         };
         match result {
-            Ok(()) => Applied::Recorded {
-                entry: FileInfo { sequence: 0, ..g.clone() },
-                fetched: 0,
-                copied: 0,
-                conflict: None,
-            },
-            Err(e) => Applied::Issue(g.name.clone(), e.to_string()),
+            Ok(()) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict: None },
+            Err(e) => Applied::Issue(name.to_owned(), e.to_string()),
         }
     }
 
