@@ -19,34 +19,13 @@ Unless --no-syncthing is given, Debian's Syncthing does the same in the same run
 doing the work (`syncthing serve` runs it as a child of a monitor process). Syncthing
 runs on loopback only, with discovery, relays, NAT traversal, usage reporting and upgrades off.
 """
-import argparse, json, os, pathlib, shutil, socket, subprocess, sys, tempfile, time
+import argparse, json, os, pathlib, shutil, subprocess, sys, tempfile, time
 import urllib.request
+
+from benchlib import build, free_port, make_small, st_options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-
-
-def build():
-    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    return target / "release" / "peerfold"
-
-
-def make_small(d, n, size_of):
-    """n files in directories of 1000, sizes from size_of(i)."""
-    done = d.with_name(d.name + ".complete")
-    if done.exists():
-        return
-    shutil.rmtree(d, ignore_errors=True)
-    for i in range(n):
-        sub = d / f"d{i // 1000:04d}"
-        if i % 1000 == 0:
-            sub.mkdir(parents=True)
-        size = size_of(i)
-        with open(sub / f"f{i:07d}", "wb") as f:
-            if size:
-                f.write((i.to_bytes(8, "little") * (size // 8 + 1))[:size])
-    done.touch()
 
 
 def warm(d):
@@ -80,27 +59,8 @@ ST_CONFIG = """<configuration version="36">
   </folder>
   <device id="{id}" name="bench"><address>dynamic</address></device>
   <gui enabled="true" tls="false"><address>127.0.0.1:{gui}</address><apikey>bench-key</apikey></gui>
-  <options>
-    <listenAddress>tcp://127.0.0.1:{port}</listenAddress>
-    <globalAnnounceEnabled>false</globalAnnounceEnabled>
-    <localAnnounceEnabled>false</localAnnounceEnabled>
-    <relaysEnabled>false</relaysEnabled>
-    <natEnabled>false</natEnabled>
-    <startBrowser>false</startBrowser>
-    <urAccepted>-1</urAccepted>
-    <autoUpgradeIntervalH>0</autoUpgradeIntervalH>
-    <crashReportingEnabled>false</crashReportingEnabled>
-    <stunKeepaliveStartS>0</stunKeepaliveStartS>
-    <announceLANAddresses>false</announceLANAddresses>
-  </options>
-</configuration>
+{options}</configuration>
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def st_get(gui, path):
@@ -143,7 +103,7 @@ def syncthing_scan(folder, files, deadline_s=1800):
                              capture_output=True, text=True, check=True).stdout.strip()
         gui = free_port()
         pathlib.Path(home, "config.xml").write_text(
-            ST_CONFIG.format(folder=folder, id=dev, gui=gui, port=free_port()))
+            ST_CONFIG.format(folder=folder, id=dev, gui=gui, options=st_options(f"tcp://127.0.0.1:{free_port()}")))
         env = dict(os.environ, STNOUPGRADE="1", STNORESTART="1")
         start = time.perf_counter()
         proc = subprocess.Popen(["syncthing", "serve", f"--home={home}", "--no-browser", "--no-restart",

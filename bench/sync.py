@@ -30,37 +30,16 @@ default compression (metadata), the watcher on with fsWatcherDelayS=1 (its defau
 progress read from /rest/db/status. Everything listens on and dials 127.0.0.1 only; discovery,
 relays, NAT traversal, usage reporting and upgrades are off.
 """
-import argparse, hashlib, json, os, pathlib, shutil, socket, statistics, subprocess, sys, tempfile, time
+import argparse, hashlib, json, os, pathlib, shutil, statistics, subprocess, sys, tempfile, time
 import urllib.request
+
+from benchlib import build, free_port, make_small, st_options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SAVES = 20
 LATENCY_LIMIT_S = 60
 LATENCY_FILES = 100
-
-
-def build():
-    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    return target / "release" / "peerfold"
-
-
-def make_small(d, n, size_of):
-    """n files in directories of 1000, sizes from size_of(i) (the same layout as bench/scan.py)."""
-    done = d.with_name(d.name + ".complete")
-    if done.exists():
-        return
-    shutil.rmtree(d, ignore_errors=True)
-    for i in range(n):
-        sub = d / f"d{i // 1000:04d}"
-        if i % 1000 == 0:
-            sub.mkdir(parents=True)
-        size = size_of(i)
-        with open(sub / f"f{i:07d}", "wb") as f:
-            if size:
-                f.write((i.to_bytes(8, "little") * (size // 8 + 1))[:size])
-    done.touch()
 
 
 def is_internal(name):
@@ -83,20 +62,6 @@ def manifest(d):
                     h.update(chunk)
             out[os.path.relpath(p, d)] = (os.path.getsize(p), h.hexdigest())
     return out
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    """A port free for both TCP and UDP a moment ago (each program is told it explicitly)."""
-    while True:
-        with socket.socket(type=socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            try:
-                with socket.socket(type=socket.SOCK_DGRAM) as u:
-                    u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def wait(what, cond, deadline_s, interval):
@@ -222,20 +187,7 @@ ST_CONFIG = """<configuration version="36">
   <device id="{me}" name="self" compression="metadata"><address>dynamic</address></device>
   <device id="{peer}" name="peer" compression="metadata"><address>{scheme}://127.0.0.1:{peer_port}</address></device>
   <gui enabled="true" tls="false"><address>127.0.0.1:{gui}</address><apikey>bench-key</apikey></gui>
-  <options>
-    <listenAddress>{scheme}://127.0.0.1:{port}</listenAddress>
-    <globalAnnounceEnabled>false</globalAnnounceEnabled>
-    <localAnnounceEnabled>false</localAnnounceEnabled>
-    <relaysEnabled>false</relaysEnabled>
-    <natEnabled>false</natEnabled>
-    <startBrowser>false</startBrowser>
-    <urAccepted>-1</urAccepted>
-    <autoUpgradeIntervalH>0</autoUpgradeIntervalH>
-    <crashReportingEnabled>false</crashReportingEnabled>
-    <stunKeepaliveStartS>0</stunKeepaliveStartS>
-    <announceLANAddresses>false</announceLANAddresses>
-  </options>
-</configuration>
+{options}</configuration>
 """
 
 
@@ -253,7 +205,7 @@ class Syncthing:
     def configure(self, folder, peer, scheme):
         (self.home / "config.xml").write_text(ST_CONFIG.format(
             folder=folder, me=self.id, peer=peer.id, scheme=scheme, peer_port=peer.port, gui=self.gui,
-            port=self.port))
+            options=st_options(f"{scheme}://127.0.0.1:{self.port}")))
 
     def serve(self):
         env = dict(os.environ, STNOUPGRADE="1", STNORESTART="1")
