@@ -420,6 +420,25 @@ async fn ask(home_dir: &Path, request: control::Request) -> anyhow::Result<serde
     answer.map_err(|e| anyhow!(e))
 }
 
+/// Prints `items` as JSON, or a line each (`none` when there are none).
+fn print_list<T: Serialize>(
+    items: &[T],
+    json: bool,
+    none: &str,
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else if items.is_empty() {
+        println!("{none}");
+    } else {
+        for item in items {
+            println!("{}", line(item));
+        }
+    }
+    Ok(())
+}
+
 /// Prints the answer to `command`.
 fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
     let pending = |answer| -> anyhow::Result<control::Pending> { Ok(serde_json::from_value(answer)?) };
@@ -427,38 +446,21 @@ fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
         Command::Status { json: true } => println!("{}", serde_json::to_string_pretty(&answer)?),
         Command::Status { json: false } => print!("{}", serde_json::from_value::<status::Status>(answer)?),
         Command::Device { command: DeviceCommand::Pending { json } } => {
-            let devices = pending(answer)?.devices;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
-            } else if devices.is_empty() {
-                println!("No devices are pending.");
-            }
-            for d in devices.iter().filter(|_| !*json) {
+            print_list(&pending(answer)?.devices, *json, "No devices are pending.", |d| {
                 let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
-                println!(
-                    "{}{name} from {}, last seen {}",
-                    d.device,
-                    d.address,
-                    status::format_time(d.seen_at)
-                );
-            }
+                format!("{}{name} from {}, last seen {}", d.device, d.address, status::format_time(d.seen_at))
+            })?;
         }
         Command::Folder { command: FolderCommand::Pending { json } } => {
-            let folders = pending(answer)?.folders;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&folders)?);
-            } else if folders.is_empty() {
-                println!("No folder offers are pending.");
-            }
-            for f in folders.iter().filter(|_| !*json) {
+            print_list(&pending(answer)?.folders, *json, "No folder offers are pending.", |f| {
                 let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
-                println!(
+                format!(
                     "\"{}\"{label} offered by {}, last seen {}",
                     f.folder,
                     f.device,
                     status::format_time(f.seen_at)
-                );
-            }
+                )
+            })?;
         }
         _ => println!("{}", serde_json::from_value::<control::Edited>(answer)?.message),
     }

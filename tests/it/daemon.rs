@@ -143,16 +143,6 @@ async fn a_receiver_killed_mid_transfer_resumes_and_ends_identical_over_tcp() {
     killed_mid_transfer("tcp").await;
 }
 
-/// Waits until `f(json)` holds for the JSON a CLI command prints (the command is rerun).
-async fn json_until(t: &TestDir, args: &[&str], what: &str, f: impl Fn(&serde_json::Value) -> bool) {
-    wait_for(LIMIT, what, || async {
-        let out = t.peerfold(args);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        f(&v).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_daemon_takes_devices_and_folders_from_the_cli() {
     let (a, b) = (TestDir::new(), TestDir::new());
@@ -166,18 +156,21 @@ async fn a_running_daemon_takes_devices_and_folders_from_the_cli() {
     // b is told about a while running, and dials it; a does not know b: b is pending on a.
     let out = ok(&b.peerfold(&["device", "add", &ida, "--name", "a", "--address", &la]));
     assert!(out.starts_with(&format!("Added device {ida} \"a\"")), "{out}");
-    json_until(&a, &["device", "pending", "--json"], "b pending on a", |v| v[0]["device"] == idb.as_str())
-        .await;
+    a.json_until(LIMIT, &["device", "pending", "--json"], "b pending on a", |v| {
+        v[0]["device"] == idb.as_str()
+    })
+    .await;
     assert!(ok(&a.peerfold(&["device", "pending"])).starts_with(&idb));
 
     // Accepting it is adding it; the connection comes up without a restart.
     ok(&a.peerfold(&["device", "add", &idb, "--name", "b", "--address", &lb]));
     assert_eq!(ok(&a.peerfold(&["device", "pending"])), "No devices are pending.\n");
-    json_until(&a, &["status", "--json"], "a connected to b", |v| v["devices"][0]["connected"] == true).await;
+    a.json_until(LIMIT, &["status", "--json"], "a connected to b", |v| v["devices"][0]["connected"] == true)
+        .await;
 
     // a shares its folder: b hears the offer.
     ok(&a.peerfold(&["folder", "share", "f", &idb]));
-    json_until(&b, &["folder", "pending", "--json"], "a's offer on b", |v| {
+    b.json_until(LIMIT, &["folder", "pending", "--json"], "a's offer on b", |v| {
         v[0]["folder"] == "f" && v[0]["label"] == "Photos" && v[0]["device"] == ida.as_str()
     })
     .await;
@@ -193,7 +186,8 @@ async fn a_running_daemon_takes_devices_and_folders_from_the_cli() {
 
     // Paused, the folder shows so; resumed, it syncs what changed meanwhile.
     assert_eq!(ok(&b.peerfold(&["folder", "pause", "f"])), "Paused folder \"f\".\n");
-    json_until(&b, &["status", "--json"], "f paused on b", |v| v["folders"][0]["state"] == "paused").await;
+    b.json_until(LIMIT, &["status", "--json"], "f paused on b", |v| v["folders"][0]["state"] == "paused")
+        .await;
     a.write("f/second.txt", b"2");
     ok(&b.peerfold(&["folder", "resume", "f"]));
     file_is(b.path("f/second.txt"), b"2".to_vec()).await;

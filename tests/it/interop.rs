@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::syncthing::{StDevice, StFolder, Syncthing};
-use crate::util::{Daemon, TestDir, free_port, ok, wait_for};
+use crate::util::{Daemon, TestDir, free_port, ok, pseudo_random, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -52,18 +52,6 @@ fn snapshot(root: &Path) -> Option<BTreeMap<String, Entry>> {
         }
     }
     Some(out)
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn write(root: &Path, rel: &str, data: &[u8]) {
@@ -301,7 +289,7 @@ impl Pair {
 
     /// Waits until Peerfold's status satisfies `f`.
     async fn pf_until(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        wait_for(LIMIT, what, || async { self.pf_status().filter(|v| f(v)) }).await
+        self.pf.json_until(LIMIT, &["status", "--json"], what, f).await
     }
 
     /// Peerfold's status entry for Syncthing, once connected.
@@ -427,10 +415,8 @@ async fn offers_and_unknown_devices(scheme: &str) {
     mixed_tree(&p.st_root());
     p.start().await;
     let st_id = p.st.id.clone();
-    wait_for(LIMIT, "Syncthing's offer on Peerfold", || async {
-        let v: Value =
-            serde_json::from_slice(&p.pf.peerfold(&["folder", "pending", "--json"]).stdout).ok()?;
-        (v[0]["folder"] == "f" && v[0]["device"] == st_id.as_str()).then_some(())
+    p.pf.json_until(LIMIT, &["folder", "pending", "--json"], "Syncthing's offer on Peerfold", |v| {
+        v[0]["folder"] == "f" && v[0]["device"] == st_id.as_str()
     })
     .await;
     ok(&p.pf.peerfold(&["folder", "add", p.pf_root().to_str().unwrap(), "--id", "f", "--share", &st_id]));
@@ -451,10 +437,8 @@ async fn offers_and_unknown_devices(scheme: &str) {
     let mut p = Pair::new(scheme, Setup { pf_knows_st: false, ..Setup::default() });
     p.start().await;
     let st_id = p.st.id.clone();
-    wait_for(LIMIT, "Syncthing pending on Peerfold", || async {
-        let v: Value =
-            serde_json::from_slice(&p.pf.peerfold(&["device", "pending", "--json"]).stdout).ok()?;
-        (v[0]["device"] == st_id.as_str()).then_some(())
+    p.pf.json_until(LIMIT, &["device", "pending", "--json"], "Syncthing pending on Peerfold", |v| {
+        v[0]["device"] == st_id.as_str()
     })
     .await;
 }

@@ -11,7 +11,7 @@ use peerfold::engine::{Engine, FolderState};
 use peerfold::identity::{DeviceId, Identity};
 use peerfold::net::{Address, Net, TlsIdentity};
 
-use crate::util::{TestDir, wait_for};
+use crate::util::{TestDir, pseudo_random, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -119,18 +119,6 @@ fn save(node: &Node, rel: &str, data: &[u8]) {
     let staging = node.t.path("staging");
     std::fs::write(&staging, data).unwrap();
     std::fs::rename(staging, node.folder().join(rel)).unwrap();
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 async fn initial_sync_of_a_tree(transport: &str) {

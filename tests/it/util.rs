@@ -30,6 +30,22 @@ impl TestDir {
         p
     }
 
+    /// Reruns `peerfold --home <home> args…` until the JSON it prints satisfies `f`, for at
+    /// most `limit`, and returns that JSON.
+    pub async fn json_until(
+        &self,
+        limit: Duration,
+        args: &[&str],
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for(limit, what, || async {
+            let v: serde_json::Value = serde_json::from_slice(&self.peerfold(args).stdout).ok()?;
+            f(&v).then_some(v)
+        })
+        .await
+    }
+
     /// Runs `peerfold --home <home> args…`.
     pub fn peerfold(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerfold"));
@@ -157,4 +173,17 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Deterministic bytes that do not compress (xorshift), `len` of them from `seed`.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
