@@ -17,6 +17,16 @@ macro_rules! file_columns {
 }
 pub(super) use file_columns;
 
+/// The encoded block list of the file row of table (or alias) `$files`, as one more column:
+/// an entry and its blocks read by one statement come from one snapshot, where a second query
+/// could find the block list already dropped by a write in between.
+macro_rules! blocks_of {
+    ($files:literal) => {
+        concat!("(SELECT bl.blocks FROM blocklists bl WHERE bl.blocklist_hash = ", $files, ".blocklist_hash)")
+    };
+}
+pub(super) use blocks_of;
+
 /// Bytes one block takes in an encoded block list: size (u32 BE) then SHA-256.
 const ENCODED_BLOCK_LEN: usize = 4 + 32;
 
@@ -123,6 +133,20 @@ pub(super) fn encode_blocks(blocks: &[BlockInfo]) -> Vec<u8> {
 }
 
 /// Decodes [`encode_blocks`]; offsets are the running sum of sizes.
+/// A row of [`file_columns!`] with, at column `at`, its [`blocks_of!`] column: the entry with
+/// its blocks.
+pub(super) fn file_with_blocks(row: &SqliteRow, at: usize) -> Result<FileInfo, DbError> {
+    let (mut file, blocklist) = file_from_row(row)?;
+    if blocklist.is_some() {
+        let bytes: Option<Vec<u8>> = row.try_get(at)?;
+        file.blocks = bytes
+            .as_deref()
+            .and_then(decode_blocks)
+            .ok_or_else(|| DbError::Corrupt { what: "block list", name: file.name.clone() })?;
+    }
+    Ok(file)
+}
+
 pub(super) fn decode_blocks(bytes: &[u8]) -> Option<Vec<BlockInfo>> {
     if !bytes.len().is_multiple_of(ENCODED_BLOCK_LEN) {
         return None;

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 
 use sqlx::{QueryBuilder, Row as _, Sqlite, Sqlite as Db, Transaction};
 
-use super::codec::{self, decode_blocks, encode_blocks, file_columns, file_from_row};
+use super::codec::{
+    self, blocks_of, decode_blocks, encode_blocks, file_columns, file_from_row, file_with_blocks,
+};
 use super::{DbError, FolderIdx, Index};
 use crate::bep::{BlockHash, FileInfo, FileType, blocklist_hash};
 
@@ -69,58 +71,28 @@ impl FolderCounts {
 impl Index {
     /// This device's entry for `name`, blocks included.
     pub async fn local_file(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
-        // The entry and its block list are two reads on (possibly) two pooled connections. A
-        // write between them can drop the block list of the entry just read (the file changed
-        // or was deleted): that entry is then stale, so read both again.
-        let mut attempts = 0;
-        loop {
-            let Some((mut file, blocklist)) = self.local_row(folder, name).await? else { return Ok(None) };
-            let Some(h) = blocklist else { return Ok(Some(file)) };
-            match self.blocklist(&h, &file.name).await {
-                Ok(blocks) => {
-                    file.blocks = blocks;
-                    return Ok(Some(file));
-                }
-                Err(DbError::Query(sqlx::Error::RowNotFound)) if attempts < 3 => attempts += 1,
-                Err(e) => return Err(e),
-            }
-        }
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            ", ",
+            blocks_of!("files"),
+            " FROM files WHERE folder_idx = ? AND device_idx = 0 AND name = ?"
+        );
+        let row = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.read).await?;
+        row.map(|r| file_with_blocks(&r, 15)).transpose()
     }
 
     /// This device's entry for `name` without its blocks. Serving a block request needs only
     /// the type, flags and size (the data's hash is checked against the request's); decoding a
     /// large file's block list for every 128 KiB block served cost more than reading the block.
     pub async fn local_file_head(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
-        Ok(self.local_row(folder, name).await?.map(|(file, _)| file))
-    }
-
-    async fn local_row(
-        &self,
-        folder: FolderIdx,
-        name: &str,
-    ) -> Result<Option<(FileInfo, Option<BlockHash>)>, DbError> {
         let sql = concat!(
             "SELECT ",
             file_columns!(),
             " FROM files WHERE folder_idx = ? AND device_idx = 0 AND name = ?"
         );
-        let Some(row) = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.read).await? else {
-            return Ok(None);
-        };
-        Ok(Some(file_from_row(&row)?))
-    }
-
-    pub(super) async fn blocklist(
-        &self,
-        hash: &BlockHash,
-        name: &str,
-    ) -> Result<Vec<crate::bep::BlockInfo>, DbError> {
-        let row = sqlx::query("SELECT blocks FROM blocklists WHERE blocklist_hash = ?")
-            .bind(hash.as_slice())
-            .fetch_one(&self.read)
-            .await?;
-        decode_blocks(&row.try_get::<Vec<u8>, _>(0)?)
-            .ok_or_else(|| DbError::Corrupt { what: "block list", name: name.to_owned() })
+        let row = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.read).await?;
+        Ok(row.map(|r| file_from_row(&r)).transpose()?.map(|(file, _)| file))
     }
 
     /// This device's entries directly inside directory `parent` (`""` for the folder root),
@@ -181,20 +153,14 @@ impl Index {
         let sql = concat!(
             "SELECT ",
             file_columns!(),
+            ", ",
+            blocks_of!("files"),
             " FROM files WHERE folder_idx = ? AND device_idx = 0
              AND sequence > ? ORDER BY sequence LIMIT ?"
         );
         let rows =
             sqlx::query(sql).bind(folder.0).bind(since).bind(i64::from(limit)).fetch_all(&self.read).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (mut file, blocklist) = file_from_row(row)?;
-            if let Some(h) = blocklist {
-                file.blocks = self.blocklist(&h, &file.name).await?;
-            }
-            out.push(file);
-        }
-        Ok(out)
+        rows.iter().map(|row| file_with_blocks(row, 15)).collect()
     }
 
     /// Counts of the folder's local entries.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use sqlx::{QueryBuilder, Row as _, Sqlite, Sqlite as Db, Transaction};
 
-use super::codec::{file_columns, file_from_row};
+use super::codec::{blocks_of, file_columns, file_from_row, file_with_blocks};
 use super::files::{
     FILE_ROWS_PER_STATEMENT, LOCAL, NAMES_PER_LOOKUP, collect_blocklist, insert_blocklists, old_blocklists,
     upsert_files,
@@ -310,6 +310,8 @@ impl Index {
         let sql = concat!(
             "SELECT ",
             file_columns!(),
+            ", ",
+            blocks_of!("files"),
             " FROM files WHERE folder_idx = ? AND device_idx = ? AND name = ?"
         );
         let Some(row) =
@@ -317,10 +319,7 @@ impl Index {
         else {
             return Ok(None);
         };
-        let (mut file, blocklist) = file_from_row(&row)?;
-        if let Some(h) = blocklist {
-            file.blocks = self.blocklist(&h, name).await?;
-        }
+        let file = file_with_blocks(&row, 15)?;
         let holders = sqlx::query(
             "SELECT d.device_id FROM files f JOIN devices d ON d.idx = f.device_idx
              WHERE f.folder_idx = ? AND f.name = ? AND f.device_idx <> 0 AND f.version = ? AND NOT f.invalid",
@@ -428,8 +427,9 @@ impl Index {
             "SELECT ",
             file_columns!(),
             ", EXISTS (SELECT 1 FROM files p WHERE p.folder_idx = ?1 AND p.name = f.name
-                 AND p.device_idx <> 0 AND NOT p.invalid)
-             FROM files f WHERE ",
+                 AND p.device_idx <> 0 AND NOT p.invalid), ",
+            blocks_of!("f"),
+            " FROM files f WHERE ",
             receive_only_change!(),
             " AND (?3 IS NULL OR f.name < ?3) ORDER BY f.name DESC LIMIT ?4"
         );
@@ -443,11 +443,7 @@ impl Index {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (mut file, blocklist) = file_from_row(row)?;
-            if let Some(h) = blocklist {
-                file.blocks = self.blocklist(&h, &file.name).await?;
-            }
-            out.push(ReceiveOnlyChange { file, peer_has_name: row.try_get(15)? });
+            out.push(ReceiveOnlyChange { file: file_with_blocks(row, 16)?, peer_has_name: row.try_get(15)? });
         }
         Ok(out)
     }
