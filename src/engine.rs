@@ -357,14 +357,13 @@ impl Engine {
     /// Runs `next`: stops the folder tasks whose folder is gone, paused or changed, publishes
     /// the configuration (so connections re-announce), then starts the new and changed ones.
     async fn apply_config(&self, next: Config) {
+        // Engine-wide options (watch delay, rescan interval) are read when a task starts.
+        let options_changed = self.config().options != next.options;
         let stopped: Vec<FolderHandle> = {
             let mut folders = self.lock_folders();
             let outdated: Vec<FolderId> = folders
                 .iter()
-                .filter(|(id, h)| {
-                    let wanted = next.folder(id).filter(|f| !f.paused);
-                    wanted != Some(&h.config) || self.config().options != next.options
-                })
+                .filter(|(id, h)| options_changed || next.folder(id).filter(|f| !f.paused) != Some(&h.config))
                 .map(|(id, _)| id.clone())
                 .collect();
             outdated.iter().filter_map(|id| folders.remove(id)).collect()
