@@ -487,43 +487,14 @@ fn parse_folder(s: &str) -> anyhow::Result<FolderId> {
     s.parse().map_err(|e: String| anyhow!("{s:?} is not a folder ID: {e}"))
 }
 
-/// A device as `device list --json` shows it.
-#[derive(Serialize)]
-struct DeviceView<'a> {
-    id: DeviceId,
-    name: &'a str,
-    addresses: &'a [String],
-    paused: bool,
-    /// The folders shared with it.
-    folders: Vec<&'a FolderId>,
-}
-
 fn list_devices(config: &Config, json: bool) -> anyhow::Result<()> {
-    let views: Vec<DeviceView<'_>> = config
-        .devices
-        .iter()
-        .map(|d| DeviceView {
-            id: d.id,
-            name: &d.name,
-            addresses: &d.addresses,
-            paused: d.paused,
-            folders: config.folders.iter().filter(|f| f.devices.contains(&d.id)).map(|f| &f.id).collect(),
-        })
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
-    } else if views.is_empty() {
-        println!("No devices are configured.");
-    } else {
-        for d in views {
-            let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
-            let folders: Vec<String> = d.folders.iter().map(|f| format!("\"{f}\"")).collect();
-            let shared = if folders.is_empty() { "no folders".to_owned() } else { folders.join(", ") };
-            let paused = if d.paused { ", paused" } else { "" };
-            println!("{}{name}: {}; shares {shared}{paused}", d.id, d.addresses.join(", "));
-        }
-    }
-    Ok(())
+    print_list(&status::device_views(config), json, "No devices are configured.", |d| {
+        let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
+        let folders: Vec<String> = d.folders.iter().map(|f| format!("\"{f}\"")).collect();
+        let shared = if folders.is_empty() { "no folders".to_owned() } else { folders.join(", ") };
+        let paused = if d.paused { ", paused" } else { "" };
+        format!("{}{name}: {}; shares {shared}{paused}", d.id, d.addresses.join(", "))
+    })
 }
 
 /// A folder as `folder list --json` shows it, with the options it inherits filled in.
@@ -557,26 +528,16 @@ fn list_folders(config: &Config, json: bool) -> anyhow::Result<()> {
             rescan_interval_s: f.rescan_interval_s(&config.options),
         })
         .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
-    } else if views.is_empty() {
-        println!("No folders are configured.");
-    } else {
-        for f in views {
-            let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
-            let shared = match f.devices.len() {
-                0 => "shared with no device".to_owned(),
-                1 => "shared with 1 device".to_owned(),
-                n => format!("shared with {n} devices"),
-            };
-            let paused = if f.paused { ", paused" } else { "" };
-            println!(
-                "\"{}\"{label} at {}: {}, {}, {shared}{paused}",
-                f.id, f.path, f.folder_type, f.versioning
-            );
-        }
-    }
-    Ok(())
+    print_list(&views, json, "No folders are configured.", |f| {
+        let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
+        let shared = match f.devices.len() {
+            0 => "shared with no device".to_owned(),
+            1 => "shared with 1 device".to_owned(),
+            n => format!("shared with {n} devices"),
+        };
+        let paused = if f.paused { ", paused" } else { "" };
+        format!("\"{}\"{label} at {}: {}, {}, {shared}{paused}", f.id, f.path, f.folder_type, f.versioning)
+    })
 }
 
 async fn scan(

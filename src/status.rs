@@ -2,7 +2,8 @@
 //! needed and how complete each sharing device is; per device whether and how it is connected.
 //!
 //! Built from the configuration and the index, plus the running engine's live state when there
-//! is one (folder states, connections); without one, folders show as stopped.
+//! is one (folder states, connections); without one, folders show as stopped. Also the list of
+//! configured devices as front-ends show it ([`device_views`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -228,4 +229,35 @@ pub fn format_time(unix_secs: i64) -> String {
         ),
         Err(_) => format!("{unix_secs} (Unix time)"),
     }
+}
+
+/// A configured device as front-ends list it (`peerfold device list --json`, `GET /api/devices`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub paused: bool,
+    /// The folders shared with it.
+    pub folders: Vec<String>,
+}
+
+/// Every configured device, with the folders shared with it.
+pub fn device_views(config: &Config) -> Vec<DeviceView> {
+    config
+        .devices
+        .iter()
+        .map(|d| DeviceView {
+            id: d.id.to_string(),
+            name: d.name.clone(),
+            addresses: d.addresses.clone(),
+            paused: d.paused,
+            folders: config
+                .folders
+                .iter()
+                .filter(|f| f.devices.contains(&d.id))
+                .map(|f| f.id.to_string())
+                .collect(),
+        })
+        .collect()
 }

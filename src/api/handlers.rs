@@ -20,6 +20,7 @@ use super::{ApiError, Shared};
 use crate::config::{self, Edit, FolderConfig, FolderId, FolderType, Versioning};
 use crate::control::{Edited, Pending};
 use crate::identity::DeviceId;
+use crate::status::DeviceView;
 
 type Answer<T> = Result<T, ApiError>;
 
@@ -124,38 +125,10 @@ pub(super) async fn status(State(state): State<Shared>) -> Answer<Json<crate::st
     Ok(Json(status))
 }
 
-#[derive(Serialize, ToSchema)]
-pub(super) struct DeviceView {
-    id: String,
-    name: String,
-    addresses: Vec<String>,
-    paused: bool,
-    /// The folders shared with it.
-    folders: Vec<String>,
-}
-
 /// The configured devices.
 #[utoipa::path(get, path = "/api/devices", responses((status = 200, body = Vec<DeviceView>)))]
 pub(super) async fn list_devices(State(state): State<Shared>) -> Json<Vec<DeviceView>> {
-    let config = state.engine.config();
-    Json(
-        config
-            .devices
-            .iter()
-            .map(|d| DeviceView {
-                id: d.id.to_string(),
-                name: d.name.clone(),
-                addresses: d.addresses.clone(),
-                paused: d.paused,
-                folders: config
-                    .folders
-                    .iter()
-                    .filter(|f| f.devices.contains(&d.id))
-                    .map(|f| f.id.to_string())
-                    .collect(),
-            })
-            .collect(),
-    )
+    Json(crate::status::device_views(&state.engine.config()))
 }
 
 #[derive(Deserialize, ToSchema)]
