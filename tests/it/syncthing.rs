@@ -111,13 +111,42 @@ impl Syncthing {
         std::fs::write(self.home.join("config.xml"), xml).unwrap();
     }
 
-    /// Starts `syncthing serve` and waits until its REST API answers.
+    /// Starts `syncthing serve` and waits until its REST API answers. The API's port was free
+    /// when picked, but another test's socket can take it before Syncthing binds it; then
+    /// Syncthing exits and is started again on a new port (at most three times).
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        for _ in 0..3 {
+            let logged_before = self.log().len();
+            self.spawn();
+            let deadline = tokio::time::Instant::now() + LIMIT;
+            while self.try_get("/rest/system/ping").await.is_none_or(|v| v["ping"] != "pong") {
+                let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if exited && self.log()[logged_before..].contains("Failed starting API") {
+                    self.child = None;
+                    self.gui = format!("127.0.0.1:{}", free_port());
+                    break;
+                }
+                assert!(
+                    !exited && tokio::time::Instant::now() < deadline,
+                    "Syncthing did not start:\n{}",
+                    self.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if self.child.is_some() {
+                return;
+            }
+        }
+        panic!("Syncthing found no free port for its API:\n{}", self.log());
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(syncthing())
             .args(["serve", "--no-browser", "--no-restart", "--no-upgrade"])
             .arg(format!("--home={}", self.home.display()))
+            .arg(format!("--gui-address={}", self.gui))
             .env("STNOUPGRADE", "1")
             .env("STNORESTART", "1")
             .env("STTRACE", "")
@@ -127,16 +156,6 @@ impl Syncthing {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        while self.try_get("/rest/system/ping").await.is_none_or(|v| v["ping"] != "pong") {
-            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
-            assert!(
-                !exited && tokio::time::Instant::now() < deadline,
-                "Syncthing did not start:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Kills it (SIGKILL, as a crash or a pulled plug would) and waits for it to end.
