@@ -1,16 +1,16 @@
 //! The control socket: how a command reaches the daemon running on the same home.
 //!
-//! `peerfold serve` listens on `<home>/control.sock` (a Unix socket, mode 0600, so only the
-//! owner can talk to it). A client sends one JSON request per line and reads one JSON reply per
-//! line. The daemon answers from the one engine handle front-ends use; with no daemon running,
-//! the CLI answers the same requests itself through [`answer`] with [`Target::Offline`], so
-//! every command behaves the same either way.
+//! `peerfold serve` serves its control API (`crate::api`, the same routes and answers as on
+//! the GUI address) on `<home>/control.sock` too: a Unix socket, mode 0600, so only the owner
+//! can talk to it, and no API key is needed. The CLI turns each command into a [`Request`] and
+//! sends it as that API call ([`Request::route`], [`request`]); with no daemon running, it
+//! answers the same requests itself from the configuration file and the index
+//! ([`answer_offline`]), so every command behaves the same either way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
@@ -80,15 +80,6 @@ pub struct Pending {
     pub folders: Vec<PendingFolder>,
 }
 
-/// Who answers a request.
-pub enum Target<'a> {
-    /// The running daemon: changes apply at once.
-    Daemon(&'a Engine),
-    /// No daemon runs (the caller holds the home lock): changes go to the configuration file
-    /// and the index, for the next start.
-    Offline { config_file: &'a Path, index: &'a Index },
-}
-
 /// Why a request that acts on a running folder cannot be answered without the daemon.
 fn needs_daemon(folder: &FolderId) -> String {
     format!(
@@ -96,59 +87,34 @@ fn needs_daemon(folder: &FolderId) -> String {
     )
 }
 
-/// Answers `request` for device `me`. Errors are one sentence for the user.
-pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Result<serde_json::Value, String> {
+/// Answers `request` for device `me` when no daemon runs: from the configuration file and the
+/// index, changes saved for the next start. The answers match the API's. Errors are one
+/// sentence for the user.
+pub async fn answer_offline(
+    request: Request,
+    me: DeviceId,
+    config_file: &Path,
+    index: &Index,
+) -> Result<serde_json::Value, String> {
     let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
-    let index = match &target {
-        Target::Daemon(engine) => engine.index(),
-        Target::Offline { index, .. } => index,
-    };
     let value = match request {
-        Request::ConfirmDeletes { folder } => {
-            let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
-            let summary = engine.confirm_deletes(&folder).await.map_err(|e| chain(&e))?;
-            let message = format!(
-                "Confirmed: folder \"{folder}\" recorded {} deletions and syncs again.",
-                summary.deleted
-            );
-            serde_json::to_value(Edited { changed: true, message })
-        }
-        Request::Revert { folder } => {
-            let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
-            let outcome = engine.revert(&folder).await.map_err(|e| chain(&e))?;
-            let message = format!(
-                "Reverting folder \"{folder}\": {} entries get the other devices' version back, {} added here are removed (to the trash can if it keeps versions).",
-                outcome.reverted, outcome.deleted
-            );
-            serde_json::to_value(Edited { changed: outcome.reverted + outcome.deleted > 0, message })
-        }
+        Request::ConfirmDeletes { folder } | Request::Revert { folder } => return Err(needs_daemon(&folder)),
         Request::Status => {
-            let (config, engine) = match &target {
-                Target::Daemon(engine) => (engine.config(), Some(*engine)),
-                Target::Offline { config_file, .. } => {
-                    (Arc::new(Config::load(config_file).map_err(|e| chain(&e))?), None)
-                }
-            };
-            let status = crate::status::status(me, &config, index, engine).await.map_err(|e| chain(&e))?;
+            let config = Config::load(config_file).map_err(|e| chain(&e))?;
+            let status = crate::status::status(me, &config, index, None).await.map_err(|e| chain(&e))?;
             serde_json::to_value(status)
         }
         Request::Edit { edit } => {
-            let change = match &target {
-                Target::Daemon(engine) => engine.edit_config(edit).await.map_err(|e| chain(&e))?,
-                Target::Offline { config_file, index } => {
-                    let mut config = Config::load(config_file).map_err(|e| chain(&e))?;
-                    let change = config.edit(me, edit).map_err(|e| chain(&e))?;
-                    if change.changed() {
-                        if let Change::FolderAdded { path, .. } = &change {
-                            crate::config::create_folder_root(path)
-                                .map_err(|e| format!("cannot create folder {}: {e}", path.display()))?;
-                        }
-                        config.save(config_file).map_err(|e| chain(&e))?;
-                        crate::engine::settle_pending(index, &change).await;
-                    }
-                    change
+            let mut config = Config::load(config_file).map_err(|e| chain(&e))?;
+            let change = config.edit(me, edit).map_err(|e| chain(&e))?;
+            if change.changed() {
+                if let Change::FolderAdded { path, .. } = &change {
+                    crate::config::create_folder_root(path)
+                        .map_err(|e| format!("cannot create folder {}: {e}", path.display()))?;
                 }
-            };
+                config.save(config_file).map_err(|e| chain(&e))?;
+                crate::engine::settle_pending(index, &change).await;
+            }
             serde_json::to_value(Edited { changed: change.changed(), message: change.to_string() })
         }
         Request::Pending => {
@@ -157,105 +123,131 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
             serde_json::to_value(Pending { devices, folders })
         }
         Request::DismissDevice { device } => {
-            let changed = index.remove_pending_device(&device).await.map_err(|e| chain(&e))?;
-            let message = if changed {
-                format!("Dismissed device {device}; it is asked about again if it connects again.")
-            } else {
-                format!("Device {device} is not pending; nothing changed.")
-            };
-            serde_json::to_value(Edited { changed, message })
+            if !index.remove_pending_device(&device).await.map_err(|e| chain(&e))? {
+                return Err(not_pending(&device));
+            }
+            serde_json::to_value(dismissed_device(&device))
         }
         Request::DismissFolder { folder, device } => {
             let before = index.pending_folders().await.map_err(|e| chain(&e))?.len();
             index.remove_pending_folder(&folder, device.as_ref()).await.map_err(|e| chain(&e))?;
-            let changed = index.pending_folders().await.map_err(|e| chain(&e))?.len() < before;
-            let from = device.map(|d| format!(" from device {d}")).unwrap_or_default();
-            let message = if changed {
-                format!("Dismissed the offer of folder \"{folder}\"{from}.")
-            } else {
-                format!("No offer of folder \"{folder}\"{from} is pending; nothing changed.")
-            };
-            serde_json::to_value(Edited { changed, message })
+            if index.pending_folders().await.map_err(|e| chain(&e))?.len() == before {
+                return Err(no_offer(&folder));
+            }
+            serde_json::to_value(dismissed_folder(&folder))
         }
     };
     value.map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Reply {
-    Ok(serde_json::Value),
-    Error(String),
+/// Why an offer cannot be dismissed: the API's 404 and the offline answer say the same.
+pub fn not_pending(device: &DeviceId) -> String {
+    format!("device {device} is not pending")
 }
 
-/// Serves the control socket of the home at `home` until `shutdown` turns true.
+/// See [`not_pending`].
+pub fn no_offer(folder: &str) -> String {
+    format!("no offer of folder \"{folder}\" is pending")
+}
+
+pub fn dismissed_device(device: &DeviceId) -> Edited {
+    Edited {
+        changed: true,
+        message: format!("Dismissed device {device}; it is asked about again if it connects again."),
+    }
+}
+
+pub fn dismissed_folder(folder: &str) -> Edited {
+    Edited { changed: true, message: format!("Dismissed the offer of folder \"{folder}\".") }
+}
+
+/// Characters escaped in a path segment: everything but RFC 3986's unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn segment(s: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(s, SEGMENT)
+}
+
+impl Request {
+    /// The control API call that answers this request: method, path and JSON body.
+    pub fn route(&self) -> (http::Method, String, Option<serde_json::Value>) {
+        use http::Method;
+        match self {
+            Self::Status => (Method::GET, "/api/status".into(), None),
+            Self::Pending => (Method::GET, "/api/pending".into(), None),
+            Self::Edit { edit } => {
+                (Method::POST, "/api/config/edits".into(), serde_json::to_value(edit).ok())
+            }
+            Self::DismissDevice { device } => {
+                (Method::POST, format!("/api/pending/devices/{device}/dismiss"), None)
+            }
+            Self::DismissFolder { folder, device } => {
+                let only = device.map(|d| format!("?device={d}")).unwrap_or_default();
+                (Method::POST, format!("/api/pending/folders/{}/dismiss{only}", segment(folder)), None)
+            }
+            Self::ConfirmDeletes { folder } => {
+                (Method::POST, format!("/api/folders/{}/confirm-deletes", segment(folder.as_str())), None)
+            }
+            Self::Revert { folder } => {
+                (Method::POST, format!("/api/folders/{}/revert", segment(folder.as_str())), None)
+            }
+        }
+    }
+}
+
+/// Serves the control API on the control socket of the home at `home` until `shutdown` turns
+/// true. The socket is the owner's alone (mode 0600), which is the whole of its authentication.
 pub async fn serve(
     home: &Path,
     me: DeviceId,
     engine: Arc<Engine>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let path = home.join(SOCKET_FILE);
+    let listen_error = |source| ControlError::Listen { path: path.clone(), source };
     // The caller holds the home lock, so a socket file left here belongs to a dead daemon.
     let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).map_err(|source| ControlError::Listen { path: path.clone(), source })?;
+    let listener = UnixListener::bind(&path).map_err(listen_error)?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|source| ControlError::Listen { path: path.clone(), source })?;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let engine = Arc::clone(&engine);
-                tokio::spawn(async move { let _ = handle(stream, me, &engine).await; });
-            }
-        }
-    }
+        .map_err(listen_error)?;
+    let served = crate::api::serve_local(listener, engine, me, shutdown).await.map_err(listen_error);
     let _ = std::fs::remove_file(&path);
-    Ok(())
+    served
 }
 
-async fn handle(stream: UnixStream, me: DeviceId, engine: &Engine) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Some(line) = lines.next_line().await? {
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Reply::Error(format!("bad request: {e}")),
-            Ok(request) => match answer(request, me, Target::Daemon(engine)).await {
-                Ok(value) => Reply::Ok(value),
-                Err(e) => Reply::Error(e),
-            },
-        };
-        let mut text =
-            serde_json::to_string(&reply).unwrap_or_else(|_| String::from("{\"error\":\"internal\"}"));
-        text.push('\n');
-        write.write_all(text.as_bytes()).await?;
-    }
-    Ok(())
-}
-
-/// Sends one request to the daemon running on the home at `home` and returns its answer.
+/// Sends one request to the daemon running on the home at `home`, through the control API on
+/// its socket, and returns its answer.
 pub async fn request(home: &Path, request: &Request) -> Result<serde_json::Value, ControlError> {
+    use http_body_util::BodyExt as _;
     let path = home.join(SOCKET_FILE);
-    let stream = UnixStream::connect(&path)
-        .await
-        .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
-    let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_string(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
-    line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
-    let reply = BufReader::new(read)
-        .lines()
-        .next_line()
-        .await
-        .map_err(|source| ControlError::Connect { path, source })?
-        .ok_or_else(|| ControlError::BadReply(String::from("no answer")))?;
-    match serde_json::from_str::<Reply>(&reply).map_err(|e| ControlError::BadReply(e.to_string()))? {
-        Reply::Ok(v) => Ok(v),
-        Reply::Error(e) => Err(ControlError::Refused(e)),
+    let connect_error = |source| ControlError::Connect { path: path.clone(), source };
+    let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
+    let bad = |e: &dyn std::fmt::Display| ControlError::BadReply(e.to_string());
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| bad(&e))?;
+    let connection = tokio::spawn(connection);
+    let (method, uri, body) = request.route();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let call = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| bad(&e))?;
+    let response = sender.send_request(call).await.map_err(|e| bad(&e))?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.map_err(|e| bad(&e))?.to_bytes();
+    connection.abort();
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(&e))?;
+    if status.is_success() {
+        Ok(value)
+    } else {
+        let message =
+            value["error"].as_str().map_or_else(|| format!("the daemon answered {status}"), str::to_owned);
+        Err(ControlError::Refused(message))
     }
 }

@@ -392,8 +392,8 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
     })
 }
 
-/// Answers `request`: a running daemon (it holds the home lock) through its control socket, so
-/// changes apply at once; otherwise here, on the configuration and the index.
+/// Answers `request`: a running daemon (it holds the home lock) through its control API on the
+/// control socket, so changes apply at once; otherwise here, on the configuration and the index.
 async fn ask(home_dir: &Path, request: control::Request) -> anyhow::Result<serde_json::Value> {
     let home = match Home::open(home_dir) {
         Ok(home) => home,
@@ -414,8 +414,7 @@ async fn ask(home_dir: &Path, request: control::Request) -> anyhow::Result<serde
     let identity = Identity::load_or_generate(home.dir())?;
     load_config(&home)?;
     let index = Index::open(&home.index_path()).await?;
-    let target = control::Target::Offline { config_file: &home.config_path(), index: &index };
-    let answer = control::answer(request, identity.device_id(), target).await;
+    let answer = control::answer_offline(request, identity.device_id(), &home.config_path(), &index).await;
     index.close().await;
     answer.map_err(|e| anyhow!(e))
 }

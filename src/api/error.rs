@@ -52,6 +52,9 @@ impl From<EngineError> for ApiError {
             EngineError::Paused(id) => {
                 Self::BadRequest(format!("folder \"{id}\" is paused; resume it first"))
             }
+            e @ (EngineError::NoDeletesHeld(_) | EngineError::NotReceiveOnly(_)) => {
+                Self::BadRequest(e.to_string())
+            }
             e => Self::Engine(e),
         }
     }

@@ -355,6 +355,45 @@ pub(super) async fn scan_folder(
     Ok(Json(state.engine.scan(&id, Vec::new()).await?))
 }
 
+/// Lets a folder's held mass delete go ahead (a scan that would delete more than half of its
+/// files waits for this).
+#[utoipa::path(post, path = "/api/folders/{id}/confirm-deletes", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = EditedDoc), (status = 400, description = "no deletions held"), (status = 404)))]
+pub(super) async fn confirm_deletes(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
+    let id = known_folder(&state, &id)?;
+    let summary = state.engine.confirm_deletes(&id).await?;
+    let message =
+        format!("Confirmed: folder \"{id}\" recorded {} deletions and syncs again.", summary.deleted);
+    Ok(Edited { changed: true, message })
+}
+
+/// Undoes a receive-only folder's local changes: the other devices' version comes back, files
+/// added here are removed (to the trash can if the folder keeps versions).
+#[utoipa::path(post, path = "/api/folders/{id}/revert", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = EditedDoc), (status = 400, description = "not receive-only"), (status = 404)))]
+pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
+    let id = known_folder(&state, &id)?;
+    let outcome = state.engine.revert(&id).await?;
+    let message = format!(
+        "Reverting folder \"{id}\": {} entries get the other devices' version back, {} added here are removed (to the trash can if it keeps versions).",
+        outcome.reverted, outcome.deleted
+    );
+    Ok(Edited { changed: outcome.reverted + outcome.deleted > 0, message })
+}
+
+/// Applies one configuration change, as the CLI asks for it: the body is a tagged
+/// `{"edit": "add-device" | "remove-device" | "add-folder" | "remove-folder" | "share" |
+/// "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder", ...}`.
+/// The resource routes above make the same changes one at a time.
+#[utoipa::path(post, path = "/api/config/edits", request_body = Object,
+    responses((status = 200, body = EditedDoc), (status = 400, description = "refused; nothing changed")))]
+pub(super) async fn edit_config(
+    State(state): State<Shared>,
+    change: Result<Json<Edit>, JsonRejection>,
+) -> Answer<Edited> {
+    edit(&state, body(change)?).await
+}
+
 /// Devices that tried to connect without being configured, and folders configured devices
 /// offered that are not shared with them here.
 #[utoipa::path(get, path = "/api/pending", responses((status = 200, body = serde_json::Value)))]
@@ -404,12 +443,9 @@ pub(super) async fn dismiss_device(State(state): State<Shared>, Path(id): Path<S
     let removed =
         state.engine.index().remove_pending_device(&id).await.map_err(|e| ApiError::Engine(e.into()))?;
     if !removed {
-        return Err(ApiError::NotFound(format!("device {id} is not pending")));
+        return Err(ApiError::NotFound(crate::control::not_pending(&id)));
     }
-    Ok(Edited {
-        changed: true,
-        message: format!("Dismissed device {id}; it is asked about again if it connects again."),
-    })
+    Ok(crate::control::dismissed_device(&id))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -482,10 +518,10 @@ pub(super) async fn dismiss_folder(
     let offered =
         |o: &crate::db::PendingFolder| o.folder == id.as_str() && device.is_none_or(|d| o.device == d);
     if !index.pending_folders().await.map_err(db)?.iter().any(offered) {
-        return Err(ApiError::NotFound(format!("no offer of folder \"{id}\" is pending")));
+        return Err(ApiError::NotFound(crate::control::no_offer(id.as_str())));
     }
     index.remove_pending_folder(id.as_str(), device.as_ref()).await.map_err(db)?;
-    Ok(Edited { changed: true, message: format!("Dismissed the offer of folder \"{id}\".") })
+    Ok(crate::control::dismissed_folder(id.as_str()))
 }
 
 /// Live events as server-sent events: each `data` is one engine event as JSON (its `type`

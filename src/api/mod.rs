@@ -41,6 +41,9 @@ pub(crate) struct State {
     hosts: Option<Vec<String>>,
     /// Turns true when the daemon stops: open event streams end, so the server can.
     shutdown: watch::Receiver<bool>,
+    /// Served on the owner-only control socket: the socket's permissions are the
+    /// authentication, and there is no browser to guard against.
+    local: bool,
 }
 
 type Shared = Arc<State>;
@@ -90,6 +93,7 @@ impl Api {
             started: Instant::now(),
             hosts: allowed_hosts(self.addr),
             shutdown: shutdown.clone(),
+            local: false,
         });
         let app = router(state);
         axum::serve(self.listener, app)
@@ -99,6 +103,29 @@ impl Api {
             .await
             .map_err(|source| ApiError::Bind { address: self.addr.to_string(), source })
     }
+}
+
+/// Serves the API on the control socket (see [`crate::control`]) until `shutdown` turns true.
+pub(crate) async fn serve_local(
+    listener: tokio::net::UnixListener,
+    engine: Arc<Engine>,
+    me: DeviceId,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let state = Arc::new(State {
+        engine,
+        me,
+        api_key: String::new(),
+        started: Instant::now(),
+        hosts: None,
+        shutdown: shutdown.clone(),
+        local: true,
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
 }
 
 /// On loopback, the names a browser on this machine uses for it: any other `Host` is a DNS
@@ -122,6 +149,9 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(handlers::list_folders, handlers::add_folder))
         .routes(routes!(handlers::edit_folder, handlers::remove_folder))
         .routes(routes!(handlers::scan_folder))
+        .routes(routes!(handlers::confirm_deletes))
+        .routes(routes!(handlers::revert))
+        .routes(routes!(handlers::edit_config))
         .routes(routes!(handlers::pending))
         .routes(routes!(handlers::accept_device))
         .routes(routes!(handlers::dismiss_device))

@@ -394,6 +394,9 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "PATCH /api/folders/{id}",
         "DELETE /api/folders/{id}",
         "POST /api/folders/{id}/scan",
+        "POST /api/folders/{id}/confirm-deletes",
+        "POST /api/folders/{id}/revert",
+        "POST /api/config/edits",
         "GET /api/pending",
         "POST /api/pending/devices/{id}/accept",
         "POST /api/pending/devices/{id}/dismiss",
@@ -415,4 +418,41 @@ fn serve_refuses_a_non_loopback_api_without_a_password() {
     let out = t.peerfold(&["serve", "--listen", &listen, "--gui-address", "0.0.0.0:0"]);
     let err = crate::util::fails(&out);
     assert!(err.contains("not a loopback address, without a GUI password"), "{err}");
+}
+
+#[test]
+fn a_configuration_edit_applies_or_is_refused_with_nothing_changed() {
+    let api = Api::start();
+    let add = json!({"edit": "add-device", "id": OTHER, "name": "nas", "addresses": null});
+    let (status, answer) = api.send("POST", "/api/config/edits", add);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["changed"], true, "{answer}");
+    assert_eq!(api.get("/api/devices").1[0]["name"], "nas");
+    api.refused(
+        "POST",
+        "/api/config/edits",
+        json!({"edit": "add-device", "id": "nope"}),
+        400,
+        "bad request body",
+    );
+    api.refused("POST", "/api/config/edits", json!({"edit": "remove-folder", "id": "f"}), 400, "no folder");
+    let share = json!({"edit": "share", "folder": "f", "device": OTHER});
+    api.refused("POST", "/api/config/edits", share, 400, "no folder");
+}
+
+#[tokio::test]
+async fn the_control_socket_serves_the_api_to_the_owner_without_a_key() {
+    let api = Api::start();
+    let socket = api.t.home().join("control.sock");
+    // The socket comes up beside the TCP listener, not necessarily before it.
+    wait_for(LIMIT, "the control socket", || async { socket.exists().then_some(()) }).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "only the owner may connect");
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    stream.write_all(b"GET /api/system HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(&api.id), "{text}");
 }
