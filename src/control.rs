@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::config::{Change, Config, Edit, FolderId};
+use crate::config::{Change, Config, Edit, FolderConfig, FolderId};
 use crate::db::{Index, PendingDevice, PendingFolder};
 use crate::engine::Engine;
 use crate::identity::DeviceId;
@@ -56,6 +56,12 @@ pub enum Request {
     Edit { edit: Edit },
     /// Answered with a [`Pending`].
     Pending,
+    /// Adds a pending device (its announced name unless `name` is given); answered with an
+    /// [`Edited`].
+    AcceptDevice { device: DeviceId, name: Option<String>, addresses: Option<Vec<String>> },
+    /// Accepts `device`'s offer of `folder`: adds it at `path` (created if `create`), or shares
+    /// it if it is configured here already; answered with an [`Edited`].
+    AcceptFolder { folder: String, device: DeviceId, path: Option<PathBuf>, create: bool },
     /// Forgets a pending device; answered with an [`Edited`].
     DismissDevice { device: DeviceId },
     /// Forgets a folder offer (from `device`, or from every device); answered with an [`Edited`].
@@ -122,6 +128,18 @@ pub async fn answer_offline(
             let folders = index.pending_folders().await.map_err(|e| chain(&e))?;
             serde_json::to_value(Pending { devices, folders })
         }
+        Request::AcceptDevice { device, name, addresses } => {
+            let pending = index.pending_devices().await.map_err(|e| chain(&e))?;
+            let edit = accept_device(&pending, device, name, addresses).map_err(|e| e.to_string())?;
+            return Box::pin(answer_offline(Request::Edit { edit }, me, config_file, index)).await;
+        }
+        Request::AcceptFolder { folder, device, path, create } => {
+            let config = Config::load(config_file).map_err(|e| chain(&e))?;
+            let offers = index.pending_folders().await.map_err(|e| chain(&e))?;
+            let edit =
+                accept_folder(&config, &offers, &folder, device, path, create).map_err(|e| e.to_string())?;
+            return Box::pin(answer_offline(Request::Edit { edit }, me, config_file, index)).await;
+        }
         Request::DismissDevice { device } => {
             if !index.remove_pending_device(&device).await.map_err(|e| chain(&e))? {
                 return Err(not_pending(&device));
@@ -138,6 +156,83 @@ pub async fn answer_offline(
         }
     };
     value.map_err(|e| e.to_string())
+}
+
+/// Why a pending device or folder offer cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// There is no such request or offer.
+    #[error("{0}")]
+    NotPending(String),
+    /// The request names something wrong, like a folder path that does not exist.
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// The edit that accepts pending device `device`: it is added with the name it announced
+/// unless `name` is given.
+pub fn accept_device(
+    pending: &[PendingDevice],
+    device: DeviceId,
+    name: Option<String>,
+    addresses: Option<Vec<String>>,
+) -> Result<Edit, AcceptError> {
+    let Some(request) = pending.iter().find(|d| d.device == device) else {
+        return Err(AcceptError::NotPending(not_pending(&device)));
+    };
+    let name = name.or_else(|| Some(request.name.clone()).filter(|n| !n.is_empty()));
+    // Adding it settles the pending entry (engine::settle_pending).
+    Ok(Edit::AddDevice { id: device, name, addresses })
+}
+
+/// The edit that accepts `device`'s offer of `folder`: the folder is shared with it if it is
+/// configured here, else added at `path` (absolute; created if `create`) shared with it.
+pub fn accept_folder(
+    config: &Config,
+    offers: &[PendingFolder],
+    folder: &str,
+    device: DeviceId,
+    path: Option<PathBuf>,
+    create: bool,
+) -> Result<Edit, AcceptError> {
+    let id: FolderId = folder
+        .parse()
+        .map_err(|e: String| AcceptError::Bad(format!("{folder:?} is not a folder ID: {e}")))?;
+    let Some(offer) = offers.iter().find(|o| o.folder == folder && o.device == device) else {
+        return Err(AcceptError::NotPending(format!(
+            "device {device} has no pending offer of folder \"{id}\""
+        )));
+    };
+    // Adding or sharing settles the offer (engine::settle_pending).
+    if config.folder(&id).is_some() {
+        return Ok(Edit::Share { folder: id, device });
+    }
+    let Some(path) = path else {
+        return Err(AcceptError::Bad(format!("folder \"{id}\" is new here: give the path to keep it at")));
+    };
+    let folder = FolderConfig {
+        label: offer.label.clone(),
+        devices: vec![device],
+        ..FolderConfig::new(id, folder_root(path, create)?)
+    };
+    Ok(Edit::AddFolder { folder: Box::new(folder) })
+}
+
+/// `path` as a folder root: an existing directory, or one to create if `create`. A relative
+/// path is left for the configuration to refuse.
+pub fn folder_root(path: PathBuf, create: bool) -> Result<PathBuf, AcceptError> {
+    if !path.is_absolute() {
+        return Ok(path);
+    }
+    if !create && !path.is_dir() {
+        let what = if path.exists() { "is not a directory" } else { "does not exist" };
+        return Err(AcceptError::Bad(format!(
+            "folder path {} {what} (send \"create\": true to create it)",
+            path.display()
+        )));
+    }
+    crate::config::resolve_folder_path(&path)
+        .map_err(|e| AcceptError::Bad(format!("cannot resolve folder path {}: {e}", path.display())))
 }
 
 /// Why an offer cannot be dismissed: the API's 404 and the offline answer say the same.
@@ -179,6 +274,16 @@ impl Request {
             Self::Edit { edit } => {
                 (Method::POST, "/api/config/edits".into(), serde_json::to_value(edit).ok())
             }
+            Self::AcceptDevice { device, name, addresses } => (
+                Method::POST,
+                format!("/api/pending/devices/{device}/accept"),
+                Some(serde_json::json!({ "name": name, "addresses": addresses })),
+            ),
+            Self::AcceptFolder { folder, device, path, create } => (
+                Method::POST,
+                format!("/api/pending/folders/{}/accept", segment(folder)),
+                Some(serde_json::json!({ "device": device.to_string(), "path": path, "create": create })),
+            ),
             Self::DismissDevice { device } => {
                 (Method::POST, format!("/api/pending/devices/{device}/dismiss"), None)
             }

@@ -91,6 +91,75 @@ enum Command {
         #[command(subcommand)]
         command: FolderCommand,
     },
+    /// Devices asking to connect and folders other devices offer: list (the default), accept
+    /// or dismiss them
+    Pending {
+        #[command(subcommand)]
+        command: Option<PendingCommand>,
+    },
+    /// Show the configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PendingCommand {
+    /// List the devices asking to connect and the folder offers
+    List {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a device that asked to connect
+    AcceptDevice {
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+        /// A name for it [default: the name it announced]
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to reach it (tcp://host[:port], quic://host[:port] or dynamic); repeat for
+        /// more [default: dynamic]
+        #[arg(long = "address", value_name = "URL")]
+        addresses: Vec<String>,
+    },
+    /// Accept a device's folder offer: keep the folder at PATH, shared with that device (or,
+    /// if the folder exists here, share it with that device)
+    AcceptFolder {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// The device whose offer to accept
+        #[arg(long = "from", value_name = "DEVICE-ID")]
+        device_id: String,
+        /// Where to keep it (not needed if the folder exists here)
+        path: Option<PathBuf>,
+        /// Create PATH if it does not exist
+        #[arg(long)]
+        create: bool,
+    },
+    /// Forget a device that asked to connect (it is listed again if it connects again)
+    DismissDevice {
+        #[arg(value_name = "DEVICE-ID")]
+        device_id: String,
+    },
+    /// Forget a folder offer, from one device or from all
+    DismissFolder {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        #[arg(long = "from", value_name = "DEVICE-ID")]
+        device_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the configuration with every default filled in (config.toml holds what was set)
+    Show {
+        /// Print it as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +363,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Folder { command: FolderCommand::List { json } } => {
             return list_folders(&Config::load(&home_dir.join(home::CONFIG_FILE))?, *json);
         }
+        Command::Config { command: ConfigCommand::Show { json } } => {
+            let config = Config::load(&home_dir.join(home::CONFIG_FILE))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&config)?);
+            } else {
+                print!("{}", toml::to_string_pretty(&config)?);
+            }
+            return Ok(());
+        }
         _ => {}
     }
     if let Some(request) = to_request(&cli.command)? {
@@ -313,7 +391,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
         Command::Serve { listen, gui_address } => serve(&home, &identity, config, &listen, gui_address).await,
-        Command::Status { .. } | Command::Device { .. } | Command::Folder { .. } => {
+        Command::Status { .. }
+        | Command::Device { .. }
+        | Command::Folder { .. }
+        | Command::Pending { .. }
+        | Command::Config { .. } => {
             unreachable!("answered as requests above")
         }
     }
@@ -325,7 +407,32 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
     use control::Request;
     let edit = |edit| Some(Request::Edit { edit });
     Ok(match command {
-        Command::Id { .. } | Command::Scan { .. } | Command::Serve { .. } => None,
+        Command::Id { .. } | Command::Scan { .. } | Command::Serve { .. } | Command::Config { .. } => None,
+        Command::Pending { command } => Some(match command {
+            None | Some(PendingCommand::List { .. }) => Request::Pending,
+            Some(PendingCommand::AcceptDevice { device_id, name, addresses }) => Request::AcceptDevice {
+                device: parse_device(device_id)?,
+                name: name.clone(),
+                addresses: (!addresses.is_empty()).then(|| addresses.clone()),
+            },
+            Some(PendingCommand::AcceptFolder { folder_id, device_id, path, create }) => {
+                // Resolved here: a relative path means relative to where the command runs.
+                let path = path.as_deref().map(std::path::absolute).transpose()?;
+                Request::AcceptFolder {
+                    folder: parse_folder(folder_id)?.to_string(),
+                    device: parse_device(device_id)?,
+                    path,
+                    create: *create,
+                }
+            }
+            Some(PendingCommand::DismissDevice { device_id }) => {
+                Request::DismissDevice { device: parse_device(device_id)? }
+            }
+            Some(PendingCommand::DismissFolder { folder_id, device_id }) => Request::DismissFolder {
+                folder: parse_folder(folder_id)?.to_string(),
+                device: device_id.as_deref().map(parse_device).transpose()?,
+            },
+        }),
         Command::Status { .. } => Some(Request::Status),
         Command::Device { command } => match command {
             DeviceCommand::Add { device_id, name, addresses } => edit(Edit::AddDevice {
@@ -445,25 +552,34 @@ fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
         Command::Status { json: true } => println!("{}", serde_json::to_string_pretty(&answer)?),
         Command::Status { json: false } => print!("{}", serde_json::from_value::<status::Status>(answer)?),
         Command::Device { command: DeviceCommand::Pending { json } } => {
-            print_list(&pending(answer)?.devices, *json, "No devices are pending.", |d| {
-                let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
-                format!("{}{name} from {}, last seen {}", d.device, d.address, status::format_time(d.seen_at))
-            })?;
+            print_list(&pending(answer)?.devices, *json, "No devices are pending.", pending_device)?;
         }
         Command::Folder { command: FolderCommand::Pending { json } } => {
-            print_list(&pending(answer)?.folders, *json, "No folder offers are pending.", |f| {
-                let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
-                format!(
-                    "\"{}\"{label} offered by {}, last seen {}",
-                    f.folder,
-                    f.device,
-                    status::format_time(f.seen_at)
-                )
-            })?;
+            print_list(&pending(answer)?.folders, *json, "No folder offers are pending.", pending_folder)?;
+        }
+        Command::Pending { command: Some(PendingCommand::List { json: true }) } => {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        Command::Pending { command: None | Some(PendingCommand::List { json: false }) } => {
+            let pending = pending(answer)?;
+            println!("Devices asking to connect (accept with `peerfold pending accept-device ID`):");
+            print_list(&pending.devices, false, "  none", |d| format!("  {}", pending_device(d)))?;
+            println!("Folder offers (accept with `peerfold pending accept-folder ID --from DEVICE PATH`):");
+            print_list(&pending.folders, false, "  none", |f| format!("  {}", pending_folder(f)))?;
         }
         _ => println!("{}", serde_json::from_value::<control::Edited>(answer)?.message),
     }
     Ok(())
+}
+
+fn pending_device(d: &peerfold::db::PendingDevice) -> String {
+    let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
+    format!("{}{name} from {}, last seen {}", d.device, d.address, status::format_time(d.seen_at))
+}
+
+fn pending_folder(f: &peerfold::db::PendingFolder) -> String {
+    let label = if f.label.is_empty() { String::new() } else { format!(" ({})", f.label) };
+    format!("\"{}\"{label} offered by {}, last seen {}", f.folder, f.device, status::format_time(f.seen_at))
 }
 
 /// Loads the home's configuration, writing the defaults on first start so there is a file to

@@ -60,6 +60,15 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<crate::control::AcceptError> for ApiError {
+    fn from(e: crate::control::AcceptError) -> Self {
+        match e {
+            crate::control::AcceptError::NotPending(m) => Self::NotFound(m),
+            crate::control::AcceptError::Bad(m) => Self::BadRequest(m),
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

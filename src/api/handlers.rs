@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
 use super::{ApiError, Shared};
-use crate::config::{self, Edit, FolderConfig, FolderId, FolderType, Versioning};
+use crate::config::{Edit, FolderConfig, FolderId, FolderType, Versioning};
 use crate::control::{Edited, Pending};
 use crate::identity::DeviceId;
 use crate::status::DeviceView;
@@ -260,18 +260,7 @@ pub(super) struct NewFolder {
 /// `path` resolved as the CLI resolves it, after checking it exists (unless it may be created).
 /// A relative path is left for the configuration to refuse, with its own sentence.
 fn folder_root(path: PathBuf, create: bool) -> Answer<PathBuf> {
-    if !path.is_absolute() {
-        return Ok(path);
-    }
-    if !create && !path.is_dir() {
-        let what = if path.exists() { "is not a directory" } else { "does not exist" };
-        return Err(ApiError::BadRequest(format!(
-            "folder path {} {what} (send \"create\": true to create it)",
-            path.display()
-        )));
-    }
-    config::resolve_folder_path(&path)
-        .map_err(|e| ApiError::BadRequest(format!("cannot resolve folder path {}: {e}", path.display())))
+    Ok(crate::control::folder_root(path, create)?)
 }
 
 /// Adds a folder and shares it with the given devices.
@@ -426,12 +415,8 @@ pub(super) async fn accept_device(
     let accept = body(accept)?;
     let id = device_id(&id)?;
     let pending = state.engine.index().pending_devices().await.map_err(|e| ApiError::Engine(e.into()))?;
-    let Some(device) = pending.into_iter().find(|d| d.device == id) else {
-        return Err(ApiError::NotFound(format!("device {id} is not pending")));
-    };
-    let name = accept.name.or_else(|| Some(device.name).filter(|n| !n.is_empty()));
-    // Adding it settles the pending entry (engine::settle_pending).
-    let done = edit(&state, Edit::AddDevice { id, name, addresses: accept.addresses }).await?;
+    let change = crate::control::accept_device(&pending, id, accept.name, accept.addresses)?;
+    let done = edit(&state, change).await?;
     Ok((StatusCode::CREATED, done))
 }
 
@@ -472,28 +457,11 @@ pub(super) async fn accept_folder(
     accept: Result<Json<AcceptFolder>, JsonRejection>,
 ) -> Answer<(StatusCode, Edited)> {
     let accept = body(accept)?;
-    let id = folder_id(&folder)?;
     let device = device_id(&accept.device)?;
     let offers = state.engine.index().pending_folders().await.map_err(|e| ApiError::Engine(e.into()))?;
-    let Some(offer) = offers.into_iter().find(|o| o.folder == id.as_str() && o.device == device) else {
-        return Err(ApiError::NotFound(format!("device {device} has no pending offer of folder \"{id}\"")));
-    };
-    // Adding or sharing settles the offer (engine::settle_pending).
-    let change = if state.engine.config().folder(&id).is_some() {
-        Edit::Share { folder: id, device }
-    } else {
-        let Some(path) = accept.path else {
-            return Err(ApiError::BadRequest(format!(
-                "folder \"{id}\" is new here: give the path to keep it at"
-            )));
-        };
-        let folder = FolderConfig {
-            label: offer.label,
-            devices: vec![device],
-            ..FolderConfig::new(id, folder_root(path, accept.create)?)
-        };
-        Edit::AddFolder { folder: Box::new(folder) }
-    };
+    let config = state.engine.config();
+    let change =
+        crate::control::accept_folder(&config, &offers, &folder, device, accept.path, accept.create)?;
     Ok((StatusCode::CREATED, edit(&state, change).await?))
 }
 

@@ -203,3 +203,55 @@ async fn a_running_daemon_takes_devices_and_folders_from_the_cli() {
     let err = String::from_utf8_lossy(&b.peerfold(&["folder", "revert", "f"]).stderr).into_owned();
     assert!(err.contains("is not receive-only"), "{err}");
 }
+
+/// What the README shows a NAS owner: pairing and sharing over SSH with `pending` and `config`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nas_is_paired_and_shares_a_folder_through_the_pending_commands() {
+    let (laptop, nas) = (TestDir::new(), TestDir::new());
+    let id_laptop = ok(&laptop.peerfold(&["id"])).trim().to_owned();
+    let id_nas = ok(&nas.peerfold(&["id"])).trim().to_owned();
+    let (l_laptop, l_nas) =
+        (format!("tcp://127.0.0.1:{}", free_port()), format!("quic://127.0.0.1:{}", free_port()));
+    ok(&laptop.peerfold(&["folder", "add", laptop.path("docs").to_str().unwrap(), "--id", "docs"]));
+    laptop.write("docs/report.txt", b"quarterly");
+    let (_dl, _dn) = (Daemon::start(&laptop, &l_laptop), Daemon::start(&nas, &l_nas));
+
+    // The laptop adds the NAS; the NAS sees it asking and accepts it by ID.
+    ok(&laptop.peerfold(&["device", "add", &id_nas, "--name", "nas", "--address", &l_nas]));
+    nas.json_until(LIMIT, &["pending", "list", "--json"], "the laptop asking", |v| {
+        v["devices"][0]["device"] == id_laptop.as_str()
+    })
+    .await;
+    let listed = ok(&nas.peerfold(&["pending"]));
+    assert!(listed.contains(&format!("  {id_laptop}")), "{listed}");
+    assert!(listed.contains("Folder offers") && listed.ends_with("  none\n"), "{listed}");
+    let out = ok(&nas.peerfold(&["pending", "accept-device", &id_laptop, "--name", "laptop"]));
+    assert!(out.starts_with(&format!("Added device {id_laptop} \"laptop\"")), "{out}");
+    let out = nas.peerfold(&["pending", "accept-device", &id_laptop]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("error: device {id_laptop} is not pending\n"));
+
+    // The laptop shares its folder; the NAS accepts the offer into a new directory.
+    ok(&laptop.peerfold(&["folder", "share", "docs", &id_nas]));
+    nas.json_until(LIMIT, &["pending", "list", "--json"], "the offer", |v| {
+        v["folders"][0]["folder"] == "docs"
+    })
+    .await;
+    let target = nas.path("backup/docs");
+    let out =
+        nas.peerfold(&["pending", "accept-folder", "docs", "--from", &id_laptop, target.to_str().unwrap()]);
+    assert!(crate::util::fails(&out).contains("does not exist"), "nothing created without --create");
+    let accept =
+        ["pending", "accept-folder", "docs", "--from", &id_laptop, target.to_str().unwrap(), "--create"];
+    ok(&nas.peerfold(&accept));
+    file_is(target.join("report.txt"), b"quarterly".to_vec()).await;
+
+    // The configuration shows what was set up, defaults filled in.
+    let shown = ok(&nas.peerfold(&["config", "show"]));
+    assert!(
+        shown.contains(&id_laptop) && shown.contains("[[folder]]") && shown.contains("rescan_interval_s"),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&nas.peerfold(&["config", "show", "--json"]))).unwrap();
+    assert_eq!(json["folder"][0]["devices"][0], id_laptop.as_str(), "{json}");
+}
