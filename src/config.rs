@@ -394,6 +394,10 @@ pub struct Gui {
     /// listening on anything but loopback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Serve the API and web UI over HTTPS, with `https-cert.pem` / `https-key.pem` from the
+    /// home (a self-signed pair is generated on first use).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 /// Where the API listens unless told otherwise (Syncthing's GUI port, on loopback).
@@ -401,7 +405,12 @@ pub const DEFAULT_GUI_ADDRESS: &str = "127.0.0.1:8384";
 
 impl Default for Gui {
     fn default() -> Self {
-        Self { address: DEFAULT_GUI_ADDRESS.to_owned(), api_key: String::new(), password_hash: None }
+        Self {
+            address: DEFAULT_GUI_ADDRESS.to_owned(),
+            api_key: String::new(),
+            password_hash: None,
+            tls: false,
+        }
     }
 }
 

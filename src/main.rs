@@ -759,7 +759,7 @@ async fn serve(
     let gui_address = gui_address.unwrap_or_else(|| config.gui.address.clone());
     // Bound before anything starts, so a taken port or a missing password stops the daemon
     // with one sentence instead of leaving it running without its API.
-    let api = Api::bind(&gui_address, &config.gui).await?;
+    let api = Api::bind(&gui_address, &config.gui, home.dir()).await?;
     let index = Index::open(&home.index_path()).await?;
     let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
     let bound = net.local_addresses();
@@ -776,7 +776,7 @@ async fn serve(
         identity.device_id()
     );
     // Before the "Listening on" lines: whoever waits for those can read this one too.
-    eprintln!("API on http://{}/api/", api.local_addr());
+    eprintln!("API on {}api/", api.url());
     for addr in &bound {
         eprintln!("Listening on {addr}");
     }

@@ -37,6 +37,8 @@ pub enum ApiError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot use the HTTPS certificate {}: {reason}", path.display())]
+    Certificate { path: std::path::PathBuf, reason: String },
     #[error(
         "refusing to serve the API on {0}, which is not a loopback address, without a GUI password \
          (set password_hash under [gui] in config.toml, or use 127.0.0.1)"
@@ -76,7 +78,9 @@ impl ApiError {
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::NoKey | Self::WrongKey => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Engine(_) | Self::Bind { .. } | Self::NeedsPassword(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Engine(_) | Self::Bind { .. } | Self::NeedsPassword(_) | Self::Certificate { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

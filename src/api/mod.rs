@@ -11,6 +11,7 @@
 mod auth;
 mod error;
 mod handlers;
+pub mod https;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,13 +53,16 @@ type Shared = Arc<State>;
 pub struct Api {
     listener: TcpListener,
     addr: SocketAddr,
+    /// Set when `[gui] tls` is on.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Api {
     /// Binds `address` (`HOST:PORT`; port 0 picks one). Listening beyond loopback is refused
     /// unless `gui` has a password: the API would otherwise be open to the network with the
-    /// key as its only guard.
-    pub async fn bind(address: &str, gui: &Gui) -> Result<Self, ApiError> {
+    /// key as its only guard. With `[gui] tls`, the HTTPS certificate comes from (or is
+    /// generated in) `home`.
+    pub async fn bind(address: &str, gui: &Gui, home: &std::path::Path) -> Result<Self, ApiError> {
         let bind_error = |source| ApiError::Bind { address: address.to_owned(), source };
         let exposed = |ip: std::net::IpAddr| !ip.is_loopback() && gui.password_hash.is_none();
         // Checked before binding too, so an IP address is refused without ever listening on it.
@@ -70,7 +74,14 @@ impl Api {
         if exposed(addr.ip()) {
             return Err(ApiError::NeedsPassword(address.to_owned()));
         }
-        Ok(Self { listener, addr })
+        let tls = if gui.tls { Some(https::server_config(home)?) } else { None };
+        Ok(Self { listener, addr, tls })
+    }
+
+    /// The URL of the web UI: `http://` or `https://` and the bound address.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// The address it listens on.
@@ -96,12 +107,18 @@ impl Api {
             local: false,
         });
         let app = router(state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-            .map_err(|source| ApiError::Bind { address: self.addr.to_string(), source })
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        let served = match self.tls {
+            None => axum::serve(self.listener, app).with_graceful_shutdown(stopped).await,
+            Some(config) => {
+                let listener = https::TlsListener::new(self.listener, config)
+                    .map_err(|source| ApiError::Bind { address: self.addr.to_string(), source })?;
+                axum::serve(listener, app).with_graceful_shutdown(stopped).await
+            }
+        };
+        served.map_err(|source| ApiError::Bind { address: self.addr.to_string(), source })
     }
 }
 

@@ -456,3 +456,55 @@ async fn the_control_socket_serves_the_api_to_the_owner_without_a_key() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(&api.id), "{text}");
 }
+
+/// `[gui] tls = true`: the API answers over HTTPS with a certificate generated in the home, and
+/// not over plain HTTP.
+#[tokio::test]
+async fn with_tls_on_the_api_answers_over_https_with_a_generated_certificate() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let t = TestDir::new();
+    let id = ok(&t.peerfold(&["id"])).trim().to_owned();
+    std::fs::write(t.home().join("config.toml"), "[gui]\ntls = true\n").unwrap();
+    let daemon = Daemon::start(&t, &format!("tcp://127.0.0.1:{}", free_port()));
+    assert!(daemon.log().contains(&format!("API on https://{}/api/", daemon.api)), "{}", daemon.log());
+    let key_mode = std::fs::metadata(t.home().join("https-key.pem")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777, 0o600);
+    let config: toml::Table = std::fs::read_to_string(t.home().join("config.toml")).unwrap().parse().unwrap();
+    let key = config["gui"]["api_key"].as_str().unwrap().to_owned();
+
+    // A client that trusts only the generated certificate, under the name a browser uses.
+    let pem = std::fs::read(t.home().join("https-cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pem_certs(&pem) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(&daemon.api).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.unwrap();
+    let port = daemon.api.rsplit(':').next().unwrap();
+    let request = format!(
+        "GET /api/system HTTP/1.1\r\nHost: localhost:{port}\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(LIMIT, tls.read_to_string(&mut text)).await.unwrap().unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(&id), "{text}");
+
+    // Plain HTTP on the same port gets no HTTP answer.
+    let (status, text) = raw(&daemon.api, &format!("GET /api/system HTTP/1.1\r\nHost: localhost:{port}\r\n"));
+    assert_eq!(status, 0, "{text}");
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject as _;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().unwrap()
+}

@@ -144,7 +144,10 @@ impl Daemon {
             .lock()
             .unwrap()
             .lines()
-            .find_map(|l| l.strip_prefix("API on http://")?.strip_suffix("/api/"))
+            .find_map(|l| {
+                let url = l.strip_prefix("API on ")?;
+                url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?.strip_suffix("/api/")
+            })
             .map(str::to_owned)
             .unwrap_or_else(|| panic!("no API address in the log:\n{}", log.lock().unwrap()));
         let keep = std::sync::Arc::clone(&log);
