@@ -22,6 +22,7 @@ pub mod ignore;
 pub mod model;
 pub mod net;
 pub mod pull;
+pub mod recent_log;
 pub mod scan;
 pub mod status;
 pub mod watch;

@@ -338,15 +338,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the daemon logs each engine event (shown on stderr with `-v`).
+const EVENTS_TARGET: &str = "peerfold::events";
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info,peerfold=debug",
         _ => "debug",
     };
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    // What the web UI's log shows, whatever stderr shows: INFO and up, minus the engine events
+    // it gets on their own stream.
+    let recent = peerfold::recent_log::Layer.with_filter(
+        Targets::new().with_default(LevelFilter::INFO).with_target(EVENTS_TARGET, LevelFilter::OFF),
+    );
+    tracing_subscriber::registry().with(stderr).with(recent).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -797,7 +810,7 @@ async fn serve(
                 break;
             }
             event = events.recv() => match event {
-                Ok(event) => tracing::info!(?event, "event"),
+                Ok(event) => tracing::info!(target: EVENTS_TARGET, ?event, "event"),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "missed events"),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },

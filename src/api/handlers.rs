@@ -492,6 +492,21 @@ pub(super) async fn dismiss_folder(
     Ok(crate::control::dismissed_folder(id.as_str()))
 }
 
+#[derive(Deserialize)]
+pub(super) struct LogQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// The daemon's recent log lines (INFO and up, the newest 500), oldest first; with `?since=N`,
+/// only those after line N.
+#[utoipa::path(get, path = "/api/log",
+    params(("since" = Option<u64>, Query, description = "the last line number already seen")),
+    responses((status = 200, body = Vec<crate::recent_log::LogLine>)))]
+pub(super) async fn log(Query(query): Query<LogQuery>) -> Json<Vec<crate::recent_log::LogLine>> {
+    Json(crate::recent_log::RECENT.since(query.since))
+}
+
 /// Live events as server-sent events: each `data` is one engine event as JSON (its `type`
 /// says which), also given as the SSE event name. A client too slow to keep up gets a
 /// `lagged` event with how many it missed.

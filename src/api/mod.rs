@@ -175,6 +175,7 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(handlers::accept_folder))
         .routes(routes!(handlers::dismiss_folder))
         .routes(routes!(handlers::events))
+        .routes(routes!(handlers::log))
         .split_for_parts();
     doc.info = utoipa::openapi::Info::new("Peerfold control API", env!("CARGO_PKG_VERSION"));
     doc.info.description = Some(

@@ -321,6 +321,17 @@ async fn pending_devices_and_folder_offers_are_accepted_or_dismissed() {
     })
     .await;
     assert_eq!(pending["folders"], json!([]), "{pending}");
+    // The refusal is in the recent log the UI shows, and asking after its line gives later ones.
+    let (_, log) = api.get("/api/log");
+    let refused = log.as_array().unwrap().iter().find(|l| {
+        l["message"].as_str().unwrap().contains("refused an unknown device; it is pending")
+            && l["message"].as_str().unwrap().contains(&idb)
+    });
+    let refused = refused.unwrap_or_else(|| panic!("no refusal in {log}"));
+    assert_eq!(refused["level"], "INFO", "{refused}");
+    let seq = refused["seq"].as_u64().unwrap();
+    let (_, after) = api.get(&format!("/api/log?since={seq}"));
+    assert!(after.as_array().unwrap().iter().all(|l| l["seq"].as_u64().unwrap() > seq), "{after}");
     api.refused("POST", &format!("/api/pending/devices/{OTHER}/accept"), json!({}), 404, "not pending");
     api.refused("POST", &format!("/api/pending/devices/{OTHER}/dismiss"), json!(null), 404, "not pending");
     api.refused("POST", "/api/pending/devices/bad/accept", json!({}), 400, "is not a device ID");
@@ -403,6 +414,7 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "POST /api/pending/folders/{folder}/accept",
         "POST /api/pending/folders/{folder}/dismiss",
         "GET /api/events",
+        "GET /api/log",
     ];
     want.sort();
     assert_eq!(listed, want, "the document lists exactly the routes the tests cover");
