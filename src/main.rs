@@ -781,6 +781,10 @@ async fn serve(
             .with_config_file(home.config_path()),
     );
     let mut events = engine.subscribe();
+    // SIGTERM is how systemd (and `kill`) ask a service to stop: the same clean stop as Ctrl-C.
+    // Installed before the "Listening on" lines, so whoever waits for those can stop it so.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot wait for SIGTERM")?;
     eprintln!(
         "Peerfold {} serving {} folder(s) from {} as {}",
         env!("CARGO_PKG_VERSION"),
@@ -809,6 +813,7 @@ async fn serve(
                 signal.context("cannot wait for Ctrl-C")?;
                 break;
             }
+            _ = terminate.recv() => break,
             event = events.recv() => match event {
                 Ok(event) => tracing::info!(target: EVENTS_TARGET, ?event, "event"),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "missed events"),

@@ -255,3 +255,14 @@ async fn a_nas_is_paired_and_shares_a_folder_through_the_pending_commands() {
         serde_json::from_str(&ok(&nas.peerfold(&["config", "show", "--json"]))).unwrap();
     assert_eq!(json["folder"][0]["devices"][0], id_laptop.as_str(), "{json}");
 }
+
+/// systemd stops a service with SIGTERM: the daemon stops cleanly, as on Ctrl-C.
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let t = TestDir::new();
+    let daemon = Daemon::start(&t, &format!("tcp://127.0.0.1:{}", free_port()));
+    let log = std::sync::Arc::clone(&daemon.log_handle());
+    let status = daemon.terminate();
+    assert!(status.success(), "{status}: {}", log.lock().unwrap());
+    assert!(!t.home().join("control.sock").exists(), "the socket is removed on a clean stop");
+}

@@ -159,9 +159,21 @@ impl Daemon {
         Self { child, log, api }
     }
 
+    /// The log as it keeps growing, to read after the daemon is gone.
+    pub fn log_handle(&self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        std::sync::Arc::clone(&self.log)
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, as systemd stops a service, and waits for the process to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap()
     }
 
     /// SIGKILL: no chance to clean up.
