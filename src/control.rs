@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::config::{Change, Config, Edit, FolderId};
 use crate::db::{Index, PendingDevice, PendingFolder};
 use crate::engine::Engine;
+use crate::folder_files::{self, ConflictView, Keep};
 use crate::identity::DeviceId;
 
 /// The socket's file name in the home.
@@ -64,6 +65,32 @@ pub enum Request {
     ConfirmDeletes { folder: FolderId },
     /// Reverts a receive-only folder's local changes; answered with an [`Edited`]. Daemon only.
     Revert { folder: FolderId },
+    /// The folder's `.stignore` lines; answered with a list of strings.
+    Ignores { folder: FolderId },
+    /// Replaces the folder's `.stignore` (every line checked first); answered with an [`Edited`].
+    SetIgnores { folder: FolderId, lines: Vec<String> },
+    /// Conflict copies in one folder or all; answered with a list of [`FolderConflict`].
+    Conflicts { folder: Option<FolderId> },
+    /// Resolves a conflict copy; answered with an [`Edited`].
+    ResolveConflict { folder: FolderId, conflict: String, keep: Keep },
+    /// The folder's old versions; answered with a list of
+    /// [`crate::folder_files::VersionedFile`].
+    Versions { folder: FolderId },
+    /// Puts an old version back; answered with an [`Edited`].
+    Restore { folder: FolderId, path: String, version: String },
+    /// What the folder's last pull could not apply; answered with a list of
+    /// [`crate::engine::FailedItem`] (none without a daemon: they are kept in memory).
+    FailedItems { folder: FolderId },
+    /// The first names the folder needs; answered with a list of [`crate::db::NeededItem`].
+    Needed { folder: FolderId },
+}
+
+/// A conflict copy and the folder it is in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FolderConflict {
+    pub folder: FolderId,
+    #[serde(flatten)]
+    pub conflict: ConflictView,
 }
 
 /// The answer to a change: whether something changed, and the line to show.
@@ -104,6 +131,14 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
         Target::Offline { index, .. } => index,
     };
     let value = match request {
+        Request::Ignores { .. }
+        | Request::SetIgnores { .. }
+        | Request::Conflicts { .. }
+        | Request::ResolveConflict { .. }
+        | Request::Versions { .. }
+        | Request::Restore { .. }
+        | Request::FailedItems { .. }
+        | Request::Needed { .. } => return folder_details(request, &target).await,
         Request::ConfirmDeletes { folder } => {
             let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
             let summary = engine.confirm_deletes(&folder).await.map_err(|e| chain(&e))?;
@@ -177,6 +212,116 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
             };
             serde_json::to_value(Edited { changed, message })
         }
+    };
+    value.map_err(|e| e.to_string())
+}
+
+/// Answers the requests about a folder's details: from the engine, or without a daemon from
+/// the folder's files and the index directly (the next start scans what changed).
+async fn folder_details(request: Request, target: &Target<'_>) -> Result<serde_json::Value, String> {
+    let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
+    let config = match target {
+        Target::Daemon(engine) => engine.config(),
+        Target::Offline { config_file, .. } => Arc::new(Config::load(config_file).map_err(|e| chain(&e))?),
+    };
+    let folder_config = |id: &FolderId| {
+        config.folder(id).cloned().ok_or_else(|| format!("there is no folder with ID \"{id}\""))
+    };
+    let done = |message: String| serde_json::to_value(Edited { changed: true, message });
+    let value = match (request, target) {
+        (Request::Ignores { folder }, Target::Daemon(engine)) => {
+            serde_json::to_value(engine.ignores(&folder).await.map_err(|e| chain(&e))?)
+        }
+        (Request::Ignores { folder }, Target::Offline { .. }) => {
+            let root = folder_config(&folder)?.path;
+            serde_json::to_value(folder_files::read_ignores(&root).map_err(|e| chain(&e))?)
+        }
+        (Request::SetIgnores { folder, lines }, target) => {
+            let n = lines.len();
+            match target {
+                Target::Daemon(engine) => engine.set_ignores(&folder, lines).await.map_err(|e| chain(&e))?,
+                Target::Offline { .. } => {
+                    let root = folder_config(&folder)?.path;
+                    folder_files::write_ignores(&root, &lines).map_err(|e| chain(&e))?;
+                }
+            }
+            done(format!("Folder \"{folder}\" has {n} ignore lines now."))
+        }
+        (Request::Conflicts { folder }, target) => {
+            let ids: Vec<FolderId> = match folder {
+                Some(id) => vec![folder_config(&id)?.id],
+                None => config.folders.iter().map(|f| f.id.clone()).collect(),
+            };
+            let mut all = Vec::new();
+            for id in ids {
+                let list = match target {
+                    Target::Daemon(engine) => engine.conflicts(&id).await.map_err(|e| chain(&e))?,
+                    Target::Offline { index, .. } => {
+                        let idx = index.folder(id.as_str()).await.map_err(|e| chain(&e))?;
+                        folder_files::conflicts(index, idx, &config).await.map_err(|e| chain(&e))?
+                    }
+                };
+                all.extend(list.into_iter().map(|conflict| FolderConflict { folder: id.clone(), conflict }));
+            }
+            serde_json::to_value(all)
+        }
+        (Request::ResolveConflict { folder, conflict, keep }, target) => {
+            match target {
+                Target::Daemon(engine) => {
+                    engine.resolve_conflict(&folder, conflict.clone(), keep).await.map_err(|e| chain(&e))?;
+                }
+                Target::Offline { .. } => {
+                    let f = folder_config(&folder)?;
+                    let versioning = f.versioning != crate::config::Versioning::None;
+                    let now = std::time::SystemTime::now();
+                    folder_files::resolve_conflict(&f.path, &conflict, keep, versioning, now)
+                        .map_err(|e| chain(&e))?;
+                }
+            }
+            done(match keep {
+                Keep::Current => format!("Kept the current file; removed the conflict copy {conflict:?}."),
+                Keep::Copy => format!("The conflict copy {conflict:?} replaced its file."),
+            })
+        }
+        (Request::Versions { folder }, Target::Daemon(engine)) => {
+            serde_json::to_value(engine.versions(&folder).await.map_err(|e| chain(&e))?)
+        }
+        (Request::Versions { folder }, Target::Offline { .. }) => {
+            let root = folder_config(&folder)?.path;
+            serde_json::to_value(folder_files::list_versions(&root).map_err(|e| chain(&e))?)
+        }
+        (Request::Restore { folder, path, version }, target) => {
+            match target {
+                Target::Daemon(engine) => engine
+                    .restore_version(&folder, path.clone(), version.clone())
+                    .await
+                    .map_err(|e| chain(&e))?,
+                Target::Offline { .. } => {
+                    let root = folder_config(&folder)?.path;
+                    folder_files::restore_version(&root, &path, &version, std::time::SystemTime::now())
+                        .map_err(|e| chain(&e))?;
+                }
+            }
+            done(format!("Restored {path:?} as it was at version {version}."))
+        }
+        (Request::FailedItems { folder }, Target::Daemon(engine)) => {
+            serde_json::to_value(engine.failed_items(&folder).map_err(|e| chain(&e))?)
+        }
+        (Request::FailedItems { folder }, Target::Offline { .. }) => {
+            folder_config(&folder)?;
+            serde_json::to_value(Vec::<crate::engine::FailedItem>::new())
+        }
+        (Request::Needed { folder }, Target::Daemon(engine)) => {
+            serde_json::to_value(engine.needed(&folder).await.map_err(|e| chain(&e))?)
+        }
+        (Request::Needed { folder }, Target::Offline { index, .. }) => {
+            folder_config(&folder)?;
+            let idx = index.folder(folder.as_str()).await.map_err(|e| chain(&e))?;
+            serde_json::to_value(
+                index.needed_items(idx, crate::engine::NEEDED_LISTED).await.map_err(|e| chain(&e))?,
+            )
+        }
+        (request, _) => return Err(format!("not a request about a folder's details: {request:?}")),
     };
     value.map_err(|e| e.to_string())
 }
