@@ -210,6 +210,10 @@ pub(super) struct FolderView {
     #[schema(value_type = Object)]
     versioning: Versioning,
     paused: bool,
+    /// Seconds between full rescans (0: none), its own or the default.
+    rescan_interval_s: u64,
+    /// Whether changes are watched for as they happen, its own setting or the default.
+    watch: bool,
 }
 
 /// The configured folders.
@@ -228,6 +232,8 @@ pub(super) async fn list_folders(State(state): State<Shared>) -> Json<Vec<Folder
                 devices: f.devices.iter().map(ToString::to_string).collect(),
                 versioning: f.versioning,
                 paused: f.paused,
+                rescan_interval_s: f.rescan_interval_s(&config.options),
+                watch: f.watch(&config.options),
             })
             .collect(),
     )
