@@ -94,7 +94,11 @@ impl Rates {
             let key = Arc::as_ptr(&c.counters) as usize;
             let w = inner.connections.entry(c.device).or_default();
             if w.counters != key {
+                // The connection is new since the last sample, and its counters started at 0.
+                let start = at.checked_sub(SAMPLE_EVERY).unwrap_or(at);
                 *w = ConnectionWindows { counters: key, ..ConnectionWindows::default() };
+                w.read.record(start, 0);
+                w.written.record(start, 0);
             }
             w.read.record(at, c.counters.read.load(Relaxed));
             w.written.record(at, c.counters.written.load(Relaxed));
