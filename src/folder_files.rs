@@ -382,19 +382,26 @@ enum Archive {
     Move,
 }
 
-/// Puts the file at `rel` into `.stversions` under `rel~YYYYMMDD-HHMMSS.ext` (now). Refuses
-/// to overwrite a version kept there already.
+/// Puts the file at `rel` into `.stversions` under `rel~YYYYMMDD-HHMMSS.ext` (now). A version
+/// of the same second kept there already is never overwritten: the next free second is taken.
 fn archive(root: &Path, rel: &str, now: SystemTime, how: Archive) -> Result<(), FilesError> {
     let from = root.join(rel);
-    let name = crate::pull::versioned_name(rel, now);
-    let to = inside(root, &format!("{VERSIONS_DIR}/{name}"))?;
+    let mut to = None;
+    for later in 0..60 {
+        let name = crate::pull::versioned_name(rel, now + std::time::Duration::from_secs(later));
+        let candidate = inside(root, &format!("{VERSIONS_DIR}/{name}"))?;
+        if !candidate.exists() {
+            to = Some(candidate);
+            break;
+        }
+    }
+    let Some(to) = to else {
+        return Err(FilesError::BadPath(format!(
+            "too many versions of {rel:?} were kept this minute; try again in a minute"
+        )));
+    };
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent).map_err(io_error("create", parent))?;
-    }
-    if to.exists() {
-        return Err(FilesError::BadPath(format!(
-            "a version of {rel:?} from this second is kept already; try again in a second"
-        )));
     }
     match how {
         Archive::Link => fs::hard_link(&from, &to),
@@ -598,6 +605,12 @@ mod tests {
         restore_version(root, "doc.txt", &timestamp(t), t).unwrap();
         assert_eq!(fs::read(root.join("doc.txt")).unwrap(), b"mine");
         assert_eq!(list_versions(root).unwrap()[0].versions[0].size, 6);
+        // Another version in the same second takes the next one: nothing is overwritten.
+        archive(root, "doc.txt", t, Archive::Link).unwrap();
+        let versions = &list_versions(root).unwrap()[0].versions;
+        let later = timestamp(t + std::time::Duration::from_secs(1));
+        assert_eq!((versions[0].version.as_str(), versions[0].size), (later.as_str(), 4), "{versions:?}");
+        assert_eq!((versions[1].version.as_str(), versions[1].size), (timestamp(t).as_str(), 6));
         let e = restore_version(root, "doc.txt", "20000101-000000", t).unwrap_err().to_string();
         assert!(e.contains("no version"), "{e}");
 
