@@ -22,6 +22,11 @@
 //! A receive-only folder keeps local changes to itself (announced as Syncthing does: invalid,
 //! without a version) until [`Engine::revert`] drops them and pulls the global versions back.
 //!
+//! Changes the user makes to a folder's files ([`crate::folder_files`]: ignore patterns,
+//! conflict resolutions, restored versions) run in the folder's task too, followed by a scan of
+//! what they touched. Each folder's failed items (what its last pull could not apply) are kept
+//! in memory, and transfer rates are sampled every second ([`crate::rates`]).
+//!
 //! A folder's state is published on a `watch` channel, so reading it never waits for a scan.
 //! Events go to every subscriber on a broadcast channel; a slow subscriber loses old events
 //! rather than slowing the engine.
