@@ -138,7 +138,7 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
         | Request::Versions { .. }
         | Request::Restore { .. }
         | Request::FailedItems { .. }
-        | Request::Needed { .. } => return folder_details(request, &target).await,
+        | Request::Needed { .. } => return folder_details(request, me, &target).await,
         Request::ConfirmDeletes { folder } => {
             let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
             let summary = engine.confirm_deletes(&folder).await.map_err(|e| chain(&e))?;
@@ -218,7 +218,11 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
 
 /// Answers the requests about a folder's details: from the engine, or without a daemon from
 /// the folder's files and the index directly (the next start scans what changed).
-async fn folder_details(request: Request, target: &Target<'_>) -> Result<serde_json::Value, String> {
+async fn folder_details(
+    request: Request,
+    me: DeviceId,
+    target: &Target<'_>,
+) -> Result<serde_json::Value, String> {
     let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
     let config = match target {
         Target::Daemon(engine) => engine.config(),
@@ -258,7 +262,9 @@ async fn folder_details(request: Request, target: &Target<'_>) -> Result<serde_j
                     Target::Daemon(engine) => engine.conflicts(&id).await.map_err(|e| chain(&e))?,
                     Target::Offline { index, .. } => {
                         let idx = index.folder(id.as_str()).await.map_err(|e| chain(&e))?;
-                        folder_files::conflicts(index, idx, &config).await.map_err(|e| chain(&e))?
+                        folder_files::conflicts(index, idx, &config, me.short())
+                            .await
+                            .map_err(|e| chain(&e))?
                     }
                 };
                 all.extend(list.into_iter().map(|conflict| FolderConflict { folder: id.clone(), conflict }));

@@ -408,7 +408,7 @@ impl Engine {
     pub async fn conflicts(&self, folder: &FolderId) -> Result<Vec<ConflictView>, EngineError> {
         self.folder_config(folder)?;
         let idx = self.shared.index.folder(folder.as_str()).await?;
-        Ok(folder_files::conflicts(&self.shared.index, idx, &self.config()).await?)
+        Ok(folder_files::conflicts(&self.shared.index, idx, &self.config(), self.shared.me.short()).await?)
     }
 
     /// Resolves a conflict copy (see [`folder_files::resolve_conflict`]) and rescans both

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::db::{DbError, FolderIdx, Index};
+use crate::identity::ShortId;
 use crate::ignore::{IGNORE_FILE, IgnoreError, Ignores};
 use crate::pull::{VERSIONS_DIR, split_ext, temp_path};
 
@@ -74,7 +75,7 @@ pub struct ConflictView {
     pub conflict: String,
     /// The short ID (first group of the device ID) in the copy's name.
     pub device: String,
-    /// That device's configured name, if it is configured.
+    /// That device's configured name (this device's own name if it is this one), if any.
     pub device_name: Option<String>,
     /// The file as it is now; `None` if it no longer exists.
     pub current: Option<FileStamp>,
@@ -293,10 +294,12 @@ pub fn parse_conflict(name: &str) -> Option<ConflictName> {
 }
 
 /// The folder's conflict copies, from the index, with both versions as the index has them.
+/// `me` is this device, which the copy's name may name too.
 pub async fn conflicts(
     index: &Index,
     folder: FolderIdx,
     config: &Config,
+    me: ShortId,
 ) -> Result<Vec<ConflictView>, FilesError> {
     let mut out = Vec::new();
     for copy in index.local_conflict_copies(folder, CONFLICTS_LISTED).await? {
@@ -309,12 +312,12 @@ pub async fn conflicts(
             .await?
             .filter(|f| !f.deleted)
             .map(|f| FileStamp { size: f.size, modified: rfc3339(f.modified_s) });
-        let device_name = config
-            .devices
-            .iter()
-            .find(|d| d.id.short().to_string() == name.device)
-            .map(|d| d.name.clone())
-            .filter(|n| !n.is_empty());
+        let device_name = if me.to_string() == name.device {
+            Some(config.name.clone())
+        } else {
+            config.devices.iter().find(|d| d.id.short().to_string() == name.device).map(|d| d.name.clone())
+        };
+        let device_name = device_name.filter(|n| !n.is_empty());
         out.push(ConflictView {
             path: name.original,
             conflict: copy.name,

@@ -322,3 +322,29 @@ pub fn device_views(config: &Config) -> Vec<DeviceView> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syncing_folder_shows_its_rate_eta_and_failed_items_and_a_connection_its_rates() {
+        let id = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";
+        let counts = serde_json::json!({"files": 1, "directories": 0, "bytes": 3 << 20});
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "device": id, "running": true,
+            "folders": [{"id": "f", "label": "", "path": "/f", "type": "send-receive", "state": "syncing",
+                "local": counts, "global": counts, "need": {"items": 1, "bytes": 3 << 20},
+                "devices": [], "rate_bps": 1 << 20, "eta_s": 3, "failed_items": 2}],
+            "devices": [{"id": id, "name": "laptop", "paused": false, "connected": true,
+                "address": "127.0.0.1:22000", "transport": "tcp", "rate_in_bps": 2048, "rate_out_bps": 10}],
+        }))
+        .unwrap();
+        let text = status.to_string();
+        assert!(text.contains("  pulling at 1.0 MiB/s, done in 3s\n"), "{text}");
+        assert!(text.contains("  2 items failed to sync (`peerfold folder errors f` says why)\n"), "{text}");
+        assert!(text.contains("from 127.0.0.1:22000, in 2.0 KiB/s, out 10 B/s"), "{text}");
+        assert_eq!(format_duration(3725), "1h 2m 5s");
+        assert_eq!(human_bytes(1023), "1023 B");
+    }
+}
