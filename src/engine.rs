@@ -521,6 +521,12 @@ impl Engine {
             let _ = handle.task.await;
             self.shared.remote_changed.unregister(&handle.config.id);
         }
+        // A folder that no longer runs has no pull that could fail.
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, _| next.folder(id).is_some_and(|f| !f.paused));
         self.config.send_replace(Arc::new(next.clone()));
         let mut folders = self.lock_folders();
         for folder in next.folders.iter().filter(|f| !f.paused) {
