@@ -304,7 +304,8 @@ pub async fn conflicts(
     let mut out = Vec::new();
     for copy in index.local_conflict_copies(folder, CONFLICTS_LISTED).await? {
         let Some(name) = parse_conflict(&copy.name) else { continue };
-        if copy.is_directory() {
+        // Only a file's conflict can be resolved here.
+        if copy.is_directory() || copy.is_symlink() {
             continue;
         }
         let current = index
@@ -438,7 +439,7 @@ pub fn list_versions(root: &Path) -> Result<Vec<VersionedFile>, FilesError> {
     }
     let mut seen = 0;
     let mut stack = vec![(dir, String::new())];
-    while let Some((d, prefix)) = stack.pop() {
+    'walk: while let Some((d, prefix)) = stack.pop() {
         for entry in fs::read_dir(&d).map_err(io_error("read", &d))? {
             let entry = entry.map_err(io_error("read", &d))?;
             let Ok(name) = entry.file_name().into_string() else { continue };
@@ -460,7 +461,7 @@ pub fn list_versions(root: &Path) -> Result<Vec<VersionedFile>, FilesError> {
             });
             seen += 1;
             if seen >= VERSIONS_LISTED {
-                break;
+                break 'walk;
             }
         }
     }
@@ -491,10 +492,12 @@ pub fn restore_version(
     let (stem, ext) = split_ext(path);
     let kept = format!("{VERSIONS_DIR}/{stem}~{version}{ext}");
     let source = inside(root, &kept)?;
-    if let Err(FilesError::NotFound(_)) = regular_file(&source, &kept) {
-        return Err(FilesError::NotFound(format!("there is no version {version} of {path:?}")));
-    }
-    regular_file(&source, &kept)?;
+    match regular_file(&source, &kept) {
+        Err(FilesError::NotFound(_)) => {
+            return Err(FilesError::NotFound(format!("there is no version {version} of {path:?}")));
+        }
+        other => other?,
+    };
     let current = match fs::symlink_metadata(&target) {
         Ok(m) if m.is_dir() => {
             return Err(FilesError::BadPath(format!("{path:?} is a directory; a file cannot replace it")));
