@@ -77,7 +77,7 @@ pub struct ConflictView {
     pub device: String,
     /// That device's configured name (this device's own name if it is this one), if any.
     pub device_name: Option<String>,
-    /// The file as it is now; `None` if it no longer exists.
+    /// The file as it is now; null if it no longer exists.
     pub current: Option<FileStamp>,
     pub copy: FileStamp,
 }

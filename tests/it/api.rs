@@ -387,6 +387,11 @@ async fn a_folders_ignores_conflicts_versions_and_items_are_shown_and_changed_an
         assert!(answer["error"].as_str().unwrap().contains("no folder with ID \"nope\""), "{answer}");
     }
     api.refused("PUT", "/api/folders/nope/ignores", json!({"lines": []}), 404, "no folder");
+
+    // A paused folder's patterns can be changed too (it scans everything when resumed).
+    assert_eq!(api.send("PATCH", "/api/folders/docs", json!({"paused": true})).0, 200);
+    assert_eq!(api.send("PUT", ignores, json!({"lines": ["*.bak"]})), (200, json!({"lines": ["*.bak"]})));
+    assert_eq!(std::fs::read_to_string(root.join(".stignore")).unwrap(), "*.bak\n");
 }
 
 #[test]
