@@ -331,6 +331,12 @@ async fn a_folders_ignores_conflicts_versions_and_items_are_shown_and_changed_an
     refused(json!({"conflict": "doc.txt", "keep": "copy"}), 400, "not a conflict copy");
     refused(json!({"conflict": format!("../{copy}"), "keep": "copy"}), 400, "leaves the folder");
     refused(json!({"conflict": format!("/etc/{copy}"), "keep": "copy"}), 400, "absolute");
+    let outside = api.t.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join(&copy), b"elsewhere").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    refused(json!({"conflict": format!("link/{copy}"), "keep": "current"}), 400, "symbolic link");
+    assert!(outside.join(&copy).exists(), "nothing outside the folder is touched");
     refused(json!({"conflict": conflict_copy("gone", "", &OTHER[..7]), "keep": "copy"}), 404, "no file");
     refused(json!({"conflict": copy, "keep": "both"}), 400, "unknown variant");
     api.refused(
