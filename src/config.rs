@@ -137,7 +137,7 @@ pub enum Change {
         id: DeviceId,
         paused: bool,
     },
-    /// A folder's label, versioning or devices changed; `what` names the settings that did.
+    /// A folder's settings changed; `what` names the ones that did.
     FolderUpdated {
         id: FolderId,
         what: Vec<&'static str>,
@@ -200,7 +200,24 @@ pub enum Edit {
         label: Option<String>,
         versioning: Option<Versioning>,
         devices: Option<Vec<DeviceId>>,
+        /// Seconds between full rescans; 0 turns periodic rescans off.
+        #[serde(default)]
+        rescan_interval_s: Option<u64>,
+        /// Whether to watch the folder for changes.
+        #[serde(default)]
+        watch: Option<bool>,
     },
+}
+
+/// The settings [`Config::update_folder`] sets: each `Some` one; `None` keeps it as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderUpdate {
+    pub label: Option<String>,
+    pub versioning: Option<Versioning>,
+    /// The full list of devices to share it with.
+    pub devices: Option<Vec<DeviceId>>,
+    pub rescan_interval_s: Option<u64>,
+    pub watch: Option<bool>,
 }
 
 impl Change {
@@ -882,15 +899,11 @@ impl Config {
         self.add_device(this_device, id, name, addresses)
     }
 
-    /// Sets folder `id`'s label, versioning and devices (each `Some`); the devices must be
-    /// configured and are kept once each, in the order given.
-    pub fn update_folder(
-        &mut self,
-        id: &FolderId,
-        label: Option<String>,
-        versioning: Option<Versioning>,
-        devices: Option<Vec<DeviceId>>,
-    ) -> Result<Change, ChangeError> {
+    /// Sets folder `id`'s label, versioning, devices, rescan interval and watching (each that
+    /// is `Some`); the devices must be configured and are kept once each, in the order given.
+    /// The interval and watching become the folder's own settings, no longer the options'.
+    pub fn update_folder(&mut self, id: &FolderId, update: FolderUpdate) -> Result<Change, ChangeError> {
+        let FolderUpdate { label, versioning, devices, rescan_interval_s, watch } = update;
         let devices = devices.map(|mut list| {
             let mut seen = std::collections::HashSet::new();
             list.retain(|d| seen.insert(*d));
@@ -918,6 +931,14 @@ impl Config {
                 f.devices = devices;
                 what.push("devices");
             }
+            if let Some(s) = rescan_interval_s.filter(|s| f.rescan_interval_s != Some(*s)) {
+                f.rescan_interval_s = Some(s);
+                what.push("rescan interval");
+            }
+            if let Some(w) = watch.filter(|w| f.watch != Some(*w)) {
+                f.watch = Some(w);
+                what.push("watching");
+            }
             Ok(if what.is_empty() {
                 Change::FolderUnchanged { id: id.clone() }
             } else {
@@ -940,8 +961,8 @@ impl Config {
             Edit::UpdateDevice { id, name, addresses } => {
                 self.update_device(this_device, id, name, addresses)
             }
-            Edit::UpdateFolder { id, label, versioning, devices } => {
-                self.update_folder(&id, label, versioning, devices)
+            Edit::UpdateFolder { id, label, versioning, devices, rescan_interval_s, watch } => {
+                self.update_folder(&id, FolderUpdate { label, versioning, devices, rescan_interval_s, watch })
             }
         }
     }
@@ -1589,31 +1610,38 @@ rescan_interval_s = 60
     fn update_folder_sets_what_is_given_and_refuses_unknown_devices() {
         let mut c = two_devices_one_folder();
         let a: FolderId = "a".parse().unwrap();
+        let label = |l: &str| FolderUpdate { label: Some(l.into()), ..FolderUpdate::default() };
         let change = c
             .update_folder(
                 &a,
-                Some("Photos".into()),
-                Some(Versioning::None),
-                Some(vec![dev(2), dev(1), dev(2)]),
+                FolderUpdate {
+                    versioning: Some(Versioning::None),
+                    devices: Some(vec![dev(2), dev(1), dev(2)]),
+                    rescan_interval_s: Some(0),
+                    watch: Some(false),
+                    ..label("Photos")
+                },
             )
             .unwrap();
         assert_eq!(
             change,
-            Change::FolderUpdated { id: a.clone(), what: vec!["label", "versioning", "devices"] }
+            Change::FolderUpdated {
+                id: a.clone(),
+                what: vec!["label", "versioning", "devices", "rescan interval", "watching"]
+            }
         );
         let f = c.folder(&a).unwrap();
         assert_eq!(
             (f.label.as_str(), f.versioning, f.devices.clone()),
             ("Photos", Versioning::None, vec![dev(2), dev(1)])
         );
-        let same = c.update_folder(&a, Some("Photos".into()), None, None).unwrap();
+        assert_eq!((f.rescan_interval_s(&c.options), f.watch(&c.options)), (0, false));
+        let same = c.update_folder(&a, FolderUpdate { watch: Some(false), ..label("Photos") }).unwrap();
         assert!(!same.changed(), "{same}");
         refused(&mut c, "not a configured device", |c| {
-            c.update_folder(&a, Some("x".into()), None, Some(vec![dev(7)]))
+            c.update_folder(&a, FolderUpdate { devices: Some(vec![dev(7)]), ..label("x") })
         });
-        refused(&mut c, "no folder", |c| {
-            c.update_folder(&"b".parse().unwrap(), Some("x".into()), None, None)
-        });
+        refused(&mut c, "no folder", |c| c.update_folder(&"b".parse().unwrap(), label("x")));
     }
 
     #[test]

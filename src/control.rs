@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::config::{Change, Config, Edit, FolderConfig, FolderId};
 use crate::db::{Index, PendingDevice, PendingFolder};
 use crate::engine::Engine;
+use crate::folder_files::{self, ConflictView, Keep};
 use crate::identity::DeviceId;
 
 /// The socket's file name in the home.
@@ -70,6 +71,33 @@ pub enum Request {
     ConfirmDeletes { folder: FolderId },
     /// Reverts a receive-only folder's local changes; answered with an [`Edited`]. Daemon only.
     Revert { folder: FolderId },
+    /// The folder's `.stignore` lines; answered with a list of strings.
+    Ignores { folder: FolderId },
+    /// Replaces the folder's `.stignore` (every line checked first); answered with an [`Edited`].
+    SetIgnores { folder: FolderId, lines: Vec<String> },
+    /// Conflict copies in one folder or all; answered with a list of [`FolderConflict`].
+    Conflicts { folder: Option<FolderId> },
+    /// Resolves a conflict copy; answered with an [`Edited`].
+    ResolveConflict { folder: FolderId, conflict: String, keep: Keep },
+    /// The folder's old versions; answered with a list of
+    /// [`crate::folder_files::VersionedFile`].
+    Versions { folder: FolderId },
+    /// Puts an old version back; answered with an [`Edited`].
+    Restore { folder: FolderId, path: String, version: String },
+    /// What the folder's last pull could not apply; answered with a list of
+    /// [`crate::engine::FailedItem`] (none without a daemon: they are kept in memory).
+    FailedItems { folder: FolderId },
+    /// The first names the folder needs; answered with a list of [`crate::db::NeededItem`].
+    Needed { folder: FolderId },
+}
+
+/// A conflict copy and the folder it is in.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FolderConflict {
+    #[schema(value_type = String)]
+    pub folder: FolderId,
+    #[serde(flatten)]
+    pub conflict: ConflictView,
 }
 
 /// The answer to a change: whether something changed, and the line to show.
@@ -105,6 +133,14 @@ pub async fn answer_offline(
     let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
     let value = match request {
         Request::ConfirmDeletes { folder } | Request::Revert { folder } => return Err(needs_daemon(&folder)),
+        Request::Ignores { .. }
+        | Request::SetIgnores { .. }
+        | Request::Conflicts { .. }
+        | Request::ResolveConflict { .. }
+        | Request::Versions { .. }
+        | Request::Restore { .. }
+        | Request::FailedItems { .. }
+        | Request::Needed { .. } => return folder_details_offline(request, me, config_file, index).await,
         Request::Status => {
             let config = Config::load(config_file).map_err(|e| chain(&e))?;
             let status = crate::status::status(me, &config, index, None).await.map_err(|e| chain(&e))?;
@@ -156,6 +192,101 @@ pub async fn answer_offline(
         }
     };
     value.map_err(|e| e.to_string())
+}
+
+/// Answers the requests about a folder's details without a daemon: from the folder's files and
+/// the index directly (the next start scans what changed). The answers have the API's shapes.
+async fn folder_details_offline(
+    request: Request,
+    me: DeviceId,
+    config_file: &Path,
+    index: &Index,
+) -> Result<serde_json::Value, String> {
+    let chain = |e: &(dyn std::error::Error + 'static)| crate::engine::error_chain(e);
+    let config = Config::load(config_file).map_err(|e| chain(&e))?;
+    let folder_config = |id: &FolderId| {
+        config.folder(id).cloned().ok_or_else(|| format!("there is no folder with ID \"{id}\""))
+    };
+    let value = match request {
+        Request::Ignores { folder } => {
+            let root = folder_config(&folder)?.path;
+            let lines = folder_files::read_ignores(&root).map_err(|e| chain(&e))?;
+            serde_json::to_value(IgnoreLines { lines })
+        }
+        Request::SetIgnores { folder, lines } => {
+            let root = folder_config(&folder)?.path;
+            folder_files::write_ignores(&root, &lines).map_err(|e| chain(&e))?;
+            let lines = folder_files::read_ignores(&root).map_err(|e| chain(&e))?;
+            serde_json::to_value(IgnoreLines { lines })
+        }
+        Request::Conflicts { folder } => {
+            let ids: Vec<FolderId> = match folder {
+                Some(id) => vec![folder_config(&id)?.id],
+                None => config.folders.iter().map(|f| f.id.clone()).collect(),
+            };
+            let mut all = Vec::new();
+            for id in ids {
+                let idx = index.folder(id.as_str()).await.map_err(|e| chain(&e))?;
+                let list =
+                    folder_files::conflicts(index, idx, &config, me.short()).await.map_err(|e| chain(&e))?;
+                all.extend(list.into_iter().map(|conflict| FolderConflict { folder: id.clone(), conflict }));
+            }
+            serde_json::to_value(all)
+        }
+        Request::ResolveConflict { folder, conflict, keep } => {
+            let f = folder_config(&folder)?;
+            let versioning = f.versioning != crate::config::Versioning::None;
+            let now = std::time::SystemTime::now();
+            folder_files::resolve_conflict(&f.path, &conflict, keep, versioning, now)
+                .map_err(|e| chain(&e))?;
+            serde_json::to_value(resolved(&conflict, keep))
+        }
+        Request::Versions { folder } => {
+            let root = folder_config(&folder)?.path;
+            serde_json::to_value(folder_files::list_versions(&root).map_err(|e| chain(&e))?)
+        }
+        Request::Restore { folder, path, version } => {
+            let root = folder_config(&folder)?.path;
+            folder_files::restore_version(&root, &path, &version, std::time::SystemTime::now())
+                .map_err(|e| chain(&e))?;
+            serde_json::to_value(restored(&path, &version))
+        }
+        Request::FailedItems { folder } => {
+            // Failed items live in the daemon's memory: none without it.
+            folder_config(&folder)?;
+            serde_json::to_value(Vec::<crate::engine::FailedItem>::new())
+        }
+        Request::Needed { folder } => {
+            folder_config(&folder)?;
+            let idx = index.folder(folder.as_str()).await.map_err(|e| chain(&e))?;
+            serde_json::to_value(
+                index.needed_items(idx, crate::engine::NEEDED_LISTED).await.map_err(|e| chain(&e))?,
+            )
+        }
+        request => return Err(format!("not a request about a folder's details: {request:?}")),
+    };
+    value.map_err(|e| e.to_string())
+}
+
+/// A folder's `.stignore`, line by line (the API's body for it, both ways).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IgnoreLines {
+    pub lines: Vec<String>,
+}
+
+/// What resolving a conflict says it did.
+pub fn resolved(conflict: &str, keep: Keep) -> Edited {
+    let message = match keep {
+        Keep::Current => format!("Kept the current file; removed the conflict copy {conflict:?}."),
+        Keep::Copy => format!("The conflict copy {conflict:?} replaced its file."),
+    };
+    Edited { changed: true, message }
+}
+
+/// What restoring a version says it did.
+pub fn restored(path: &str, version: &str) -> Edited {
+    Edited { changed: true, message: format!("Restored {path:?} as it was at version {version}.") }
 }
 
 /// Why a pending device or folder offer cannot be accepted.
@@ -264,6 +395,15 @@ fn segment(s: &str) -> percent_encoding::PercentEncode<'_> {
     percent_encoding::utf8_percent_encode(s, SEGMENT)
 }
 
+/// A query parameter's value: the same escaping serves.
+fn query(s: &str) -> percent_encoding::PercentEncode<'_> {
+    segment(s)
+}
+
+fn folder_path(folder: &FolderId) -> String {
+    format!("/api/folders/{}", segment(folder.as_str()))
+}
+
 impl Request {
     /// The control API call that answers this request: method, path and JSON body.
     pub fn route(&self) -> (http::Method, String, Option<serde_json::Value>) {
@@ -284,6 +424,30 @@ impl Request {
                 format!("/api/pending/folders/{}/accept", segment(folder)),
                 Some(serde_json::json!({ "device": device.to_string(), "path": path, "create": create })),
             ),
+            Self::Ignores { folder } => (Method::GET, format!("{}/ignores", folder_path(folder)), None),
+            Self::SetIgnores { folder, lines } => (
+                Method::PUT,
+                format!("{}/ignores", folder_path(folder)),
+                Some(serde_json::json!({ "lines": lines })),
+            ),
+            Self::Conflicts { folder } => {
+                let only =
+                    folder.as_ref().map(|f| format!("?folder={}", query(f.as_str()))).unwrap_or_default();
+                (Method::GET, format!("/api/conflicts{only}"), None)
+            }
+            Self::ResolveConflict { folder, conflict, keep } => (
+                Method::POST,
+                format!("{}/conflicts/resolve", folder_path(folder)),
+                Some(serde_json::json!({ "conflict": conflict, "keep": keep })),
+            ),
+            Self::Versions { folder } => (Method::GET, format!("{}/versions", folder_path(folder)), None),
+            Self::Restore { folder, path, version } => (
+                Method::POST,
+                format!("{}/versions/restore", folder_path(folder)),
+                Some(serde_json::json!({ "path": path, "version": version })),
+            ),
+            Self::FailedItems { folder } => (Method::GET, format!("{}/errors", folder_path(folder)), None),
+            Self::Needed { folder } => (Method::GET, format!("{}/needed", folder_path(folder)), None),
             Self::DismissDevice { device } => {
                 (Method::POST, format!("/api/pending/devices/{device}/dismiss"), None)
             }
@@ -292,11 +456,9 @@ impl Request {
                 (Method::POST, format!("/api/pending/folders/{}/dismiss{only}", segment(folder)), None)
             }
             Self::ConfirmDeletes { folder } => {
-                (Method::POST, format!("/api/folders/{}/confirm-deletes", segment(folder.as_str())), None)
+                (Method::POST, format!("{}/confirm-deletes", folder_path(folder)), None)
             }
-            Self::Revert { folder } => {
-                (Method::POST, format!("/api/folders/{}/revert", segment(folder.as_str())), None)
-            }
+            Self::Revert { folder } => (Method::POST, format!("{}/revert", folder_path(folder)), None),
         }
     }
 }

@@ -22,6 +22,11 @@
 //! A receive-only folder keeps local changes to itself (announced as Syncthing does: invalid,
 //! without a version) until [`Engine::revert`] drops them and pulls the global versions back.
 //!
+//! Changes the user makes to a folder's files ([`crate::folder_files`]: ignore patterns,
+//! conflict resolutions, restored versions) run in the folder's task too, followed by a scan of
+//! what they touched. Each folder's failed items (what its last pull could not apply) are kept
+//! in memory, and transfer rates are sampled every second ([`crate::rates`]).
+//!
 //! A folder's state is published on a `watch` channel, so reading it never waits for a scan.
 //! Events go to every subscriber on a broadcast channel; a slow subscriber loses old events
 //! rather than slowing the engine.
@@ -40,11 +45,13 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::config::{Change, ChangeError, Config, ConfigError, Edit, FolderConfig, FolderId, FolderType};
-use crate::db::{DbError, Index};
+use crate::db::{DbError, Index, NeededItem};
+use crate::folder_files::{self, ConflictView, FilesError, Keep, VersionedFile};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{self, Peers};
 use crate::net::Net;
 use crate::pull::{PullOutcome, Puller, RevertOutcome, Versioning};
+use crate::rates::Rates;
 use crate::scan::{MassDelete, ScanError, ScanSummary, Scanner};
 use crate::watch::{FolderWatcher, WatchEvent};
 
@@ -80,6 +87,8 @@ pub enum EngineError {
     NotReceiveOnly(String),
     #[error("cannot revert the local changes")]
     Revert(#[source] crate::pull::PullError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
 }
 
 /// What a folder is doing.
@@ -151,8 +160,50 @@ pub enum Event {
     },
 }
 
+/// Needed items listed at most per folder.
+pub const NEEDED_LISTED: u32 = 500;
+
+/// A change to a folder's files the user asks for ([`crate::folder_files`]).
+#[derive(Debug)]
+enum FilesOp {
+    SetIgnores(Vec<String>),
+    Resolve { conflict: String, keep: Keep },
+    Restore { path: String, version: String },
+}
+
+impl FilesOp {
+    /// Does it on disk; returns the paths to rescan (empty: all of the folder).
+    fn apply(self, root: &std::path::Path, versioning: bool) -> Result<Vec<String>, FilesError> {
+        match self {
+            // Newly ignored and unignored files anywhere: a full scan.
+            Self::SetIgnores(lines) => folder_files::write_ignores(root, &lines).map(|()| Vec::new()),
+            Self::Resolve { conflict, keep } => {
+                folder_files::resolve_conflict(root, &conflict, keep, versioning, SystemTime::now())
+            }
+            Self::Restore { path, version } => {
+                folder_files::restore_version(root, &path, &version, SystemTime::now()).map(|p| vec![p])
+            }
+        }
+    }
+}
+
+/// An entry the puller could not apply, until a pull no longer fails on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FailedItem {
+    /// Folder-relative; empty when the pull as a whole failed.
+    pub path: String,
+    /// Why, as a sentence.
+    pub error: String,
+    /// When it first failed for this reason (RFC 3339).
+    pub at: String,
+}
+
+/// Each folder's failed items, by path.
+type FailedItems = std::sync::Mutex<BTreeMap<FolderId, BTreeMap<String, FailedItem>>>;
+
 enum FolderCommand {
     Scan { paths: Vec<String>, reply: oneshot::Sender<Result<ScanSummary, ScanError>> },
+    Files { op: FilesOp, reply: oneshot::Sender<Result<(), EngineError>> },
     ConfirmDeletes { reply: oneshot::Sender<Result<ScanSummary, EngineError>> },
     Revert { reply: oneshot::Sender<Result<RevertOutcome, EngineError>> },
 }
@@ -178,6 +229,8 @@ struct Shared {
     remote_changed: Arc<model::FolderSignals>,
     peers: Arc<Peers>,
     config: watch::Receiver<Arc<Config>>,
+    rates: Arc<Rates>,
+    failed: Arc<FailedItems>,
 }
 
 /// The handle to a running engine. Cheap to share behind an `Arc`.
@@ -233,6 +286,8 @@ impl Engine {
                 remote_changed: Arc::new(model::FolderSignals::default()),
                 peers: Arc::new(Peers::default()),
                 config: config_rx.clone(),
+                rates: Arc::new(Rates::default()),
+                failed: Arc::default(),
             },
             tasks: JoinSet::new(),
             shutdown,
@@ -244,6 +299,11 @@ impl Engine {
                 folders.insert(folder.id.clone(), engine.spawn_folder(folder, config));
             }
         }
+        engine.tasks.spawn(sample_rates(
+            Arc::clone(&engine.shared.rates),
+            Arc::clone(&engine.shared.peers),
+            engine.shutdown.subscribe(),
+        ));
         if let Some(net) = network {
             let ctx = Arc::new(model::Context {
                 me,
@@ -284,6 +344,8 @@ impl Engine {
             peers: Arc::clone(&shared.peers),
             all_config: shared.config.clone(),
             held_deletes: None,
+            pulled: shared.rates.pulled_counter(&folder.id),
+            failed: Arc::clone(&shared.failed),
         };
         let task = tokio::spawn(task.run());
         FolderHandle { config: folder.clone(), commands, state, stop, task }
@@ -318,6 +380,91 @@ impl Engine {
     /// temporary files, which the puller may fetch from them.
     pub fn peer_downloads(&self) -> Vec<model::PeerDownload> {
         self.shared.peers.peer_downloads()
+    }
+
+    /// Transfer rates of folders and connections.
+    pub fn rates(&self) -> &Rates {
+        &self.shared.rates
+    }
+
+    /// The folder's configuration; an error if it is not configured.
+    fn folder_config(&self, folder: &FolderId) -> Result<FolderConfig, EngineError> {
+        self.config().folder(folder).cloned().ok_or_else(|| EngineError::UnknownFolder(folder.to_string()))
+    }
+
+    /// The lines of the folder's `.stignore`.
+    pub async fn ignores(&self, folder: &FolderId) -> Result<Vec<String>, EngineError> {
+        let root = self.folder_config(folder)?.path;
+        Ok(blocking(move || folder_files::read_ignores(&root)).await??)
+    }
+
+    /// Replaces the folder's ignore patterns after checking every line (on an error nothing is
+    /// written), then rescans the folder so newly ignored and unignored files take effect.
+    pub async fn set_ignores(&self, folder: &FolderId, lines: Vec<String>) -> Result<(), EngineError> {
+        self.files_op(folder, FilesOp::SetIgnores(lines)).await
+    }
+
+    /// The folder's conflict copies (from the index), each with the file it belongs to.
+    pub async fn conflicts(&self, folder: &FolderId) -> Result<Vec<ConflictView>, EngineError> {
+        self.folder_config(folder)?;
+        let idx = self.shared.index.folder(folder.as_str()).await?;
+        Ok(folder_files::conflicts(&self.shared.index, idx, &self.config(), self.shared.me.short()).await?)
+    }
+
+    /// Resolves a conflict copy (see [`folder_files::resolve_conflict`]) and rescans both
+    /// names, so peers get the result.
+    pub async fn resolve_conflict(
+        &self,
+        folder: &FolderId,
+        conflict: String,
+        keep: Keep,
+    ) -> Result<(), EngineError> {
+        self.files_op(folder, FilesOp::Resolve { conflict, keep }).await
+    }
+
+    /// The old versions the folder's trash can keeps.
+    pub async fn versions(&self, folder: &FolderId) -> Result<Vec<VersionedFile>, EngineError> {
+        let root = self.folder_config(folder)?.path;
+        Ok(blocking(move || folder_files::list_versions(&root)).await??)
+    }
+
+    /// Puts an old version back in place (the current file becomes a version) and rescans it.
+    pub async fn restore_version(
+        &self,
+        folder: &FolderId,
+        path: String,
+        version: String,
+    ) -> Result<(), EngineError> {
+        self.files_op(folder, FilesOp::Restore { path, version }).await
+    }
+
+    /// The first names the folder still needs, in name order.
+    pub async fn needed(&self, folder: &FolderId) -> Result<Vec<NeededItem>, EngineError> {
+        self.folder_config(folder)?;
+        let idx = self.shared.index.folder(folder.as_str()).await?;
+        Ok(self.shared.index.needed_items(idx, NEEDED_LISTED).await?)
+    }
+
+    /// What the folder's last pull could not apply, and why.
+    pub fn failed_items(&self, folder: &FolderId) -> Result<Vec<FailedItem>, EngineError> {
+        self.folder_config(folder)?;
+        let failed = self.shared.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(failed.get(folder).map(|m| m.values().cloned().collect()).unwrap_or_default())
+    }
+
+    /// Runs `op` in the folder's task (so it never races a scan or pull), which rescans what it
+    /// changed. A paused folder's files are changed directly; it scans all when resumed.
+    async fn files_op(&self, folder: &FolderId, op: FilesOp) -> Result<(), EngineError> {
+        let config = self.folder_config(folder)?;
+        if config.paused {
+            let versioning = versioning_of(&config) != Versioning::Off;
+            blocking(move || op.apply(&config.path, versioning)).await??;
+            return Ok(());
+        }
+        let commands = self.folder_commands(folder)?;
+        let (reply, answer) = oneshot::channel();
+        commands.send(FolderCommand::Files { op, reply }).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Bytes (read, written) over all connections since start.
@@ -374,6 +521,12 @@ impl Engine {
             let _ = handle.task.await;
             self.shared.remote_changed.unregister(&handle.config.id);
         }
+        // A folder that no longer runs has no pull that could fail.
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, _| next.folder(id).is_some_and(|f| !f.paused));
         self.config.send_replace(Arc::new(next.clone()));
         let mut folders = self.lock_folders();
         for folder in next.folders.iter().filter(|f| !f.paused) {
@@ -460,6 +613,9 @@ struct FolderTask {
     all_config: watch::Receiver<Arc<Config>>,
     /// Deletions held back as a mass delete, until confirmed or found undone by a scan.
     held_deletes: Option<MassDelete>,
+    /// Bytes the puller writes, for the folder's rate.
+    pulled: Arc<std::sync::atomic::AtomicU64>,
+    failed: Arc<FailedItems>,
 }
 
 impl FolderTask {
@@ -476,6 +632,7 @@ impl FolderTask {
                     config: self.all_config.clone(),
                     versioning: versioning_of(&self.config),
                     trashed: Default::default(),
+                    pulled: Arc::clone(&self.pulled),
                 }),
             ),
             Err(e) => {
@@ -536,6 +693,12 @@ impl FolderTask {
                         pull_due |= was_held && self.held_deletes.is_none();
                         let _ = reply.send(result);
                     }
+                    Some(FolderCommand::Files { op, reply }) => {
+                        let result = self.files_op(&scanner, op).await;
+                        // Unignored files or a restored version may be what a peer has.
+                        pull_due |= result.is_ok();
+                        let _ = reply.send(result);
+                    }
                     Some(FolderCommand::ConfirmDeletes { reply }) => {
                         if self.held_deletes.is_none() {
                             let _ = reply.send(Err(EngineError::NoDeletesHeld(self.id.to_string())));
@@ -591,6 +754,11 @@ impl FolderTask {
         self.set_state(FolderState::Syncing);
         let result = puller.pull().await;
         self.set_state(FolderState::Idle);
+        let issues = match &result {
+            Ok(outcome) => outcome.issues.clone(),
+            Err(e) => vec![(String::new(), error_chain(e))],
+        };
+        self.record_failed(issues);
         match result {
             Ok(outcome) => {
                 for (path, reason) in &outcome.issues {
@@ -617,6 +785,37 @@ impl FolderTask {
                 Some(PullOutcome { issues: vec![(String::new(), error_chain(&e))], ..PullOutcome::default() })
             }
         }
+    }
+
+    /// Replaces the folder's failed items with what the last pull could not apply: a pull tries
+    /// every needed entry, so one missing now succeeded (or is no longer needed). An entry that
+    /// still fails for the same reason keeps the time it first failed.
+    fn record_failed(&self, issues: Vec<(String, String)>) {
+        let now = folder_files::rfc3339(unix_now_secs());
+        let mut failed = self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = failed.remove(&self.id).unwrap_or_default();
+        let items: BTreeMap<String, FailedItem> = issues
+            .into_iter()
+            .map(|(path, error)| {
+                let at = match before.get(&path) {
+                    Some(old) if old.error == error => old.at.clone(),
+                    _ => now.clone(),
+                };
+                (path.clone(), FailedItem { path, error, at })
+            })
+            .collect();
+        if !items.is_empty() {
+            failed.insert(self.id.clone(), items);
+        }
+    }
+
+    /// Applies a change the user asked for to the folder's files, then scans what it touched.
+    async fn files_op(&mut self, scanner: &Scanner, op: FilesOp) -> Result<(), EngineError> {
+        let root = self.config.path.clone();
+        let versioning = versioning_of(&self.config) != Versioning::Off;
+        let paths = blocking(move || op.apply(&root, versioning)).await??;
+        self.scan(scanner, &paths, false).await?;
+        Ok(())
     }
 
     /// Scans (recording every deletion: they are about to be undone) and reverts the local
@@ -805,6 +1004,27 @@ pub async fn settle_pending(index: &Index, change: &Change) {
     if let Err(e) = done {
         tracing::warn!(error = %error_chain(&e), "cannot update the pending devices and folders");
     }
+}
+
+/// Samples the transfer counters every [`crate::rates::SAMPLE_EVERY`] until shutdown.
+async fn sample_rates(rates: Arc<Rates>, peers: Arc<Peers>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::rates::SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            at = tick.tick() => rates.sample(at, &peers.connections()),
+        }
+    }
+}
+
+/// Runs blocking file work off the runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| EngineError::Stopped)
+}
+
+fn unix_now_secs() -> i64 {
+    SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that never fires).

@@ -5,7 +5,8 @@
 //! state), [`scan`] (disk → index, honouring [`ignore`] patterns), [`watch`] (change hints),
 //! [`db`] (the block index), [`model`] (what peers are told and may ask, over one task per
 //! connection), [`pull`] (remote changes → disk) and [`engine`] (the long-lived tasks and the
-//! handle front-ends use), with [`api`] the HTTP front-end over that handle. [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the
+//! handle front-ends use, running [`folder_files`]' user operations and sampling [`rates`]),
+//! with [`api`] the HTTP front-end over that handle. [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the
 //! transport under it (TLS over TCP and QUIC, peers authenticated by certificate), with no
 //! knowledge of BEP messages.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -16,12 +17,14 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod engine;
+pub mod folder_files;
 pub mod home;
 pub mod identity;
 pub mod ignore;
 pub mod model;
 pub mod net;
 pub mod pull;
+pub mod rates;
 pub mod recent_log;
 pub mod scan;
 pub mod status;

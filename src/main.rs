@@ -16,8 +16,10 @@ use peerfold::api::Api;
 use peerfold::config::{
     self, Config, DEFAULT_KEEP_DAYS, Edit, FolderConfig, FolderId, FolderType, Versioning,
 };
-use peerfold::db::Index;
+use peerfold::db::{Index, NeededItem};
+use peerfold::engine::FailedItem;
 use peerfold::engine::{Engine, error_chain};
+use peerfold::folder_files::{Keep, VersionedFile};
 use peerfold::home::{self, Home, HomeError};
 use peerfold::identity::{self, DeviceId, Identity};
 use peerfold::net::{Address, Net, TlsIdentity};
@@ -91,6 +93,18 @@ enum Command {
         #[command(subcommand)]
         command: FolderCommand,
     },
+    /// List conflict copies (of every folder, or one), or resolve one
+    #[command(args_conflicts_with_subcommands = true)]
+    Conflicts {
+        #[command(subcommand)]
+        command: Option<ConflictsCommand>,
+        /// Only this folder's
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: Option<String>,
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Devices asking to connect and folders other devices offer: list (the default), accept
     /// or dismiss them
     Pending {
@@ -159,6 +173,27 @@ enum ConfigCommand {
         /// Print it as JSON
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConflictsCommand {
+    /// Keep the file as it is and remove the conflict copy (to the trash can if the folder
+    /// keeps versions)
+    KeepCurrent {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// The conflict copy's path in the folder, as `peerfold conflicts` lists it
+        #[arg(value_name = "CONFLICT-PATH")]
+        conflict: String,
+    },
+    /// Make the conflict copy's content the file (the replaced content goes to the trash can
+    /// if the folder keeps versions)
+    KeepCopy {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        #[arg(value_name = "CONFLICT-PATH")]
+        conflict: String,
     },
 }
 
@@ -291,6 +326,50 @@ enum FolderCommand {
         #[arg(value_name = "FOLDER-ID")]
         folder_id: String,
     },
+    /// Print a folder's ignore patterns, or replace them with the lines of a file
+    Ignores {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// Replace the patterns with this file's lines (`-` reads standard input); every line
+        /// is checked first, and the folder is rescanned
+        #[arg(long, value_name = "FILE")]
+        set_file: Option<PathBuf>,
+    },
+    /// List the old versions a folder's trash can keeps (of every file, or one)
+    Versions {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// Only this file's (its path in the folder)
+        path: Option<String>,
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an old version of a file back (the current file is kept as a version first)
+    Restore {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// The file's path in the folder
+        path: String,
+        /// The version, YYYYMMDD-HHMMSS as `folder versions` lists it
+        version: String,
+    },
+    /// List what a folder's last pull could not apply, and why
+    Errors {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List what a folder still needs from other devices (the first 500)
+    Needed {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget a folder offer, from one device or from all
     Dismiss {
         #[arg(value_name = "FOLDER-ID")]
@@ -407,6 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { .. }
         | Command::Device { .. }
         | Command::Folder { .. }
+        | Command::Conflicts { .. }
         | Command::Pending { .. }
         | Command::Config { .. } => {
             unreachable!("answered as requests above")
@@ -507,8 +587,48 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
                 folder: parse_folder(folder_id)?.to_string(),
                 device: device_id.as_deref().map(parse_device).transpose()?,
             }),
+            FolderCommand::Ignores { folder_id, set_file: None } => {
+                Some(Request::Ignores { folder: parse_folder(folder_id)? })
+            }
+            FolderCommand::Ignores { folder_id, set_file: Some(file) } => {
+                let text = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("cannot read the patterns")?
+                } else {
+                    std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?
+                };
+                let lines = text.lines().map(str::to_owned).collect();
+                Some(Request::SetIgnores { folder: parse_folder(folder_id)?, lines })
+            }
+            FolderCommand::Versions { folder_id, .. } => {
+                Some(Request::Versions { folder: parse_folder(folder_id)? })
+            }
+            FolderCommand::Restore { folder_id, path, version } => Some(Request::Restore {
+                folder: parse_folder(folder_id)?,
+                path: path.clone(),
+                version: version.clone(),
+            }),
+            FolderCommand::Errors { folder_id, .. } => {
+                Some(Request::FailedItems { folder: parse_folder(folder_id)? })
+            }
+            FolderCommand::Needed { folder_id, .. } => {
+                Some(Request::Needed { folder: parse_folder(folder_id)? })
+            }
             FolderCommand::List { .. } => None,
         },
+        Command::Conflicts { command, folder_id, .. } => Some(match command {
+            None => Request::Conflicts { folder: folder_id.as_deref().map(parse_folder).transpose()? },
+            Some(ConflictsCommand::KeepCurrent { folder_id, conflict }) => Request::ResolveConflict {
+                folder: parse_folder(folder_id)?,
+                conflict: conflict.clone(),
+                keep: Keep::Current,
+            },
+            Some(ConflictsCommand::KeepCopy { folder_id, conflict }) => Request::ResolveConflict {
+                folder: parse_folder(folder_id)?,
+                conflict: conflict.clone(),
+                keep: Keep::Copy,
+            },
+        }),
     })
 }
 
@@ -579,6 +699,66 @@ fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
             print_list(&pending.devices, false, "  none", |d| format!("  {}", pending_device(d)))?;
             println!("Folder offers (accept with `peerfold pending accept-folder ID --from DEVICE PATH`):");
             print_list(&pending.folders, false, "  none", |f| format!("  {}", pending_folder(f)))?;
+        }
+        Command::Folder { command: FolderCommand::Ignores { folder_id, set_file } } => {
+            let lines = serde_json::from_value::<control::IgnoreLines>(answer)?.lines;
+            if set_file.is_some() {
+                println!("Folder \"{folder_id}\" has {} ignore lines now.", lines.len());
+            } else {
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+        }
+        Command::Folder { command: FolderCommand::Versions { path, json, .. } } => {
+            let mut files: Vec<VersionedFile> = serde_json::from_value(answer)?;
+            files.retain(|f| path.as_ref().is_none_or(|p| *p == f.path));
+            print_list(&files, *json, "No old versions are kept.", |f| {
+                let versions: Vec<String> = f
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        format!("  {}  {}  modified {}", v.version, status::human_bytes(v.size), v.modified)
+                    })
+                    .collect();
+                format!("{}\n{}", f.path, versions.join("\n"))
+            })?;
+        }
+        Command::Folder { command: FolderCommand::Errors { json, .. } } => {
+            let items: Vec<FailedItem> = serde_json::from_value(answer)?;
+            print_list(&items, *json, "No items failed.", |i| {
+                let path = if i.path.is_empty() { "(the whole pull)" } else { &i.path };
+                format!("{path}: {} (since {})", i.error, i.at)
+            })?;
+        }
+        Command::Folder { command: FolderCommand::Needed { json, .. } } => {
+            let items: Vec<NeededItem> = serde_json::from_value(answer)?;
+            print_list(&items, *json, "Nothing is needed.", |i| {
+                if i.deleted {
+                    format!("{} (to delete)", i.path)
+                } else {
+                    format!("{} ({})", i.path, status::human_bytes(i.size))
+                }
+            })?;
+        }
+        Command::Conflicts { command: None, json, .. } => {
+            let conflicts: Vec<control::FolderConflict> = serde_json::from_value(answer)?;
+            print_list(&conflicts, *json, "No conflicts.", |c| {
+                let c_ = &c.conflict;
+                let device =
+                    c_.device_name.as_ref().map_or(c_.device.clone(), |n| format!("{} ({n})", c_.device));
+                let current = c_.current.as_ref().map_or(String::from("gone"), |f| {
+                    format!("{}, modified {}", status::human_bytes(f.size), f.modified)
+                });
+                format!(
+                    "\"{}\" {}: conflict copy {} ({}, modified {}) vs current ({current}); named for device {device}",
+                    c.folder,
+                    c_.path,
+                    c_.conflict,
+                    status::human_bytes(c_.copy.size),
+                    c_.copy.modified
+                )
+            })?;
         }
         _ => println!("{}", serde_json::from_value::<control::Edited>(answer)?.message),
     }

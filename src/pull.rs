@@ -119,6 +119,8 @@ pub struct Puller {
     /// added elsewhere (a rename that arrived as a delete before the add) is copied, not
     /// downloaded again.
     pub trashed: std::sync::Mutex<TrashedBlocks>,
+    /// Bytes written into files (fetched or copied), for the folder's transfer rate.
+    pub pulled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -573,6 +575,7 @@ impl Puller {
             }
             if self.copy_local(&file, b).await {
                 copied += u64::from(b.size);
+                self.pulled.fetch_add(u64::from(b.size), std::sync::atomic::Ordering::Relaxed);
                 done(i);
                 continue;
             }
@@ -588,6 +591,7 @@ impl Puller {
             let (i, n) = r.map_err(|_| String::from("interrupted"))??;
             done(i);
             fetched += n;
+            self.pulled.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             Ok::<_, String>(())
         };
         for (n, (i, b)) in missing.into_iter().enumerate() {
@@ -848,7 +852,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 
 /// Splits `dir/base.ext` the way Go's `filepath.Ext` does: the extension is the last `.xxx`
 /// of the base name (so `.bashrc` is all extension).
-fn split_ext(name: &str) -> (&str, &str) {
+pub(crate) fn split_ext(name: &str) -> (&str, &str) {
     let base_start = name.rfind('/').map_or(0, |i| i + 1);
     match name[base_start..].rfind('.') {
         Some(dot) => name.split_at(base_start + dot),
@@ -869,7 +873,7 @@ pub fn versioned_name(name: &str, now: SystemTime) -> String {
     format!("{stem}~{}{ext}", timestamp(now))
 }
 
-fn timestamp(t: SystemTime) -> String {
+pub(crate) fn timestamp(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let dt =
         time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);

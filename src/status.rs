@@ -45,6 +45,16 @@ pub struct FolderStatus {
     pub global: Counts,
     pub need: NeedCounts,
     pub devices: Vec<Completion>,
+    /// Bytes per second the folder is pulling (fetched or copied into files), over the last
+    /// 10 seconds; 0 without a daemon.
+    #[serde(default)]
+    pub rate_bps: u64,
+    /// Seconds until the needed bytes are pulled at that rate; `null` while nothing moves.
+    #[serde(default)]
+    pub eta_s: Option<u64>,
+    /// Entries the last pull could not apply (see `GET /api/folders/{id}/errors`).
+    #[serde(default)]
+    pub failed_items: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +97,12 @@ pub struct DeviceStatus {
     /// Bytes written to this connection so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_out: Option<u64>,
+    /// Bytes per second read from the connection over the last 10 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_in_bps: Option<u64>,
+    /// Bytes per second written to the connection over the last 10 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_out_bps: Option<u64>,
 }
 
 /// The status of a home: `engine` is the running engine, if this process runs it.
@@ -119,6 +135,9 @@ pub async fn status(
             }
         };
         let global = index.global_counts(idx).await?;
+        let need = index.need_counts(idx).await?;
+        let rate_bps = engine.map_or(0, |e| e.rates().folder(&f.id));
+        let failed_items = engine.and_then(|e| e.failed_items(&f.id).ok()).map_or(0, |v| v.len() as u64);
         let mut devices = Vec::new();
         for d in &f.devices {
             let didx = index.device(d).await?;
@@ -144,8 +163,11 @@ pub async fn status(
             },
             local: index.local_counts(idx).await?.into(),
             global: global.into(),
-            need: index.need_counts(idx).await?,
+            need,
             devices,
+            rate_bps,
+            eta_s: crate::rates::eta(need.bytes, rate_bps),
+            failed_items,
         });
     }
     let devices = config
@@ -163,6 +185,8 @@ pub async fn status(
                 client: c.map(|c| c.client.clone()),
                 bytes_in: c.map(|c| c.counters.read.load(std::sync::atomic::Ordering::Relaxed)),
                 bytes_out: c.map(|c| c.counters.written.load(std::sync::atomic::Ordering::Relaxed)),
+                rate_in_bps: c.and(engine).map(|e| e.rates().connection(&d.id).0),
+                rate_out_bps: c.and(engine).map(|e| e.rates().connection(&d.id).1),
             }
         })
         .collect();
@@ -196,6 +220,17 @@ impl std::fmt::Display for Status {
                 folder.need.items,
                 folder.need.bytes
             )?;
+            if folder.rate_bps > 0 || folder.state == "syncing" {
+                let eta = folder.eta_s.map_or_else(|| String::from("unknown"), format_duration);
+                writeln!(f, "  pulling at {}/s, done in {eta}", human_bytes(folder.rate_bps))?;
+            }
+            if folder.failed_items > 0 {
+                writeln!(
+                    f,
+                    "  {} items failed to sync (`peerfold folder errors {}` says why)",
+                    folder.failed_items, folder.id
+                )?;
+            }
             if let Some(n) = folder.receive_only_changes.filter(|&n| n > 0) {
                 writeln!(f, "  {n} local changes (not sent; revert to undo them)")?;
             }
@@ -205,13 +240,39 @@ impl std::fmt::Display for Status {
         }
         for d in &self.devices {
             let how = match (&d.address, d.transport) {
-                (Some(a), Some(t)) => format!("connected over {t} from {a}"),
+                (Some(a), Some(t)) => format!(
+                    "connected over {t} from {a}, in {}/s, out {}/s",
+                    human_bytes(d.rate_in_bps.unwrap_or(0)),
+                    human_bytes(d.rate_out_bps.unwrap_or(0))
+                ),
                 _ if d.paused => String::from("paused"),
                 _ => String::from("not connected"),
             };
             writeln!(f, "Device {} {:?}: {how}", d.id.short(), d.name)?;
         }
         Ok(())
+    }
+}
+
+/// Bytes in binary units (`1.5 MiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// Seconds as `1h 2m 3s` (the larger units only when needed).
+pub fn format_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
     }
 }
 
@@ -260,4 +321,30 @@ pub fn device_views(config: &Config) -> Vec<DeviceView> {
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syncing_folder_shows_its_rate_eta_and_failed_items_and_a_connection_its_rates() {
+        let id = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";
+        let counts = serde_json::json!({"files": 1, "directories": 0, "bytes": 3 << 20});
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "device": id, "running": true,
+            "folders": [{"id": "f", "label": "", "path": "/f", "type": "send-receive", "state": "syncing",
+                "local": counts, "global": counts, "need": {"items": 1, "bytes": 3 << 20},
+                "devices": [], "rate_bps": 1 << 20, "eta_s": 3, "failed_items": 2}],
+            "devices": [{"id": id, "name": "laptop", "paused": false, "connected": true,
+                "address": "127.0.0.1:22000", "transport": "tcp", "rate_in_bps": 2048, "rate_out_bps": 10}],
+        }))
+        .unwrap();
+        let text = status.to_string();
+        assert!(text.contains("  pulling at 1.0 MiB/s, done in 3s\n"), "{text}");
+        assert!(text.contains("  2 items failed to sync (`peerfold folder errors f` says why)\n"), "{text}");
+        assert!(text.contains("from 127.0.0.1:22000, in 2.0 KiB/s, out 10 B/s"), "{text}");
+        assert_eq!(format_duration(3725), "1h 2m 5s");
+        assert_eq!(human_bytes(1023), "1023 B");
+    }
 }

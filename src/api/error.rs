@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::ChangeError;
 use crate::engine::{EngineError, error_chain};
+use crate::folder_files::FilesError;
 
 /// Why an API call (or starting the API) failed. Its text is the one sentence the caller sees.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,10 @@ impl From<EngineError> for ApiError {
             e @ (EngineError::NoDeletesHeld(_) | EngineError::NotReceiveOnly(_)) => {
                 Self::BadRequest(e.to_string())
             }
+            EngineError::Files(e @ (FilesError::BadPattern { .. } | FilesError::BadPath(_))) => {
+                Self::BadRequest(e.to_string())
+            }
+            EngineError::Files(FilesError::NotFound(what)) => Self::NotFound(what),
             e => Self::Engine(e),
         }
     }

@@ -37,7 +37,7 @@ fn device_ids(list: &[String]) -> Answer<Vec<DeviceId>> {
 }
 
 /// The JSON body, or a 400 that says what is wrong with it.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Answer<T> {
+pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Answer<T> {
     body.map(|Json(b)| b).map_err(|e| ApiError::BadRequest(format!("bad request body: {}", e.body_text())))
 }
 
@@ -65,7 +65,7 @@ fn known_device(state: &Shared, id: &str) -> Answer<DeviceId> {
         .ok_or_else(|| ApiError::NotFound(format!("device {id} is not a configured device")))
 }
 
-fn known_folder(state: &Shared, id: &str) -> Answer<FolderId> {
+pub(super) fn known_folder(state: &Shared, id: &str) -> Answer<FolderId> {
     let id = folder_id(id)?;
     match state.engine.config().folder(&id) {
         Some(_) => Ok(id),
@@ -77,7 +77,7 @@ fn known_folder(state: &Shared, id: &str) -> Answer<FolderId> {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Edited)]
 #[allow(dead_code)] // Only its schema is used: it documents `control::Edited`.
-struct EditedDoc {
+pub(super) struct EditedDoc {
     changed: bool,
     message: String,
 }
@@ -210,6 +210,10 @@ pub(super) struct FolderView {
     #[schema(value_type = Object)]
     versioning: Versioning,
     paused: bool,
+    /// Seconds between full rescans (0: none), its own or the default.
+    rescan_interval_s: u64,
+    /// Whether changes are watched for as they happen, its own setting or the default.
+    watch: bool,
 }
 
 /// The configured folders.
@@ -228,6 +232,8 @@ pub(super) async fn list_folders(State(state): State<Shared>) -> Json<Vec<Folder
                 devices: f.devices.iter().map(ToString::to_string).collect(),
                 versioning: f.versioning,
                 paused: f.paused,
+                rescan_interval_s: f.rescan_interval_s(&config.options),
+                watch: f.watch(&config.options),
             })
             .collect(),
     )
@@ -294,9 +300,14 @@ pub(super) struct FolderPatch {
     #[schema(value_type = Option<Object>)]
     versioning: Option<Versioning>,
     paused: Option<bool>,
+    /// Seconds between full rescans; 0 turns periodic rescans off.
+    rescan_interval_s: Option<u64>,
+    /// Whether to watch the folder for changes as they happen.
+    watch: Option<bool>,
 }
 
-/// Changes a folder's label, devices or versioning, or pauses or resumes it.
+/// Changes a folder's label, devices, versioning, rescan interval or watching, or pauses or
+/// resumes it.
 #[utoipa::path(patch, path = "/api/folders/{id}", request_body = FolderPatch,
     params(("id" = String, Path, description = "folder ID")),
     responses((status = 200, body = EditedDoc), (status = 400), (status = 404)))]
@@ -309,9 +320,20 @@ pub(super) async fn edit_folder(
     let id = known_folder(&state, &id)?;
     let devices = patch.devices.as_deref().map(device_ids).transpose()?;
     let mut answers = Vec::new();
-    if patch.label.is_some() || devices.is_some() || patch.versioning.is_some() {
-        let update =
-            Edit::UpdateFolder { id: id.clone(), label: patch.label, versioning: patch.versioning, devices };
+    if patch.label.is_some()
+        || devices.is_some()
+        || patch.versioning.is_some()
+        || patch.rescan_interval_s.is_some()
+        || patch.watch.is_some()
+    {
+        let update = Edit::UpdateFolder {
+            id: id.clone(),
+            label: patch.label,
+            versioning: patch.versioning,
+            devices,
+            rescan_interval_s: patch.rescan_interval_s,
+            watch: patch.watch,
+        };
         answers.push(edit(&state, update).await?);
     }
     if let Some(paused) = patch.paused {
@@ -319,7 +341,7 @@ pub(super) async fn edit_folder(
     }
     if answers.is_empty() {
         return Err(ApiError::BadRequest(
-            "nothing to change: give label, devices, versioning or paused".into(),
+            "nothing to change: give label, devices, versioning, rescan_interval_s, watch or paused".into(),
         ));
     }
     Ok(merged(answers))

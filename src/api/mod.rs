@@ -6,10 +6,13 @@
 //! It reaches the engine only through the [`Engine`] handle and reuses its logic: every change
 //! is an [`crate::config::Edit`] through [`Engine::edit_config`] (validation stays in
 //! `config`), status is [`crate::status::status`], pending devices and folder offers are the
-//! index's methods. No SQL and no configuration writes of its own.
+//! index's methods, and a folder's details (`folder_details.rs`: ignores, conflicts, versions,
+//! needed and failed items) are engine calls. No SQL, no file or configuration writes of its
+//! own.
 
 mod auth;
 mod error;
+mod folder_details;
 mod handlers;
 pub mod https;
 
@@ -169,6 +172,14 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(handlers::confirm_deletes))
         .routes(routes!(handlers::revert))
         .routes(routes!(handlers::edit_config))
+        .routes(routes!(folder_details::get_ignores, folder_details::put_ignores))
+        .routes(routes!(folder_details::conflicts))
+        .routes(routes!(folder_details::all_conflicts))
+        .routes(routes!(folder_details::resolve_conflict))
+        .routes(routes!(folder_details::versions))
+        .routes(routes!(folder_details::restore_version))
+        .routes(routes!(folder_details::needed))
+        .routes(routes!(folder_details::errors))
         .routes(routes!(handlers::pending))
         .routes(routes!(handlers::accept_device))
         .routes(routes!(handlers::dismiss_device))

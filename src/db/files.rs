@@ -142,6 +142,23 @@ impl Index {
         rows.iter().map(|r| file_from_row(r).map(|(f, _)| f)).collect()
     }
 
+    /// Up to `limit` of this device's live entries whose name holds `.sync-conflict-` (the
+    /// candidates for conflict copies), in name order. Blocks are not loaded.
+    pub async fn local_conflict_copies(
+        &self,
+        folder: FolderIdx,
+        limit: u32,
+    ) -> Result<Vec<FileInfo>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE folder_idx = ? AND device_idx = 0 AND NOT deleted
+             AND instr(name, '.sync-conflict-') > 0 ORDER BY name LIMIT ?"
+        );
+        let rows = sqlx::query(sql).bind(folder.0).bind(i64::from(limit)).fetch_all(&self.read).await?;
+        rows.iter().map(|r| file_from_row(r).map(|(f, _)| f)).collect()
+    }
+
     /// Up to `limit` of this device's entries with a sequence above `since`, in sequence order,
     /// blocks included: what an index update to a peer carries.
     pub async fn local_since(

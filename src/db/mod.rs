@@ -13,8 +13,8 @@ mod remote;
 
 pub use files::{BlockLocation, FolderCounts, LocalWriter};
 pub use remote::{
-    Conflict, DeviceIdx, GlobalFile, NeedCounts, NeedKind, PendingDevice, PendingFolder, ReceiveOnlyChange,
-    RemoteIndex,
+    Conflict, DeviceIdx, GlobalFile, NeedCounts, NeedKind, NeededItem, PendingDevice, PendingFolder,
+    ReceiveOnlyChange, RemoteIndex,
 };
 
 use std::path::Path;

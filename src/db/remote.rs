@@ -99,6 +99,16 @@ pub struct NeedCounts {
     pub bytes: u64,
 }
 
+/// A name this device needs, as [`Index::needed_items`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NeededItem {
+    pub path: String,
+    /// Bytes to fetch (0 for a deletion).
+    pub size: u64,
+    /// The global version is a deletion: this device deletes its copy.
+    pub deleted: bool,
+}
+
 /// Which needed names [`Index::needed`] lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NeedKind {
@@ -293,6 +303,28 @@ impl Index {
             }
         };
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Up to `limit` names this device needs in the folder (changes and deletions), in name
+    /// order.
+    pub async fn needed_items(&self, folder: FolderIdx, limit: u32) -> Result<Vec<NeededItem>, DbError> {
+        let rows = sqlx::query(
+            "SELECT name, CASE WHEN deleted THEN 0 ELSE size END, deleted FROM globals
+             WHERE folder_idx = ? AND need ORDER BY name LIMIT ?",
+        )
+        .bind(folder.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NeededItem {
+                    path: r.try_get(0)?,
+                    size: r.try_get::<i64, _>(1)?.max(0) as u64,
+                    deleted: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// The global version of `name`, blocks included, with the peers holding it; `None` when

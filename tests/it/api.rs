@@ -55,6 +55,7 @@ impl Api {
         let response = match method {
             "POST" => self.agent.post(url).header("X-API-Key", &self.key).send_json(&body),
             "PATCH" => self.agent.patch(url).header("X-API-Key", &self.key).send_json(&body),
+            "PUT" => self.agent.put(url).header("X-API-Key", &self.key).send_json(&body),
             "DELETE" => self.agent.delete(url).header("X-API-Key", &self.key).call(),
             _ => unreachable!(),
         };
@@ -267,6 +268,138 @@ fn folders_are_added_edited_scanned_and_removed_and_bad_ones_refused() {
     assert_eq!(folders.as_array().unwrap().len(), 1, "{folders}");
 }
 
+/// A conflict copy's name for `stem.ext` made by the device with short ID `short`.
+fn conflict_copy(stem: &str, ext: &str, short: &str) -> String {
+    format!("{stem}.sync-conflict-20261121-101010-{short}{ext}")
+}
+
+#[tokio::test]
+async fn a_folders_ignores_conflicts_versions_and_items_are_shown_and_changed_and_bad_input_refused() {
+    let api = Api::start();
+    api.send("POST", "/api/devices", json!({"id": OTHER, "name": "laptop"}));
+    let root = api.t.path("docs");
+    std::fs::create_dir(&root).unwrap();
+    api.t.write("docs/doc.txt", b"mine");
+    api.t.write("docs/junk.tmp", b"0123456789");
+    let copy = conflict_copy("doc", ".txt", &OTHER[..7]);
+    api.t.write(&format!("docs/{copy}"), b"theirs");
+    let (status, _) = api.send("POST", "/api/folders", json!({"id": "docs", "path": root}));
+    assert_eq!(status, 201);
+    let local_bytes = || api.get("/api/status").1["folders"][0]["local"]["bytes"].as_u64().unwrap();
+    wait_for(LIMIT, "the first scan", || async { (local_bytes() == 20).then_some(()) }).await;
+
+    // Ignores: none yet; set, then the ignored file no longer counts; a bad line changes nothing.
+    assert_eq!(api.get("/api/folders/docs/ignores"), (200, json!({"lines": []})));
+    let (status, set) = api.send("PUT", "/api/folders/docs/ignores", json!({"lines": ["// junk", "*.tmp"]}));
+    assert_eq!((status, &set), (200, &json!({"lines": ["// junk", "*.tmp"]})));
+    assert_eq!(std::fs::read_to_string(root.join(".stignore")).unwrap(), "// junk\n*.tmp\n");
+    assert_eq!(local_bytes(), 10, "the folder was rescanned with the new patterns");
+    let ignores = "/api/folders/docs/ignores";
+    let (status, bad) = api.send("PUT", ignores, json!({"lines": ["ok", "a["]}));
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("line 2 (\"a[\")"), "{bad}");
+    assert_eq!(api.get(ignores).1, json!({"lines": ["// junk", "*.tmp"]}), "nothing written");
+    let (status, bad) = api.send("PUT", ignores, json!({"patterns": []}));
+    assert_eq!(status, 400, "{bad}");
+
+    // The rescan interval and watching are folder settings.
+    let (status, patched) =
+        api.send("PATCH", "/api/folders/docs", json!({"rescan_interval_s": 0, "watch": false}));
+    assert_eq!(status, 200, "{patched}");
+    let (_, folders) = api.get("/api/folders");
+    assert_eq!((&folders[0]["rescan_interval_s"], &folders[0]["watch"]), (&json!(0), &json!(false)));
+
+    // The conflict copy, from the index, with both sides and the named device.
+    let (status, conflicts) = api.get("/api/folders/docs/conflicts");
+    assert_eq!(status, 200, "{conflicts}");
+    let c = &conflicts[0];
+    assert_eq!(
+        (&c["path"], &c["conflict"], &c["device"], &c["device_name"]),
+        (&json!("doc.txt"), &json!(copy), &json!(&OTHER[..7]), &json!("laptop")),
+        "{conflicts}"
+    );
+    assert_eq!((&c["current"]["size"], &c["copy"]["size"]), (&json!(4), &json!(6)), "{conflicts}");
+    assert!(c["copy"]["modified"].as_str().unwrap().ends_with('Z'), "{conflicts}");
+
+    let resolve = "/api/folders/docs/conflicts/resolve";
+    let refused = |body: Value, status: u16, want: &str| {
+        let (got, answer) = api.send("POST", resolve, body.clone());
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("no error for {body}: {answer}"));
+        assert_eq!(got, status, "{body}: {error}");
+        assert!(error.contains(want), "want {want:?} in {error:?}");
+    };
+    refused(json!({"conflict": "doc.txt", "keep": "copy"}), 400, "not a conflict copy");
+    refused(json!({"conflict": format!("../{copy}"), "keep": "copy"}), 400, "leaves the folder");
+    refused(json!({"conflict": format!("/etc/{copy}"), "keep": "copy"}), 400, "absolute");
+    let outside = api.t.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join(&copy), b"elsewhere").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    refused(json!({"conflict": format!("link/{copy}"), "keep": "current"}), 400, "symbolic link");
+    assert!(outside.join(&copy).exists(), "nothing outside the folder is touched");
+    refused(json!({"conflict": conflict_copy("gone", "", &OTHER[..7]), "keep": "copy"}), 404, "no file");
+    refused(json!({"conflict": copy, "keep": "both"}), 400, "unknown variant");
+    api.refused(
+        "POST",
+        "/api/folders/nope/conflicts/resolve",
+        json!({"conflict": copy, "keep": "copy"}),
+        404,
+        "no folder",
+    );
+    assert_eq!(std::fs::read(root.join("doc.txt")).unwrap(), b"mine", "nothing changed");
+
+    let (status, done) = api.send("POST", resolve, json!({"conflict": copy, "keep": "copy"}));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(std::fs::read(root.join("doc.txt")).unwrap(), b"theirs");
+    assert!(!root.join(&copy).exists());
+    assert_eq!(api.get("/api/folders/docs/conflicts"), (200, json!([])), "the index knows it is gone");
+
+    // The replaced content is a version; restoring it keeps the current one as a version.
+    let (status, versions) = api.get("/api/folders/docs/versions");
+    assert_eq!(status, 200, "{versions}");
+    assert_eq!((&versions[0]["path"], &versions[0]["versions"][0]["size"]), (&json!("doc.txt"), &json!(4)));
+    let version = versions[0]["versions"][0]["version"].as_str().unwrap().to_owned();
+    let restore = "/api/folders/docs/versions/restore";
+    for (body, status, want) in [
+        (json!({"path": "../doc.txt", "version": version}), 400, "leaves the folder"),
+        (json!({"path": "doc.txt", "version": "yesterday"}), 400, "is not a version"),
+        (json!({"path": "doc.txt", "version": "20000101-000000"}), 404, "no version"),
+        (json!({"path": ".stversions/x", "version": version}), 400, "not a synced file"),
+    ] {
+        let (got, answer) = api.send("POST", restore, body.clone());
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(error.contains(want), "want {want:?} in {error:?}");
+    }
+    assert_eq!(std::fs::read(root.join("doc.txt")).unwrap(), b"theirs", "nothing changed");
+    let (status, done) = api.send("POST", restore, json!({"path": "doc.txt", "version": version}));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(std::fs::read(root.join("doc.txt")).unwrap(), b"mine");
+    let (_, versions) = api.get("/api/folders/docs/versions");
+    let sizes: Vec<&Value> = versions[0]["versions"].as_array().unwrap().iter().map(|v| &v["size"]).collect();
+    assert_eq!(sizes, [&json!(6)], "{versions}");
+
+    // Nothing is needed or failed in a folder shared with nobody; rates are there, and zero.
+    assert_eq!(api.get("/api/folders/docs/needed"), (200, json!([])));
+    assert_eq!(api.get("/api/folders/docs/errors"), (200, json!([])));
+    let (_, status) = api.get("/api/status");
+    assert_eq!(
+        (&status["folders"][0]["rate_bps"], &status["folders"][0]["eta_s"]),
+        (&json!(0), &Value::Null)
+    );
+    for route in ["ignores", "conflicts", "versions", "needed", "errors"] {
+        let (status, answer) = api.get(&format!("/api/folders/nope/{route}"));
+        assert_eq!(status, 404, "{route}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("no folder with ID \"nope\""), "{answer}");
+    }
+    api.refused("PUT", "/api/folders/nope/ignores", json!({"lines": []}), 404, "no folder");
+
+    // A paused folder's patterns can be changed too (it scans everything when resumed).
+    assert_eq!(api.send("PATCH", "/api/folders/docs", json!({"paused": true})).0, 200);
+    assert_eq!(api.send("PUT", ignores, json!({"lines": ["*.bak"]})), (200, json!({"lines": ["*.bak"]})));
+    assert_eq!(std::fs::read_to_string(root.join(".stignore")).unwrap(), "*.bak\n");
+}
+
 #[test]
 fn events_stream_a_scan_as_it_happens() {
     let api = Api::start();
@@ -408,6 +541,15 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "POST /api/folders/{id}/confirm-deletes",
         "POST /api/folders/{id}/revert",
         "POST /api/config/edits",
+        "GET /api/folders/{id}/ignores",
+        "PUT /api/folders/{id}/ignores",
+        "GET /api/folders/{id}/conflicts",
+        "GET /api/conflicts",
+        "POST /api/folders/{id}/conflicts/resolve",
+        "GET /api/folders/{id}/versions",
+        "POST /api/folders/{id}/versions/restore",
+        "GET /api/folders/{id}/needed",
+        "GET /api/folders/{id}/errors",
         "GET /api/pending",
         "POST /api/pending/devices/{id}/accept",
         "POST /api/pending/devices/{id}/dismiss",

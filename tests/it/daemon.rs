@@ -266,3 +266,52 @@ fn sigterm_stops_the_daemon_cleanly() {
     assert!(status.success(), "{status}: {}", log.lock().unwrap());
     assert!(!t.home().join("control.sock").exists(), "the socket is removed on a clean stop");
 }
+
+#[tokio::test]
+async fn ignores_versions_and_conflicts_are_handled_over_ssh_and_reach_the_peer() {
+    let (a, b, la, lb) = configured_pair("tcp");
+    let ida = ok(&a.peerfold(&["id"])).trim().to_owned();
+    a.write("f/doc.txt", b"v1");
+    let (_da, _db) = (Daemon::start(&a, &la), Daemon::start(&b, &lb));
+    file_is(b.path("f/doc.txt"), b"v1".to_vec()).await;
+
+    // Ignore patterns from a file; a bad one is refused with its line and changes nothing.
+    let patterns = b.write("patterns.txt", b"*.tmp\n// scratch files\n");
+    ok(&b.peerfold(&["folder", "ignores", "f", "--set-file", patterns.to_str().unwrap()]));
+    assert_eq!(ok(&b.peerfold(&["folder", "ignores", "f"])), "*.tmp\n// scratch files\n");
+    let bad = b.write("bad.txt", b"ok\n[\n");
+    let err =
+        crate::util::fails(&b.peerfold(&["folder", "ignores", "f", "--set-file", bad.to_str().unwrap()]));
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(std::fs::read_to_string(b.path("f/.stignore")).unwrap(), "*.tmp\n// scratch files\n");
+
+    // a changes the file; b keeps v1 in its trash can and restores it; a gets v1 back.
+    a.write("f/doc.txt", b"version 2");
+    file_is(b.path("f/doc.txt"), b"version 2".to_vec()).await;
+    let versions = b.json_until(LIMIT, &["folder", "versions", "f", "doc.txt", "--json"], "v1 kept", |v| {
+        v[0]["versions"][0]["size"] == 2
+    });
+    let versions = versions.await;
+    let version = versions[0]["versions"][0]["version"].as_str().unwrap().to_owned();
+    ok(&b.peerfold(&["folder", "restore", "f", "doc.txt", &version]));
+    assert_eq!(std::fs::read(b.path("f/doc.txt")).unwrap(), b"v1");
+    file_is(a.path("f/doc.txt"), b"v1".to_vec()).await;
+
+    // A conflict copy made at a reaches b's index; b keeps the copy, and a gets that too.
+    let copy = format!("doc.sync-conflict-20261121-101010-{}.txt", &ida[..7]);
+    a.write(&format!("f/{copy}"), b"the copy");
+    let listed = b.json_until(LIMIT, &["conflicts", "--json"], "the conflict copy at b", |v| {
+        v[0]["conflict"] == copy.as_str()
+    });
+    let listed = listed.await;
+    assert_eq!((&listed[0]["folder"], &listed[0]["path"]), (&"f".into(), &"doc.txt".into()), "{listed}");
+    assert_eq!(listed[0]["device_name"], "a", "{listed}");
+    let err = crate::util::fails(&b.peerfold(&["conflicts", "keep-copy", "f", "../etc/passwd"]));
+    assert!(err.contains("leaves the folder"), "{err}");
+    ok(&b.peerfold(&["conflicts", "keep-copy", "f", &copy]));
+    assert_eq!(std::fs::read(b.path("f/doc.txt")).unwrap(), b"the copy");
+    file_is(a.path("f/doc.txt"), b"the copy".to_vec()).await;
+    a.json_until(LIMIT, &["conflicts", "--json"], "no conflicts at a", |v| *v == serde_json::json!([])).await;
+    assert!(!a.path(&format!("f/{copy}")).exists());
+    assert_eq!(ok(&a.peerfold(&["conflicts"])).trim(), "No conflicts.");
+}

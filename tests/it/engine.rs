@@ -194,3 +194,48 @@ async fn a_mass_delete_waits_until_the_files_are_back() {
     ));
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watching_and_the_rescan_interval_change_while_running() {
+    let t = TestDir::new();
+    // Neither watched nor rescanned: after the start-up scan, nothing new is found.
+    let config = config_with(&t, false, 0);
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    let engine = Engine::start(&config, index.clone(), ME);
+    let update = |rescan_interval_s, watch| peerfold::config::Edit::UpdateFolder {
+        id: "f".parse().unwrap(),
+        label: None,
+        versioning: None,
+        devices: None,
+        rescan_interval_s,
+        watch,
+    };
+    // A restarted task scans once at start; a file saved after that scan only the watcher
+    // (or a periodic rescan) finds.
+    let restarted = |edit| {
+        let engine = &engine;
+        async move {
+            let mut events = engine.subscribe();
+            let change = engine.edit_config(edit).await.unwrap();
+            assert!(change.changed(), "{change}");
+            wait_for(Duration::from_secs(30), "the restarted task's scan", || {
+                let mut idle = false;
+                while let Ok(e) = events.try_recv() {
+                    idle |= matches!(e, Event::StateChanged { state: FolderState::Idle, .. });
+                }
+                async move { idle.then_some(()) }
+            })
+            .await;
+        }
+    };
+    restarted(update(None, Some(true))).await;
+    t.write("f/watched.txt", b"w");
+    wait_for(Duration::from_secs(30), "the watcher to find it", || live(&index, "watched.txt")).await;
+
+    // Watching off and a one-second interval: the periodic rescan finds the next one.
+    restarted(update(Some(1), Some(false))).await;
+    assert_eq!(engine.config().folders[0].rescan_interval_s, Some(1));
+    t.write("f/rescanned.txt", b"r");
+    wait_for(Duration::from_secs(30), "a periodic rescan", || live(&index, "rescanned.txt")).await;
+    engine.shutdown().await;
+}

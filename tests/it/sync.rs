@@ -872,3 +872,56 @@ async fn a_rename_that_arrives_as_delete_then_add_moves_no_data() {
     ea.shutdown().await;
     eb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_shows_its_rate_and_eta_and_a_file_that_fails_is_listed_until_it_arrives() {
+    use peerfold::bep::wire::ErrorCode;
+    let mut b = Node::new("b", "tcp").await;
+    let mut c = Node::new("c", "tcp").await;
+    b.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    b.config.folders[0].devices.push(c.id);
+    let eb = b.start().await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    let (data, file) = big_file(c.id);
+    let c_id = c.id;
+    let net = c.net.take().unwrap();
+    let mut c = Forger::connect(&net, c_id, &b, &data, 20).await;
+    c.announce(&file);
+
+    // Twenty blocks arrive and the rest wait: the folder pulls at a rate, with an ETA.
+    c.until("a pull rate at b", |_| {
+        (eb.rates().folder(&folder) > 0 && eb.rates().connection(&c_id).0 > 0).then_some(())
+    })
+    .await;
+    let status = peerfold::status::status(b.id, &eb.config(), eb.index(), Some(&eb)).await.unwrap();
+    let f = &status.folders[0];
+    assert!(f.rate_bps > 0 && f.need.bytes == data.len() as u64, "{f:?}");
+    assert_eq!(f.eta_s, Some(f.need.bytes.div_ceil(f.rate_bps)), "{f:?}");
+    assert!(status.devices[0].rate_in_bps.is_some_and(|r| r > 0), "{:?}", status.devices[0]);
+
+    // c refuses the rest: the file is a failed item, with the reason.
+    c.refuse = true;
+    for r in std::mem::take(&mut c.held) {
+        c.s.respond(r.id, Err(ErrorCode::NoSuchFile), std::time::Instant::now()).unwrap();
+    }
+    let failed = c
+        .until("big.bin to fail at b", |_| {
+            let items = eb.failed_items(&folder).unwrap();
+            items.iter().any(|i| i.path == "big.bin").then_some(items)
+        })
+        .await;
+    assert!(failed[0].error.contains("could not be fetched"), "{failed:?}");
+    assert_eq!(eb.needed(&folder).await.unwrap()[0].path, "big.bin");
+
+    // Once c serves it, the file arrives and is no longer failed.
+    c.refuse = false;
+    c.release();
+    c.announce(&file);
+    let bf = b.folder();
+    c.until("big.bin at b and no failed items", |_| {
+        let done = std::fs::read(bf.join("big.bin")).is_ok_and(|d| d == data);
+        (done && eb.failed_items(&folder).unwrap().is_empty()).then_some(())
+    })
+    .await;
+    eb.shutdown().await;
+}

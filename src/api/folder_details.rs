@@ -1,0 +1,181 @@
+//! The routes of a folder's details: ignore patterns, conflict copies, old versions, needed and
+//! failed items. Each checks the folder exists (404) and hands the rest to the engine, which
+//! owns the file operations and their checks (a bad pattern or path is a 400 naming it).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::handlers::{body, known_folder};
+use super::{ApiError, Shared};
+use crate::control::{Edited, FolderConflict, IgnoreLines};
+use crate::db::NeededItem;
+use crate::engine::FailedItem;
+use crate::folder_files::{ConflictView, Keep, VersionedFile};
+
+type Answer<T> = Result<T, ApiError>;
+
+/// The folder's ignore patterns (the lines of its `.stignore`).
+#[utoipa::path(get, path = "/api/folders/{id}/ignores", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = IgnoreLines), (status = 404)))]
+pub(super) async fn get_ignores(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<IgnoreLines>> {
+    let id = known_folder(&state, &id)?;
+    Ok(Json(IgnoreLines { lines: state.engine.ignores(&id).await? }))
+}
+
+/// Replaces the folder's ignore patterns and rescans it. Every line is checked first: an
+/// invalid one is a 400 naming the line, and nothing is written.
+#[utoipa::path(put, path = "/api/folders/{id}/ignores", request_body = IgnoreLines,
+    params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = IgnoreLines), (status = 400, description = "an invalid pattern"), (status = 404)))]
+pub(super) async fn put_ignores(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    lines: Result<Json<IgnoreLines>, JsonRejection>,
+) -> Answer<Json<IgnoreLines>> {
+    let id = known_folder(&state, &id)?;
+    let lines = body(lines)?;
+    state.engine.set_ignores(&id, lines.lines).await?;
+    Ok(Json(IgnoreLines { lines: state.engine.ignores(&id).await? }))
+}
+
+/// The folder's conflict copies, each with the file it belongs to, both versions' size and
+/// modification time, and the device whose version won.
+#[utoipa::path(get, path = "/api/folders/{id}/conflicts", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = Vec<ConflictView>), (status = 404)))]
+pub(super) async fn conflicts(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Vec<ConflictView>>> {
+    let id = known_folder(&state, &id)?;
+    Ok(Json(state.engine.conflicts(&id).await?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConflictsQuery {
+    folder: Option<String>,
+}
+
+/// The conflict copies of every folder (or of `?folder=ID`), each with its folder.
+#[utoipa::path(get, path = "/api/conflicts",
+    params(("folder" = Option<String>, Query, description = "only this folder's")),
+    responses((status = 200, body = Vec<FolderConflict>), (status = 404)))]
+pub(super) async fn all_conflicts(
+    State(state): State<Shared>,
+    Query(query): Query<ConflictsQuery>,
+) -> Answer<Json<Vec<FolderConflict>>> {
+    let ids = match query.folder {
+        Some(id) => vec![known_folder(&state, &id)?],
+        None => state.engine.config().folders.iter().map(|f| f.id.clone()).collect(),
+    };
+    let mut all = Vec::new();
+    for folder in ids {
+        let list = state.engine.conflicts(&folder).await?;
+        all.extend(list.into_iter().map(|conflict| FolderConflict { folder: folder.clone(), conflict }));
+    }
+    Ok(Json(all))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Resolve {
+    /// The conflict copy's path in the folder.
+    conflict: String,
+    /// `current`: the copy goes away; `copy`: the copy's content replaces the file (the
+    /// replaced content goes to the trash can when the folder keeps versions).
+    keep: Keep,
+}
+
+/// Resolves a conflict: keeps the current file or the conflict copy, then rescans so peers
+/// get the result.
+#[utoipa::path(post, path = "/api/folders/{id}/conflicts/resolve", request_body = Resolve,
+    params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = super::handlers::EditedDoc),
+        (status = 400, description = "not a conflict copy, or a path that leaves the folder"),
+        (status = 404, description = "no such folder or file")))]
+pub(super) async fn resolve_conflict(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    resolve: Result<Json<Resolve>, JsonRejection>,
+) -> Answer<Edited> {
+    let id = known_folder(&state, &id)?;
+    let Resolve { conflict, keep } = body(resolve)?;
+    state.engine.resolve_conflict(&id, conflict.clone(), keep).await?;
+    Ok(crate::control::resolved(&conflict, keep))
+}
+
+/// The old versions the folder's trash can (`.stversions`) keeps, per file, newest first.
+#[utoipa::path(get, path = "/api/folders/{id}/versions", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = Vec<VersionedFile>), (status = 404)))]
+pub(super) async fn versions(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Vec<VersionedFile>>> {
+    let id = known_folder(&state, &id)?;
+    Ok(Json(state.engine.versions(&id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Restore {
+    /// The file's path in the folder.
+    path: String,
+    /// `YYYYMMDD-HHMMSS`, as the versions list gives it.
+    version: String,
+}
+
+/// Puts an old version back in place (the current file, if any, is kept as a version first)
+/// and rescans it, so peers get it.
+#[utoipa::path(post, path = "/api/folders/{id}/versions/restore", request_body = Restore,
+    params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = super::handlers::EditedDoc),
+        (status = 400, description = "a path that leaves the folder, or a malformed version"),
+        (status = 404, description = "no such folder or version")))]
+pub(super) async fn restore_version(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    restore: Result<Json<Restore>, JsonRejection>,
+) -> Answer<Edited> {
+    let id = known_folder(&state, &id)?;
+    let Restore { path, version } = body(restore)?;
+    state.engine.restore_version(&id, path.clone(), version.clone()).await?;
+    Ok(crate::control::restored(&path, &version))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = NeededItem)]
+#[allow(dead_code)] // Only its schema is used: it documents `db::NeededItem`.
+struct NeededItemDoc {
+    path: String,
+    /// Bytes to fetch (0 for a deletion).
+    size: u64,
+    /// The file is deleted elsewhere: this device deletes its copy.
+    deleted: bool,
+}
+
+/// What the folder still needs (out of sync here), the first 500 in name order.
+#[utoipa::path(get, path = "/api/folders/{id}/needed", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = Vec<NeededItemDoc>), (status = 404)))]
+pub(super) async fn needed(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Vec<NeededItem>>> {
+    let id = known_folder(&state, &id)?;
+    Ok(Json(state.engine.needed(&id).await?))
+}
+
+/// What the folder's last pull could not apply, with the reason and when it first failed.
+#[utoipa::path(get, path = "/api/folders/{id}/errors", params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = Vec<FailedItem>), (status = 404)))]
+pub(super) async fn errors(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Vec<FailedItem>>> {
+    let id = known_folder(&state, &id)?;
+    Ok(Json(state.engine.failed_items(&id)?))
+}
