@@ -158,6 +158,33 @@ pub enum Event {
         deleted: u64,
         total: u64,
     },
+    /// A device that is not configured here tried to connect; it is kept as pending until the
+    /// user accepts or dismisses it.
+    DevicePending {
+        device: DeviceId,
+        /// The name it announced (empty if it sent none in time).
+        name: String,
+        /// Where it connected from, as `tcp://IP:PORT` or `quic://IP:PORT`.
+        address: String,
+    },
+    /// A device offered a folder that is not shared with it here; kept until accepted or
+    /// dismissed. Sent again each time the device announces it (every ClusterConfig).
+    FolderOffered {
+        folder: String,
+        label: String,
+        device: DeviceId,
+    },
+    /// A configured device connected.
+    DeviceConnected {
+        device: DeviceId,
+        address: std::net::SocketAddr,
+        transport: crate::net::Transport,
+    },
+    /// A connected device's connection ended.
+    DeviceDisconnected {
+        device: DeviceId,
+        reason: String,
+    },
 }
 
 /// Needed items listed at most per folder.
@@ -312,6 +339,7 @@ impl Engine {
                 peers: Arc::clone(&engine.shared.peers),
                 remote_changed: Arc::clone(&engine.shared.remote_changed),
                 local_changed: local_changed_rx,
+                events: engine.shared.events.clone(),
             });
             engine.tasks.spawn(model::serve(ctx, Arc::new(net), engine.shutdown.subscribe()));
         }

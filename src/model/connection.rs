@@ -109,9 +109,11 @@ pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch
             Some(serial) => {
                 conn_state.serial = Some(serial);
                 tracing::info!(device = %device, address = %remote, %transport, "connected");
+                ctx.emit(crate::engine::Event::DeviceConnected { device, address: remote, transport });
                 let reason = conn_state.main_loop(&mut session, &mut reader, commands, &mut shutdown).await;
                 tracing::info!(device = %device, %reason, "disconnected");
                 ctx.peers.unregister(&device, serial);
+                ctx.emit(crate::engine::Event::DeviceDisconnected { device, reason });
             }
         }
     }
@@ -220,8 +222,15 @@ impl ConnState {
                 address: format!("{transport}://{remote}"),
                 seen_at: unix_now() as i64,
             };
-            if let Err(e) = self.ctx.index.add_pending_device(&pending).await {
-                tracing::warn!(error = %crate::engine::error_chain(&e), "cannot record a pending device");
+            match self.ctx.index.add_pending_device(&pending).await {
+                Ok(()) => self.ctx.emit(crate::engine::Event::DevicePending {
+                    device: pending.device,
+                    name: pending.name,
+                    address: pending.address,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %crate::engine::error_chain(&e), "cannot record a pending device")
+                }
             }
         }
     }
@@ -432,8 +441,15 @@ impl ConnState {
                         label: folder.label.clone(),
                         seen_at: unix_now() as i64,
                     };
-                    if let Err(e) = self.ctx.index.add_pending_folder(&offer).await {
-                        tracing::warn!(error = %crate::engine::error_chain(&e), "cannot record a folder offer");
+                    match self.ctx.index.add_pending_folder(&offer).await {
+                        Ok(()) => self.ctx.emit(crate::engine::Event::FolderOffered {
+                            folder: offer.folder,
+                            label: offer.label,
+                            device: offer.device,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %crate::engine::error_chain(&e), "cannot record a folder offer");
+                        }
                     }
                 }
                 continue;

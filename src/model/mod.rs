@@ -200,11 +200,18 @@ pub struct Context {
     pub remote_changed: Arc<FolderSignals>,
     /// Bumped whenever any folder's local index changed, so connections send updates.
     pub local_changed: watch::Receiver<u64>,
+    /// The engine's events: who connects, asks to connect or offers a folder.
+    pub events: tokio::sync::broadcast::Sender<crate::engine::Event>,
 }
 
 impl Context {
     fn notify_remote_changed(&self, folder: &FolderId) {
         self.remote_changed.notify(folder);
+    }
+
+    /// Tells subscribers; nobody listening is not an error.
+    fn emit(&self, event: crate::engine::Event) {
+        let _ = self.events.send(event);
     }
 }
 
