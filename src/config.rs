@@ -52,6 +52,8 @@ pub enum ChangeError {
     Address { address: String, reason: String },
     #[error("a device needs at least one address (dynamic: find it by discovery)")]
     NoAddresses,
+    #[error("the device name must not be empty")]
+    EmptyName,
     /// A check of [`Config::validate`] that the change's own checks did not make first.
     #[error("the changed configuration would not be valid: {0}")]
     Invalid(String),
@@ -151,6 +153,13 @@ pub enum Change {
         what: String,
         paused: bool,
     },
+    /// This device's name, as peers are told it.
+    Renamed {
+        name: String,
+    },
+    NameUnchanged {
+        name: String,
+    },
 }
 
 /// A change to the configuration as a front-end asks for it, for sending to the daemon: each
@@ -207,6 +216,10 @@ pub enum Edit {
         #[serde(default)]
         watch: Option<bool>,
     },
+    /// Names this device (peers see it at their next connection).
+    SetName {
+        name: String,
+    },
 }
 
 /// The settings [`Config::update_folder`] sets: each `Some` one; `None` keeps it as it is.
@@ -230,6 +243,7 @@ impl Change {
                 | Self::AlreadyShared { .. }
                 | Self::NotShared { .. }
                 | Self::PauseUnchanged { .. }
+                | Self::NameUnchanged { .. }
         )
     }
 }
@@ -301,6 +315,10 @@ impl std::fmt::Display for Change {
                     "{what} is already {}; nothing changed.",
                     if *paused { "paused" } else { "running" }
                 )
+            }
+            Self::Renamed { name } => write!(f, "This device is now called {name:?}."),
+            Self::NameUnchanged { name } => {
+                write!(f, "This device is already called {name:?}; nothing changed.")
             }
         }
     }
@@ -964,7 +982,23 @@ impl Config {
             Edit::UpdateFolder { id, label, versioning, devices, rescan_interval_s, watch } => {
                 self.update_folder(&id, FolderUpdate { label, versioning, devices, rescan_interval_s, watch })
             }
+            Edit::SetName { name } => self.set_name(&name),
         }
+    }
+
+    /// Names this device. Surrounding spaces are dropped; an empty name is refused.
+    pub fn set_name(&mut self, name: &str) -> Result<Change, ChangeError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ChangeError::EmptyName);
+        }
+        if self.name == name {
+            return Ok(Change::NameUnchanged { name: name.to_owned() });
+        }
+        self.apply(|c| {
+            c.name = name.to_owned();
+            Ok(Change::Renamed { name: name.to_owned() })
+        })
     }
 
     /// Folder `folder`, for changing whom it is shared with, if it and `device` are configured.
@@ -1655,6 +1689,19 @@ rescan_interval_s = 60
         refused(&mut c, "needs at least one address", |c| {
             c.update_device(dev(ME), dev(2), None, Some(vec![]))
         });
+    }
+
+    #[test]
+    fn set_name_trims_refuses_empty_and_says_when_nothing_changed() {
+        let mut c = Config::parse("name = \"old\"").unwrap();
+        let me = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD".parse().unwrap();
+        let change = c.edit(me, Edit::SetName { name: "  laptop ".into() }).unwrap();
+        assert!(change.changed());
+        assert_eq!(change.to_string(), "This device is now called \"laptop\".");
+        assert_eq!(c.name, "laptop");
+        assert!(!c.set_name("laptop").unwrap().changed());
+        assert!(matches!(c.set_name("  "), Err(ChangeError::EmptyName)));
+        assert_eq!(c.name, "laptop");
     }
 
     #[test]

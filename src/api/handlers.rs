@@ -394,7 +394,8 @@ pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) 
 
 /// Applies one configuration change, as the CLI asks for it: the body is a tagged
 /// `{"edit": "add-device" | "remove-device" | "add-folder" | "remove-folder" | "share" |
-/// "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder", ...}`.
+/// "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder" |
+/// "set-name", ...}` (`set-name` names this device: `{"edit": "set-name", "name": "laptop"}`).
 /// The resource routes above make the same changes one at a time.
 #[utoipa::path(post, path = "/api/config/edits", request_body = Object,
     responses((status = 200, body = EditedDoc), (status = 400, description = "refused; nothing changed")))]
