@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use crate::config::{Change, Config, Edit, FolderConfig, FolderId};
@@ -465,12 +464,14 @@ impl Request {
 
 /// Serves the control API on the control socket of the home at `home` until `shutdown` turns
 /// true. The socket is the owner's alone (mode 0600), which is the whole of its authentication.
+#[cfg(unix)]
 pub async fn serve(
     home: &Path,
     me: DeviceId,
     engine: Arc<Engine>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
+    use tokio::net::UnixListener;
     let path = home.join(SOCKET_FILE);
     let listen_error = |source| ControlError::Listen { path: path.clone(), source };
     // The caller holds the home lock, so a socket file left here belongs to a dead daemon.
@@ -483,10 +484,37 @@ pub async fn serve(
     served
 }
 
+/// Without Unix sockets there is no control socket yet (a named pipe would be Windows' way): the
+/// daemon serves none, and the CLI says that a running daemon cannot be reached.
+#[cfg(not(unix))]
+pub async fn serve(
+    _home: &Path,
+    _me: DeviceId,
+    _engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ControlError> {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    Ok(())
+}
+
+/// See the other [`serve`].
+#[cfg(not(unix))]
+pub async fn request(home: &Path, _request: &Request) -> Result<serde_json::Value, ControlError> {
+    Err(ControlError::Connect {
+        path: home.join(SOCKET_FILE),
+        source: std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this system has no control socket yet; stop the daemon to change its home",
+        ),
+    })
+}
+
 /// Sends one request to the daemon running on the home at `home`, through the control API on
 /// its socket, and returns its answer.
+#[cfg(unix)]
 pub async fn request(home: &Path, request: &Request) -> Result<serde_json::Value, ControlError> {
     use http_body_util::BodyExt as _;
+    use tokio::net::UnixStream;
     let path = home.join(SOCKET_FILE);
     let connect_error = |source| ControlError::Connect { path: path.clone(), source };
     let stream = UnixStream::connect(&path).await.map_err(connect_error)?;

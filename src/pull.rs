@@ -22,7 +22,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -408,7 +407,7 @@ impl Puller {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        std::os::unix::fs::symlink(&g.symlink_target, &path)?;
+        symlink(&g.symlink_target, &path)?;
         Ok(FileInfo { sequence: 0, ..g.clone() })
     }
 
@@ -666,7 +665,7 @@ impl Puller {
             };
             let Ok(src) = File::open(root.join(&place.name)) else { continue };
             let Ok(data) = read_block_from(&src, place.offset, b.size as usize) else { continue };
-            if hash_ok(&data, b) && file.write_all_at(&data, b.offset).is_ok() {
+            if hash_ok(&data, b) && write_all_at(file, &data, b.offset).is_ok() {
                 return true;
             }
         }
@@ -674,7 +673,7 @@ impl Puller {
         let Some((path, offset)) = trashed else { return false };
         let Ok(src) = File::open(path) else { return false };
         let Ok(data) = read_block_from(&src, offset, b.size as usize) else { return false };
-        hash_ok(&data, b) && file.write_all_at(&data, b.offset).is_ok()
+        hash_ok(&data, b) && write_all_at(file, &data, b.offset).is_ok()
     }
 
     /// Syncs the temporary file, sets its metadata, moves the old file aside and renames the
@@ -693,7 +692,7 @@ impl Puller {
         verify_file(&file, g)?;
         file.sync_all()?;
         let mode = if g.no_permissions { 0o644 } else { g.permissions };
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        set_file_mode(&file, mode)?;
         file.set_modified(mtime(g))?;
         drop(file);
         // The disk may have changed while we downloaded: check again right before replacing.
@@ -737,7 +736,7 @@ async fn fetch_block(
         let req = BlockRequest { from_temporary, ..req.clone() };
         match peers.request(&device, req).await {
             Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
-                file.write_all_at(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
+                write_all_at(file, &data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
                 return Ok(u64::from(b.size));
             }
             Ok(_) => last = format!("device {device} sent data that does not match the block's hash"),
@@ -815,20 +814,97 @@ pub fn read_block(path: &Path, offset: u64, size: usize) -> io::Result<Vec<u8>> 
 
 fn read_block_from(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size];
-    file.read_exact_at(&mut buf, offset)?;
+    read_exact_at(file, &mut buf, offset)?;
     Ok(buf)
 }
 
 fn set_metadata(path: &Path, g: &FileInfo) -> io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
     if !g.no_permissions {
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(g.permissions & 0o777))?;
+        set_file_mode(&file, g.permissions & 0o777)?;
     }
     file.set_modified(mtime(g))
 }
 
+#[cfg(unix)]
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777))
+}
+
+/// Elsewhere only the owner's write bit means something: read-only or not.
+#[cfg(not(unix))]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut permissions = fs::metadata(path)?.permissions();
+    permissions.set_readonly(mode & 0o200 == 0);
+    fs::set_permissions(path, permissions)
+}
+
+#[cfg(unix)]
+fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    let mut permissions = file.metadata()?.permissions();
+    permissions.set_readonly(mode & 0o200 == 0);
+    file.set_permissions(permissions)
+}
+
+#[cfg(unix)]
+fn symlink(target: &str, path: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, path)
+}
+
+/// Windows lets only privileged users make symlinks, and needs to know a target's kind first;
+/// such entries are reported and left alone, as Syncthing does there by default.
+#[cfg(not(unix))]
+fn symlink(_target: &str, _path: &Path) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "symlinks are not supported on this system"))
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt as _;
+    while !data.is_empty() {
+        match file.seek_write(data, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt as _;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn mtime(g: &FileInfo) -> SystemTime {

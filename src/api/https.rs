@@ -66,9 +66,12 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), ApiError> {
     let write = |path: &Path, text: String, mode: u32| {
         use std::io::Write as _;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut file = tempfile::Builder::new()
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .tempfile_in(dir)?;
+        let mut builder = tempfile::Builder::new();
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut file = builder.tempfile_in(dir)?;
         file.write_all(text.as_bytes())?;
         file.as_file().sync_all()?;
         file.persist(path).map_err(|e| e.error)?;
