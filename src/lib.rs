@@ -6,7 +6,8 @@
 //! [`db`] (the block index), [`model`] (what peers are told and may ask, over one task per
 //! connection), [`pull`] (remote changes → disk) and [`engine`] (the long-lived tasks and the
 //! handle front-ends use, running [`folder_files`]' user operations and sampling [`rates`]),
-//! with [`api`] the HTTP front-end over that handle. [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the
+//! with [`api`] the HTTP front-end over that handle and [`daemon`] the start-up that `peerfold
+//! serve` and the desktop app share. [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the
 //! transport under it (TLS over TCP and QUIC, peers authenticated by certificate), with no
 //! knowledge of BEP messages.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -15,6 +16,7 @@ pub mod api;
 pub mod bep;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod db;
 pub mod engine;
 pub mod folder_files;

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use peerfold::api::Api;
 use peerfold::config::{
     self, Config, DEFAULT_KEEP_DAYS, Edit, FolderConfig, FolderId, FolderType, Versioning,
 };
+use peerfold::daemon::{Daemon, GuiListen, Options, load_config};
 use peerfold::db::{Index, NeededItem};
 use peerfold::engine::FailedItem;
-use peerfold::engine::{Engine, error_chain};
+use peerfold::engine::error_chain;
 use peerfold::folder_files::{Keep, VersionedFile};
 use peerfold::home::{self, Home, HomeError};
 use peerfold::identity::{self, DeviceId, Identity};
-use peerfold::net::{Address, Net, TlsIdentity};
+use peerfold::net::Address;
 use peerfold::scan::{Progress, ScanSummary, Scanner};
 use peerfold::{control, status};
 use serde::Serialize;
@@ -417,9 +417,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where the daemon logs each engine event (shown on stderr with `-v`).
-const EVENTS_TARGET: &str = "peerfold::events";
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -436,7 +433,9 @@ fn init_logging(verbose: u8) {
     // What the web UI's log shows, whatever stderr shows: INFO and up, minus the engine events
     // it gets on their own stream.
     let recent = peerfold::recent_log::Layer.with_filter(
-        Targets::new().with_default(LevelFilter::INFO).with_target(EVENTS_TARGET, LevelFilter::OFF),
+        Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target(peerfold::daemon::EVENTS_TARGET, LevelFilter::OFF),
     );
     tracing_subscriber::registry().with(stderr).with(recent).init();
 }
@@ -470,6 +469,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let answer = ask(&home_dir, request).await?;
         return show(&cli.command, answer);
     }
+    if let Command::Serve { listen, gui_address } = cli.command {
+        return serve(&home_dir, &listen, gui_address).await;
+    }
     let home = Home::open(&home_dir)?;
     let identity = Identity::load_or_generate(home.dir())?;
     let config = load_config(&home)?;
@@ -482,14 +484,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
-        Command::Serve { listen, gui_address } => serve(&home, &identity, config, &listen, gui_address).await,
-        Command::Status { .. }
+        Command::Serve { .. }
+        | Command::Status { .. }
         | Command::Device { .. }
         | Command::Folder { .. }
         | Command::Conflicts { .. }
         | Command::Pending { .. }
         | Command::Config { .. } => {
-            unreachable!("answered as requests above")
+            unreachable!("served or answered as requests above")
         }
     }
 }
@@ -775,18 +777,6 @@ fn pending_folder(f: &peerfold::db::PendingFolder) -> String {
     format!("\"{}\"{label} offered by {}, last seen {}", f.folder, f.device, status::format_time(f.seen_at))
 }
 
-/// Loads the home's configuration, writing the defaults on first start so there is a file to
-/// edit by hand.
-fn load_config(home: &Home) -> anyhow::Result<Config> {
-    let path = home.config_path();
-    let exists = path.exists();
-    let config = Config::load(&path)?;
-    if !exists {
-        config.save(&path)?;
-    }
-    Ok(config)
-}
-
 fn parse_device(s: &str) -> anyhow::Result<DeviceId> {
     s.parse().with_context(|| format!("{s:?} is not a device ID"))
 }
@@ -935,87 +925,40 @@ fn describe(root: &Path, s: &ScanSummary) -> String {
     )
 }
 
-async fn serve(
-    home: &Home,
-    identity: &Identity,
-    mut config: Config,
-    listen: &[String],
-    gui_address: Option<String>,
-) -> anyhow::Result<()> {
+async fn serve(home_dir: &Path, listen: &[String], gui_address: Option<String>) -> anyhow::Result<()> {
     let listen: Vec<Address> =
         listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("bad --listen address")?;
-    // The key is made once and kept in config.toml, where scripts and the user read it.
-    if config.gui.ensure_api_key() {
-        config.save(&home.config_path())?;
-    }
-    let config = &config;
-    let gui_address = gui_address.unwrap_or_else(|| config.gui.address.clone());
-    // Bound before anything starts, so a taken port or a missing password stops the daemon
-    // with one sentence instead of leaving it running without its API.
-    let api = Api::bind(&gui_address, &config.gui, home.dir()).await?;
-    let index = Index::open(&home.index_path()).await?;
-    let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
-    let bound = net.local_addresses();
-    let engine = Arc::new(
-        Engine::start_networked(config, index, identity.device_id(), net)
-            .with_config_file(home.config_path()),
-    );
-    let mut events = engine.subscribe();
+    let gui = gui_address.map_or(GuiListen::Configured, GuiListen::At);
+    let daemon = Daemon::start(home_dir, Options { listen, gui }).await?;
     // SIGTERM is how systemd (and `kill`) ask a service to stop: the same clean stop as Ctrl-C.
     // Installed before the "Listening on" lines, so whoever waits for those can stop it so.
+    #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot wait for SIGTERM")?;
     eprintln!(
         "Peerfold {} serving {} folder(s) from {} as {}",
         env!("CARGO_PKG_VERSION"),
-        config.folders.len(),
-        home.dir().display(),
-        identity.device_id()
+        daemon.engine().config().folders.len(),
+        daemon.home_dir().display(),
+        daemon.me()
     );
     // Before the "Listening on" lines: whoever waits for those can read this one too.
-    eprintln!("API on {}api/", api.url());
-    for addr in &bound {
+    if let Some(url) = daemon.api_url() {
+        eprintln!("API on {url}api/");
+    }
+    for addr in daemon.listening() {
         eprintln!("Listening on {addr}");
     }
-    let (stop_control, control_stopped) = tokio::sync::watch::channel(false);
-    let api = tokio::spawn({
-        let (engine, me, key) = (Arc::clone(&engine), identity.device_id(), config.gui.api_key.clone());
-        let stopped = control_stopped.clone();
-        async move { api.serve(engine, me, key, stopped).await }
-    });
-    let control = tokio::spawn({
-        let (dir, engine, me) = (home.dir().to_owned(), Arc::clone(&engine), identity.device_id());
-        async move { control::serve(&dir, me, engine, control_stopped).await }
-    });
-    loop {
-        tokio::select! {
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("cannot wait for Ctrl-C")?;
-                break;
-            }
-            _ = terminate.recv() => break,
-            event = events.recv() => match event {
-                Ok(event) => tracing::info!(target: EVENTS_TARGET, ?event, "event"),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "missed events"),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-        }
+    #[cfg(unix)]
+    let terminated = terminate.recv();
+    // Windows services stop with Ctrl-C's console event; there is no SIGTERM.
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<Option<()>>();
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("cannot wait for Ctrl-C")?,
+        _ = terminated => {}
     }
     eprintln!("Stopping…");
-    let _ = stop_control.send(true);
-    if let Ok(Err(e)) = control.await {
-        tracing::warn!(error = %error_chain(&e), "control socket");
-    }
-    // Open requests finish and event streams end on the same signal; a stuck client must not
-    // keep the daemon from stopping (nor hold the engine, which is then not shut down cleanly).
-    match tokio::time::timeout(Duration::from_secs(5), api).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %error_chain(&e), "control API"),
-        Err(_) => tracing::warn!("the control API did not stop within 5 s"),
-        _ => {}
-    }
-    match Arc::try_unwrap(engine) {
-        Ok(engine) => engine.shutdown().await,
-        Err(_) => tracing::warn!("the engine is still in use; stopping without a clean shutdown"),
-    }
+    daemon.shutdown().await;
     Ok(())
 }

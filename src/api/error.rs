@@ -45,6 +45,9 @@ pub enum ApiError {
          (set password_hash under [gui] in config.toml, or use 127.0.0.1)"
     )]
     NeedsPassword(String),
+    /// An in-process call's answer could not be read ([`super::InProcess`]).
+    #[error("the API's answer could not be read: {0}")]
+    InProcess(String),
 }
 
 impl From<EngineError> for ApiError {
@@ -83,9 +86,11 @@ impl ApiError {
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::NoKey | Self::WrongKey => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Engine(_) | Self::Bind { .. } | Self::NeedsPassword(_) | Self::Certificate { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Engine(_)
+            | Self::Bind { .. }
+            | Self::NeedsPassword(_)
+            | Self::Certificate { .. }
+            | Self::InProcess(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

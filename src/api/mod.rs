@@ -126,6 +126,7 @@ impl Api {
 }
 
 /// Serves the API on the control socket (see [`crate::control`]) until `shutdown` turns true.
+#[cfg(unix)]
 pub(crate) async fn serve_local(
     listener: tokio::net::UnixListener,
     engine: Arc<Engine>,
@@ -146,6 +147,103 @@ pub(crate) async fn serve_local(
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
+}
+
+/// The control API called in-process: the same routes and answers as on the control socket
+/// (trusted, no API key), without a socket or port. The desktop app forwards its UI's calls
+/// here, so the UI needs no TCP port and no per-screen code.
+pub struct InProcess {
+    router: Router,
+    /// Dropping it ends open event streams (the app forwards events itself).
+    _shutdown: watch::Sender<bool>,
+}
+
+/// An in-process call's answer: the HTTP status and the body — JSON as it is, anything else
+/// (the QR code's SVG) as a JSON string.
+#[derive(Debug, serde::Serialize)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl InProcess {
+    pub fn new(engine: Arc<Engine>, me: DeviceId) -> Self {
+        let (shutdown, stopped) = watch::channel(false);
+        let state = Arc::new(State {
+            engine,
+            me,
+            api_key: String::new(),
+            started: Instant::now(),
+            hosts: None,
+            shutdown: stopped,
+            local: true,
+        });
+        Self { router: router(state), _shutdown: shutdown }
+    }
+
+    /// Calls `method` `path` (with its query, e.g. `/api/log?since=3`) with a JSON `body`.
+    /// A bad method or path, or a body that cannot be read, is an answer (400 or 404), as over
+    /// HTTP; only an answer that never completes is an error.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ApiError> {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let method = match axum::http::Method::from_bytes(method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return Ok(error_reply(400, format!("{method:?} is not an HTTP method"))),
+        };
+        if !path.starts_with("/api/") {
+            return Ok(error_reply(404, format!("there is no {path} in the API: paths start with /api/")));
+        }
+        // A stream that never ends would never answer; in-process callers subscribe to the
+        // engine's events instead.
+        if path.split('?').next() == Some("/api/events") {
+            return Ok(error_reply(
+                404,
+                "events are not served in-process: subscribe to the engine's events instead".to_owned(),
+            ));
+        }
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        let body = match body {
+            Some(b) => {
+                request = request.header(axum::http::header::CONTENT_TYPE, "application/json");
+                axum::body::Body::from(b.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        let request = match request.body(body) {
+            Ok(r) => r,
+            Err(e) => return Ok(error_reply(400, format!("the request to {path} is not valid: {e}"))),
+        };
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let status = response.status().as_u16();
+        let json = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes =
+            response.into_body().collect().await.map_err(|e| ApiError::InProcess(e.to_string()))?.to_bytes();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else if json {
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::InProcess(e.to_string()))?
+        } else {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        Ok(Reply { status, body })
+    }
+}
+
+fn error_reply(status: u16, message: String) -> Reply {
+    Reply { status, body: serde_json::json!({ "error": message }) }
 }
 
 /// On loopback, the names a browser on this machine uses for it: any other `Host` is a DNS
