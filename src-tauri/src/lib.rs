@@ -1,0 +1,279 @@
+//! The Peerfold desktop app: the engine of one home running in-process, the web UI (`ui/`) in a
+//! window, and a tray icon that keeps syncing after the window is closed.
+//!
+//! It owns the desktop edge only. The engine starts exactly as under `peerfold serve`
+//! ([`peerfold::daemon::Daemon`], including the control socket, so the CLI works beside the
+//! app), and the UI reaches it through ONE command, [`commands::api`], that forwards a method, path and
+//! JSON body to the control API in-process ([`peerfold::api::InProcess`]): no TCP port is
+//! opened for the UI and no screen needs code of its own here. Engine events reach the UI as
+//! the Tauri event [`EVENT`], with the same JSON as the API's server-sent events.
+//!
+//! Also here: one instance per home (`single.rs`), the tray (`tray.rs`), native notifications
+//! (`notify.rs`) and start at login (tauri-plugin-autostart).
+
+pub mod commands;
+mod notify;
+mod single;
+mod tray;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use clap::Parser;
+use peerfold::api::InProcess;
+use peerfold::daemon::{Daemon, DaemonError, GuiListen, Options};
+use peerfold::engine::Engine;
+use peerfold::home::HomeError;
+use peerfold::net::Address;
+use tauri::{Emitter as _, Manager as _, RunEvent, Runtime, WindowEvent};
+
+/// The Tauri event that carries each engine event to the UI; the payload is the event as JSON
+/// (`{"type": "state-changed", ...}`), as in the API's `/api/events` stream.
+pub const EVENT: &str = "peerfold://event";
+
+/// The main window's label.
+pub const MAIN_WINDOW: &str = "main";
+
+/// The desktop app's command line.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "peerfold-desktop",
+    version,
+    about = "Peerfold: keeps folders identical across your devices"
+)]
+pub struct Args {
+    /// Where this device keeps its identity, configuration and index (the same default as the
+    /// `peerfold` CLI) [default: ~/.local/state/peerfold on Linux]
+    #[arg(long, env = "PEERFOLD_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Where to listen for devices, comma-separated: tcp://HOST:PORT and quic://HOST:PORT
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL,...",
+        default_value = "tcp://0.0.0.0:22000,quic://0.0.0.0:22000"
+    )]
+    pub listen: Vec<String>,
+    /// Send nothing but to configured addresses (no LAN or global discovery)
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Also serve the web UI and control API over HTTP at HOST:PORT (off by default: the
+    /// window reaches the engine in-process)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub gui_address: Option<String>,
+    /// Start in the tray, without showing the window (how start at login runs it)
+    #[arg(long)]
+    pub minimized: bool,
+}
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("bad --listen address")]
+    Listen(#[source] peerfold::net::NetError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(
+        "home directory {} is used by another Peerfold process that is not the desktop app \
+         (`peerfold serve`?); stop it first, or pass --home for another home",
+        .0.display()
+    )]
+    NotDesktop(PathBuf),
+    #[error("the desktop app could not start")]
+    Tauri(#[source] tauri::Error),
+}
+
+/// What the commands share: the in-process API, taken away when the app exits so the engine
+/// can stop cleanly.
+pub struct Backend {
+    api: Mutex<Option<Arc<InProcess>>>,
+}
+
+impl Backend {
+    pub fn new(engine: Arc<Engine>, me: peerfold::identity::DeviceId) -> Self {
+        Self { api: Mutex::new(Some(Arc::new(InProcess::new(engine, me)))) }
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<InProcess>> {
+        self.api.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Lets go of the engine.
+    pub fn close(&self) {
+        self.api.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// `base` with the app's commands and the plugins they use, on any runtime (the tests use the
+/// mock one).
+pub fn with_commands<R: Runtime>(base: tauri::Builder<R>, autostart_args: Vec<String>) -> tauri::Builder<R> {
+    base.plugin(tauri_plugin_autostart::Builder::new().args(autostart_args).app_name("Peerfold").build())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
+        .invoke_handler(tauri::generate_handler![
+            commands::api,
+            commands::autostart_get,
+            commands::autostart_set
+        ])
+}
+
+/// Shows, unminimises and focuses the main window.
+pub fn show_main<R: Runtime>(app: &tauri::AppHandle<R>) {
+    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = window.show();
+        let _ = window.unminimize();
+        let _ = window.set_focus();
+    }
+}
+
+/// Runs the app until Quit. Returns the process's exit code.
+pub fn run() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match run_with(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", peerfold::engine::error_chain(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    use tracing_subscriber::Layer as _;
+    // The UI's log screen reads the same recent lines as under `peerfold serve`.
+    let recent = peerfold::recent_log::Layer.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::level_filters::LevelFilter::INFO)
+            .with_target(peerfold::daemon::EVENTS_TARGET, tracing::level_filters::LevelFilter::OFF),
+    );
+    let _ = tracing_subscriber::registry().with(stderr.with_filter(filter)).with(recent).try_init();
+}
+
+fn run_with(args: Args) -> Result<(), AppError> {
+    let home = match &args.home {
+        Some(h) => h.clone(),
+        None => peerfold::home::default_dir()?,
+    };
+    let listen: Vec<Address> =
+        args.listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(AppError::Listen)?;
+    let gui = args.gui_address.clone().map_or(GuiListen::Off, GuiListen::At);
+    let options = Options { listen, gui };
+    let daemon = match tauri::async_runtime::block_on(Daemon::start(&home, options)) {
+        Ok(daemon) => daemon,
+        Err(DaemonError::Home(HomeError::Locked { .. })) => {
+            // Another process runs this home: if it is the app, it shows its window and this
+            // one is done.
+            return if single::ask_to_show(&home) { Ok(()) } else { Err(AppError::NotDesktop(home)) };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for addr in daemon.listening() {
+        eprintln!("Listening on {addr}");
+    }
+    if let Some(url) = daemon.api_url() {
+        eprintln!("API on {url}api/");
+    }
+    let engine = Arc::clone(daemon.engine());
+    let me = daemon.me();
+    let daemon = Arc::new(Mutex::new(Some(daemon)));
+
+    // Start at login runs this same home, in the tray.
+    let mut autostart_args = vec!["--minimized".to_owned()];
+    if let Some(h) = &args.home {
+        autostart_args.extend(["--home".to_owned(), h.display().to_string()]);
+    }
+    let minimized = args.minimized;
+    let app = with_commands(tauri::Builder::default(), autostart_args)
+        .manage(Backend::new(Arc::clone(&engine), me))
+        .on_window_event(|window, event| {
+            // Closing the window keeps Peerfold syncing in the tray; Quit in the tray ends it.
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == MAIN_WINDOW
+            {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            if minimized && let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+                let _ = window.hide();
+            }
+            single::listen(&home, handle.clone());
+            tray::start(&handle, Arc::clone(&engine))?;
+            forward_events(&handle, &engine);
+            stop_on_signals(&handle);
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .map_err(AppError::Tauri)?;
+    app.run(move |handle, event| {
+        if let RunEvent::Exit = event {
+            // The UI and the tray let go of the engine first, so it stops cleanly.
+            handle.state::<Backend>().close();
+            tray::stop(handle);
+            let daemon = daemon.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(daemon) = daemon {
+                tauri::async_runtime::block_on(daemon.shutdown());
+            }
+        }
+    });
+    Ok(())
+}
+
+/// SIGTERM (logging out, `kill`) and Ctrl-C quit as the tray's Quit does, so the engine
+/// finishes its index writes.
+#[cfg(unix)]
+fn stop_on_signals<R: Runtime>(app: &tauri::AppHandle<R>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        app.exit(0);
+    });
+}
+
+/// Windows ends the app through its window messages; nothing to catch here.
+#[cfg(not(unix))]
+fn stop_on_signals<R: Runtime>(_app: &tauri::AppHandle<R>) {}
+
+/// Sends every engine event to the UI and shows the ones worth a notification.
+fn forward_events<R: Runtime>(app: &tauri::AppHandle<R>, engine: &Engine) {
+    let mut events = engine.subscribe();
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut notifier = notify::Notifier::default();
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    let json = serde_json::to_value(&event).unwrap_or_default();
+                    let _ = app.emit(EVENT, &json);
+                    if let Some((title, body)) = notifier.notification(&event) {
+                        notify::show(&app, &title, &body);
+                    }
+                    tray::changed(&app);
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let _ = app.emit(EVENT, serde_json::json!({ "type": "lagged", "missed": n }));
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+}

@@ -1,0 +1,7 @@
+//! The `peerfold-desktop` binary: see the library.
+// No console window beside the app on Windows.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+fn main() -> std::process::ExitCode {
+    peerfold_desktop::run()
+}

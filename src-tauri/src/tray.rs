@@ -1,0 +1,228 @@
+//! The tray icon: what the engine is doing at a glance (up to date, syncing, error, paused) and
+//! a menu — Open, Pause all / Resume all, one entry per folder that opens it in the file
+//! manager, Quit.
+//!
+//! A task redraws it when an engine event says something changed, and every few seconds in any
+//! case; it changes the icon and rebuilds the menu only when what they show changed.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use peerfold::config::{Config, Edit};
+use peerfold::engine::{Engine, FolderState};
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Manager as _, Runtime};
+
+const TRAY_ID: &str = "peerfold";
+/// How often the tray is redrawn without an event (folder states change without one too).
+const REFRESH: Duration = Duration::from_secs(3);
+
+const OPEN: &str = "open";
+const PAUSE_ALL: &str = "pause-all";
+const QUIT: &str = "quit";
+/// Menu IDs of folder entries: this prefix and the folder's ID.
+const FOLDER: &str = "folder:";
+
+/// What the icon shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    UpToDate,
+    Syncing,
+    Error,
+    Paused,
+}
+
+impl Status {
+    /// Paused when every folder is (and there is one); else an error in any folder wins over
+    /// syncing, and syncing over up to date.
+    pub fn of(config: &Config, states: &[(peerfold::config::FolderId, FolderState)]) -> Self {
+        if !config.folders.is_empty() && config.folders.iter().all(|f| f.paused) {
+            return Self::Paused;
+        }
+        let running = states.iter().filter(|(id, _)| config.folder(id).is_some_and(|f| !f.paused));
+        let mut status = Self::UpToDate;
+        for (_, state) in running {
+            match state {
+                FolderState::Error { .. } | FolderState::WaitingForConfirmation { .. } => return Self::Error,
+                FolderState::Scanning | FolderState::Syncing => status = Self::Syncing,
+                FolderState::Idle => {}
+            }
+        }
+        status
+    }
+
+    pub fn tooltip(self) -> &'static str {
+        match self {
+            Self::UpToDate => "Peerfold: up to date",
+            Self::Syncing => "Peerfold: syncing",
+            Self::Error => "Peerfold: a folder has a problem",
+            Self::Paused => "Peerfold: paused",
+        }
+    }
+
+    fn icon(self) -> &'static [u8] {
+        match self {
+            Self::UpToDate => include_bytes!("../../icons/tray-idle.png"),
+            Self::Syncing => include_bytes!("../../icons/tray-syncing.png"),
+            Self::Error => include_bytes!("../../icons/tray-error.png"),
+            Self::Paused => include_bytes!("../../icons/tray-paused.png"),
+        }
+    }
+}
+
+/// What the menu lists: (ID, label, path) per folder, and whether all are paused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MenuModel {
+    folders: Vec<(String, String, std::path::PathBuf)>,
+    all_paused: bool,
+}
+
+impl MenuModel {
+    fn of(config: &Config) -> Self {
+        Self {
+            folders: config
+                .folders
+                .iter()
+                .map(|f| {
+                    let label = if f.label.is_empty() { f.id.to_string() } else { f.label.clone() };
+                    (f.id.to_string(), label, f.path.clone())
+                })
+                .collect(),
+            all_paused: !config.folders.is_empty() && config.folders.iter().all(|f| f.paused),
+        }
+    }
+}
+
+/// The tray's state in the app: the engine (let go of at exit) and a wake-up for the redraw.
+struct Tray {
+    engine: Mutex<Option<Arc<Engine>>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Tray {
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Creates the tray icon and starts redrawing it.
+pub fn start<R: Runtime>(app: &AppHandle<R>, engine: Arc<Engine>) -> tauri::Result<()> {
+    let config = engine.config();
+    let status = Status::of(&config, &engine.folder_states());
+    let model = MenuModel::of(&config);
+    app.manage(Tray { engine: Mutex::new(Some(engine)), wake: tokio::sync::Notify::new() });
+    let tray = TrayIconBuilder::with_id(TRAY_ID)
+        .icon(Image::from_bytes(status.icon())?)
+        .tooltip(status.tooltip())
+        .menu(&menu(app, &model)?)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
+        .build(app)?;
+    let app = app.clone();
+    tauri::async_runtime::spawn(redraw(app, tray, status, model));
+    Ok(())
+}
+
+/// Asks for a redraw soon (an engine event arrived).
+pub fn changed<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(tray) = app.try_state::<Tray>() {
+        tray.wake.notify_one();
+    }
+}
+
+/// Lets go of the engine and ends the redraw task.
+pub fn stop<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(tray) = app.try_state::<Tray>() {
+        tray.engine.lock().unwrap_or_else(PoisonError::into_inner).take();
+        tray.wake.notify_one();
+    }
+}
+
+async fn redraw<R: Runtime>(app: AppHandle<R>, tray: TrayIcon<R>, mut status: Status, mut model: MenuModel) {
+    loop {
+        {
+            let state = app.state::<Tray>();
+            let _ = tokio::time::timeout(REFRESH, state.wake.notified()).await;
+        }
+        let Some(engine) = app.state::<Tray>().engine() else { return };
+        let config = engine.config();
+        let now = Status::of(&config, &engine.folder_states());
+        drop(engine);
+        if now != status {
+            status = now;
+            if let Ok(icon) = Image::from_bytes(status.icon()) {
+                let _ = tray.set_icon(Some(icon));
+            }
+            let _ = tray.set_tooltip(Some(status.tooltip()));
+        }
+        let new_model = MenuModel::of(&config);
+        if new_model != model {
+            model = new_model;
+            if let Ok(menu) = menu(&app, &model) {
+                let _ = tray.set_menu(Some(menu));
+            }
+        }
+    }
+}
+
+fn menu<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::Result<Menu<R>> {
+    let menu = Menu::new(app)?;
+    menu.append(&MenuItem::with_id(app, OPEN, "Open Peerfold", true, None::<&str>)?)?;
+    let pause = if model.all_paused { "Resume all" } else { "Pause all" };
+    menu.append(&MenuItem::with_id(app, PAUSE_ALL, pause, !model.folders.is_empty(), None::<&str>)?)?;
+    if !model.folders.is_empty() {
+        menu.append(&PredefinedMenuItem::separator(app)?)?;
+        for (id, label, _) in &model.folders {
+            let item =
+                MenuItem::with_id(app, format!("{FOLDER}{id}"), format!("Open {label}"), true, None::<&str>)?;
+            menu.append(&item)?;
+        }
+    }
+    menu.append(&PredefinedMenuItem::separator(app)?)?;
+    menu.append(&MenuItem::with_id(app, QUIT, "Quit Peerfold", true, None::<&str>)?)?;
+    Ok(menu)
+}
+
+fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
+    match id {
+        OPEN => crate::show_main(app),
+        QUIT => app.exit(0),
+        PAUSE_ALL => {
+            let Some(engine) = app.state::<Tray>().engine() else { return };
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = pause_all(&engine).await {
+                    crate::notify::show(&app, "Peerfold", &e);
+                }
+                changed(&app);
+            });
+        }
+        _ => {
+            let Some(folder) = id.strip_prefix(FOLDER) else { return };
+            let Some(engine) = app.state::<Tray>().engine() else { return };
+            let path =
+                engine.config().folders.iter().find(|f| f.id.as_str() == folder).map(|f| f.path.clone());
+            if let Some(path) = path {
+                use tauri_plugin_opener::OpenerExt as _;
+                if let Err(e) = app.opener().open_path(path.to_string_lossy(), None::<&str>) {
+                    tracing::warn!(error = %e, path = %path.display(), "cannot open the folder");
+                }
+            }
+        }
+    }
+}
+
+/// Pauses every folder, or resumes them all when all are paused.
+pub async fn pause_all(engine: &Engine) -> Result<(), String> {
+    let config = engine.config();
+    let pause = !MenuModel::of(&config).all_paused;
+    for folder in config.folders.iter().filter(|f| f.paused != pause) {
+        engine
+            .edit_config(Edit::PauseFolder { id: folder.id.clone(), paused: pause })
+            .await
+            .map_err(|e| peerfold::engine::error_chain(&e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Start at login through the app's commands, on the mock runtime: its own test binary, because
+//! it points `HOME` at a temporary directory (where the XDG autostart entry is written) before
+//! anything else runs.
+
+use serde_json::{Value, json};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
+use tauri::webview::InvokeRequest;
+use tauri::{WebviewUrl, WebviewWindowBuilder};
+
+#[cfg(target_os = "linux")]
+#[test]
+fn autostart_is_off_until_set_and_starts_minimized_on_this_home() {
+    let home = tempfile::tempdir().unwrap();
+    // SAFETY: the only test in this binary, set before any other thread reads the environment.
+    unsafe { std::env::set_var("HOME", home.path()) };
+    let args = vec!["--minimized".to_owned(), "--home".to_owned(), "/srv/peerfold home".to_owned()];
+    let app =
+        peerfold_desktop::with_commands(mock_builder(), args).build(mock_context(noop_assets())).unwrap();
+    let url = WebviewUrl::External("tauri://localhost".parse().unwrap());
+    let webview = WebviewWindowBuilder::new(&app, "main", url).build().unwrap();
+    let invoke = |cmd: &str, body: Value| {
+        let request = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(body),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(&webview, request).map(|r| r.deserialize::<Value>().unwrap())
+    };
+    let entry = home.path().join(".config/autostart/Peerfold.desktop");
+
+    assert_eq!(invoke("autostart_get", json!({})).unwrap(), json!(false));
+    assert_eq!(invoke("autostart_set", json!({ "enabled": true })).unwrap(), json!(true));
+    let desktop = std::fs::read_to_string(&entry).unwrap();
+    assert!(desktop.contains("--minimized"), "{desktop}");
+    assert!(desktop.contains("--home"), "{desktop}");
+    assert_eq!(invoke("autostart_get", json!({})).unwrap(), json!(true));
+
+    assert_eq!(invoke("autostart_set", json!({ "enabled": false })).unwrap(), json!(false));
+    assert!(!entry.exists());
+    // Twice off is still off, not an error.
+    assert_eq!(invoke("autostart_set", json!({ "enabled": false })).unwrap(), json!(false));
+    let err = invoke("autostart_set", json!({})).unwrap_err();
+    assert!(err.as_str().unwrap().contains("enabled"), "{err}");
+}
