@@ -431,11 +431,15 @@ pub struct Options {
     pub watch: bool,
     /// Milliseconds the watcher waits for a burst of changes to settle before scanning.
     pub watch_delay_ms: u64,
+    /// Whether `serve` finds devices by itself and makes itself findable: LAN announcements,
+    /// the DHT and port mapping on the router. Off, only configured addresses are dialled and
+    /// nothing is sent anywhere but to them.
+    pub discovery: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { rescan_interval_s: 3600, watch: true, watch_delay_ms: 200 }
+        Self { rescan_interval_s: 3600, watch: true, watch_delay_ms: 200, discovery: true }
     }
 }
 

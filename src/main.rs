@@ -74,6 +74,10 @@ enum Command {
         /// address is printed) [default: address under [gui] in config.toml, 127.0.0.1:8384]
         #[arg(long, value_name = "HOST:PORT")]
         gui_address: Option<String>,
+        /// Send nothing but to configured addresses: no LAN announcements, no DHT, no port
+        /// mapping (as `discovery = false` under [options] in config.toml)
+        #[arg(long)]
+        no_discovery: bool,
     },
     /// Show each folder's state and completion and each device's connection
     Status {
@@ -312,7 +316,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
-        Command::Serve { listen, gui_address } => serve(&home, &identity, config, &listen, gui_address).await,
+        Command::Serve { listen, gui_address, no_discovery } => {
+            serve(&home, &identity, config, &listen, gui_address, !no_discovery).await
+        }
         Command::Status { .. } | Command::Device { .. } | Command::Folder { .. } => {
             unreachable!("answered as requests above")
         }
@@ -633,6 +639,7 @@ async fn serve(
     mut config: Config,
     listen: &[String],
     gui_address: Option<String>,
+    discovery: bool,
 ) -> anyhow::Result<()> {
     let listen: Vec<Address> =
         listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("bad --listen address")?;
@@ -641,6 +648,8 @@ async fn serve(
         config.save(&home.config_path())?;
     }
     let config = &config;
+    // Either switch turns it off: tests and benchmarks pass --no-discovery whatever the file says.
+    let discovery = discovery && config.options.discovery;
     let gui_address = gui_address.unwrap_or_else(|| config.gui.address.clone());
     // Bound before anything starts, so a taken port or a missing password stops the daemon
     // with one sentence instead of leaving it running without its API.
@@ -662,6 +671,9 @@ async fn serve(
     );
     // Before the "Listening on" lines: whoever waits for those can read this one too.
     eprintln!("API on http://{}/api/", api.local_addr());
+    if !discovery {
+        eprintln!("Discovery is off: only configured addresses are dialled");
+    }
     for addr in &bound {
         eprintln!("Listening on {addr}");
     }

@@ -412,7 +412,7 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
 fn serve_refuses_a_non_loopback_api_without_a_password() {
     let t = TestDir::new();
     let listen = format!("tcp://127.0.0.1:{}", free_port());
-    let out = t.peerfold(&["serve", "--listen", &listen, "--gui-address", "0.0.0.0:0"]);
+    let out = t.peerfold(&["serve", "--no-discovery", "--listen", &listen, "--gui-address", "0.0.0.0:0"]);
     let err = crate::util::fails(&out);
     assert!(err.contains("not a loopback address, without a GUI password"), "{err}");
 }

@@ -123,8 +123,9 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
             .arg("--home")
             .arg(t.home())
-            // A port of its own for the API, so daemons in parallel tests never collide.
-            .args(["serve", "--listen", listen, "--gui-address", "127.0.0.1:0"])
+            // A port of its own for the API, so daemons in parallel tests never collide; no
+            // discovery, so nothing leaves loopback.
+            .args(["serve", "--no-discovery", "--listen", listen, "--gui-address", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()
