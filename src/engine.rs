@@ -178,6 +178,7 @@ struct Shared {
     remote_changed: Arc<model::FolderSignals>,
     peers: Arc<Peers>,
     config: watch::Receiver<Arc<Config>>,
+    discovered: Arc<crate::discovery::Cache>,
 }
 
 /// The handle to a running engine. Cheap to share behind an `Arc`.
@@ -191,6 +192,8 @@ pub struct Engine {
     tasks: JoinSet<()>,
     shutdown: watch::Sender<bool>,
     config: watch::Sender<Arc<Config>>,
+    /// What discovery announces, once it runs; a change is announced at once.
+    announced: Option<watch::Sender<Vec<crate::net::Address>>>,
 }
 
 /// How long after a pull that left something undone the folder tries again.
@@ -207,6 +210,30 @@ impl Engine {
     /// peers through `net` as device `me`.
     pub fn start_networked(config: &Config, index: Index, me: DeviceId, net: Net) -> Self {
         Self::start_inner(config, index, me, Some(net))
+    }
+
+    /// Starts discovery: this device announces `addresses` and finds the devices configured as
+    /// `dynamic` (see [`crate::discovery`]). Without it only configured addresses are dialled.
+    pub fn start_discovery(
+        &mut self,
+        settings: crate::discovery::Settings,
+        addresses: Vec<crate::net::Address>,
+    ) {
+        let (announced, addresses) = watch::channel(addresses);
+        crate::discovery::spawn(
+            settings,
+            Arc::clone(&self.shared.discovered),
+            addresses,
+            self.shutdown.subscribe(),
+            &mut self.tasks,
+        );
+        self.announced = Some(announced);
+    }
+
+    /// The devices discovery has heard of lately, known or not (unknown ones are candidates to
+    /// add).
+    pub fn discovered(&self) -> Vec<crate::discovery::Seen> {
+        self.shared.discovered.seen(std::time::Instant::now())
     }
 
     /// Saves every configuration edit made through [`Engine::edit_config`] to `path`.
@@ -233,10 +260,12 @@ impl Engine {
                 remote_changed: Arc::new(model::FolderSignals::default()),
                 peers: Arc::new(Peers::default()),
                 config: config_rx.clone(),
+                discovered: Arc::default(),
             },
             tasks: JoinSet::new(),
             shutdown,
             config: config_tx,
+            announced: None,
         };
         {
             let mut folders = engine.lock_folders();
@@ -252,6 +281,7 @@ impl Engine {
                 peers: Arc::clone(&engine.shared.peers),
                 remote_changed: Arc::clone(&engine.shared.remote_changed),
                 local_changed: local_changed_rx,
+                discovered: Arc::clone(&engine.shared.discovered),
             });
             engine.tasks.spawn(model::serve(ctx, Arc::new(net), engine.shutdown.subscribe()));
         }

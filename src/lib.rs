@@ -15,6 +15,7 @@ pub mod bep;
 pub mod config;
 pub mod control;
 pub mod db;
+pub mod discovery;
 pub mod engine;
 pub mod home;
 pub mod identity;

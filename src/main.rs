@@ -17,6 +17,7 @@ use peerfold::config::{
     self, Config, DEFAULT_KEEP_DAYS, Edit, FolderConfig, FolderId, FolderType, Versioning,
 };
 use peerfold::db::Index;
+use peerfold::discovery::Settings;
 use peerfold::engine::{Engine, error_chain};
 use peerfold::home::{self, Home, HomeError};
 use peerfold::identity::{self, DeviceId, Identity};
@@ -657,10 +658,14 @@ async fn serve(
     let index = Index::open(&home.index_path()).await?;
     let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
     let bound = net.local_addresses();
-    let engine = Arc::new(
-        Engine::start_networked(config, index, identity.device_id(), net)
-            .with_config_file(home.config_path()),
-    );
+    let mut engine = Engine::start_networked(config, index, identity.device_id(), net)
+        .with_config_file(home.config_path());
+    if discovery {
+        let settings =
+            Settings { me: identity.device_id(), local_port: peerfold::discovery::local::DEFAULT_PORT };
+        engine.start_discovery(settings, bound.clone());
+    }
+    let engine = Arc::new(engine);
     let mut events = engine.subscribe();
     eprintln!(
         "Peerfold {} serving {} folder(s) from {} as {}",

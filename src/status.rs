@@ -79,6 +79,10 @@ pub struct DeviceStatus {
     pub address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
+    /// How the address we dialled was found (`configured`, `lan`, `dht`); absent when the
+    /// device dialled us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<crate::discovery::Source>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// Bytes read from this connection so far (it counts from zero on every connection).
@@ -160,6 +164,7 @@ pub async fn status(
                 connected: c.is_some(),
                 address: c.map(|c| c.address.to_string()),
                 transport: c.map(|c| c.transport),
+                found: c.and_then(|c| c.found),
                 client: c.map(|c| c.client.clone()),
                 bytes_in: c.map(|c| c.counters.read.load(std::sync::atomic::Ordering::Relaxed)),
                 bytes_out: c.map(|c| c.counters.written.load(std::sync::atomic::Ordering::Relaxed)),
@@ -205,7 +210,17 @@ impl std::fmt::Display for Status {
         }
         for d in &self.devices {
             let how = match (&d.address, d.transport) {
-                (Some(a), Some(t)) => format!("connected over {t} from {a}"),
+                (Some(a), Some(t)) => match d.found {
+                    Some(found) => {
+                        let how = match found {
+                            crate::discovery::Source::Configured => "the configured address",
+                            crate::discovery::Source::Lan => "found on the LAN",
+                            crate::discovery::Source::Dht => "found on the DHT",
+                        };
+                        format!("connected over {t} to {a} ({how})")
+                    }
+                    None => format!("connected over {t} from {a}"),
+                },
                 _ if d.paused => String::from("paused"),
                 _ => String::from("not connected"),
             };

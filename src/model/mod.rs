@@ -26,6 +26,7 @@ use crate::bep::BlockHash;
 use crate::bep::wire::ErrorCode;
 use crate::config::{Config, FolderId};
 use crate::db::Index;
+use crate::discovery::{Cache, Source};
 use crate::identity::DeviceId;
 use crate::net::{Address, Net, Transport};
 
@@ -67,6 +68,8 @@ pub struct ConnectionInfo {
     pub address: SocketAddr,
     pub transport: Transport,
     pub outgoing: bool,
+    /// How the address we dialled was found; `None` when the peer dialled us.
+    pub found: Option<Source>,
     /// Unix seconds.
     pub since: u64,
     /// Bytes read from and written to the connection so far (after TLS, before BEP framing).
@@ -200,6 +203,8 @@ pub struct Context {
     pub remote_changed: Arc<FolderSignals>,
     /// Bumped whenever any folder's local index changed, so connections send updates.
     pub local_changed: watch::Receiver<u64>,
+    /// What discovery found: where devices configured as `dynamic` are.
+    pub discovered: Arc<Cache>,
 }
 
 impl Context {
@@ -244,10 +249,12 @@ pub async fn serve(ctx: Arc<Context>, net: Arc<Net>, mut shutdown: watch::Receiv
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = net.accept() => match accepted {
-                Some(conn) => { tasks.spawn(connection::run(Arc::clone(&ctx), conn, shutdown.clone())); }
+                Some(conn) => { tasks.spawn(connection::run(Arc::clone(&ctx), conn, None, shutdown.clone())); }
                 None => break,
             },
             _ = dial_tick.tick() => dial_all(&ctx, &net, &mut tasks, &shutdown),
+            // A device found (or moved) is dialled at once, not at the next tick.
+            () = ctx.discovered.changed() => dial_all(&ctx, &net, &mut tasks, &shutdown),
             changed = config.changed() => {
                 if changed.is_err() { break; }
                 ctx.peers.reconfigure_all();
@@ -270,26 +277,95 @@ fn dial_all(
     shutdown: &watch::Receiver<bool>,
 ) {
     let config = ctx.config.borrow().clone();
+    let now = std::time::Instant::now();
     for device in config.devices.iter().filter(|d| !d.paused && d.id != ctx.me) {
         if ctx.peers.is_connected(&device.id) {
             continue;
         }
-        let addresses: Vec<Address> = device.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+        let addresses = dial_order(&device.addresses, || ctx.discovered.lookup(&device.id, now));
         if addresses.is_empty() {
             continue;
         }
         let (ctx, net, id, shutdown) = (Arc::clone(ctx), Arc::clone(net), device.id, shutdown.clone());
         tasks.spawn(async move {
-            for addr in &addresses {
+            for (addr, found) in &addresses {
                 if ctx.peers.is_connected(&id) {
                     return;
                 }
                 match net.dial(addr, id).await {
-                    Ok(conn) => return connection::run(ctx, conn, shutdown).await,
+                    Ok(conn) => return connection::run(ctx, conn, Some(*found), shutdown).await,
                     Err(e) => tracing::debug!(device = %id, address = %addr, error = %e, "dial failed"),
                 }
             }
         });
+    }
+}
+
+/// The addresses to dial a device at, in order: the configured ones as written, then — for
+/// `dynamic` — what discovery found, addresses on the local network before others (a LAN
+/// path is faster and stays inside the network), and TCP before QUIC at equal footing, as
+/// Syncthing ranks them.
+fn dial_order(
+    configured: &[String],
+    discovered: impl FnOnce() -> Vec<(Address, Source)>,
+) -> Vec<(Address, Source)> {
+    let mut out: Vec<(Address, Source)> =
+        configured.iter().filter_map(|a| a.parse().ok()).map(|a| (a, Source::Configured)).collect();
+    if configured.iter().any(|a| a.trim().eq_ignore_ascii_case("dynamic")) {
+        let mut found = discovered();
+        found.sort_by_key(|(a, source)| (*source, !is_local_network(a), a.transport != Transport::Tcp));
+        for f in found {
+            if !out.iter().any(|(a, _)| *a == f.0) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// Whether an address is on a local network: private, link-local, unique-local or loopback.
+fn is_local_network(addr: &Address) -> bool {
+    match addr.host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_private() || ip.is_link_local() || ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.is_unicast_link_local() || ip.is_unique_local()
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod dial_tests {
+    use super::*;
+
+    #[test]
+    fn configured_first_then_lan_before_wan_and_tcp_before_quic() {
+        let found = || {
+            [
+                "quic://203.0.113.5:22000",
+                "tcp://203.0.113.5:22000",
+                "quic://10.0.0.2:22000",
+                "tcp://10.0.0.2:22000",
+            ]
+            .map(|a| (a.parse::<Address>().unwrap(), Source::Lan))
+            .to_vec()
+        };
+        let order: Vec<String> = dial_order(&["tcp://192.0.2.1:1".into(), "dynamic".into()], found)
+            .iter()
+            .map(|(a, _)| a.to_string())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "tcp://192.0.2.1:1",
+                "tcp://10.0.0.2:22000",
+                "quic://10.0.0.2:22000",
+                "tcp://203.0.113.5:22000",
+                "quic://203.0.113.5:22000"
+            ]
+        );
+        // Without `dynamic`, discovery is not asked.
+        assert_eq!(dial_order(&["tcp://192.0.2.1:1".into()], || unreachable!()).len(), 1);
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod engine;
 mod interop;
+mod netns;
 mod sync;
 mod syncthing;
 mod util;

@@ -119,17 +119,20 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon listening on `listen` and waits until it does.
     pub fn start(t: &TestDir, listen: &str) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
-            .arg("--home")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerfold"));
+        cmd.arg("--home")
             .arg(t.home())
             // A port of its own for the API, so daemons in parallel tests never collide; no
             // discovery, so nothing leaves loopback.
-            .args(["serve", "--no-discovery", "--listen", listen, "--gui-address", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .args(["serve", "--no-discovery", "--listen", listen, "--gui-address", "127.0.0.1:0"]);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `peerfold serve`, perhaps wrapped in `ip netns exec`) and waits until it
+    /// listens.
+    pub fn spawn(mut cmd: Command) -> Self {
+        use std::io::BufRead as _;
+        let mut child = cmd.env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
         // Wait until it listens (it prints the bound addresses), then keep the log.
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
