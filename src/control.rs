@@ -64,6 +64,9 @@ pub enum Request {
     ConfirmDeletes { folder: FolderId },
     /// Reverts a receive-only folder's local changes; answered with an [`Edited`]. Daemon only.
     Revert { folder: FolderId },
+    /// Devices discovery heard of that are not configured, answered with a list of
+    /// [`crate::discovery::Seen`]. Daemon only.
+    Candidates,
 }
 
 /// The answer to a change: whether something changed, and the line to show.
@@ -104,6 +107,15 @@ pub async fn answer(request: Request, me: DeviceId, target: Target<'_>) -> Resul
         Target::Offline { index, .. } => index,
     };
     let value = match request {
+        Request::Candidates => {
+            let Target::Daemon(engine) = target else {
+                return Err(String::from(
+                    "candidates are the devices heard on the LAN while Peerfold runs: start `peerfold serve` \
+                     and try again",
+                ));
+            };
+            serde_json::to_value(engine.candidates())
+        }
         Request::ConfirmDeletes { folder } => {
             let Target::Daemon(engine) = target else { return Err(needs_daemon(&folder)) };
             let summary = engine.confirm_deletes(&folder).await.map_err(|e| chain(&e))?;

@@ -236,6 +236,15 @@ impl Engine {
         self.shared.discovered.seen(std::time::Instant::now())
     }
 
+    /// The devices discovery heard of that are neither configured nor this one: candidates to
+    /// add.
+    pub fn candidates(&self) -> Vec<crate::discovery::Seen> {
+        let config = self.config();
+        let mut seen = self.discovered();
+        seen.retain(|s| s.device != self.shared.me && !config.devices.iter().any(|d| d.id == s.device));
+        seen
+    }
+
     /// Saves every configuration edit made through [`Engine::edit_config`] to `path`.
     pub fn with_config_file(mut self, path: PathBuf) -> Self {
         self.config_file = Some(path);

@@ -140,6 +140,13 @@ enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List devices heard on the LAN or found on the DHT that are not added (add one with
+    /// `device add`); needs the daemon running
+    Candidates {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget a pending device (it is listed again if it connects again)
     Dismiss {
         #[arg(value_name = "DEVICE-ID")]
@@ -348,6 +355,7 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
                 edit(Edit::PauseDevice { id: parse_device(device_id)?, paused: false })
             }
             DeviceCommand::Pending { .. } => Some(Request::Pending),
+            DeviceCommand::Candidates { .. } => Some(Request::Candidates),
             DeviceCommand::Dismiss { device_id } => {
                 Some(Request::DismissDevice { device: parse_device(device_id)? })
             }
@@ -456,6 +464,12 @@ fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
             print_list(&pending(answer)?.devices, *json, "No devices are pending.", |d| {
                 let name = if d.name.is_empty() { String::new() } else { format!(" {:?}", d.name) };
                 format!("{}{name} from {}, last seen {}", d.device, d.address, status::format_time(d.seen_at))
+            })?;
+        }
+        Command::Device { command: DeviceCommand::Candidates { json } } => {
+            let seen: Vec<peerfold::discovery::Seen> = serde_json::from_value(answer)?;
+            print_list(&seen, *json, "No devices were heard of that are not added.", |s| {
+                format!("{} ({}) at {}, {} s ago", s.device, s.source, s.addresses.join(", "), s.age_s)
             })?;
         }
         Command::Folder { command: FolderCommand::Pending { json } } => {

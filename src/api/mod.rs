@@ -123,6 +123,7 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(handlers::edit_folder, handlers::remove_folder))
         .routes(routes!(handlers::scan_folder))
         .routes(routes!(handlers::pending))
+        .routes(routes!(handlers::discovery))
         .routes(routes!(handlers::accept_device))
         .routes(routes!(handlers::dismiss_device))
         .routes(routes!(handlers::accept_folder))

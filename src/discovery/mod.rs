@@ -48,8 +48,18 @@ pub enum Source {
     Dht,
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Configured => "configured",
+            Self::Lan => "lan",
+            Self::Dht => "dht",
+        })
+    }
+}
+
 /// A device seen by discovery, as front-ends show it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Seen {
     pub device: DeviceId,
     /// `tcp://…`/`quic://…` addresses, best first.

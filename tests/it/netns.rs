@@ -121,6 +121,25 @@ async fn two_daemons_on_a_lan_find_each_other_and_sync() {
     assert!(found.contains(&&serde_json::json!("lan")), "{device} {other}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_heard_on_the_lan_is_a_candidate_until_added() {
+    let lan = Lan::new();
+    let (a, b) = (TestDir::new(), TestDir::new());
+    let idb = id_of(&b);
+    let (_da, _db) = (lan.daemon(0, &a), lan.daemon(1, &b));
+    let seen = wait_for(LIMIT, "b among a's candidates", || async {
+        let out = a.peerfold(&["device", "candidates", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.as_array()?.iter().find(|s| s["device"] == idb.as_str()).cloned()
+    })
+    .await;
+    assert_eq!(seen["source"], "lan", "{seen}");
+    assert!(seen["addresses"].as_array().unwrap().contains(&"tcp://10.77.0.2:22000".into()), "{seen}");
+    ok(&a.peerfold(&["device", "add", &idb]));
+    let after = ok(&a.peerfold(&["device", "candidates"]));
+    assert!(!after.contains(&idb), "{after}");
+}
+
 /// Syncthing in namespace 0, Peerfold in namespace 1; each knows the other only by a wrong
 /// address (the right host, a closed port), so the one connection that can work is the one
 /// dialled at the address heard on the LAN.
