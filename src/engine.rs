@@ -224,6 +224,7 @@ impl Engine {
             settings,
             Arc::clone(&self.shared.discovered),
             addresses,
+            self.shared.config.clone(),
             self.shutdown.subscribe(),
             &mut self.tasks,
         );

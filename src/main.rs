@@ -675,9 +675,7 @@ async fn serve(
     let mut engine = Engine::start_networked(config, index, identity.device_id(), net)
         .with_config_file(home.config_path());
     if discovery {
-        let settings =
-            Settings { me: identity.device_id(), local_port: peerfold::discovery::local::DEFAULT_PORT };
-        engine.start_discovery(settings, bound.clone());
+        engine.start_discovery(Settings::new(identity.device_id(), &config.options), bound.clone());
     }
     let engine = Arc::new(engine);
     let mut events = engine.subscribe();

@@ -16,7 +16,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Cache, DiscoveryError, Settings, Source};
+use super::{Cache, DiscoveryError, Source};
 use crate::identity::DeviceId;
 use crate::net::Address;
 
@@ -257,12 +257,12 @@ impl Announcer {
 /// when a new or restarted device is heard) and records what others announce in `cache`,
 /// until `shutdown` turns true.
 pub async fn run(
-    settings: Settings,
+    me: DeviceId,
+    port: u16,
     cache: Arc<Cache>,
     mut addresses: watch::Receiver<Vec<Address>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let port = settings.local_port;
     let open = |addr: SocketAddr| match shared_socket(addr) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -283,8 +283,8 @@ pub async fn run(
         return;
     }
     let now = Instant::now();
-    let mut me = Announcer {
-        me: settings.me,
+    let mut announcer = Announcer {
+        me,
         instance_id: rand::random(),
         port,
         v4,
@@ -299,20 +299,20 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tokio::time::sleep_until(me.next) => {
+            _ = tokio::time::sleep_until(announcer.next) => {
                 let current = addresses.borrow().clone();
-                me.send(&current).await;
+                announcer.send(&current).await;
             }
             changed = addresses.changed() => {
                 if changed.is_err() { break; }
-                me.next = Instant::now();
+                announcer.next = Instant::now();
             }
-            got = recv(me.v4.as_ref(), &mut buf4) => match got {
-                Ok((n, from)) => me.heard(&buf4[..n], from),
+            got = recv(announcer.v4.as_ref(), &mut buf4) => match got {
+                Ok((n, from)) => announcer.heard(&buf4[..n], from),
                 Err(e) => tracing::debug!(error = %e, "local discovery receive failed"),
             },
-            got = recv(me.v6.as_ref(), &mut buf6) => match got {
-                Ok((n, from)) => me.heard(&buf6[..n], from),
+            got = recv(announcer.v6.as_ref(), &mut buf6) => match got {
+                Ok((n, from)) => announcer.heard(&buf6[..n], from),
                 Err(e) => tracing::debug!(error = %e, "local discovery receive failed"),
             },
         }

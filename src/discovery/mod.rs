@@ -9,6 +9,7 @@
 //! The model's dialer reads the cache; front-ends read it to offer unknown devices seen on the
 //! LAN as candidates.
 
+pub mod dht;
 pub mod local;
 
 use std::collections::HashMap;
@@ -72,7 +73,6 @@ pub struct Seen {
 
 struct Entry {
     addresses: Vec<Address>,
-    source: Source,
     heard: Instant,
     expires: Instant,
 }
@@ -84,14 +84,14 @@ const MAX_DEVICES: usize = 1024;
 /// What discovery found: per device, the addresses of its latest announcement.
 #[derive(Default)]
 pub struct Cache {
-    entries: Mutex<HashMap<DeviceId, Entry>>,
+    entries: Mutex<HashMap<(DeviceId, Source), Entry>>,
     /// Signalled when a device's addresses changed, so the dialer tries them at once.
     changed: Notify,
 }
 
 impl Cache {
-    /// Records `device`'s addresses as heard now from `source`, valid for `ttl`. Returns true if
-    /// the device was not known before (or its addresses changed).
+    /// Records `device`'s addresses as heard now from `source` (replacing what that source said
+    /// before), valid for `ttl`. Returns true if they are new or changed.
     pub fn insert(
         &self,
         device: DeviceId,
@@ -102,14 +102,15 @@ impl Cache {
     ) -> bool {
         let mut entries = self.lock();
         entries.retain(|_, e| e.expires > now);
+        let key = (device, source);
         if entries.len() >= MAX_DEVICES
-            && !entries.contains_key(&device)
-            && let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.heard).map(|(d, _)| *d)
+            && !entries.contains_key(&key)
+            && let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.heard).map(|(k, _)| *k)
         {
             entries.remove(&oldest);
         }
-        let new = entries.get(&device).is_none_or(|e| e.addresses != addresses);
-        entries.insert(device, Entry { addresses, source, heard: now, expires: now + ttl });
+        let new = entries.get(&key).is_none_or(|e| e.addresses != addresses);
+        entries.insert(key, Entry { addresses, heard: now, expires: now + ttl });
         drop(entries);
         if new {
             self.changed.notify_waiters();
@@ -117,29 +118,32 @@ impl Cache {
         new
     }
 
-    /// The addresses of `device` that have not expired, with where they came from.
+    /// The addresses of `device` that have not expired, with where they came from (LAN first).
     pub fn lookup(&self, device: &DeviceId, now: Instant) -> Vec<(Address, Source)> {
         let entries = self.lock();
-        match entries.get(device) {
-            Some(e) if e.expires > now => e.addresses.iter().map(|a| (a.clone(), e.source)).collect(),
-            _ => Vec::new(),
+        let mut out = Vec::new();
+        for source in [Source::Lan, Source::Dht] {
+            if let Some(e) = entries.get(&(*device, source)).filter(|e| e.expires > now) {
+                out.extend(e.addresses.iter().map(|a| (a.clone(), source)));
+            }
         }
+        out
     }
 
-    /// Every device heard of and not expired.
+    /// Every device heard of and not expired, once per source.
     pub fn seen(&self, now: Instant) -> Vec<Seen> {
         let mut seen: Vec<Seen> = self
             .lock()
             .iter()
             .filter(|(_, e)| e.expires > now)
-            .map(|(device, e)| Seen {
+            .map(|((device, source), e)| Seen {
                 device: *device,
                 addresses: e.addresses.iter().map(ToString::to_string).collect(),
-                source: e.source,
+                source: *source,
                 age_s: now.saturating_duration_since(e.heard).as_secs(),
             })
             .collect();
-        seen.sort_by_key(|s| s.device);
+        seen.sort_by_key(|s| (s.device, s.source));
         seen
     }
 
@@ -148,29 +152,57 @@ impl Cache {
         self.changed.notified().await;
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<DeviceId, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(DeviceId, Source), Entry>> {
         // Every update is one insert or remove: a poisoned lock is still sound.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// What the discovery tasks need to run.
+/// What the discovery tasks need to run, and which of them do.
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub me: DeviceId,
-    /// The UDP port of local discovery (21027; tests in namespaces use it too).
-    pub local_port: u16,
+    /// Local discovery, on this UDP port (21027; tests in namespaces use it too).
+    pub local: Option<u16>,
+    /// The DHT, joined through these `host:port`s (empty: the public bootstrap nodes).
+    pub dht: Option<Vec<String>>,
 }
 
-/// Starts the discovery tasks into `tasks`; they end when `shutdown` turns true. `addresses`
-/// holds what this device announces and may change (an announcement follows at once).
+impl Settings {
+    /// The settings `options` ask for.
+    pub fn new(me: DeviceId, options: &crate::config::Options) -> Self {
+        let on = |switch: bool| options.discovery && switch;
+        Self {
+            me,
+            local: on(options.local_discovery).then_some(local::DEFAULT_PORT),
+            dht: on(options.global_discovery).then(|| options.dht_bootstrap.clone()),
+        }
+    }
+}
+
+/// Starts the discovery tasks `settings` ask for into `tasks`; they end when `shutdown` turns
+/// true. `addresses` holds what this device announces and may change (an announcement follows
+/// at once); `config` says which devices to look up (those with a `dynamic` address).
 pub fn spawn(
     settings: Settings,
     cache: std::sync::Arc<Cache>,
     addresses: watch::Receiver<Vec<Address>>,
+    config: watch::Receiver<std::sync::Arc<crate::config::Config>>,
     shutdown: watch::Receiver<bool>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
-    tasks.spawn(local::run(settings, cache, addresses, shutdown));
+    if let Some(port) = settings.local {
+        tasks.spawn(local::run(
+            settings.me,
+            port,
+            std::sync::Arc::clone(&cache),
+            addresses.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(bootstrap) = settings.dht {
+        tasks.spawn(dht::run(settings.me, bootstrap, cache, addresses, config, shutdown));
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod daemon;
+mod dht;
 mod engine;
 mod interop;
 mod netns;

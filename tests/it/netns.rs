@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::syncthing::{StDevice, StFolder, Syncthing};
-use crate::util::{Daemon, TestDir, ok, wait_for};
+use crate::util::{Daemon, TestDir, ok, set_options, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -53,8 +53,10 @@ impl Lan {
         cmd
     }
 
-    /// `peerfold serve` in namespace `i`, discovery on, listening on every address there.
+    /// `peerfold serve` in namespace `i` with local discovery on (and the DHT and port mapping
+    /// off: they have nothing to reach here), listening on every address there.
     fn daemon(&self, i: usize, t: &TestDir) -> Daemon {
+        set_options(t, [("global_discovery", false.into()), ("port_mapping", false.into())]);
         let mut cmd = self.command(i, std::path::Path::new(env!("CARGO_BIN_EXE_peerfold")));
         cmd.arg("--home").arg(t.home()).args([
             "serve",

@@ -108,6 +108,19 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Sets these keys under `[options]` in the home's `config.toml`.
+pub fn set_options<const N: usize>(t: &TestDir, options: [(&str, toml::Value); N]) {
+    let path = t.home().join("config.toml");
+    // A home that has not been used yet has no file; the daemon fills in the rest.
+    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap_or_default().parse().unwrap();
+    let table = config.entry("options").or_insert_with(|| toml::Table::new().into());
+    for (key, value) in options {
+        table.as_table_mut().unwrap().insert(key.into(), value);
+    }
+    std::fs::create_dir_all(t.home()).unwrap();
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+}
+
 /// A `peerfold serve` process on a test home; killed when dropped.
 pub struct Daemon {
     child: std::process::Child,
