@@ -193,7 +193,7 @@ pub struct Engine {
     shutdown: watch::Sender<bool>,
     config: watch::Sender<Arc<Config>>,
     /// What discovery announces, once it runs; a change is announced at once.
-    announced: Option<watch::Sender<Vec<crate::net::Address>>>,
+    announced: Option<Arc<watch::Sender<Vec<crate::net::Address>>>>,
 }
 
 /// How long after a pull that left something undone the folder tries again.
@@ -219,8 +219,7 @@ impl Engine {
         settings: crate::discovery::Settings,
         addresses: Vec<crate::net::Address>,
     ) {
-        let (announced, addresses) = watch::channel(addresses);
-        crate::discovery::spawn(
+        let announced = crate::discovery::spawn(
             settings,
             Arc::clone(&self.shared.discovered),
             addresses,

@@ -11,6 +11,7 @@
 
 pub mod dht;
 pub mod local;
+pub mod nat;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -166,6 +167,8 @@ pub struct Settings {
     pub local: Option<u16>,
     /// The DHT, joined through these `host:port`s (empty: the public bootstrap nodes).
     pub dht: Option<Vec<String>>,
+    /// Port mapping on the router (NAT-PMP).
+    pub port_mapping: bool,
 }
 
 impl Settings {
@@ -176,21 +179,28 @@ impl Settings {
             me,
             local: on(options.local_discovery).then_some(local::DEFAULT_PORT),
             dht: on(options.global_discovery).then(|| options.dht_bootstrap.clone()),
+            port_mapping: on(options.port_mapping),
         }
     }
 }
 
 /// Starts the discovery tasks `settings` ask for into `tasks`; they end when `shutdown` turns
-/// true. `addresses` holds what this device announces and may change (an announcement follows
-/// at once); `config` says which devices to look up (those with a `dynamic` address).
+/// true. This device announces `listen` plus what port mapping adds; `config` says which
+/// devices to look up (those with a `dynamic` address). Returns the announced addresses,
+/// which must be kept while the tasks run.
 pub fn spawn(
     settings: Settings,
     cache: std::sync::Arc<Cache>,
-    addresses: watch::Receiver<Vec<Address>>,
+    listen: Vec<Address>,
     config: watch::Receiver<std::sync::Arc<crate::config::Config>>,
     shutdown: watch::Receiver<bool>,
     tasks: &mut tokio::task::JoinSet<()>,
-) {
+) -> std::sync::Arc<watch::Sender<Vec<Address>>> {
+    let (announced, addresses) = watch::channel(listen.clone());
+    let announced = std::sync::Arc::new(announced);
+    if settings.port_mapping {
+        tasks.spawn(nat::run(listen, None, std::sync::Arc::clone(&announced), shutdown.clone()));
+    }
     if let Some(port) = settings.local {
         tasks.spawn(local::run(
             settings.me,
@@ -203,6 +213,7 @@ pub fn spawn(
     if let Some(bootstrap) = settings.dht {
         tasks.spawn(dht::run(settings.me, bootstrap, cache, addresses, config, shutdown));
     }
+    announced
 }
 
 #[cfg(test)]

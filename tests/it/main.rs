@@ -7,6 +7,7 @@ mod daemon;
 mod dht;
 mod engine;
 mod interop;
+mod nat;
 mod netns;
 mod sync;
 mod syncthing;
