@@ -291,6 +291,7 @@ impl Engine {
                 remote_changed: Arc::clone(&engine.shared.remote_changed),
                 local_changed: local_changed_rx,
                 discovered: Arc::clone(&engine.shared.discovered),
+                redial: model::Redial::default(),
             });
             engine.tasks.spawn(model::serve(ctx, Arc::new(net), engine.shutdown.subscribe()));
         }

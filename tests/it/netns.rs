@@ -142,6 +142,28 @@ async fn a_device_heard_on_the_lan_is_a_candidate_until_added() {
     assert!(!after.contains(&idb), "{after}");
 }
 
+/// A reaches B first over QUIC (its configured address, tried first); then the TCP address B
+/// announces on the LAN ranks better, and that connection replaces the QUIC one. B knows A only
+/// by a wrong address, so every connection is one A dialled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_better_connection_replaces_a_worse_one() {
+    let lan = Lan::new();
+    let (a, b) = (TestDir::new(), TestDir::new());
+    let (ida, idb) = (id_of(&a), id_of(&b));
+    ok(&a.peerfold(&["device", "add", &idb, "--address", "quic://10.77.0.2:22000", "--address", "dynamic"]));
+    ok(&b.peerfold(&["device", "add", &ida, "--address", "tcp://10.77.0.1:1"]));
+    let (da, _db) = (lan.daemon(0, &a), lan.daemon(1, &b));
+    let device = wait_for(LIMIT, "a TCP connection to replace the QUIC one", || async {
+        let v: serde_json::Value = serde_json::from_slice(&a.peerfold(&["status", "--json"]).stdout).ok()?;
+        let d = v["devices"][0].clone();
+        (d["transport"] == "tcp").then_some(d)
+    })
+    .await;
+    assert_eq!(device["found"], "lan", "{device}");
+    let first_quic = da.log().lines().any(|l| l.contains(" connected ") && l.ends_with("quic"));
+    assert!(first_quic, "the first connection was QUIC:\n{}", da.log());
+}
+
 /// Syncthing in namespace 0, Peerfold in namespace 1; each knows the other only by a wrong
 /// address (the right host, a closed port), so the one connection that can work is the one
 /// dialled at the address heard on the LAN.
