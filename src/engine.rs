@@ -230,6 +230,15 @@ impl Engine {
         self.announced = Some(announced);
     }
 
+    /// What this device announces (listening addresses and those mapped on the router); empty
+    /// without discovery.
+    pub fn announced(&self) -> Vec<String> {
+        self.announced
+            .as_ref()
+            .map(|a| a.borrow().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// The devices discovery has heard of lately, known or not (unknown ones are candidates to
     /// add).
     pub fn discovered(&self) -> Vec<crate::discovery::Seen> {

@@ -367,7 +367,8 @@ pub(super) async fn pending(State(state): State<Shared>) -> Answer<Json<Pending>
 }
 
 /// Devices discovery heard of lately (LAN announcements, DHT lookups): `known` says whether
-/// the device is configured; the others are candidates to add.
+/// the device is configured; the others are candidates to add. `announced` is what this
+/// device announces (empty with discovery off).
 #[utoipa::path(get, path = "/api/discovery", responses((status = 200, body = serde_json::Value)))]
 pub(super) async fn discovery(State(state): State<Shared>) -> Json<serde_json::Value> {
     let config = state.engine.config();
@@ -382,7 +383,7 @@ pub(super) async fn discovery(State(state): State<Shared>) -> Json<serde_json::V
             })
         })
         .collect();
-    Json(serde_json::json!({ "devices": seen }))
+    Json(serde_json::json!({ "announced": state.engine.announced(), "devices": seen }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -431,6 +431,11 @@ fn is_local_ip(ip: std::net::IpAddr) -> bool {
     }
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod dial_tests {
     use super::*;
@@ -495,9 +500,4 @@ mod dial_tests {
         // Without `dynamic`, discovery is not asked.
         assert_eq!(dial_order(&["tcp://192.0.2.1:1".into()], || unreachable!()).len(), 1);
     }
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -405,7 +405,7 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
     want.sort();
     assert_eq!(listed, want, "the document lists exactly the routes the tests cover");
     // With discovery off nothing is heard (the namespace tests see devices in it).
-    assert_eq!(api.get("/api/discovery"), (200, json!({ "devices": [] })));
+    assert_eq!(api.get("/api/discovery"), (200, json!({ "announced": [], "devices": [] })));
     let (status, answer) = api.get("/api/not-documented");
     assert_eq!(status, 404);
     assert!(answer["error"].as_str().unwrap().contains("no API route"), "{answer}");
