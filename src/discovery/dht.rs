@@ -135,7 +135,7 @@ async fn lookup(dht: &mainline::async_dht::AsyncDht, me: &DeviceId, config: &Con
 }
 
 /// Joins the DHT through `bootstrap` (the public nodes if empty), announces `addresses` every
-/// [`ANNOUNCE_INTERVAL`] (and at once when they change) and looks up the `dynamic` devices of
+/// ten minutes (and at once when they change) and looks up the `dynamic` devices of
 /// `config`, recording what it finds in `cache`, until `shutdown` turns true.
 pub async fn run(
     me: DeviceId,
