@@ -60,9 +60,8 @@ pub fn encode(a: &Announce) -> Vec<u8> {
         addresses: a.addresses.clone(),
         instance_id: a.instance_id,
     };
-    let mut out = Vec::with_capacity(4 + wire.encoded_len());
-    out.extend_from_slice(&MAGIC.to_be_bytes());
-    wire.encode(&mut out).unwrap_or_else(|_| unreachable!("a Vec grows as needed"));
+    let mut out = MAGIC.to_be_bytes().to_vec();
+    out.extend(wire.encode_to_vec());
     out
 }
 
