@@ -167,7 +167,7 @@ pub struct Settings {
     pub local: Option<u16>,
     /// The DHT, joined through these `host:port`s (empty: the public bootstrap nodes).
     pub dht: Option<Vec<String>>,
-    /// Port mapping on the router (NAT-PMP).
+    /// Port mapping on the router (NAT-PMP, else UPnP-IGD).
     pub port_mapping: bool,
 }
 
@@ -199,7 +199,7 @@ pub fn spawn(
     let (announced, addresses) = watch::channel(listen.clone());
     let announced = std::sync::Arc::new(announced);
     if settings.port_mapping {
-        tasks.spawn(nat::run(listen, None, std::sync::Arc::clone(&announced), shutdown.clone()));
+        tasks.spawn(nat::run(listen, nat::Router::Auto, std::sync::Arc::clone(&announced), shutdown.clone()));
     }
     if let Some(port) = settings.local {
         tasks.spawn(local::run(

@@ -1,5 +1,6 @@
 //! Port mapping: asking the router to forward the listening ports, so devices outside the LAN
-//! can dial in, and announcing the mapped external address.
+//! can dial in, and announcing the mapped external address. NAT-PMP first, UPnP-IGD (through
+//! the `igd-next` crate: SSDP search, SOAP `AddPortMapping`) when no NAT-PMP gateway answers.
 //!
 //! NAT-PMP (RFC 6886) is a small UDP protocol: its codec ([`encode_external_address_request`],
 //! [`encode_map_request`], [`decode_response`]) is pure, as is finding the default gateway in
@@ -37,7 +38,29 @@ pub enum NatError {
     NoAnswer,
     #[error("cannot talk to the gateway")]
     Io(#[source] std::io::Error),
+    #[error("no UPnP gateway was found")]
+    UpnpSearch(#[source] igd_next::SearchError),
+    #[error("the UPnP gateway did not tell its external address")]
+    UpnpExternalIp(#[source] igd_next::GetExternalIpError),
+    #[error("the UPnP gateway refused to map the port")]
+    UpnpAddPort(#[source] igd_next::AddPortError),
 }
+
+/// Which router to ask.
+#[derive(Clone, Copy, Debug)]
+pub enum Router {
+    /// NAT-PMP at the default gateway; UPnP-IGD found by SSDP multicast if that maps nothing.
+    Auto,
+    /// NAT-PMP at this address only.
+    NatPmp(SocketAddr),
+    /// UPnP-IGD only, searched for at this SSDP address instead of the multicast group.
+    Upnp(SocketAddr),
+}
+
+/// The SSDP multicast group UPnP devices are searched in.
+const SSDP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(239, 255, 255, 250)), 1900);
+/// How long the UPnP search waits for a gateway.
+const UPNP_SEARCH: Duration = Duration::from_secs(3);
 
 /// What NAT-PMP maps: TCP or UDP (QUIC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,20 +209,94 @@ pub async fn map_nat_pmp(
     Ok(Mapped { address, lifetime: Duration::from_secs(lifetime.into()) })
 }
 
-/// Where the NAT-PMP gateway is: `configured`, else the default route's gateway.
-fn gateway(configured: Option<SocketAddr>) -> Option<SocketAddr> {
-    configured.or_else(|| {
-        let table = std::fs::read_to_string("/proc/net/route").ok()?;
-        Some(SocketAddr::new(default_gateway(&table)?.into(), NAT_PMP_PORT))
+/// Maps every port of `listen` through the UPnP-IGD gateway that answers a search at `ssdp`.
+pub async fn map_upnp(ssdp: SocketAddr, listen: &[Address]) -> Result<Vec<Mapped>, NatError> {
+    use igd_next::PortMappingProtocol;
+    let bind: SocketAddr =
+        if ssdp.ip().is_loopback() { ([127, 0, 0, 1], 0).into() } else { ([0, 0, 0, 0], 0).into() };
+    let mut options = igd_next::SearchOptions::default();
+    options.bind_addr = bind;
+    options.broadcast_address = ssdp;
+    options.timeout = Some(UPNP_SEARCH);
+    if ssdp != SSDP {
+        // Searched for at one address, the gateway is that host, even on loopback (which
+        // igd-next distrusts in answers to a multicast search).
+        options.allowed_gateway_ips = vec![ssdp.ip()];
+    }
+    let gateway = igd_next::aio::tokio::search_gateway(options).await.map_err(NatError::UpnpSearch)?;
+    let external = gateway.get_external_ip().await.map_err(NatError::UpnpExternalIp)?;
+    // The mapping names this device's address on the gateway's side: the one a socket
+    // "connected" to the gateway gets.
+    let probe = UdpSocket::bind(bind).await.map_err(NatError::Io)?;
+    probe.connect(gateway.addr).await.map_err(NatError::Io)?;
+    let local = probe.local_addr().map_err(NatError::Io)?.ip();
+    let mut mapped = Vec::new();
+    for addr in listen.iter().filter(|a| a.port != 0) {
+        let protocol = match addr.transport {
+            Transport::Tcp => PortMappingProtocol::TCP,
+            Transport::Quic => PortMappingProtocol::UDP,
+        };
+        gateway
+            .add_port(protocol, addr.port, SocketAddr::new(local, addr.port), LEASE, "Peerfold")
+            .await
+            .map_err(NatError::UpnpAddPort)?;
+        let address = Address {
+            transport: addr.transport,
+            host: external.to_string(),
+            port: addr.port,
+            family: Family::Any,
+        };
+        mapped.push(Mapped { address, lifetime: Duration::from_secs(LEASE.into()) });
+    }
+    Ok(mapped)
+}
+
+/// The default route's NAT-PMP gateway.
+fn default_nat_pmp() -> Option<SocketAddr> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    Some(SocketAddr::new(default_gateway(&table)?.into(), NAT_PMP_PORT))
+}
+
+/// Maps what NAT-PMP at `gateway` maps of `listen`.
+async fn map_all_nat_pmp(gateway: SocketAddr, listen: &[Address]) -> Vec<Mapped> {
+    let mut mapped = Vec::new();
+    for addr in listen.iter().filter(|a| a.port != 0) {
+        match map_nat_pmp(gateway, addr.transport, addr.port).await {
+            Ok(m) => mapped.push(m),
+            Err(e) => tracing::debug!(listening = %addr, %gateway, error = %e, "no NAT-PMP mapping"),
+        }
+    }
+    mapped
+}
+
+async fn map_all_upnp(ssdp: SocketAddr, listen: &[Address]) -> Vec<Mapped> {
+    map_upnp(ssdp, listen).await.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "no UPnP mapping");
+        Vec::new()
     })
+}
+
+/// What `router` maps of `listen`.
+async fn map(router: Router, listen: &[Address]) -> Vec<Mapped> {
+    match router {
+        Router::NatPmp(gateway) => map_all_nat_pmp(gateway, listen).await,
+        Router::Upnp(ssdp) => map_all_upnp(ssdp, listen).await,
+        Router::Auto => {
+            let by_nat_pmp = match default_nat_pmp() {
+                Some(gateway) => map_all_nat_pmp(gateway, listen).await,
+                None => Vec::new(),
+            };
+            if by_nat_pmp.is_empty() { map_all_upnp(SSDP, listen).await } else { by_nat_pmp }
+        }
+    }
 }
 
 /// Maps every listening port in `listen` on the router and keeps the leases renewed (at half
 /// their lifetime), publishing `listen` plus the mapped addresses in `announced`, until
-/// `shutdown` turns true. `nat_pmp` overrides the gateway's address (tests).
+/// `shutdown` turns true.
 pub async fn run(
     listen: Vec<Address>,
-    nat_pmp: Option<SocketAddr>,
+    router: Router,
     announced: Arc<watch::Sender<Vec<Address>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -209,24 +306,18 @@ pub async fn run(
             _ = shutdown.changed() => break,
             () = tokio::time::sleep_until(next) => {}
         }
-        let Some(gateway) = gateway(nat_pmp) else {
-            next = Instant::now() + RETRY;
-            continue;
+        let mapped = tokio::select! {
+            _ = shutdown.changed() => None,
+            mapped = map(router, &listen) => Some(mapped),
         };
-        let mut mapped = Vec::new();
-        let mut renew = RETRY;
-        for addr in listen.iter().filter(|a| a.port != 0) {
-            match map_nat_pmp(gateway, addr.transport, addr.port).await {
-                Ok(m) => {
-                    tracing::info!(listening = %addr, external = %m.address, "port mapped on the router");
-                    renew = renew.min(m.lifetime / 2).max(Duration::from_secs(1));
-                    mapped.push(m.address);
-                }
-                Err(e) => tracing::debug!(listening = %addr, %gateway, error = %e, "no NAT-PMP mapping"),
-            }
-        }
+        let Some(mapped) = mapped else { break };
+        let renew =
+            mapped.iter().map(|m| (m.lifetime / 2).max(Duration::from_secs(1))).min().unwrap_or(RETRY);
         let mut all = listen.clone();
-        all.extend(mapped);
+        for m in mapped {
+            tracing::info!(external = %m.address, "port mapped on the router");
+            all.push(m.address);
+        }
         announced.send_if_modified(|current| {
             let changed = *current != all;
             *current = all;
