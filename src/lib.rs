@@ -16,6 +16,7 @@ pub mod bep;
 pub mod config;
 pub mod control;
 pub mod db;
+pub mod discovery;
 pub mod engine;
 pub mod folder_files;
 pub mod home;

@@ -17,6 +17,7 @@ use peerfold::config::{
     self, Config, DEFAULT_KEEP_DAYS, Edit, FolderConfig, FolderId, FolderType, Versioning,
 };
 use peerfold::db::{Index, NeededItem};
+use peerfold::discovery::Settings;
 use peerfold::engine::FailedItem;
 use peerfold::engine::{Engine, error_chain};
 use peerfold::folder_files::{Keep, VersionedFile};
@@ -76,6 +77,10 @@ enum Command {
         /// address is printed) [default: address under [gui] in config.toml, 127.0.0.1:8384]
         #[arg(long, value_name = "HOST:PORT")]
         gui_address: Option<String>,
+        /// Send nothing but to configured addresses: no LAN announcements, no DHT, no port
+        /// mapping (as `discovery = false` under [options] in config.toml)
+        #[arg(long)]
+        no_discovery: bool,
     },
     /// Show each folder's state and completion and each device's connection
     Status {
@@ -235,6 +240,13 @@ enum DeviceCommand {
     },
     /// List devices that tried to connect without being added (accept one with `device add`)
     Pending {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List devices heard on the LAN or found on the DHT that are not added (add one with
+    /// `device add`); needs the daemon running
+    Candidates {
         /// Print them as JSON
         #[arg(long)]
         json: bool,
@@ -482,7 +494,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
-        Command::Serve { listen, gui_address } => serve(&home, &identity, config, &listen, gui_address).await,
+        Command::Serve { listen, gui_address, no_discovery } => {
+            serve(&home, &identity, config, &listen, gui_address, !no_discovery).await
+        }
         Command::Status { .. }
         | Command::Device { .. }
         | Command::Folder { .. }
@@ -541,6 +555,7 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
                 edit(Edit::PauseDevice { id: parse_device(device_id)?, paused: false })
             }
             DeviceCommand::Pending { .. } => Some(Request::Pending),
+            DeviceCommand::Candidates { .. } => Some(Request::Candidates),
             DeviceCommand::Dismiss { device_id } => {
                 Some(Request::DismissDevice { device: parse_device(device_id)? })
             }
@@ -686,6 +701,16 @@ fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
         Command::Status { json: false } => print!("{}", serde_json::from_value::<status::Status>(answer)?),
         Command::Device { command: DeviceCommand::Pending { json } } => {
             print_list(&pending(answer)?.devices, *json, "No devices are pending.", pending_device)?;
+        }
+        Command::Device { command: DeviceCommand::Candidates { json } } => {
+            // GET /api/discovery: every device heard of, `known` marking those added.
+            let heard = answer["devices"].as_array().cloned().unwrap_or_default();
+            let unknown = heard.into_iter().filter(|d| d["known"] == false);
+            let seen: Vec<peerfold::discovery::Seen> =
+                unknown.map(serde_json::from_value).collect::<Result<_, _>>()?;
+            print_list(&seen, *json, "No devices were heard of that are not added.", |s| {
+                format!("{} ({}) at {}, {} s ago", s.device, s.source, s.addresses.join(", "), s.age_s)
+            })?;
         }
         Command::Folder { command: FolderCommand::Pending { json } } => {
             print_list(&pending(answer)?.folders, *json, "No folder offers are pending.", pending_folder)?;
@@ -941,6 +966,7 @@ async fn serve(
     mut config: Config,
     listen: &[String],
     gui_address: Option<String>,
+    discovery: bool,
 ) -> anyhow::Result<()> {
     let listen: Vec<Address> =
         listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("bad --listen address")?;
@@ -949,6 +975,8 @@ async fn serve(
         config.save(&home.config_path())?;
     }
     let config = &config;
+    // Either switch turns it off: tests and benchmarks pass --no-discovery whatever the file says.
+    let discovery = discovery && config.options.discovery;
     let gui_address = gui_address.unwrap_or_else(|| config.gui.address.clone());
     // Bound before anything starts, so a taken port or a missing password stops the daemon
     // with one sentence instead of leaving it running without its API.
@@ -956,10 +984,12 @@ async fn serve(
     let index = Index::open(&home.index_path()).await?;
     let net = Net::bind(TlsIdentity::new(identity)?, &listen).await?;
     let bound = net.local_addresses();
-    let engine = Arc::new(
-        Engine::start_networked(config, index, identity.device_id(), net)
-            .with_config_file(home.config_path()),
-    );
+    let mut engine = Engine::start_networked(config, index, identity.device_id(), net)
+        .with_config_file(home.config_path());
+    if discovery {
+        engine.start_discovery(Settings::new(identity.device_id(), &config.options), bound.clone());
+    }
+    let engine = Arc::new(engine);
     let mut events = engine.subscribe();
     // SIGTERM is how systemd (and `kill`) ask a service to stop: the same clean stop as Ctrl-C.
     // Installed before the "Listening on" lines, so whoever waits for those can stop it so.
@@ -974,6 +1004,9 @@ async fn serve(
     );
     // Before the "Listening on" lines: whoever waits for those can read this one too.
     eprintln!("API on {}api/", api.url());
+    if !discovery {
+        eprintln!("Discovery is off: only configured addresses are dialled");
+    }
     for addr in &bound {
         eprintln!("Listening on {addr}");
     }
