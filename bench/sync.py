@@ -92,7 +92,7 @@ class Peerfold:
 
     def serve(self, listen):
         log = open(self.home / "serve.log", "wb")
-        self.proc = subprocess.Popen([str(self.binary), "--home", str(self.home), "serve", "--listen", listen,
+        self.proc = subprocess.Popen([str(self.binary), "--home", str(self.home), "serve", "--no-discovery", "--listen", listen,
                                       "--gui-address", "127.0.0.1:0"],
                                      env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=log)
         log.close()

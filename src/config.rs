@@ -475,11 +475,33 @@ pub struct Options {
     pub watch: bool,
     /// Milliseconds the watcher waits for a burst of changes to settle before scanning.
     pub watch_delay_ms: u64,
+    /// Whether `serve` finds devices by itself and makes itself findable: LAN announcements,
+    /// the DHT and port mapping on the router. Off, only configured addresses are dialled and
+    /// nothing is sent anywhere but to them. When on, the three switches below choose.
+    pub discovery: bool,
+    /// Syncthing's local discovery: announcements on the LAN (UDP 21027).
+    pub local_discovery: bool,
+    /// Announcing and looking up addresses on the BitTorrent mainline DHT.
+    pub global_discovery: bool,
+    /// Asking the router (UPnP-IGD, NAT-PMP) to forward the listening port.
+    pub port_mapping: bool,
+    /// `host:port` of the DHT nodes to join through; empty means the well-known public ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dht_bootstrap: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { rescan_interval_s: 3600, watch: true, watch_delay_ms: 200 }
+        Self {
+            rescan_interval_s: 3600,
+            watch: true,
+            watch_delay_ms: 200,
+            discovery: true,
+            local_discovery: true,
+            global_discovery: true,
+            port_mapping: true,
+            dht_bootstrap: Vec::new(),
+        }
     }
 }
 

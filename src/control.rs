@@ -88,6 +88,9 @@ pub enum Request {
     FailedItems { folder: FolderId },
     /// The first names the folder needs; answered with a list of [`crate::db::NeededItem`].
     Needed { folder: FolderId },
+    /// Devices discovery heard of that are not configured, answered with a list of
+    /// [`crate::discovery::Seen`]. Daemon only.
+    Candidates,
 }
 
 /// A conflict copy and the folder it is in.
@@ -140,6 +143,12 @@ pub async fn answer_offline(
         | Request::Restore { .. }
         | Request::FailedItems { .. }
         | Request::Needed { .. } => return folder_details_offline(request, me, config_file, index).await,
+        Request::Candidates => {
+            return Err(String::from(
+                "candidates are the devices heard on the LAN while Peerfold runs: start `peerfold serve` \
+                 and try again",
+            ));
+        }
         Request::Status => {
             let config = Config::load(config_file).map_err(|e| chain(&e))?;
             let status = crate::status::status(me, &config, index, None).await.map_err(|e| chain(&e))?;
@@ -447,6 +456,8 @@ impl Request {
             ),
             Self::FailedItems { folder } => (Method::GET, format!("{}/errors", folder_path(folder)), None),
             Self::Needed { folder } => (Method::GET, format!("{}/needed", folder_path(folder)), None),
+            // Answered with every device discovery knows of; the CLI shows those not added.
+            Self::Candidates => (Method::GET, "/api/discovery".into(), None),
             Self::DismissDevice { device } => {
                 (Method::POST, format!("/api/pending/devices/{device}/dismiss"), None)
             }

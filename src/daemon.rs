@@ -61,6 +61,9 @@ pub struct Options {
     /// Where to listen for devices.
     pub listen: Vec<Address>,
     pub gui: GuiListen,
+    /// Announce this device and look for others (LAN, DHT, port mapping); off keeps everything
+    /// on the configured addresses (tests). `[options] discovery = false` turns it off too.
+    pub discovery: bool,
 }
 
 /// A started home: its engine runs until [`Daemon::shutdown`].
@@ -70,6 +73,7 @@ pub struct Daemon {
     engine: Arc<Engine>,
     listening: Vec<Address>,
     api_url: Option<String>,
+    discovery: bool,
     stop: watch::Sender<bool>,
     control: JoinHandle<Result<(), ControlError>>,
     api: Option<JoinHandle<Result<(), ApiError>>>,
@@ -101,8 +105,14 @@ impl Daemon {
         let index = Index::open(&home.index_path()).await?;
         let net = Net::bind(TlsIdentity::new(&identity)?, &options.listen).await?;
         let listening = net.local_addresses();
-        let engine =
-            Arc::new(Engine::start_networked(&config, index, me, net).with_config_file(home.config_path()));
+        let mut engine =
+            Engine::start_networked(&config, index, me, net).with_config_file(home.config_path());
+        // Either switch turns it off: tests pass --no-discovery whatever the file says.
+        let discovery = options.discovery && config.options.discovery;
+        if discovery {
+            engine.start_discovery(crate::discovery::Settings::new(me, &config.options), listening.clone());
+        }
+        let engine = Arc::new(engine);
         let mut events = engine.subscribe();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
@@ -123,7 +133,7 @@ impl Daemon {
             let (dir, engine) = (home.dir().to_owned(), Arc::clone(&engine));
             async move { control::serve(&dir, me, engine, stopped).await }
         });
-        Ok(Self { home, me, engine, listening, api_url, stop, control, api })
+        Ok(Self { home, me, engine, listening, api_url, discovery, stop, control, api })
     }
 
     /// The engine, for front-ends running in this process.
@@ -142,6 +152,11 @@ impl Daemon {
     /// Where it listens for devices (the bound ports when 0 was asked for).
     pub fn listening(&self) -> &[Address] {
         &self.listening
+    }
+
+    /// Whether discovery runs.
+    pub fn discovery(&self) -> bool {
+        self.discovery
     }
 
     /// The control API's URL, when it listens over HTTP.

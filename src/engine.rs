@@ -258,6 +258,7 @@ struct Shared {
     config: watch::Receiver<Arc<Config>>,
     rates: Arc<Rates>,
     failed: Arc<FailedItems>,
+    discovered: Arc<crate::discovery::Cache>,
 }
 
 /// The handle to a running engine. Cheap to share behind an `Arc`.
@@ -271,6 +272,8 @@ pub struct Engine {
     tasks: JoinSet<()>,
     shutdown: watch::Sender<bool>,
     config: watch::Sender<Arc<Config>>,
+    /// What discovery announces, once it runs; a change is announced at once.
+    announced: Option<Arc<watch::Sender<Vec<crate::net::Address>>>>,
 }
 
 /// How long after a pull that left something undone the folder tries again.
@@ -287,6 +290,48 @@ impl Engine {
     /// peers through `net` as device `me`.
     pub fn start_networked(config: &Config, index: Index, me: DeviceId, net: Net) -> Self {
         Self::start_inner(config, index, me, Some(net))
+    }
+
+    /// Starts discovery: this device announces `addresses` and finds the devices configured as
+    /// `dynamic` (see [`crate::discovery`]). Without it only configured addresses are dialled.
+    pub fn start_discovery(
+        &mut self,
+        settings: crate::discovery::Settings,
+        addresses: Vec<crate::net::Address>,
+    ) {
+        let announced = crate::discovery::spawn(
+            settings,
+            Arc::clone(&self.shared.discovered),
+            addresses,
+            self.shared.config.clone(),
+            self.shutdown.subscribe(),
+            &mut self.tasks,
+        );
+        self.announced = Some(announced);
+    }
+
+    /// What this device announces (listening addresses and those mapped on the router); empty
+    /// without discovery.
+    pub fn announced(&self) -> Vec<String> {
+        self.announced
+            .as_ref()
+            .map(|a| a.borrow().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// The devices discovery has heard of lately, known or not (unknown ones are candidates to
+    /// add).
+    pub fn discovered(&self) -> Vec<crate::discovery::Seen> {
+        self.shared.discovered.seen(std::time::Instant::now())
+    }
+
+    /// The devices discovery heard of that are neither configured nor this one: candidates to
+    /// add.
+    pub fn candidates(&self) -> Vec<crate::discovery::Seen> {
+        let config = self.config();
+        let mut seen = self.discovered();
+        seen.retain(|s| s.device != self.shared.me && !config.devices.iter().any(|d| d.id == s.device));
+        seen
     }
 
     /// Saves every configuration edit made through [`Engine::edit_config`] to `path`.
@@ -315,10 +360,12 @@ impl Engine {
                 config: config_rx.clone(),
                 rates: Arc::new(Rates::default()),
                 failed: Arc::default(),
+                discovered: Arc::default(),
             },
             tasks: JoinSet::new(),
             shutdown,
             config: config_tx,
+            announced: None,
         };
         {
             let mut folders = engine.lock_folders();
@@ -340,6 +387,8 @@ impl Engine {
                 remote_changed: Arc::clone(&engine.shared.remote_changed),
                 local_changed: local_changed_rx,
                 events: engine.shared.events.clone(),
+                discovered: Arc::clone(&engine.shared.discovered),
+                redial: model::Redial::default(),
             });
             engine.tasks.spawn(model::serve(ctx, Arc::new(net), engine.shutdown.subscribe()));
         }

@@ -391,8 +391,7 @@ enum Archive {
 fn archive(root: &Path, rel: &str, now: SystemTime, how: Archive) -> Result<(), FilesError> {
     let from = root.join(rel);
     let mut to = None;
-    for later in 0..60 {
-        let name = crate::pull::versioned_name(rel, now + std::time::Duration::from_secs(later));
+    for name in crate::pull::versioned_names(rel, now) {
         let candidate = inside(root, &format!("{VERSIONS_DIR}/{name}"))?;
         if !candidate.exists() {
             to = Some(candidate);

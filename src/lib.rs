@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod db;
+pub mod discovery;
 pub mod engine;
 pub mod folder_files;
 pub mod home;

@@ -76,6 +76,10 @@ enum Command {
         /// address is printed) [default: address under [gui] in config.toml, 127.0.0.1:8384]
         #[arg(long, value_name = "HOST:PORT")]
         gui_address: Option<String>,
+        /// Send nothing but to configured addresses: no LAN announcements, no DHT, no port
+        /// mapping (as `discovery = false` under [options] in config.toml)
+        #[arg(long)]
+        no_discovery: bool,
     },
     /// Show each folder's state and completion and each device's connection
     Status {
@@ -235,6 +239,13 @@ enum DeviceCommand {
     },
     /// List devices that tried to connect without being added (accept one with `device add`)
     Pending {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List devices heard on the LAN or found on the DHT that are not added (add one with
+    /// `device add`); needs the daemon running
+    Candidates {
         /// Print them as JSON
         #[arg(long)]
         json: bool,
@@ -469,8 +480,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let answer = ask(&home_dir, request).await?;
         return show(&cli.command, answer);
     }
-    if let Command::Serve { listen, gui_address } = cli.command {
-        return serve(&home_dir, &listen, gui_address).await;
+    if let Command::Serve { listen, gui_address, no_discovery } = cli.command {
+        return serve(&home_dir, &listen, gui_address, !no_discovery).await;
     }
     let home = Home::open(&home_dir)?;
     let identity = Identity::load_or_generate(home.dir())?;
@@ -543,6 +554,7 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
                 edit(Edit::PauseDevice { id: parse_device(device_id)?, paused: false })
             }
             DeviceCommand::Pending { .. } => Some(Request::Pending),
+            DeviceCommand::Candidates { .. } => Some(Request::Candidates),
             DeviceCommand::Dismiss { device_id } => {
                 Some(Request::DismissDevice { device: parse_device(device_id)? })
             }
@@ -688,6 +700,16 @@ fn show(command: &Command, answer: serde_json::Value) -> anyhow::Result<()> {
         Command::Status { json: false } => print!("{}", serde_json::from_value::<status::Status>(answer)?),
         Command::Device { command: DeviceCommand::Pending { json } } => {
             print_list(&pending(answer)?.devices, *json, "No devices are pending.", pending_device)?;
+        }
+        Command::Device { command: DeviceCommand::Candidates { json } } => {
+            // GET /api/discovery: every device heard of, `known` marking those added.
+            let heard = answer["devices"].as_array().cloned().unwrap_or_default();
+            let unknown = heard.into_iter().filter(|d| d["known"] == false);
+            let seen: Vec<peerfold::discovery::Seen> =
+                unknown.map(serde_json::from_value).collect::<Result<_, _>>()?;
+            print_list(&seen, *json, "No devices were heard of that are not added.", |s| {
+                format!("{} ({}) at {}, {} s ago", s.device, s.source, s.addresses.join(", "), s.age_s)
+            })?;
         }
         Command::Folder { command: FolderCommand::Pending { json } } => {
             print_list(&pending(answer)?.folders, *json, "No folder offers are pending.", pending_folder)?;
@@ -925,11 +947,16 @@ fn describe(root: &Path, s: &ScanSummary) -> String {
     )
 }
 
-async fn serve(home_dir: &Path, listen: &[String], gui_address: Option<String>) -> anyhow::Result<()> {
+async fn serve(
+    home_dir: &Path,
+    listen: &[String],
+    gui_address: Option<String>,
+    discovery: bool,
+) -> anyhow::Result<()> {
     let listen: Vec<Address> =
         listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().context("bad --listen address")?;
     let gui = gui_address.map_or(GuiListen::Configured, GuiListen::At);
-    let daemon = Daemon::start(home_dir, Options { listen, gui }).await?;
+    let daemon = Daemon::start(home_dir, Options { listen, gui, discovery }).await?;
     // SIGTERM is how systemd (and `kill`) ask a service to stop: the same clean stop as Ctrl-C.
     // Installed before the "Listening on" lines, so whoever waits for those can stop it so.
     #[cfg(unix)]
@@ -945,6 +972,9 @@ async fn serve(home_dir: &Path, listen: &[String], gui_address: Option<String>) 
     // Before the "Listening on" lines: whoever waits for those can read this one too.
     if let Some(url) = daemon.api_url() {
         eprintln!("API on {url}api/");
+    }
+    if !daemon.discovery() {
+        eprintln!("Discovery is off: only configured addresses are dialled");
     }
     for addr in daemon.listening() {
         eprintln!("Listening on {addr}");

@@ -448,7 +448,15 @@ impl Puller {
         let is_file = local.is_some_and(|l| l.file_type == FileType::File && !l.deleted);
         match self.versioning {
             Versioning::TrashCan { .. } if is_file => {
-                let dest = self.root.join(VERSIONS_DIR).join(versioned_name(name, SystemTime::now()));
+                let versions = self.root.join(VERSIONS_DIR);
+                let dest = versioned_names(name, SystemTime::now())
+                    .map(|v| versions.join(v))
+                    .find(
+                        |p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound),
+                    )
+                    .ok_or_else(|| {
+                        io::Error::other("too many versions of it were kept this minute; trying again later")
+                    })?;
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent)?;
                 }
@@ -949,6 +957,13 @@ pub fn versioned_name(name: &str, now: SystemTime) -> String {
     format!("{stem}~{}{ext}", timestamp(now))
 }
 
+/// The names a version of `name` made at `now` may take, in order: the seconds of the next
+/// minute, so a second version within one second takes the next free one instead of
+/// overwriting the first.
+pub fn versioned_names(name: &str, now: SystemTime) -> impl Iterator<Item = String> + '_ {
+    (0..60).map(move |s| versioned_name(name, now + Duration::from_secs(s)))
+}
+
 pub(crate) fn timestamp(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let dt =
@@ -1016,6 +1031,13 @@ mod tests {
             format!("d/.sync-conflict-20261121-134303-{short}.bashrc")
         );
         assert_eq!(versioned_name("d/x.tar.gz", t), "d/x.tar~20261121-134303.gz");
+        let names: Vec<String> = versioned_names("a.txt", t).collect();
+        assert_eq!(names.len(), 60);
+        assert_eq!(
+            (names[0].as_str(), names[1].as_str()),
+            ("a~20261121-134303.txt", "a~20261121-134304.txt")
+        );
+        assert_eq!(names.iter().collect::<std::collections::HashSet<_>>().len(), 60, "all distinct");
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub struct DeviceStatus {
     pub address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
+    /// How the address we dialled was found (`configured`, `lan`, `dht`); absent when the
+    /// device dialled us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<crate::discovery::Source>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// Bytes read from this connection so far (it counts from zero on every connection).
@@ -182,6 +186,7 @@ pub async fn status(
                 connected: c.is_some(),
                 address: c.map(|c| c.address.to_string()),
                 transport: c.map(|c| c.transport),
+                found: c.and_then(|c| c.found),
                 client: c.map(|c| c.client.clone()),
                 bytes_in: c.map(|c| c.counters.read.load(std::sync::atomic::Ordering::Relaxed)),
                 bytes_out: c.map(|c| c.counters.written.load(std::sync::atomic::Ordering::Relaxed)),
@@ -240,11 +245,21 @@ impl std::fmt::Display for Status {
         }
         for d in &self.devices {
             let how = match (&d.address, d.transport) {
-                (Some(a), Some(t)) => format!(
-                    "connected over {t} from {a}, in {}/s, out {}/s",
-                    human_bytes(d.rate_in_bps.unwrap_or(0)),
-                    human_bytes(d.rate_out_bps.unwrap_or(0))
-                ),
+                (Some(a), Some(t)) => {
+                    let how = match d.found {
+                        Some(crate::discovery::Source::Configured) => " (the configured address)",
+                        Some(crate::discovery::Source::Lan) => " (found on the LAN)",
+                        Some(crate::discovery::Source::Dht) => " (found on the DHT)",
+                        None => "",
+                    };
+                    // A device we dialled is reached at an address; one that dialled us, from one.
+                    let way = if d.found.is_some() { "to" } else { "from" };
+                    format!(
+                        "connected over {t} {way} {a}{how}, in {}/s, out {}/s",
+                        human_bytes(d.rate_in_bps.unwrap_or(0)),
+                        human_bytes(d.rate_out_bps.unwrap_or(0))
+                    )
+                }
                 _ if d.paused => String::from("paused"),
                 _ => String::from("not connected"),
             };

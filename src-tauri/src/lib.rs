@@ -54,7 +54,8 @@ pub struct Args {
         default_value = "tcp://0.0.0.0:22000,quic://0.0.0.0:22000"
     )]
     pub listen: Vec<String>,
-    /// Send nothing but to configured addresses (no LAN or global discovery)
+    /// Send nothing but to configured addresses: no LAN announcements, no DHT, no port mapping
+    /// (as `discovery = false` under [options] in config.toml)
     #[arg(long)]
     pub no_discovery: bool,
     /// Also serve the web UI and control API over HTTP at HOST:PORT (off by default: the
@@ -165,7 +166,7 @@ fn run_with(args: Args) -> Result<(), AppError> {
     let listen: Vec<Address> =
         args.listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(AppError::Listen)?;
     let gui = args.gui_address.clone().map_or(GuiListen::Off, GuiListen::At);
-    let options = Options { listen, gui };
+    let options = Options { listen, gui, discovery: !args.no_discovery };
     let daemon = match tauri::async_runtime::block_on(Daemon::start(&home, options)) {
         Ok(daemon) => daemon,
         Err(DaemonError::Home(HomeError::Locked { .. })) => {

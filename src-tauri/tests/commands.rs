@@ -28,7 +28,8 @@ impl Drop for Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { listen: vec!["tcp://127.0.0.1:0".parse().unwrap()], gui: GuiListen::Off };
+    let options =
+        Options { listen: vec!["tcp://127.0.0.1:0".parse().unwrap()], gui: GuiListen::Off, discovery: false };
     let daemon = tauri::async_runtime::block_on(Daemon::start(&dir.path().join("home"), options)).unwrap();
     let app = peerfold_desktop::with_commands(mock_builder(), vec![])
         .manage(Backend::new(daemon.engine().clone(), daemon.me()))

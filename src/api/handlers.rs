@@ -417,6 +417,26 @@ pub(super) async fn pending(State(state): State<Shared>) -> Answer<Json<Pending>
     Ok(Json(Pending { devices, folders }))
 }
 
+/// Devices discovery heard of lately (LAN announcements, DHT lookups): `known` says whether
+/// the device is configured; the others are candidates to add. `announced` is what this
+/// device announces (empty with discovery off).
+#[utoipa::path(get, path = "/api/discovery", responses((status = 200, body = serde_json::Value)))]
+pub(super) async fn discovery(State(state): State<Shared>) -> Json<serde_json::Value> {
+    let config = state.engine.config();
+    let seen: Vec<serde_json::Value> = state
+        .engine
+        .discovered()
+        .into_iter()
+        .map(|s| {
+            let known = config.devices.iter().any(|d| d.id == s.device);
+            serde_json::json!({
+                "device": s.device, "addresses": s.addresses, "source": s.source, "age_s": s.age_s, "known": known,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "announced": state.engine.announced(), "devices": seen }))
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AcceptDevice {

@@ -279,6 +279,7 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(folder_details::needed))
         .routes(routes!(folder_details::errors))
         .routes(routes!(handlers::pending))
+        .routes(routes!(handlers::discovery))
         .routes(routes!(handlers::accept_device))
         .routes(routes!(handlers::dismiss_device))
         .routes(routes!(handlers::accept_folder))

@@ -55,7 +55,12 @@ struct Outgoing {
     receive_only: bool,
 }
 
-pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn run(
+    ctx: Arc<Context>,
+    conn: Connection,
+    found: Option<crate::discovery::Source>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let device = conn.device;
     let config = ctx.config.borrow().clone();
     let known = config.devices.iter().any(|d| d.id == device && !d.paused);
@@ -97,6 +102,7 @@ pub(super) async fn run(ctx: Arc<Context>, conn: Connection, mut shutdown: watch
             address: remote,
             transport,
             outgoing,
+            found,
             since: unix_now(),
             counters: Arc::clone(&counters),
         };

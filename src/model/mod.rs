@@ -26,6 +26,7 @@ use crate::bep::BlockHash;
 use crate::bep::wire::ErrorCode;
 use crate::config::{Config, FolderId};
 use crate::db::Index;
+use crate::discovery::{Cache, Source};
 use crate::identity::DeviceId;
 use crate::net::{Address, Net, Transport};
 
@@ -67,6 +68,8 @@ pub struct ConnectionInfo {
     pub address: SocketAddr,
     pub transport: Transport,
     pub outgoing: bool,
+    /// How the address we dialled was found; `None` when the peer dialled us.
+    pub found: Option<Source>,
     /// Unix seconds.
     pub since: u64,
     /// Bytes read from and written to the connection so far (after TLS, before BEP framing).
@@ -116,6 +119,11 @@ impl Peers {
         self.lock().contains_key(device)
     }
 
+    /// The [`priority`] of the live connection to `device`, if there is one.
+    fn connected_rank(&self, device: &DeviceId) -> Option<u8> {
+        self.lock().get(device).map(|l| rank(&l.info))
+    }
+
     /// Total bytes (read, written) over all connections since start.
     pub fn total_bytes(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -140,18 +148,28 @@ impl Peers {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers a new connection. With two connections to one device in opposite directions
-    /// (both sides dialled at once), both ends keep the one dialled by the device with the
-    /// smaller ID, so they agree without talking. Returns the serial to unregister with, or `None` if this connection
+    /// Registers a new connection. A connection of a better [`priority`] replaces one of a
+    /// worse; with two equal connections to one device in opposite directions (both sides
+    /// dialled at once), both ends keep the one dialled by the device with the smaller ID, so
+    /// they agree without talking. Returns the serial to unregister with, or `None` if this connection
     /// must close; a replaced connection is told to close.
     fn register(&self, me: &DeviceId, info: ConnectionInfo, commands: mpsc::Sender<Command>) -> Option<u64> {
         let serial = self.next_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut live = self.lock();
         if let Some(old) = live.get(&info.device) {
+            // A better connection replaces a worse one and a worse one is refused; both ends
+            // rank a connection alike (same transport, same pair of addresses).
+            let (old_rank, new_rank) = (rank(&old.info), rank(&info));
+            if new_rank > old_rank {
+                return None;
+            }
             // In the same direction the newer connection wins: the peer restarted, and the old
             // one is dead but not yet noticed (QUIC notices only after its idle timeout).
             let preferred_outgoing = me < &info.device;
-            if info.outgoing != old.info.outgoing && info.outgoing != preferred_outgoing {
+            if new_rank == old_rank
+                && info.outgoing != old.info.outgoing
+                && info.outgoing != preferred_outgoing
+            {
                 return None;
             }
         }
@@ -202,6 +220,10 @@ pub struct Context {
     pub local_changed: watch::Receiver<u64>,
     /// The engine's events: who connects, asks to connect or offers a folder.
     pub events: tokio::sync::broadcast::Sender<crate::engine::Event>,
+    /// What discovery found: where devices configured as `dynamic` are.
+    pub discovered: Arc<Cache>,
+    /// Backoff of devices that could not be reached.
+    pub redial: Redial,
 }
 
 impl Context {
@@ -251,13 +273,19 @@ pub async fn serve(ctx: Arc<Context>, net: Arc<Net>, mut shutdown: watch::Receiv
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = net.accept() => match accepted {
-                Some(conn) => { tasks.spawn(connection::run(Arc::clone(&ctx), conn, shutdown.clone())); }
+                Some(conn) => { tasks.spawn(connection::run(Arc::clone(&ctx), conn, None, shutdown.clone())); }
                 None => break,
             },
             _ = dial_tick.tick() => dial_all(&ctx, &net, &mut tasks, &shutdown),
+            // A device found (or moved) is dialled at once, not at the next tick.
+            () = ctx.discovered.changed() => {
+                ctx.redial.reset();
+                dial_all(&ctx, &net, &mut tasks, &shutdown);
+            }
             changed = config.changed() => {
                 if changed.is_err() { break; }
                 ctx.peers.reconfigure_all();
+                ctx.redial.reset();
                 dial_all(&ctx, &net, &mut tasks, &shutdown);
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -268,8 +296,77 @@ pub async fn serve(ctx: Arc<Context>, net: Arc<Net>, mut shutdown: watch::Receiv
     while tasks.join_next().await.is_some() {}
 }
 
-/// Dials every configured, unpaused, unconnected device at its addresses, each in a task of
-/// its own (a slow address must not delay the others).
+/// Syncthing's ranking of connections, lower is better: TCP 10, QUIC 100, one less on a local
+/// network.
+pub fn priority(transport: Transport, remote: std::net::IpAddr) -> u8 {
+    let base = match transport {
+        Transport::Tcp => 10,
+        Transport::Quic => 100,
+    };
+    if is_local_ip(remote) { base - 1 } else { base }
+}
+
+fn rank(info: &ConnectionInfo) -> u8 {
+    priority(info.transport, info.address.ip())
+}
+
+/// How long after failing to reach a device it is dialled again: doubling from the dial
+/// interval up to five minutes, reset by a connection or by discovery finding new addresses.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// When each device that could not be reached may be dialled again, and which are being
+/// dialled now.
+#[derive(Default)]
+pub struct Redial(Mutex<HashMap<DeviceId, Backoff>>);
+
+#[derive(Clone, Copy)]
+struct Backoff {
+    next: std::time::Instant,
+    delay: Duration,
+    in_flight: bool,
+}
+
+impl Redial {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Backoff>> {
+        // Single inserts and removes: a poisoned lock is still sound.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Claims a dial of `device` if one is due and none is running.
+    fn start(&self, device: DeviceId, now: std::time::Instant) -> bool {
+        let mut map = self.lock();
+        match map.get_mut(&device) {
+            Some(b) if b.in_flight || b.next > now => false,
+            Some(b) => {
+                b.in_flight = true;
+                true
+            }
+            None => {
+                map.insert(device, Backoff { next: now, delay: DIAL_INTERVAL, in_flight: true });
+                true
+            }
+        }
+    }
+
+    /// A dial ended; `reached` resets the backoff, else the wait doubles.
+    fn finish(&self, device: DeviceId, reached: bool, now: std::time::Instant) {
+        let mut map = self.lock();
+        if reached {
+            map.remove(&device);
+        } else if let Some(b) = map.get_mut(&device) {
+            *b = Backoff { next: now + b.delay, delay: (b.delay * 2).min(MAX_BACKOFF), in_flight: false };
+        }
+    }
+
+    /// New addresses are worth trying at once.
+    fn reset(&self) {
+        self.lock().retain(|_, b| b.in_flight);
+    }
+}
+
+/// Dials every configured, unpaused device that is not connected, or connected worse than an
+/// address it has, each in a task of its own (a slow address must not delay the others), with
+/// backoff for devices that cannot be reached.
 fn dial_all(
     ctx: &Arc<Context>,
     net: &Arc<Net>,
@@ -277,30 +374,137 @@ fn dial_all(
     shutdown: &watch::Receiver<bool>,
 ) {
     let config = ctx.config.borrow().clone();
+    let now = std::time::Instant::now();
     for device in config.devices.iter().filter(|d| !d.paused && d.id != ctx.me) {
-        if ctx.peers.is_connected(&device.id) {
-            continue;
+        let mut addresses = dial_order(&device.addresses, || ctx.discovered.lookup(&device.id, now));
+        if let Some(current) = ctx.peers.connected_rank(&device.id) {
+            // Connected: only an address that would make a better connection is worth a dial.
+            addresses.retain(|(a, _)| a.ip().is_some_and(|ip| priority(a.transport, ip) < current));
         }
-        let addresses: Vec<Address> = device.addresses.iter().filter_map(|a| a.parse().ok()).collect();
-        if addresses.is_empty() {
+        if addresses.is_empty() || !ctx.redial.start(device.id, now) {
             continue;
         }
         let (ctx, net, id, shutdown) = (Arc::clone(ctx), Arc::clone(net), device.id, shutdown.clone());
         tasks.spawn(async move {
-            for addr in &addresses {
-                if ctx.peers.is_connected(&id) {
-                    return;
-                }
+            let mut reached = None;
+            for (addr, found) in &addresses {
                 match net.dial(addr, id).await {
-                    Ok(conn) => return connection::run(ctx, conn, shutdown).await,
+                    Ok(conn) => {
+                        reached = Some((conn, *found));
+                        break;
+                    }
                     Err(e) => tracing::debug!(device = %id, address = %addr, error = %e, "dial failed"),
                 }
             }
+            ctx.redial.finish(id, reached.is_some(), std::time::Instant::now());
+            if let Some((conn, found)) = reached {
+                connection::run(ctx, conn, Some(found), shutdown).await;
+            }
         });
+    }
+}
+
+/// The addresses to dial a device at, in order: the configured ones as written, then — for
+/// `dynamic` — what discovery found, addresses on the local network before others (a LAN
+/// path is faster and stays inside the network), and TCP before QUIC at equal footing, as
+/// Syncthing ranks them.
+fn dial_order(
+    configured: &[String],
+    discovered: impl FnOnce() -> Vec<(Address, Source)>,
+) -> Vec<(Address, Source)> {
+    let mut out: Vec<(Address, Source)> =
+        configured.iter().filter_map(|a| a.parse().ok()).map(|a| (a, Source::Configured)).collect();
+    if configured.iter().any(|a| a.trim().eq_ignore_ascii_case("dynamic")) {
+        let mut found = discovered();
+        found.sort_by_key(|(a, source)| (*source, !is_local_network(a), a.transport != Transport::Tcp));
+        for f in found {
+            if !out.iter().any(|(a, _)| *a == f.0) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// Whether an address is on a local network: private, link-local, unique-local or loopback.
+fn is_local_network(addr: &Address) -> bool {
+    addr.host.parse().is_ok_and(is_local_ip)
+}
+
+fn is_local_ip(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_link_local() || ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => ip.is_loopback() || ip.is_unicast_link_local() || ip.is_unique_local(),
     }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod dial_tests {
+    use super::*;
+
+    #[test]
+    fn tcp_beats_quic_and_a_lan_beats_the_internet() {
+        let (lan, wan) = ("10.0.0.2".parse().unwrap(), "203.0.113.5".parse().unwrap());
+        let ranks = [
+            priority(Transport::Tcp, lan),
+            priority(Transport::Tcp, wan),
+            priority(Transport::Quic, lan),
+            priority(Transport::Quic, wan),
+        ];
+        assert!(ranks.is_sorted() && ranks[0] < ranks[1] && ranks[2] < ranks[3], "{ranks:?}");
+    }
+
+    #[test]
+    fn failed_dials_back_off_until_reset() {
+        let redial = Redial::default();
+        let (id, t0) = (DeviceId::from_bytes([3; 32]), std::time::Instant::now());
+        assert!(redial.start(id, t0));
+        assert!(!redial.start(id, t0), "one dial at a time");
+        redial.finish(id, false, t0);
+        assert!(!redial.start(id, t0 + DIAL_INTERVAL / 2));
+        assert!(redial.start(id, t0 + DIAL_INTERVAL));
+        redial.finish(id, false, t0 + DIAL_INTERVAL);
+        assert!(!redial.start(id, t0 + DIAL_INTERVAL * 2), "the wait doubled");
+        assert!(redial.start(id, t0 + DIAL_INTERVAL * 3));
+        redial.finish(id, false, t0 + DIAL_INTERVAL * 3);
+        redial.reset();
+        assert!(redial.start(id, t0 + DIAL_INTERVAL * 3), "new addresses are tried at once");
+        redial.finish(id, true, t0);
+        assert!(redial.start(id, t0));
+    }
+
+    #[test]
+    fn configured_first_then_lan_before_wan_and_tcp_before_quic() {
+        let found = || {
+            [
+                "quic://203.0.113.5:22000",
+                "tcp://203.0.113.5:22000",
+                "quic://10.0.0.2:22000",
+                "tcp://10.0.0.2:22000",
+            ]
+            .map(|a| (a.parse::<Address>().unwrap(), Source::Lan))
+            .to_vec()
+        };
+        let order: Vec<String> = dial_order(&["tcp://192.0.2.1:1".into(), "dynamic".into()], found)
+            .iter()
+            .map(|(a, _)| a.to_string())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "tcp://192.0.2.1:1",
+                "tcp://10.0.0.2:22000",
+                "quic://10.0.0.2:22000",
+                "tcp://203.0.113.5:22000",
+                "quic://203.0.113.5:22000"
+            ]
+        );
+        // Without `dynamic`, discovery is not asked.
+        assert_eq!(dial_order(&["tcp://192.0.2.1:1".into()], || unreachable!()).len(), 1);
+    }
 }

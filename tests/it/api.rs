@@ -551,6 +551,7 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "GET /api/folders/{id}/needed",
         "GET /api/folders/{id}/errors",
         "GET /api/pending",
+        "GET /api/discovery",
         "POST /api/pending/devices/{id}/accept",
         "POST /api/pending/devices/{id}/dismiss",
         "POST /api/pending/folders/{folder}/accept",
@@ -560,6 +561,8 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
     ];
     want.sort();
     assert_eq!(listed, want, "the document lists exactly the routes the tests cover");
+    // With discovery off nothing is heard (the namespace tests see devices in it).
+    assert_eq!(api.get("/api/discovery"), (200, json!({ "announced": [], "devices": [] })));
     let (status, answer) = api.get("/api/not-documented");
     assert_eq!(status, 404);
     assert!(answer["error"].as_str().unwrap().contains("no API route"), "{answer}");
@@ -569,7 +572,7 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
 fn serve_refuses_a_non_loopback_api_without_a_password() {
     let t = TestDir::new();
     let listen = format!("tcp://127.0.0.1:{}", free_port());
-    let out = t.peerfold(&["serve", "--listen", &listen, "--gui-address", "0.0.0.0:0"]);
+    let out = t.peerfold(&["serve", "--no-discovery", "--listen", &listen, "--gui-address", "0.0.0.0:0"]);
     let err = crate::util::fails(&out);
     assert!(err.contains("not a loopback address, without a GUI password"), "{err}");
 }

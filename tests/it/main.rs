@@ -4,8 +4,11 @@
 mod api;
 mod cli;
 mod daemon;
+mod dht;
 mod engine;
 mod interop;
+mod nat;
+mod netns;
 mod sync;
 mod syncthing;
 mod util;

@@ -39,6 +39,8 @@ pub struct Syncthing {
     gui: String,
     child: Option<Child>,
     log: PathBuf,
+    /// Local discovery on (only for a Syncthing inside a test's own network namespace).
+    pub local_announce: bool,
 }
 
 impl Syncthing {
@@ -63,6 +65,7 @@ impl Syncthing {
             listen: format!("{scheme}://127.0.0.1:{}", free_port()),
             gui: format!("127.0.0.1:{}", free_port()),
             child: None,
+            local_announce: false,
         }
     }
 
@@ -98,7 +101,7 @@ impl Syncthing {
             "  <gui enabled=\"true\" tls=\"false\"><address>{}</address><apikey>{API_KEY}</apikey></gui>\n\
              <options>\n    <listenAddress>{}</listenAddress>\n    \
              <globalAnnounceEnabled>false</globalAnnounceEnabled>\n    \
-             <localAnnounceEnabled>false</localAnnounceEnabled>\n    \
+             <localAnnounceEnabled>{}</localAnnounceEnabled>\n    \
              <relaysEnabled>false</relaysEnabled>\n    <natEnabled>false</natEnabled>\n    \
              <startBrowser>false</startBrowser>\n    <urAccepted>-1</urAccepted>\n    \
              <autoUpgradeIntervalH>0</autoUpgradeIntervalH>\n    \
@@ -106,7 +109,7 @@ impl Syncthing {
              <stunKeepaliveStartS>0</stunKeepaliveStartS>\n    \
              <announceLANAddresses>false</announceLANAddresses>\n    \
              <reconnectionIntervalS>1</reconnectionIntervalS>\n  </options>\n</configuration>\n",
-            self.gui, self.listen
+            self.gui, self.listen, self.local_announce
         );
         std::fs::write(self.home.join("config.xml"), xml).unwrap();
     }
@@ -142,8 +145,14 @@ impl Syncthing {
     }
 
     fn spawn(&mut self) {
+        self.spawn_in(Command::new(syncthing()));
+    }
+
+    /// Starts `syncthing serve` through `cmd` (`syncthing`, or `ip netns exec NS syncthing`
+    /// where the test cannot reach its REST API) without waiting for it.
+    pub fn spawn_in(&mut self, mut cmd: Command) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(syncthing())
+        let child = cmd
             .args(["serve", "--no-browser", "--no-restart", "--no-upgrade"])
             .arg(format!("--home={}", self.home.display()))
             .arg(format!("--gui-address={}", self.gui))

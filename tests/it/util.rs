@@ -108,6 +108,19 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Sets these keys under `[options]` in the home's `config.toml`.
+pub fn set_options<const N: usize>(t: &TestDir, options: [(&str, toml::Value); N]) {
+    let path = t.home().join("config.toml");
+    // A home that has not been used yet has no file; the daemon fills in the rest.
+    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap_or_default().parse().unwrap();
+    let table = config.entry("options").or_insert_with(|| toml::Table::new().into());
+    for (key, value) in options {
+        table.as_table_mut().unwrap().insert(key.into(), value);
+    }
+    std::fs::create_dir_all(t.home()).unwrap();
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+}
+
 /// A `peerfold serve` process on a test home; killed when dropped.
 pub struct Daemon {
     child: std::process::Child,
@@ -119,16 +132,20 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon listening on `listen` and waits until it does.
     pub fn start(t: &TestDir, listen: &str) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerfold"))
-            .arg("--home")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerfold"));
+        cmd.arg("--home")
             .arg(t.home())
-            // A port of its own for the API, so daemons in parallel tests never collide.
-            .args(["serve", "--listen", listen, "--gui-address", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            // A port of its own for the API, so daemons in parallel tests never collide; no
+            // discovery, so nothing leaves loopback.
+            .args(["serve", "--no-discovery", "--listen", listen, "--gui-address", "127.0.0.1:0"]);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `peerfold serve`, perhaps wrapped in `ip netns exec`) and waits until it
+    /// listens.
+    pub fn spawn(mut cmd: Command) -> Self {
+        use std::io::BufRead as _;
+        let mut child = cmd.env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
         // Wait until it listens (it prints the bound addresses), then keep the log.
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
