@@ -21,10 +21,23 @@ pub enum ApiError {
     /// No route answers this method and path.
     #[error("there is no API route {0}")]
     NoRoute(String),
-    #[error("this call needs the API key in the X-API-Key header")]
+    #[error("this call needs the API key in the X-API-Key header, or a signed-in browser")]
     NoKey,
     #[error("the API key is not valid")]
     WrongKey,
+    #[error("this browser's session has ended; sign in again")]
+    SessionEnded,
+    #[error("the user name or password is wrong")]
+    SignInRefused,
+    #[error(
+        "no GUI password is set: sign in with the link `peerfold gui url` prints, or set a password \
+         with `peerfold gui password`"
+    )]
+    NoPassword,
+    #[error("too many failed sign-ins; wait a minute and try again")]
+    TooManyAttempts,
+    #[error("cannot hash the password: {0}")]
+    Hash(argon2::password_hash::Error),
     /// Refused before looking at the key: a Host this server does not answer to (DNS
     /// rebinding) or an Origin other than the server itself (a cross-site request).
     #[error("{0}")]
@@ -62,9 +75,14 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::Change(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
-            Self::NoKey | Self::WrongKey => StatusCode::UNAUTHORIZED,
+            Self::NoKey | Self::WrongKey | Self::SessionEnded | Self::SignInRefused | Self::NoPassword => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Engine(_) | Self::Bind { .. } | Self::NeedsPassword(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Engine(_) | Self::Bind { .. } | Self::NeedsPassword(_) | Self::Hash(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

@@ -37,7 +37,7 @@ fn device_ids(list: &[String]) -> Answer<Vec<DeviceId>> {
 }
 
 /// The JSON body, or a 400 that says what is wrong with it.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Answer<T> {
+pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Answer<T> {
     body.map(|Json(b)| b).map_err(|e| ApiError::BadRequest(format!("bad request body: {}", e.body_text())))
 }
 

@@ -11,6 +11,8 @@
 mod auth;
 mod error;
 mod handlers;
+mod session;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
+pub use session::{COOKIE as SESSION_COOKIE, hash_password};
 
 use crate::config::Gui;
 use crate::engine::Engine;
@@ -41,6 +44,11 @@ pub(crate) struct State {
     hosts: Option<Vec<String>>,
     /// Turns true when the daemon stops: open event streams end, so the server can.
     shutdown: watch::Receiver<bool>,
+    /// Signed-in browsers.
+    sessions: session::Sessions,
+    /// Whether session cookies are marked `Secure` (only when the GUI is served over HTTPS,
+    /// which it is not yet).
+    secure_cookies: bool,
 }
 
 type Shared = Arc<State>;
@@ -90,6 +98,8 @@ impl Api {
             started: Instant::now(),
             hosts: allowed_hosts(self.addr),
             shutdown: shutdown.clone(),
+            sessions: session::Sessions::default(),
+            secure_cookies: false,
         });
         let app = router(state);
         axum::serve(self.listener, app)
@@ -114,6 +124,7 @@ fn allowed_hosts(addr: SocketAddr) -> Option<Vec<String>> {
 fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
     use utoipa_axum::routes;
     let (router, mut doc) = OpenApiRouter::new()
+        .routes(routes!(auth::session_info, auth::sign_in, auth::sign_out))
         .routes(routes!(handlers::system))
         .routes(routes!(handlers::qr_svg))
         .routes(routes!(handlers::status))
@@ -131,8 +142,9 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     doc.info = utoipa::openapi::Info::new("Peerfold control API", env!("CARGO_PKG_VERSION"));
     doc.info.description = Some(
-        "Every call needs the `X-API-Key` header (the `api_key` of `[gui]` in config.toml). \
-         Errors are {\"error\": \"one sentence\"}. This document is at /api/openapi.json."
+        "Every call but /api/session needs the `X-API-Key` header (the `api_key` of `[gui]` in \
+         config.toml) or the `peerfold_session` cookie that signing in with POST /api/session \
+         sets. Errors are {\"error\": \"one sentence\"}. This document is at /api/openapi.json."
             .to_owned(),
     );
     (router, doc)
@@ -146,9 +158,8 @@ fn router(state: Shared) -> Router {
             "/api/openapi.json",
             axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
         )
-        .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
-            ApiError::NoRoute(format!("{method} {}", uri.path()))
-        })
+        // Everything outside /api/ is the web UI.
+        .fallback(ui::serve)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::guard))
         .with_state(state)
 }
