@@ -123,8 +123,10 @@ pub(super) async fn sign_in(
     let sign_in = super::handlers::body(sign_in)?;
     let now = Instant::now();
     state.sessions.throttle(now)?;
-    let accepted = match sign_in {
-        SignIn { api_key: Some(key), user: None, password: None } => right_key(&state, key.as_bytes()),
+    let refused = match sign_in {
+        SignIn { api_key: Some(key), user: None, password: None } => {
+            (!right_key(&state, key.as_bytes())).then_some(ApiError::WrongKey)
+        }
         SignIn { api_key: None, user, password: Some(password) } => {
             let gui = state.engine.config().gui.clone();
             let Some(hash) = gui.password_hash else {
@@ -139,7 +141,7 @@ pub(super) async fn sign_in(
             let verified = tokio::task::spawn_blocking(move || session::verify_password(&hash, &password))
                 .await
                 .unwrap_or(false);
-            user_ok && verified
+            (!(user_ok && verified)).then_some(ApiError::SignInRefused)
         }
         _ => {
             return Err(ApiError::BadRequest(
@@ -147,9 +149,9 @@ pub(super) async fn sign_in(
             ));
         }
     };
-    if !accepted {
+    if let Some(refused) = refused {
         state.sessions.failed(now);
-        return Err(ApiError::SignInRefused);
+        return Err(refused);
     }
     let token = state.sessions.open(now);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, session::cookie(&token, state.secure_cookies))])

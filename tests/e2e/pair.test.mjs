@@ -215,4 +215,20 @@ test("two daemons pair, share a folder and sync a file, all through the web UI",
   await pageB.getByText("Up to date", { exact: true }).first().waitFor();
   await pageB.screenshot({ path: join(ARTIFACTS, "folder-b.png"), fullPage: true });
   console.log(`screenshots in ${ARTIFACTS}`);
+
+  // Without the link, the sign-in form: a wrong key is refused with the API's sentence.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(LIMIT);
+  await page.goto(`http://${a.api}/settings`);
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByLabel("API key", { exact: true }).fill("wrong");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByRole("alert").filter({ hasText: "The API key is not valid." }).waitFor();
+  await page.getByLabel("API key", { exact: true }).fill(new URL(guiUrl(a)).hash.slice("#key=".length));
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByRole("heading", { name: "Settings", level: 1 }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await context.close();
 });
