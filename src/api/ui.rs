@@ -22,7 +22,7 @@ const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 <title>Peerfold</title></head><body style=\"font-family: sans-serif; margin: 3em\">\
 <h1>Peerfold</h1><p>The web UI was not built into this binary. Build it with \
 <code>npm install &amp;&amp; npm run build</code> in the source tree, then build and start \
-Peerfold again.</p><p>The control API answers under <a href=\"/api/openapi.json\">/api/</a>.</p>\
+Peerfold again.</p><p>The control API still answers under <code>/api/</code>.</p>\
 </body></html>";
 
 /// Headers every UI response carries: no framing by other sites (clickjacking), no content
@@ -51,7 +51,7 @@ pub(super) async fn serve(method: Method, uri: Uri) -> Response {
     let mut response = match Assets::get(name) {
         Some(file) => file_response(name, file),
         // A missing file (a name with an extension) is a 404; anything else is the app's route.
-        None if name.rsplit('/').next().is_some_and(|last| last.contains('.')) => {
+        None if path.rsplit('/').next().is_some_and(|last| last.contains('.')) => {
             (StatusCode::NOT_FOUND, format!("There is no file {path} in the web UI.")).into_response()
         }
         None => match Assets::get("index.html") {
