@@ -1,7 +1,7 @@
 // The shell: signing in, the navigation, the routes (plain paths; the server answers every
 // non-API path with this page) and the live data every screen reads.
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
-import { Client, errorText, type Device, type Folder, type Pending, type Status, type SystemInfo } from "./client";
+import { ApiError, Client, errorText, type Device, type Folder, type Pending, type Status, type SystemInfo } from "./client";
 import { SignIn } from "./screens/SignIn";
 import { Overview } from "./screens/Overview";
 import { ThisDevice } from "./screens/ThisDevice";
@@ -157,7 +157,7 @@ function LiveProvider(props: { children: React.ReactNode; onSignedOut: () => voi
           ]);
           setData({ system, status, devices, folders, pending, error: undefined });
         } catch (e) {
-          if (e instanceof Error && "status" in e && (e as { status: number }).status === 401) {
+          if (e instanceof ApiError && e.status === 401) {
             onSignedOut();
             return;
           }
