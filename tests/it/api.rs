@@ -585,6 +585,16 @@ fn without_a_password_only_the_key_signs_in_and_gui_url_prints_a_link_with_it() 
 }
 
 #[test]
+fn gui_url_without_a_daemon_makes_the_key_the_daemon_will_use() {
+    let t = TestDir::new();
+    let link = ok(&t.peerfold(&["gui", "url"]));
+    let config: toml::Table = std::fs::read_to_string(t.home().join("config.toml")).unwrap().parse().unwrap();
+    let key = config["gui"]["api_key"].as_str().expect("a key, made and saved");
+    assert_eq!(link.trim(), format!("http://127.0.0.1:8384/#key={key}"));
+    assert_eq!(ok(&t.peerfold(&["gui", "url"])), link, "made once");
+}
+
+#[test]
 fn the_web_ui_is_served_outside_api_without_a_key() {
     let api = Api::start();
     for path in ["/", "/folders/docs", "/settings"] {
