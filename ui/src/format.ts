@@ -65,3 +65,8 @@ export function when(rfc3339: string): string {
 export function unixWhen(seconds: number): string {
   return new Date(seconds * 1000).toLocaleString();
 }
+
+/** "1 file", "2 files". */
+export function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}

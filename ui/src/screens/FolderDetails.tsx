@@ -2,7 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { client, useLive, useNavigate } from "../App";
 import type { Conflict, FailedItem, FileVersions, Folder, NeededItem } from "../client";
 import { Badge, Outcome, Progress, useAction, useLoad } from "../components";
-import { bytes, duration, folderState, percent, rate, shortId, when } from "../format";
+import { bytes, count, duration, folderState, percent, rate, shortId, when } from "../format";
 
 /** One folder: its state, actions, settings, ignore patterns, conflicts, failed and needed items, versions. */
 export function FolderDetails(props: { id: string }) {
@@ -37,15 +37,15 @@ export function FolderDetails(props: { id: string }) {
             <dd>{folder.type}</dd>
             <dt>Local</dt>
             <dd>
-              {status.local.files} files, {status.local.directories} directories, {bytes(status.local.bytes)}
+              {count(status.local.files, "file")}, {count(status.local.directories, "directory", "directories")}, {bytes(status.local.bytes)}
             </dd>
             <dt>Global</dt>
             <dd>
-              {status.global.files} files, {bytes(status.global.bytes)}
+              {count(status.global.files, "file")}, {bytes(status.global.bytes)}
             </dd>
             <dt>Needed</dt>
             <dd>
-              {status.need.items} items, {bytes(status.need.bytes)}
+              {count(status.need.items, "item")}, {bytes(status.need.bytes)}
             </dd>
             <dt>Rate</dt>
             <dd>{rate(status.rate_bps)}</dd>

@@ -2,7 +2,7 @@ import { useState } from "react";
 import { client, Link, useLive } from "../App";
 import type { PendingFolder } from "../client";
 import { Badge, Outcome, Progress, useAction } from "../components";
-import { bytes, duration, folderState, percent, rate, shortId, unixWhen } from "../format";
+import { bytes, count, duration, folderState, percent, rate, shortId, unixWhen } from "../format";
 
 /** Folders, devices, and what other devices asked for. */
 export function Overview() {
@@ -38,17 +38,17 @@ export function Overview() {
                   <dd className="mono">{f.path}</dd>
                   <dt>Local</dt>
                   <dd>
-                    {f.local.files} files, {bytes(f.local.bytes)}
+                    {count(f.local.files, "file")}, {bytes(f.local.bytes)}
                   </dd>
                   <dt>Global</dt>
                   <dd>
-                    {f.global.files} files, {bytes(f.global.bytes)}
+                    {count(f.global.files, "file")}, {bytes(f.global.bytes)}
                   </dd>
                   {f.need.items > 0 && (
                     <>
                       <dt>Needed</dt>
                       <dd>
-                        {f.need.items} items, {bytes(f.need.bytes)}
+                        {count(f.need.items, "item")}, {bytes(f.need.bytes)}
                       </dd>
                     </>
                   )}
