@@ -52,7 +52,7 @@ pub enum ApiError {
     },
     #[error(
         "refusing to serve the API on {0}, which is not a loopback address, without a GUI password \
-         (set password_hash under [gui] in config.toml, or use 127.0.0.1)"
+         (set one with `peerfold gui password`, or use 127.0.0.1)"
     )]
     NeedsPassword(String),
 }
