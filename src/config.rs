@@ -415,7 +415,7 @@ pub struct Config {
     pub gui: Gui,
 }
 
-/// Where the control API (and later the web UI) listens, and who may use it: the `[gui]`
+/// Where the control API and the web UI listen, and who may use it: the `[gui]`
 /// table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -425,8 +425,11 @@ pub struct Gui {
     /// The key every API call carries in `X-API-Key`; generated on the first `serve` and saved.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub api_key: String,
-    /// The hash of the GUI password (sessions with it are still to come); required before
-    /// listening on anything but loopback.
+    /// The user name a browser signs in with, with the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The GUI password as an Argon2id PHC string (`peerfold gui password` sets it); required
+    /// before listening on anything but loopback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
     /// Serve the API and web UI over HTTPS, with `https-cert.pem` / `https-key.pem` from the
@@ -443,6 +446,7 @@ impl Default for Gui {
         Self {
             address: DEFAULT_GUI_ADDRESS.to_owned(),
             api_key: String::new(),
+            user: None,
             password_hash: None,
             tls: false,
         }

@@ -42,6 +42,12 @@ pub enum DaemonError {
     Db(#[from] DbError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error("cannot write {}", path.display())]
+    GuiAddressFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Whether and where the control API listens over HTTP (the control socket is always served).
@@ -102,6 +108,12 @@ impl Daemon {
             }
         };
         let api_url = api.as_ref().map(Api::url);
+        // Where `peerfold gui url` finds the running API (the configured address may say port 0).
+        if let Some(api) = &api {
+            let file = home.dir().join(crate::home::GUI_ADDRESS_FILE);
+            std::fs::write(&file, api.local_addr().to_string())
+                .map_err(|source| DaemonError::GuiAddressFile { path: file, source })?;
+        }
         let index = Index::open(&home.index_path()).await?;
         let net = Net::bind(TlsIdentity::new(&identity)?, &options.listen).await?;
         let listening = net.local_addresses();
@@ -168,6 +180,9 @@ impl Daemon {
     /// engine. Every other holder of [`Daemon::engine`] must have let go of it by now, or the
     /// engine stops without finishing its index writes.
     pub async fn shutdown(self) {
+        if self.api.is_some() {
+            let _ = std::fs::remove_file(self.home.dir().join(crate::home::GUI_ADDRESS_FILE));
+        }
         let _ = self.stop.send(true);
         if let Ok(Err(e)) = self.control.await {
             tracing::warn!(error = %error_chain(&e), "control socket");

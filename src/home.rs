@@ -12,6 +12,9 @@ pub const INDEX_FILE: &str = "index.db";
 /// The configuration's file name inside a home.
 pub const CONFIG_FILE: &str = "config.toml";
 const LOCK_FILE: &str = "peerfold.lock";
+/// Where a running daemon's API and web UI listen (`HOST:PORT`, as bound), written by `serve`
+/// while it runs, so `peerfold gui url` can name the port even when it was picked at random.
+pub const GUI_ADDRESS_FILE: &str = "gui-address";
 
 /// Errors opening a home.
 #[derive(Debug, thiserror::Error)]

@@ -120,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Sign in to the web UI: its password, or a link that signs a browser in
+    Gui {
+        #[command(subcommand)]
+        command: GuiCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +204,18 @@ enum ConflictsCommand {
         #[arg(value_name = "CONFLICT-PATH")]
         conflict: String,
     },
+}
+
+#[derive(Subcommand)]
+enum GuiCommand {
+    /// Set the web UI's password, read from stdin (the daemon must not be running)
+    Password {
+        /// The user name to sign in with [default: the one set before, else admin]
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print a link that signs a browser in to the web UI (it holds the API key: keep it private)
+    Url,
 }
 
 #[derive(Subcommand)]
@@ -474,6 +491,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Gui { command: GuiCommand::Url } => return gui_url(&home_dir),
+        Command::Gui { command: GuiCommand::Password { user } } => {
+            return gui_password(&home_dir, user.clone());
+        }
         _ => {}
     }
     if let Some(request) = to_request(&cli.command)? {
@@ -501,8 +522,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Folder { .. }
         | Command::Conflicts { .. }
         | Command::Pending { .. }
-        | Command::Config { .. } => {
-            unreachable!("served or answered as requests above")
+        | Command::Config { .. }
+        | Command::Gui { .. } => {
+            unreachable!("served or answered above")
         }
     }
 }
@@ -513,7 +535,11 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
     use control::Request;
     let edit = |edit| Some(Request::Edit { edit });
     Ok(match command {
-        Command::Id { .. } | Command::Scan { .. } | Command::Serve { .. } | Command::Config { .. } => None,
+        Command::Id { .. }
+        | Command::Scan { .. }
+        | Command::Serve { .. }
+        | Command::Config { .. }
+        | Command::Gui { .. } => None,
         Command::Pending { command } => Some(match command {
             None | Some(PendingCommand::List { .. }) => Request::Pending,
             Some(PendingCommand::AcceptDevice { device_id, name, addresses }) => Request::AcceptDevice {
@@ -945,6 +971,71 @@ fn describe(root: &Path, s: &ScanSummary) -> String {
         s.deleted,
         s.issues.len(),
     )
+}
+
+/// `peerfold gui url`: the web UI's address with the API key in the fragment, which the page
+/// trades for a session cookie (a fragment never reaches a server or its logs).
+fn gui_url(home_dir: &Path) -> anyhow::Result<()> {
+    let config_path = home_dir.join(home::CONFIG_FILE);
+    // A running daemon holds the home and says where it listens; otherwise the key is made here
+    // (as the first `serve` would) so the link works once the daemon starts.
+    let (config, address) = match Home::open(home_dir) {
+        Err(HomeError::Locked { .. }) => {
+            let config = Config::load(&config_path)?;
+            let running = std::fs::read_to_string(home_dir.join(home::GUI_ADDRESS_FILE)).ok();
+            let address = running.map(|a| a.trim().to_owned()).unwrap_or_else(|| config.gui.address.clone());
+            (config, address)
+        }
+        Err(e) => return Err(e.into()),
+        Ok(home) => {
+            let mut config = load_config(&home)?;
+            if config.gui.ensure_api_key() {
+                config.save(&home.config_path())?;
+            }
+            let address = config.gui.address.clone();
+            (config, address)
+        }
+    };
+    if config.gui.api_key.is_empty() {
+        bail!("the daemon has no API key yet; run `peerfold serve` once");
+    }
+    // A wildcard address is where the daemon listens, not an address to browse to.
+    let address = address.replacen("0.0.0.0:", "127.0.0.1:", 1).replacen("[::]:", "[::1]:", 1);
+    let scheme = if config.gui.tls { "https" } else { "http" };
+    println!("{scheme}://{address}/#key={}", config.gui.api_key);
+    Ok(())
+}
+
+/// `peerfold gui password`: reads a new password (twice, unechoed, on a terminal; one line
+/// otherwise) and stores its Argon2id hash. Needs the home, so the daemon cannot overwrite the
+/// change with its own copy of the configuration.
+fn gui_password(home_dir: &Path, user: Option<String>) -> anyhow::Result<()> {
+    let home = Home::open(home_dir).map_err(|e| match e {
+        HomeError::Locked { .. } => anyhow!("{e}; stop the daemon, set the password, and start it again"),
+        e => e.into(),
+    })?;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New web UI password: ")?;
+        let again = rpassword::prompt_password("The same again: ")?;
+        if first != again {
+            bail!("the two passwords differ; nothing changed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("the password is empty; nothing changed");
+    }
+    let mut config = load_config(&home)?;
+    let user = user.or_else(|| config.gui.user.clone()).unwrap_or_else(|| "admin".to_owned());
+    config.gui.password_hash = Some(peerfold::api::hash_password(&password)?);
+    config.gui.user = Some(user.clone());
+    config.save(&home.config_path())?;
+    println!("Set the web UI password of user \"{user}\".");
+    Ok(())
 }
 
 async fn serve(

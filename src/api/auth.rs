@@ -1,13 +1,27 @@
-//! Who may call: every request passes the Host check (DNS rebinding), the Origin check
-//! (cross-site requests) and the API key, in that order, before any handler runs.
+//! Who may call: every request passes the Host check (DNS rebinding) and the Origin check
+//! (cross-site requests), in that order, before any handler runs; a call under `/api/` also
+//! needs the API key or a signed-in browser session. The web UI's files (everything outside
+//! `/api/`) and `/api/session` (which is how one signs in) need neither.
+//! The `/api/session` routes live here too: signing in with the key or the GUI password.
 
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Request, State};
-use axum::http::header::{HOST, ORIGIN};
+use axum::http::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
+use utoipa::ToSchema;
 
+use super::session;
 use super::{API_KEY_HEADER, ApiError, Shared};
+
+/// The one path under `/api/` that answers without the key: signing in.
+const SESSION_PATH: &str = "/api/session";
 
 pub(super) async fn guard(
     State(state): State<Shared>,
@@ -40,12 +54,121 @@ pub(super) async fn guard(
             ));
         }
     }
-    let key = headers.get(API_KEY_HEADER).ok_or(ApiError::NoKey)?;
-    // Constant time, so the key cannot be guessed a byte at a time from response times.
-    if !bool::from(key.as_bytes().ct_eq(state.api_key.as_bytes())) || state.api_key.is_empty() {
-        return Err(ApiError::WrongKey);
+    let path = request.uri().path();
+    let api = path == "/api" || path.starts_with("/api/");
+    if api && path != SESSION_PATH {
+        authorised(&state, headers)?;
     }
     Ok(next.run(request).await)
+}
+
+/// Whether the request carries the API key or an open session's cookie. A key that is sent
+/// must be right, whatever cookie comes with it.
+fn authorised(state: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(key) = headers.get(API_KEY_HEADER) {
+        return if right_key(state, key.as_bytes()) { Ok(()) } else { Err(ApiError::WrongKey) };
+    }
+    match session_token(headers) {
+        Some(token) if state.sessions.check(&token, Instant::now()) => Ok(()),
+        Some(_) => Err(ApiError::SessionEnded),
+        None => Err(ApiError::NoKey),
+    }
+}
+
+/// Constant time, so the key cannot be guessed a byte at a time from response times.
+fn right_key(state: &Shared, key: &[u8]) -> bool {
+    !state.api_key.is_empty() && bool::from(key.ct_eq(state.api_key.as_bytes()))
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    session::token_in(headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct SessionInfo {
+    /// Whether this request is signed in (by its session cookie or the API key).
+    signed_in: bool,
+    /// Whether a GUI password is set, so signing in with user and password can work.
+    password_set: bool,
+    /// The GUI user name, if one is set.
+    user: Option<String>,
+}
+
+/// Whether this browser is signed in, and how it could sign in. Needs no key.
+#[utoipa::path(get, path = "/api/session", responses((status = 200, body = SessionInfo)))]
+pub(super) async fn session_info(State(state): State<Shared>, headers: HeaderMap) -> Json<SessionInfo> {
+    let gui = state.engine.config().gui.clone();
+    Json(SessionInfo {
+        // The control socket and the desktop app in-process are trusted: nobody signs in there.
+        signed_in: state.local || authorised(&state, &headers).is_ok(),
+        password_set: gui.password_hash.is_some(),
+        user: gui.user,
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SignIn {
+    /// The API key (what `peerfold gui url` puts in the link it prints).
+    api_key: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// Signs a browser in with the API key or the GUI user and password: 204 and a session cookie
+/// (`peerfold_session`, HttpOnly, SameSite=Strict), or 401. Needs no key.
+#[utoipa::path(post, path = "/api/session", request_body = SignIn,
+    responses((status = 204, description = "signed in; the cookie is set"), (status = 400),
+        (status = 401, description = "wrong key, user or password"), (status = 429, description = "too many failed tries")))]
+pub(super) async fn sign_in(
+    State(state): State<Shared>,
+    sign_in: Result<Json<SignIn>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let sign_in = super::handlers::body(sign_in)?;
+    let now = Instant::now();
+    state.sessions.throttle(now)?;
+    let refused = match sign_in {
+        SignIn { api_key: Some(key), user: None, password: None } => {
+            (!right_key(&state, key.as_bytes())).then_some(ApiError::WrongKey)
+        }
+        SignIn { api_key: None, user, password: Some(password) } => {
+            let gui = state.engine.config().gui.clone();
+            let Some(hash) = gui.password_hash else {
+                return Err(ApiError::NoPassword);
+            };
+            let user_ok = match (&gui.user, &user) {
+                (Some(want), Some(got)) => bool::from(want.as_bytes().ct_eq(got.as_bytes())),
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            // Argon2 takes tens of milliseconds of CPU on purpose: not on the runtime's threads.
+            let verified = tokio::task::spawn_blocking(move || session::verify_password(&hash, &password))
+                .await
+                .unwrap_or(false);
+            (!(user_ok && verified)).then_some(ApiError::SignInRefused)
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "sign in with {\"api_key\"} or with {\"user\", \"password\"}".into(),
+            ));
+        }
+    };
+    if let Some(refused) = refused {
+        state.sessions.failed(now);
+        return Err(refused);
+    }
+    let token = state.sessions.open(now);
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, session::cookie(&token, state.secure_cookies))])
+        .into_response())
+}
+
+/// Signs this browser out: its session ends and its cookie is cleared. Needs no key.
+#[utoipa::path(delete, path = "/api/session", responses((status = 204, description = "signed out")))]
+pub(super) async fn sign_out(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        state.sessions.close(&token);
+    }
+    (StatusCode::NO_CONTENT, [(SET_COOKIE, session::expired_cookie())]).into_response()
 }
 
 /// `host` with `:default` appended when it has no port (`[::1]` has colons but no port).

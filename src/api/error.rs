@@ -22,10 +22,23 @@ pub enum ApiError {
     /// No route answers this method and path.
     #[error("there is no API route {0}")]
     NoRoute(String),
-    #[error("this call needs the API key in the X-API-Key header")]
+    #[error("this call needs the API key in the X-API-Key header, or a signed-in browser")]
     NoKey,
     #[error("the API key is not valid")]
     WrongKey,
+    #[error("this browser's session has ended; sign in again")]
+    SessionEnded,
+    #[error("the user name or password is wrong")]
+    SignInRefused,
+    #[error(
+        "no GUI password is set: sign in with the link `peerfold gui url` prints, or set a password \
+         with `peerfold gui password`"
+    )]
+    NoPassword,
+    #[error("too many failed sign-ins; wait a minute and try again")]
+    TooManyAttempts,
+    #[error("cannot hash the password: {0}")]
+    Hash(argon2::password_hash::Error),
     /// Refused before looking at the key: a Host this server does not answer to (DNS
     /// rebinding) or an Origin other than the server itself (a cross-site request).
     #[error("{0}")]
@@ -42,7 +55,7 @@ pub enum ApiError {
     Certificate { path: std::path::PathBuf, reason: String },
     #[error(
         "refusing to serve the API on {0}, which is not a loopback address, without a GUI password \
-         (set password_hash under [gui] in config.toml, or use 127.0.0.1)"
+         (set one with `peerfold gui password`, or use 127.0.0.1)"
     )]
     NeedsPassword(String),
     /// An in-process call's answer could not be read ([`super::InProcess`]).
@@ -84,13 +97,17 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::Change(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
-            Self::NoKey | Self::WrongKey => StatusCode::UNAUTHORIZED,
+            Self::NoKey | Self::WrongKey | Self::SessionEnded | Self::SignInRefused | Self::NoPassword => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Engine(_)
             | Self::Bind { .. }
             | Self::NeedsPassword(_)
             | Self::Certificate { .. }
-            | Self::InProcess(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::InProcess(_)
+            | Self::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

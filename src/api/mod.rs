@@ -15,6 +15,8 @@ mod error;
 mod folder_details;
 mod handlers;
 pub mod https;
+mod session;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
+pub use session::{COOKIE as SESSION_COOKIE, hash_password};
 
 use crate::config::Gui;
 use crate::engine::Engine;
@@ -48,6 +51,10 @@ pub(crate) struct State {
     /// Served on the owner-only control socket: the socket's permissions are the
     /// authentication, and there is no browser to guard against.
     local: bool,
+    /// Signed-in browsers.
+    sessions: session::Sessions,
+    /// Whether session cookies are marked `Secure`: when the GUI is served over HTTPS.
+    secure_cookies: bool,
 }
 
 type Shared = Arc<State>;
@@ -108,6 +115,8 @@ impl Api {
             hosts: allowed_hosts(self.addr),
             shutdown: shutdown.clone(),
             local: false,
+            sessions: session::Sessions::default(),
+            secure_cookies: self.tls.is_some(),
         });
         let app = router(state);
         let stopped = async move {
@@ -141,6 +150,8 @@ pub(crate) async fn serve_local(
         hosts: None,
         shutdown: shutdown.clone(),
         local: true,
+        sessions: session::Sessions::default(),
+        secure_cookies: false,
     });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
@@ -177,6 +188,8 @@ impl InProcess {
             hosts: None,
             shutdown: stopped,
             local: true,
+            sessions: session::Sessions::default(),
+            secure_cookies: false,
         });
         Self { router: router(state), _shutdown: shutdown }
     }
@@ -259,6 +272,7 @@ fn allowed_hosts(addr: SocketAddr) -> Option<Vec<String>> {
 fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
     use utoipa_axum::routes;
     let (router, mut doc) = OpenApiRouter::new()
+        .routes(routes!(auth::session_info, auth::sign_in, auth::sign_out))
         .routes(routes!(handlers::system))
         .routes(routes!(handlers::qr_svg))
         .routes(routes!(handlers::status))
@@ -289,8 +303,9 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     doc.info = utoipa::openapi::Info::new("Peerfold control API", env!("CARGO_PKG_VERSION"));
     doc.info.description = Some(
-        "Every call needs the `X-API-Key` header (the `api_key` of `[gui]` in config.toml). \
-         Errors are {\"error\": \"one sentence\"}. This document is at /api/openapi.json."
+        "Every call but /api/session needs the `X-API-Key` header (the `api_key` of `[gui]` in \
+         config.toml) or the `peerfold_session` cookie that signing in with POST /api/session \
+         sets. Errors are {\"error\": \"one sentence\"}. This document is at /api/openapi.json."
             .to_owned(),
     );
     (router, doc)
@@ -304,9 +319,8 @@ fn router(state: Shared) -> Router {
             "/api/openapi.json",
             axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
         )
-        .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
-            ApiError::NoRoute(format!("{method} {}", uri.path()))
-        })
+        // Everything outside /api/ is the web UI.
+        .fallback(ui::serve)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::guard))
         .with_state(state)
 }

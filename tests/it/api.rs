@@ -558,6 +558,9 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "POST /api/pending/folders/{folder}/dismiss",
         "GET /api/events",
         "GET /api/log",
+        "GET /api/session",
+        "POST /api/session",
+        "DELETE /api/session",
     ];
     want.sort();
     assert_eq!(listed, want, "the document lists exactly the routes the tests cover");
@@ -566,6 +569,208 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
     let (status, answer) = api.get("/api/not-documented");
     assert_eq!(status, 404);
     assert!(answer["error"].as_str().unwrap().contains("no API route"), "{answer}");
+}
+
+/// `peerfold gui password --user USER`, the password on stdin.
+fn set_password(t: &TestDir, user: &str, password: &str) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peerfold"))
+        .arg("--home")
+        .arg(t.home())
+        .args(["gui", "password", "--user", user])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+impl Api {
+    /// A request with the given extra headers and no API key; the status, the answer and the
+    /// `Set-Cookie` header.
+    fn without_key(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value, String) {
+        let mut request = ureq::http::Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = request.header("Content-Type", "application/json").body(body).unwrap();
+        let response = self.agent.run(request).unwrap();
+        let cookie =
+            response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let (status, answer) = Self::answer(response);
+        (status, answer, cookie)
+    }
+}
+
+#[test]
+fn a_browser_signs_in_with_the_password_or_the_key_and_out_again() {
+    let t = TestDir::new();
+    let out = set_password(&t, "alice", "correct horse");
+    assert!(ok(&out).contains("alice"));
+    let config = std::fs::read_to_string(t.home().join("config.toml")).unwrap();
+    assert!(config.contains("password_hash = \"$argon2id$"), "{config}");
+    assert!(!config.contains("correct horse"), "only the hash is stored");
+    let api = Api::start_on(t, &format!("tcp://127.0.0.1:{}", free_port()));
+    let err = crate::util::fails(&set_password(&api.t, "alice", "other"));
+    assert!(err.contains("stop the daemon"), "{err}");
+
+    let (status, info, _) = api.without_key("GET", "/api/session", &[], None);
+    assert_eq!((status, info), (200, json!({"signed_in": false, "password_set": true, "user": "alice"})));
+    let (status, _, _) = api.without_key("GET", "/api/system", &[], None);
+    assert_eq!(status, 401, "no key and no session");
+
+    let wrong = [
+        json!({"user": "alice", "password": "wrong horse"}),
+        json!({"user": "bob", "password": "correct horse"}),
+        json!({"api_key": "not-the-key"}),
+    ];
+    for body in wrong {
+        let (status, answer, cookie) = api.without_key("POST", "/api/session", &[], Some(body.clone()));
+        assert_eq!(status, 401, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        let want =
+            if body.get("api_key").is_some() { "the API key is not valid" } else { "password is wrong" };
+        assert!(error.contains(want), "{error}");
+        assert!(cookie.is_empty(), "{body}: no cookie when refused");
+    }
+    let (status, answer, _) = api.without_key("POST", "/api/session", &[], Some(json!({})));
+    assert_eq!(status, 400, "{answer}");
+
+    // The password opens a session; its cookie alone is then enough.
+    let (status, _, set_cookie) = api.without_key(
+        "POST",
+        "/api/session",
+        &[],
+        Some(json!({"user": "alice", "password": "correct horse"})),
+    );
+    assert_eq!(status, 204);
+    assert!(set_cookie.starts_with("peerfold_session="), "{set_cookie}");
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Strict")
+            && set_cookie.contains("Path=/"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = [("Cookie", cookie.as_str())];
+    let (status, system, _) = api.without_key("GET", "/api/system", &with_cookie, None);
+    assert_eq!((status, system["id"].as_str()), (200, Some(api.id.as_str())));
+    let (_, info, _) = api.without_key("GET", "/api/session", &with_cookie, None);
+    assert_eq!(info["signed_in"], true);
+    let (status, _, _) = api.without_key("POST", "/api/folders/nothing/scan", &with_cookie, None);
+    assert_eq!(status, 404, "changes too, not just reads");
+
+    // A cross-site page cannot ride on the cookie.
+    let addr = &api.daemon.api;
+    let (status, text) = raw(
+        addr,
+        &format!(
+            "GET /api/system HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nOrigin: http://evil.example\r\n"
+        ),
+    );
+    assert_eq!(status, 403, "{text}");
+    let same_site = format!("http://{addr}");
+    let (status, _, _) = api.without_key(
+        "GET",
+        "/api/system",
+        &[("Cookie", cookie.as_str()), ("Origin", same_site.as_str())],
+        None,
+    );
+    assert_eq!(status, 200);
+
+    // Signed out, the cookie opens nothing.
+    let (status, _, cleared) = api.without_key("DELETE", "/api/session", &with_cookie, None);
+    assert_eq!(status, 204);
+    assert!(cleared.starts_with("peerfold_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    let (status, answer, _) = api.without_key("GET", "/api/system", &with_cookie, None);
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("sign in again"), "{answer}");
+    let (_, info, _) = api.without_key("GET", "/api/session", &with_cookie, None);
+    assert_eq!(info["signed_in"], false);
+
+    // The key opens a session too (what the link of `peerfold gui url` does).
+    let (status, _, set_cookie) =
+        api.without_key("POST", "/api/session", &[], Some(json!({"api_key": api.key})));
+    assert_eq!(status, 204);
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let (status, _, _) = api.without_key("GET", "/api/status", &[("Cookie", cookie.as_str())], None);
+    assert_eq!(status, 200);
+    let (status, _, _) =
+        api.without_key("GET", "/api/status", &[("Cookie", "peerfold_session=made-up")], None);
+    assert_eq!(status, 401);
+
+    // Guessing is slowed down: after a run of failures, even the right password waits.
+    let mut throttled = false;
+    for _ in 0..12 {
+        let (status, answer, _) =
+            api.without_key("POST", "/api/session", &[], Some(json!({"user": "alice", "password": "guess"})));
+        if status == 429 {
+            assert!(answer["error"].as_str().unwrap().contains("too many failed sign-ins"), "{answer}");
+            throttled = true;
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    assert!(throttled, "failed sign-ins are limited");
+    let (status, _, _) = api.without_key(
+        "POST",
+        "/api/session",
+        &[],
+        Some(json!({"user": "alice", "password": "correct horse"})),
+    );
+    assert_eq!(status, 429);
+}
+
+#[test]
+fn without_a_password_only_the_key_signs_in_and_gui_url_prints_a_link_with_it() {
+    let api = Api::start();
+    let (status, answer, _) =
+        api.without_key("POST", "/api/session", &[], Some(json!({"user": "admin", "password": "x"})));
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("peerfold gui url"), "{answer}");
+    let link = ok(&api.t.peerfold(&["gui", "url"]));
+    assert_eq!(
+        link.trim(),
+        format!("http://{}/#key={}", api.daemon.api, api.key),
+        "the running daemon's address"
+    );
+}
+
+#[test]
+fn gui_url_without_a_daemon_makes_the_key_the_daemon_will_use() {
+    let t = TestDir::new();
+    let link = ok(&t.peerfold(&["gui", "url"]));
+    let config: toml::Table = std::fs::read_to_string(t.home().join("config.toml")).unwrap().parse().unwrap();
+    let key = config["gui"]["api_key"].as_str().expect("a key, made and saved");
+    assert_eq!(link.trim(), format!("http://127.0.0.1:8384/#key={key}"));
+    assert_eq!(ok(&t.peerfold(&["gui", "url"])), link, "made once");
+}
+
+#[test]
+fn the_web_ui_is_served_outside_api_without_a_key() {
+    let api = Api::start();
+    for path in ["/", "/folders/docs", "/settings"] {
+        let (status, text) =
+            raw(&api.daemon.api, &format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", api.daemon.api));
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(text.to_ascii_lowercase().contains("content-type: text/html"), "{text}");
+        // The built UI, or (in a tree where it was never built) the page saying how to build it.
+        assert!(text.contains("<div id=\"root\">") || text.contains("npm run build"), "{text}");
+        assert!(text.to_ascii_lowercase().contains("x-frame-options: deny"), "{text}");
+    }
+    let (status, _) =
+        raw(&api.daemon.api, &format!("GET /nothing.js HTTP/1.1\r\nHost: {}\r\n", api.daemon.api));
+    assert_eq!(status, 404, "a missing file is not the app");
+    let (status, _) = raw(&api.daemon.api, "GET / HTTP/1.1\r\nHost: evil.example\r\n");
+    assert_eq!(status, 403, "the Host check still applies");
 }
 
 #[test]

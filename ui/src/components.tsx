@@ -1,0 +1,83 @@
+// Small pieces the screens share: running an API call with its outcome shown as a sentence.
+import { useCallback, useState } from "react";
+import { errorText, type Edited } from "./client";
+
+export interface Action {
+  busy: boolean;
+  error?: string;
+  message?: string;
+  /** Runs `call`; its error (or the change's message) shows in `<Outcome>`. True if it worked. */
+  run: (call: () => Promise<unknown>) => Promise<boolean>;
+  clear: () => void;
+}
+
+export function useAction(): Action {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const [message, setMessage] = useState<string>();
+  const run = useCallback(async (call: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(undefined);
+    setMessage(undefined);
+    try {
+      const answer = await call();
+      const said = (answer as Edited | undefined)?.message;
+      if (typeof said === "string" && said) setMessage(said);
+      return true;
+    } catch (e) {
+      setError(errorText(e));
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  const clear = useCallback(() => {
+    setError(undefined);
+    setMessage(undefined);
+  }, []);
+  return { busy, error, message, run, clear };
+}
+
+export function Outcome(props: { action: Action }) {
+  const { error, message } = props.action;
+  if (error)
+    return (
+      <p role="alert" className="error">
+        {error}
+      </p>
+    );
+  if (message)
+    return (
+      <p role="status" className="ok-message">
+        {message}
+      </p>
+    );
+  return null;
+}
+
+export function Badge(props: { tone: string; children: React.ReactNode }) {
+  return <span className={`badge ${props.tone}`}>{props.children}</span>;
+}
+
+export function Progress(props: { value: number; label: string }) {
+  return (
+    <div className="progress" role="progressbar" aria-label={props.label} aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(props.value)}>
+      <div style={{ width: `${props.value}%` }} />
+    </div>
+  );
+}
+
+/** Data that one screen loads for itself (folder details), with its error as a sentence. */
+export function useLoad<T>() {
+  const [data, setData] = useState<T>();
+  const [error, setError] = useState<string>();
+  const load = useCallback(async (call: () => Promise<T>) => {
+    try {
+      setData(await call());
+      setError(undefined);
+    } catch (e) {
+      setError(errorText(e));
+    }
+  }, []);
+  return { data, error, load };
+}

@@ -1,0 +1,81 @@
+import { useState } from "react";
+import { client, useLive, useNavigate } from "../App";
+import { Outcome, useAction } from "../components";
+import { PendingRequests } from "./Overview";
+
+/** Adding a device by its ID; devices that asked to connect are listed above to accept. */
+export function AddDevice() {
+  const live = useLive();
+  const navigate = useNavigate();
+  const action = useAction();
+  const [id, setId] = useState("");
+  const [name, setName] = useState("");
+  const [addresses, setAddresses] = useState("");
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const list = addresses
+      .split(/[\s,]+/)
+      .map((a) => a.trim())
+      .filter(Boolean);
+    const ok = await action.run(() =>
+      client.addDevice({ id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined }),
+    );
+    if (ok) {
+      await live.refresh();
+      setId("");
+      setName("");
+      setAddresses("");
+    }
+  };
+  return (
+    <>
+      <h1>Add a device</h1>
+      <PendingRequests />
+      <form className="card form" onSubmit={submit} aria-label="Add a device">
+        <label>
+          Device ID
+          <textarea
+            rows={2}
+            value={id}
+            onChange={(e) => setId(e.target.value)}
+            placeholder="MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD"
+            required
+            spellCheck={false}
+            aria-describedby="device-id-hint"
+          />
+        </label>
+        <p className="hint" id="device-id-hint">
+          On the other device: its "This device" page, or <code>peerfold id</code>.
+        </p>
+        <label>
+          Name
+          <input value={name} onChange={(e) => setName(e.target.value)} placeholder="laptop" />
+        </label>
+        <label>
+          Addresses
+          <input
+            value={addresses}
+            onChange={(e) => setAddresses(e.target.value)}
+            placeholder="tcp://192.0.2.7:22000, quic://192.0.2.7:22000"
+            spellCheck={false}
+            aria-describedby="addresses-hint"
+          />
+        </label>
+        <p className="hint" id="addresses-hint">
+          Comma-separated; leave empty to find it by discovery ("dynamic").
+        </p>
+        <div className="actions">
+          <button type="submit" className="primary" disabled={action.busy}>
+            Add device
+          </button>
+          {action.message && (
+            <button type="button" onClick={() => navigate("/")}>
+              Back to the overview
+            </button>
+          )}
+        </div>
+        <Outcome action={action} />
+      </form>
+    </>
+  );
+}

@@ -1,0 +1,94 @@
+import { useState } from "react";
+import { client, useLive, useNavigate } from "../App";
+import type { FolderType } from "../client";
+import { Outcome, useAction } from "../components";
+import { shortId } from "../format";
+
+/** Sharing a folder: path, label, type, and one checkbox per device (who may have it). */
+export function AddFolder() {
+  const live = useLive();
+  const navigate = useNavigate();
+  const action = useAction();
+  const [id, setId] = useState("");
+  const [label, setLabel] = useState("");
+  const [path, setPath] = useState("");
+  const [type, setType] = useState<FolderType>("send-receive");
+  const [create, setCreate] = useState(false);
+  const [devices, setDevices] = useState<Set<string>>(new Set());
+  const toggle = (d: string) => {
+    const next = new Set(devices);
+    if (next.has(d)) next.delete(d);
+    else next.add(d);
+    setDevices(next);
+  };
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const folderId = id.trim() || suggestId(label || path);
+    const ok = await action.run(() =>
+      client.addFolder({ id: folderId, path: path.trim(), label: label.trim(), type, devices: [...devices], create }),
+    );
+    if (ok) {
+      await live.refresh();
+      navigate(`/folders/${encodeURIComponent(folderId)}`);
+    }
+  };
+  return (
+    <>
+      <h1>Share a folder</h1>
+      <form className="card form" onSubmit={submit} aria-label="Share a folder">
+        <label>
+          Path
+          <input value={path} onChange={(e) => setPath(e.target.value)} placeholder="/home/me/Photos" required spellCheck={false} />
+        </label>
+        <label className="check">
+          <input type="checkbox" checked={create} onChange={(e) => setCreate(e.target.checked)} />
+          Create the directory if it does not exist
+        </label>
+        <label>
+          Label
+          <input value={label} onChange={(e) => setLabel(e.target.value)} placeholder="Photos" />
+        </label>
+        <label>
+          Folder ID
+          <input value={id} onChange={(e) => setId(e.target.value)} placeholder={suggestId(label || path) || "photos"} spellCheck={false} aria-describedby="folder-id-hint" />
+        </label>
+        <p className="hint" id="folder-id-hint">
+          The same on every device that shares it; made from the label if left empty.
+        </p>
+        <label>
+          Type
+          <select value={type} onChange={(e) => setType(e.target.value as FolderType)}>
+            <option value="send-receive">Send and receive</option>
+            <option value="send-only">Send only</option>
+            <option value="receive-only">Receive only</option>
+          </select>
+        </label>
+        <fieldset>
+          <legend>Share with</legend>
+          {live.devices.length === 0 && <p className="empty">No devices yet: add one first.</p>}
+          {live.devices.map((d) => (
+            <label key={d.id} className="check">
+              <input type="checkbox" checked={devices.has(d.id)} onChange={() => toggle(d.id)} />
+              {d.name || shortId(d.id)}
+            </label>
+          ))}
+        </fieldset>
+        <div className="actions">
+          <button type="submit" className="primary" disabled={action.busy}>
+            Share folder
+          </button>
+        </div>
+        <Outcome action={action} />
+      </form>
+    </>
+  );
+}
+
+/** A folder ID from a label or path: lower case letters, digits and dashes. */
+function suggestId(from: string): string {
+  const last = from.trim().split("/").filter(Boolean).pop() ?? "";
+  return last
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "");
+}

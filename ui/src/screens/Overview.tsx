@@ -1,0 +1,236 @@
+import { useState } from "react";
+import { client, Link, useLive } from "../App";
+import type { PendingFolder } from "../client";
+import { Badge, Outcome, Progress, useAction } from "../components";
+import { bytes, count, duration, folderState, percent, rate, shortId, unixWhen } from "../format";
+
+/** Folders, devices, and what other devices asked for. */
+export function Overview() {
+  const live = useLive();
+  const status = live.status;
+  const names = new Map(live.devices.map((d) => [d.id, d.name || shortId(d.id)]));
+  return (
+    <>
+      <h1>Overview</h1>
+      <PendingRequests />
+      <section aria-labelledby="folders-title">
+        <div className="section-head">
+          <h2 id="folders-title">Folders</h2>
+          <Link to="/folders/add" className="button">
+            Share a folder
+          </Link>
+        </div>
+        {status && status.folders.length === 0 && <p className="empty">No folders yet.</p>}
+        <ul className="cards">
+          {status?.folders.map((f) => {
+            const state = folderState(f);
+            return (
+              <li key={f.id} className="card" aria-label={`Folder ${f.label || f.id}`}>
+                <div className="card-head">
+                  <Link to={`/folders/${encodeURIComponent(f.id)}`} className="title">
+                    {f.label || f.id}
+                  </Link>
+                  <Badge tone={state.tone}>{state.text}</Badge>
+                </div>
+                <Progress value={percent(f)} label={`${f.label || f.id} completion`} />
+                <dl className="facts">
+                  <dt>Path</dt>
+                  <dd className="mono">{f.path}</dd>
+                  <dt>Local</dt>
+                  <dd>
+                    {count(f.local.files, "file")}, {bytes(f.local.bytes)}
+                  </dd>
+                  <dt>Global</dt>
+                  <dd>
+                    {count(f.global.files, "file")}, {bytes(f.global.bytes)}
+                  </dd>
+                  {f.need.items > 0 && (
+                    <>
+                      <dt>Needed</dt>
+                      <dd>
+                        {count(f.need.items, "item")}, {bytes(f.need.bytes)}
+                      </dd>
+                    </>
+                  )}
+                  <dt>Rate</dt>
+                  <dd>{rate(f.rate_bps)}</dd>
+                  <dt>Time left</dt>
+                  <dd>{f.need.items === 0 ? "—" : duration(f.eta_s)}</dd>
+                  <dt>Shared with</dt>
+                  <dd>
+                    {f.devices.length === 0
+                      ? "no device"
+                      : f.devices.map((c) => `${names.get(c.device) ?? shortId(c.device)} (${c.percent.toFixed(0)} %)`).join(", ")}
+                  </dd>
+                </dl>
+                {f.error && <p className="error">{f.error}</p>}
+              </li>
+            );
+          })}
+        </ul>
+      </section>
+      <section aria-labelledby="devices-title">
+        <div className="section-head">
+          <h2 id="devices-title">Devices</h2>
+          <Link to="/devices/add" className="button">
+            Add a device
+          </Link>
+        </div>
+        {status && status.devices.length === 0 && <p className="empty">No devices yet.</p>}
+        <ul className="cards">
+          {status?.devices.map((d) => (
+            <li key={d.id} className="card" aria-label={`Device ${d.name || shortId(d.id)}`}>
+              <div className="card-head">
+                <span className="title">{d.name || shortId(d.id)}</span>
+                {d.paused ? (
+                  <Badge tone="off">Paused</Badge>
+                ) : d.connected ? (
+                  <Badge tone="ok">Connected</Badge>
+                ) : (
+                  <Badge tone="warn">Disconnected</Badge>
+                )}
+              </div>
+              <dl className="facts">
+                <dt>ID</dt>
+                <dd className="mono small">{d.id}</dd>
+                {d.connected && (
+                  <>
+                    <dt>Address</dt>
+                    <dd className="mono">{d.address ?? "—"}</dd>
+                    <dt>Transport</dt>
+                    <dd>{d.transport ? d.transport.toUpperCase() : "—"}</dd>
+                    <dt>Rates</dt>
+                    <dd>
+                      in {rate(d.rate_in_bps)}, out {rate(d.rate_out_bps)}
+                    </dd>
+                    {d.client && (
+                      <>
+                        <dt>Client</dt>
+                        <dd>{d.client}</dd>
+                      </>
+                    )}
+                  </>
+                )}
+              </dl>
+              <DeviceActions id={d.id} paused={d.paused} />
+            </li>
+          ))}
+        </ul>
+      </section>
+    </>
+  );
+}
+
+function DeviceActions(props: { id: string; paused: boolean }) {
+  const live = useLive();
+  const action = useAction();
+  const act = async (call: () => Promise<unknown>) => {
+    if (await action.run(call)) await live.refresh();
+  };
+  return (
+    <div className="actions">
+      <button type="button" disabled={action.busy} onClick={() => act(() => client.editDevice(props.id, { paused: !props.paused }))}>
+        {props.paused ? "Resume" : "Pause"}
+      </button>
+      <button
+        type="button"
+        className="danger"
+        disabled={action.busy}
+        onClick={() => {
+          if (window.confirm("Remove this device? Every folder stops being shared with it.")) void act(() => client.removeDevice(props.id));
+        }}
+      >
+        Remove
+      </button>
+      <Outcome action={action} />
+    </div>
+  );
+}
+
+/** Devices that asked to connect and folders other devices offered, with Accept and Dismiss. */
+export function PendingRequests() {
+  const live = useLive();
+  const { devices, folders } = live.pending;
+  if (devices.length === 0 && folders.length === 0) return null;
+  return (
+    <section aria-labelledby="pending-title" className="pending">
+      <h2 id="pending-title">Waiting for you</h2>
+      <ul className="cards">
+        {devices.map((d) => (
+          <PendingDeviceCard key={d.device} device={d.device} name={d.name} address={d.address} seen={d.seen_at} />
+        ))}
+        {folders.map((f) => (
+          <PendingFolderCard key={`${f.folder}/${f.device}`} offer={f} />
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function PendingDeviceCard(props: { device: string; name: string; address: string; seen: number }) {
+  const live = useLive();
+  const action = useAction();
+  const act = async (call: () => Promise<unknown>) => {
+    if (await action.run(call)) await live.refresh();
+  };
+  const label = props.name || shortId(props.device);
+  return (
+    <li className="card pending-card" aria-label={`Device request from ${label}`}>
+      <p>
+        Device <strong>{label}</strong> wants to connect (from {props.address}, {unixWhen(props.seen)}).
+      </p>
+      <p className="mono small">{props.device}</p>
+      <div className="actions">
+        <button type="button" className="primary" disabled={action.busy} onClick={() => act(() => client.acceptDevice(props.device))}>
+          Accept device {label}
+        </button>
+        <button type="button" disabled={action.busy} onClick={() => act(() => client.dismissDevice(props.device))}>
+          Dismiss
+        </button>
+      </div>
+      <Outcome action={action} />
+    </li>
+  );
+}
+
+function PendingFolderCard(props: { offer: PendingFolder }) {
+  const live = useLive();
+  const action = useAction();
+  const { offer } = props;
+  const exists = live.folders.some((f) => f.id === offer.folder);
+  const [path, setPath] = useState("");
+  const from = live.devices.find((d) => d.id === offer.device)?.name || shortId(offer.device);
+  const label = offer.label || offer.folder;
+  const act = async (call: () => Promise<unknown>) => {
+    if (await action.run(call)) await live.refresh();
+  };
+  return (
+    <li className="card pending-card" aria-label={`Folder offer ${label}`}>
+      <p>
+        <strong>{from}</strong> offers folder <strong>{label}</strong> ({offer.folder}).
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void act(() => client.acceptFolder(offer.folder, offer.device, exists ? undefined : path.trim()));
+        }}
+      >
+        {!exists && (
+          <label>
+            Keep it at (path on this device)
+            <input value={path} onChange={(e) => setPath(e.target.value)} placeholder="/home/me/Sync" required />
+          </label>
+        )}
+        <div className="actions">
+          <button type="submit" className="primary" disabled={action.busy}>
+            Accept folder {label}
+          </button>
+          <button type="button" disabled={action.busy} onClick={() => act(() => client.dismissFolder(offer.folder, offer.device))}>
+            Dismiss
+          </button>
+        </div>
+      </form>
+      <Outcome action={action} />
+    </li>
+  );
+}
