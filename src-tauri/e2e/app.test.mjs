@@ -183,7 +183,8 @@ test("the app's first-run wizard pairs it with a daemon, and files sync both way
   const idEl = await waitFor("#wizard-device-id");
   const appId = (await idEl.getText()).trim();
   assert.match(appId, /^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$/);
-  assert.equal(appId, peerfold(appHome, "id"), "the CLI reaches the app's home through its control socket");
+  const status = JSON.parse(peerfold(appHome, "status", "--json"));
+  assert.equal(status.device, appId, "the CLI reaches the app's engine through its control socket");
   await waitFor("img.qr");
   await (await $("#wizard-id-next")).click();
   await (await waitFor("#wizard-device")).setValue(serveId);
@@ -196,10 +197,10 @@ test("the app's first-run wizard pairs it with a daemon, and files sync both way
   await until("the wizard to close", async () => !(await (await $("[data-testid=wizard]")).isExisting()));
 
   // The daemon accepts the app (it dialled and is pending), then the folder it offers.
-  await until("the app to be pending on the daemon", () => peerfold(serveHome, "pending", "--json").includes(appId));
+  await until("the app to be pending on the daemon", () => peerfold(serveHome, "pending", "list", "--json").includes(appId));
   peerfold(serveHome, "pending", "accept-device", appId, "--name", "desktop", "--address", `tcp://127.0.0.1:${appPort}`);
   await until("the folder offer on the daemon", () =>
-    JSON.parse(peerfold(serveHome, "pending", "--json")).folders.some((f) => f.folder === "docs"),
+    JSON.parse(peerfold(serveHome, "pending", "list", "--json")).folders.some((f) => f.folder === "docs"),
   );
   peerfold(serveHome, "pending", "accept-folder", "docs", "--from", appId, serveDir, "--create");
 
@@ -210,9 +211,9 @@ test("the app's first-run wizard pairs it with a daemon, and files sync both way
   await until("from-serve.txt in the app's folder", () => fileIs(join(appDir, "from-serve.txt"), "saved on the daemon\n"));
 
   // The app's overview shows the folder up to date; the screenshot is the test's artifact.
-  await until("the overview to show Docs up to date", async () => {
-    const text = await (await $("body")).getText();
-    return text.includes("Docs") && text.includes("Up to date");
+  await until("the overview to show Docs up to date with both files", async () => {
+    const text = await (await $("main")).getText();
+    return text.includes("Docs") && text.includes("Up to date") && text.includes("2 files");
   });
   const shot = join(ARTIFACTS, "main-window.png");
   await browser.saveScreenshot(shot);

@@ -1,7 +1,7 @@
 // The shell: signing in, the navigation, the routes (plain paths; the server answers every
 // non-API path with this page) and the live data every screen reads.
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
-import { ApiError, Client, errorText, type Device, type Folder, type Pending, type Status, type SystemInfo } from "./client";
+import { ApiError, Client, errorText, isTauri, type Device, type Folder, type Pending, type Status, type SystemInfo } from "./client";
 import { SignIn } from "./screens/SignIn";
 import { Overview } from "./screens/Overview";
 import { ThisDevice } from "./screens/ThisDevice";
@@ -9,6 +9,7 @@ import { AddDevice } from "./screens/AddDevice";
 import { AddFolder } from "./screens/AddFolder";
 import { FolderDetails } from "./screens/FolderDetails";
 import { Settings } from "./screens/Settings";
+import { Wizard } from "./screens/Wizard";
 
 export const client = new Client();
 
@@ -195,8 +196,25 @@ function LiveProvider(props: { children: React.ReactNode; onSignedOut: () => voi
   return <LiveContext.Provider value={{ ...data, streaming, refresh }}>{props.children}</LiveContext.Provider>;
 }
 
+/**
+ * Whether the desktop app's first-run wizard shows: decided once the first data arrived (a home
+ * with no folders and no devices is fresh), then kept until the wizard is done, so adding a
+ * device in it does not close it.
+ */
+function useFirstRun(live: Live): [boolean, () => void] {
+  const [wizard, setWizard] = useState<"unknown" | "show" | "done">(isTauri() ? "unknown" : "done");
+  const loaded = live.status !== undefined;
+  const fresh = live.folders.length === 0 && live.devices.length === 0;
+  useEffect(() => {
+    if (wizard === "unknown" && loaded) setWizard(fresh ? "show" : "done");
+  }, [wizard, loaded, fresh]);
+  return [wizard === "show", () => setWizard("done")];
+}
+
 function Shell(props: { path: string; onSignOut: () => void }) {
   const live = useLive();
+  const navigate = useNavigate();
+  const [firstRun, finishFirstRun] = useFirstRun(live);
   const { path } = props;
   let screen: React.ReactNode;
   let m: RegExpExecArray | null;
@@ -241,7 +259,16 @@ function Shell(props: { path: string; onSignOut: () => void }) {
             {live.error}
           </p>
         )}
-        {screen}
+        {firstRun ? (
+          <Wizard
+            onDone={() => {
+              finishFirstRun();
+              navigate("/");
+            }}
+          />
+        ) : (
+          screen
+        )}
       </main>
     </div>
   );

@@ -1,6 +1,10 @@
 // The one way the UI reaches Peerfold: typed calls over a `Transport`. The browser uses
-// `HttpTransport` (fetch with the session cookie, server-sent events); the desktop app can
-// hand `Client` a transport of its own. No screen calls fetch itself.
+// `HttpTransport` (fetch with the session cookie, server-sent events); inside the desktop app
+// (`isTauri()`) it is `TauriTransport` (one Tauri command, events as Tauri events). No screen
+// calls fetch itself.
+
+import { invoke, isTauri as tauriRuntime } from "@tauri-apps/api/core";
+import { listen } from "@tauri-apps/api/event";
 
 // ---------- resources (the JSON shapes of /api/, see /api/openapi.json) ----------
 
@@ -275,6 +279,63 @@ export class HttpTransport implements Transport {
   }
 }
 
+
+/** Whether the UI runs inside the Peerfold desktop app (Tauri) rather than a browser. */
+export function isTauri(): boolean {
+  return tauriRuntime();
+}
+
+/** The Tauri event the desktop app forwards engine events on (same JSON as /api/events). */
+export const TAURI_EVENT = "peerfold://event";
+
+/**
+ * The desktop app's transport: one Tauri command, `api`, forwards each call to the control API
+ * in-process (no TCP port), and engine events arrive as the Tauri event `TAURI_EVENT`.
+ */
+export class TauriTransport implements Transport {
+  async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    let reply: { status: number; body: unknown };
+    try {
+      reply = await invoke<{ status: number; body: unknown }>("api", { method, path, body: body ?? null });
+    } catch (e) {
+      throw new ApiError(typeof e === "string" ? sentence(e) : "Peerfold is not reachable.", 0);
+    }
+    if (reply.status >= 400) {
+      const said = (reply.body as { error?: unknown } | null)?.error;
+      throw new ApiError(
+        typeof said === "string" ? sentence(said) : `The request failed (HTTP ${reply.status}).`,
+        reply.status,
+      );
+    }
+    return (reply.body ?? undefined) as T;
+  }
+
+  subscribe(onEvent: (event: EngineEvent) => void): () => void {
+    let unlisten: (() => void) | undefined;
+    let stopped = false;
+    listen<EngineEvent>(TAURI_EVENT, (e) => onEvent(e.payload)).then(
+      (stop) => {
+        if (stopped) stop();
+        else {
+          unlisten = stop;
+          onEvent({ type: "connected" });
+        }
+      },
+      () => onEvent({ type: "connection-lost" }),
+    );
+    return () => {
+      stopped = true;
+      unlisten?.();
+    };
+  }
+}
+
+/** Start at login, in the desktop app only. */
+export const autostart = {
+  get: () => invoke<boolean>("autostart_get"),
+  set: (enabled: boolean) => invoke<boolean>("autostart_set", { enabled }),
+};
+
 const EVENT_NAMES = [
   "state-changed",
   "local-index-updated",
@@ -306,7 +367,7 @@ export function errorText(e: unknown): string {
 const enc = encodeURIComponent;
 
 export class Client {
-  constructor(readonly transport: Transport = new HttpTransport()) {}
+  constructor(readonly transport: Transport = isTauri() ? new TauriTransport() : new HttpTransport()) {}
 
   // session
   session = () => this.transport.request<SessionInfo>("GET", "/api/session");
@@ -316,6 +377,15 @@ export class Client {
   // this device and status
   system = () => this.transport.request<SystemInfo>("GET", "/api/system");
   qrUrl = () => "/api/system/qr.svg";
+  /** The QR code as an image source: its URL over HTTP, the SVG itself as a data URL otherwise. */
+  qrImage = async (): Promise<string> => {
+    if (this.transport instanceof HttpTransport) return this.qrUrl();
+    const svg = await this.transport.request<string>("GET", "/api/system/qr.svg");
+    return `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+  };
+  /** Names this device (peers see the new name when they next connect). */
+  setName = (name: string) =>
+    this.transport.request<Edited>("POST", "/api/config/edits", { edit: "set-name", name: name.trim() });
   status = () => this.transport.request<Status>("GET", "/api/status");
 
   // devices

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { client, useLive } from "../App";
 import { duration } from "../format";
 
@@ -6,6 +6,10 @@ import { duration } from "../format";
 export function ThisDevice() {
   const { system } = useLive();
   const [copied, setCopied] = useState<string>();
+  const [qr, setQr] = useState<string>();
+  useEffect(() => {
+    client.qrImage().then(setQr, () => setQr(undefined));
+  }, []);
   const copy = async () => {
     if (!system) return;
     try {
@@ -32,7 +36,7 @@ export function ThisDevice() {
             </button>
             {copied && <span role="status">{copied}</span>}
           </div>
-          <img className="qr" src={client.qrUrl()} alt="This device's ID as a QR code" width={220} height={220} />
+          {qr && <img className="qr" src={qr} alt="This device's ID as a QR code" width={220} height={220} />}
           <dl className="facts">
             <dt>Name</dt>
             <dd>{system.name}</dd>

@@ -1,0 +1,214 @@
+import { useEffect, useState } from "react";
+import { client, useLive } from "../App";
+import { Outcome, useAction } from "../components";
+import { shortId } from "../format";
+
+/**
+ * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
+ * first folder. Shown while the home has no devices and no folders; every step can be skipped.
+ */
+export function Wizard(props: { onDone: () => void }) {
+  const live = useLive();
+  const [step, setStep] = useState(0);
+  const steps = ["Name this device", "This device's ID", "Add a device", "Share a folder"];
+  return (
+    <div className="wizard" data-testid="wizard">
+      <h1>Welcome to Peerfold</h1>
+      <ol className="wizard-steps">
+        {steps.map((s, i) => (
+          <li key={s} className={i === step ? "active" : i < step ? "done" : undefined}>
+            {s}
+          </li>
+        ))}
+      </ol>
+      {step === 0 && <NameStep name={live.system?.name ?? ""} onNext={() => setStep(1)} />}
+      {step === 1 && <IdStep onNext={() => setStep(2)} />}
+      {step === 2 && <DeviceStep onNext={() => setStep(3)} />}
+      {step === 3 && <FolderStep onDone={props.onDone} />}
+      <p className="hint">
+        <button type="button" className="link" id="wizard-skip" onClick={props.onDone}>
+          Skip the setup
+        </button>{" "}
+        — every step is also in the menu.
+      </p>
+    </div>
+  );
+}
+
+function NameStep(props: { name: string; onNext: () => void }) {
+  const live = useLive();
+  const action = useAction();
+  const [name, setName] = useState(props.name);
+  useEffect(() => setName(props.name), [props.name]);
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    if (await action.run(() => client.setName(name))) {
+      await live.refresh();
+      props.onNext();
+    }
+  };
+  return (
+    <form className="card form" onSubmit={submit} aria-label="Name this device">
+      <h2>Name this device</h2>
+      <p>Your other devices show this name.</p>
+      <label>
+        Device name
+        <input id="wizard-name" value={name} onChange={(e) => setName(e.target.value)} required />
+      </label>
+      <div className="actions">
+        <button type="submit" className="primary" id="wizard-name-next" disabled={action.busy}>
+          Next
+        </button>
+      </div>
+      <Outcome action={action} />
+    </form>
+  );
+}
+
+function IdStep(props: { onNext: () => void }) {
+  const { system } = useLive();
+  const [qr, setQr] = useState<string>();
+  useEffect(() => {
+    void client.qrImage().then(setQr, () => setQr(undefined));
+  }, []);
+  return (
+    <section className="card this-device">
+      <h2>This device's ID</h2>
+      <p>Give this ID to your other device (on its "Add a device" page), or scan the code with a phone.</p>
+      <p className="device-id">
+        <code id="wizard-device-id" data-testid="device-id">
+          {system?.id}
+        </code>
+      </p>
+      {qr && <img className="qr" src={qr} alt="This device's ID as a QR code" width={220} height={220} />}
+      <div className="actions">
+        <button type="button" className="primary" id="wizard-id-next" onClick={props.onNext}>
+          Next
+        </button>
+      </div>
+    </section>
+  );
+}
+
+function DeviceStep(props: { onNext: () => void }) {
+  const live = useLive();
+  const action = useAction();
+  const [id, setId] = useState("");
+  const [name, setName] = useState("");
+  const [addresses, setAddresses] = useState("");
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const list = addresses.split(/[\s,]+/).filter(Boolean);
+    const added = await action.run(() =>
+      client.addDevice({ id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined }),
+    );
+    if (added) {
+      await live.refresh();
+      props.onNext();
+    }
+  };
+  return (
+    <form className="card form" onSubmit={submit} aria-label="Add a device">
+      <h2>Add a device</h2>
+      <p>The ID of your other device: its "This device" page, or <code>peerfold id</code> there.</p>
+      <label>
+        Device ID
+        <textarea id="wizard-device" rows={2} value={id} onChange={(e) => setId(e.target.value)} required spellCheck={false} />
+      </label>
+      <label>
+        Name
+        <input id="wizard-device-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="laptop" />
+      </label>
+      <label>
+        Addresses
+        <input
+          id="wizard-device-addresses"
+          value={addresses}
+          onChange={(e) => setAddresses(e.target.value)}
+          placeholder="leave empty to find it by discovery"
+          spellCheck={false}
+        />
+      </label>
+      <div className="actions">
+        <button type="submit" className="primary" id="wizard-device-next" disabled={action.busy}>
+          Add and continue
+        </button>
+        <button type="button" onClick={props.onNext}>
+          Later
+        </button>
+      </div>
+      <Outcome action={action} />
+    </form>
+  );
+}
+
+function FolderStep(props: { onDone: () => void }) {
+  const live = useLive();
+  const action = useAction();
+  const [path, setPath] = useState("");
+  const [label, setLabel] = useState("");
+  const [devices, setDevices] = useState<Set<string>>(new Set(live.devices.map((d) => d.id)));
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const id = folderId(label || path);
+    const shared = await action.run(() =>
+      client.addFolder({ id, path: path.trim(), label: label.trim(), devices: [...devices], create: true }),
+    );
+    if (shared) {
+      await live.refresh();
+      props.onDone();
+    }
+  };
+  return (
+    <form className="card form" onSubmit={submit} aria-label="Share a folder">
+      <h2>Share a first folder</h2>
+      <label>
+        Path
+        <input id="wizard-folder-path" value={path} onChange={(e) => setPath(e.target.value)} required spellCheck={false} placeholder="/home/me/Documents" />
+      </label>
+      <label>
+        Label
+        <input id="wizard-folder-label" value={label} onChange={(e) => setLabel(e.target.value)} placeholder="Documents" />
+      </label>
+      <fieldset>
+        <legend>Share with</legend>
+        {live.devices.length === 0 && <p className="empty">No devices yet: it is shared with none for now.</p>}
+        {live.devices.map((d) => (
+          <label key={d.id} className="check">
+            <input
+              type="checkbox"
+              checked={devices.has(d.id)}
+              onChange={() => {
+                const next = new Set(devices);
+                if (next.has(d.id)) next.delete(d.id);
+                else next.add(d.id);
+                setDevices(next);
+              }}
+            />
+            {d.name || shortId(d.id)}
+          </label>
+        ))}
+      </fieldset>
+      <div className="actions">
+        <button type="submit" className="primary" id="wizard-folder-share" disabled={action.busy}>
+          Share and finish
+        </button>
+        <button type="button" onClick={props.onDone}>
+          Later
+        </button>
+      </div>
+      <Outcome action={action} />
+    </form>
+  );
+}
+
+/** A folder ID from a label or path: lower case letters, digits and dashes. */
+function folderId(from: string): string {
+  const last = from.trim().split(/[\\/]/).filter(Boolean).pop() ?? "";
+  return (
+    last
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-+|-+$/g, "") || "default"
+  );
+}
