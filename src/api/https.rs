@@ -66,6 +66,7 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), ApiError> {
     let write = |path: &Path, text: String, mode: u32| {
         use std::io::Write as _;
         let dir = path.parent().unwrap_or(Path::new("."));
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut builder = tempfile::Builder::new();
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
