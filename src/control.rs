@@ -45,8 +45,8 @@ pub enum ControlError {
     Refused(String),
 }
 
-/// What a client can ask. [`answer`] gives the same answer from a running daemon and, for the
-/// CLI when no daemon runs, from the configuration file and the index.
+/// What a client can ask: a running daemon answers it as its control-API call
+/// ([`Request::route`]), and [`answer_offline`] gives the same answer when no daemon runs.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {

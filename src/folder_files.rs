@@ -114,15 +114,7 @@ pub struct VersionView {
 /// Unix seconds as RFC 3339 in UTC (`2026-11-21T10:10:10Z`).
 pub fn rfc3339(unix_secs: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(unix_secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 fn unix_secs(t: SystemTime) -> i64 {
@@ -523,6 +515,12 @@ pub fn restore_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc_to_the_second() {
+        assert_eq!(rfc3339(1_795_262_583), "2026-11-21T12:03:03Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
     use crate::pull::timestamp;
 
     #[test]

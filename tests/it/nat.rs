@@ -50,19 +50,28 @@ async fn fake_gateway(lifetime: u32) -> (std::net::SocketAddr, Arc<AtomicUsize>)
     (addr, maps)
 }
 
-#[tokio::test]
-async fn mapped_ports_are_announced_and_renewed() {
-    let (gateway, maps) = fake_gateway(2).await;
+/// Runs port mapping through `router` for a TCP and a QUIC listener, waits until the mapped
+/// addresses join the announced ones, and returns them with the stop switch and the task.
+async fn announced_after_mapping(
+    router: nat::Router,
+) -> (Vec<String>, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let listen: Vec<Address> =
         ["tcp://0.0.0.0:22000", "quic://0.0.0.0:22001"].iter().map(|a| a.parse().unwrap()).collect();
     let (announced, mut addresses) = watch::channel(listen.clone());
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(nat::run(listen, nat::Router::NatPmp(gateway), Arc::new(announced), shutdown));
+    let task = tokio::spawn(nat::run(listen, router, Arc::new(announced), shutdown));
     let got = wait_for(LIMIT, "the mapped addresses to be announced", || {
         let current: Vec<String> = addresses.borrow_and_update().iter().map(ToString::to_string).collect();
         async move { (current.len() == 4).then_some(current) }
     })
     .await;
+    (got, stop, task)
+}
+
+#[tokio::test]
+async fn mapped_ports_are_announced_and_renewed() {
+    let (gateway, maps) = fake_gateway(2).await;
+    let (got, stop, task) = announced_after_mapping(nat::Router::NatPmp(gateway)).await;
     assert_eq!(
         got,
         [
@@ -234,16 +243,7 @@ async fn fake_igd() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>
 #[tokio::test]
 async fn upnp_maps_every_listening_port_and_the_external_address_is_announced() {
     let (ssdp, mappings) = fake_igd().await;
-    let listen: Vec<Address> =
-        ["tcp://0.0.0.0:22000", "quic://0.0.0.0:22001"].iter().map(|a| a.parse().unwrap()).collect();
-    let (announced, mut addresses) = watch::channel(listen.clone());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(nat::run(listen, nat::Router::Upnp(ssdp), Arc::new(announced), shutdown));
-    let got = wait_for(LIMIT, "the mapped addresses to be announced", || {
-        let current: Vec<String> = addresses.borrow_and_update().iter().map(ToString::to_string).collect();
-        async move { (current.len() == 4).then_some(current) }
-    })
-    .await;
+    let (got, stop, task) = announced_after_mapping(nat::Router::Upnp(ssdp)).await;
     assert_eq!(
         got,
         [
