@@ -55,7 +55,7 @@ pub struct Args {
     )]
     pub listen: Vec<String>,
     /// Send nothing but to configured addresses: no LAN announcements, no DHT, no port mapping
-    /// (as `discovery = false` under [options] in config.toml)
+    /// (as `[options] discovery = false` in config.toml)
     #[arg(long)]
     pub no_discovery: bool,
     /// Also serve the web UI and control API over HTTP at HOST:PORT (off by default: the
