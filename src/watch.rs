@@ -60,6 +60,7 @@ impl FolderWatcher {
                 Ok(events) => {
                     let mut paths: Vec<String> = events
                         .iter()
+                        .filter(|e| changes(&e.kind))
                         .flat_map(|e| e.paths.iter())
                         .filter_map(|p| relative(&base, p))
                         .collect();
@@ -95,6 +96,18 @@ impl FolderWatcher {
     }
 }
 
+/// Whether an event of this kind can mean a change. inotify also reports every open and every
+/// close after reading; scanning those paths would be a loop (listing a directory opens it, and
+/// so does serving a peer's request), so only a close after writing stays of the access events.
+fn changes(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// `path` relative to `base` in index form; `Some("")` for the root itself.
 fn relative(base: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(base).ok()?;
@@ -113,6 +126,33 @@ mod tests {
         assert_eq!(relative(base, Path::new("/data/f")).as_deref(), Some(""));
         assert_eq!(relative(base, Path::new("/elsewhere/x")), None);
         assert_eq!(relative(base, Path::new("/data/f/cafe\u{301}")).as_deref(), Some("caf\u{e9}"));
+    }
+
+    #[tokio::test]
+    async fn reading_and_listing_are_not_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/old.txt"), b"x").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _w = FolderWatcher::start(&root, Duration::from_millis(50), tx).unwrap();
+        // What a scan and a peer's requests do: list directories and read files.
+        for _ in 0..3 {
+            std::fs::read_dir(&root).unwrap().for_each(drop);
+            std::fs::read_dir(root.join("sub")).unwrap().for_each(drop);
+            assert_eq!(std::fs::read(root.join("sub/old.txt")).unwrap(), b"x");
+        }
+        // Then a real change, so that the test knows when everything before it was reported.
+        std::fs::write(root.join("new.txt"), b"y").unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !seen.iter().any(|p: &String| p == "new.txt") {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(WatchEvent::Paths(p))) => seen.extend(p),
+                other => panic!("no event for new.txt (seen {seen:?}): {other:?}"),
+            }
+        }
+        assert_eq!(seen, ["new.txt"], "only the written file is a change");
     }
 
     #[tokio::test]
