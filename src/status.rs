@@ -42,6 +42,8 @@ pub struct FolderStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_deletes: Option<MassDelete>,
     pub local: Counts,
+    /// What the cluster has. Like `devices`, a progress figure that costs a pass over the
+    /// folder's index: while the index changes it is recomputed at most once a second.
     pub global: Counts,
     pub need: NeedCounts,
     pub devices: Vec<Completion>,
@@ -138,14 +140,14 @@ pub async fn status(
                 }
             }
         };
-        let global = index.global_counts(idx).await?;
+        let global = index.recent_global_counts(idx).await?;
         let need = index.need_counts(idx).await?;
         let rate_bps = engine.map_or(0, |e| e.rates().folder(&f.id));
         let failed_items = engine.and_then(|e| e.failed_items(&f.id).ok()).map_or(0, |v| v.len() as u64);
         let mut devices = Vec::new();
         for d in &f.devices {
             let didx = index.device(d).await?;
-            let need = index.remote_need_counts(idx, didx).await?;
+            let need = index.recent_remote_need_counts(idx, didx).await?;
             let percent = if global.bytes == 0 {
                 if need.items == 0 { 100.0 } else { 0.0 }
             } else {

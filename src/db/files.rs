@@ -228,7 +228,12 @@ impl Index {
             .bind(folder.0)
             .fetch_one(&mut *tx)
             .await?;
-        Ok(LocalWriter { tx, folder, sequence: row.try_get(0)? })
+        Ok(LocalWriter {
+            tx,
+            folder,
+            sequence: row.try_get(0)?,
+            aggregates: std::sync::Arc::clone(&self.aggregates),
+        })
     }
 }
 
@@ -241,6 +246,7 @@ pub struct LocalWriter {
     tx: Transaction<'static, Sqlite>,
     folder: FolderIdx,
     sequence: i64,
+    aggregates: std::sync::Arc<super::memo::Aggregates>,
 }
 
 impl LocalWriter {
@@ -279,7 +285,9 @@ impl LocalWriter {
 
     /// Makes every batch applied so far durable and visible, at once.
     pub async fn commit(self) -> Result<(), DbError> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        self.aggregates.committed();
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod codec;
 mod files;
+mod memo;
 mod remote;
 
 pub use files::{BlockLocation, FolderCounts, LocalWriter};
@@ -70,6 +71,7 @@ const WAL_CHECKPOINT_PAGES: u32 = 32768;
 pub struct Index {
     read: SqlitePool,
     write: SqlitePool,
+    aggregates: std::sync::Arc<memo::Aggregates>,
 }
 
 impl Index {
@@ -80,7 +82,7 @@ impl Index {
             let write = pool(opts.clone(), 1, WRITER_CACHE_KIB).await?;
             MIGRATOR.run(&write).await?;
             let read = pool(opts, READERS, READER_CACHE_KIB).await?;
-            Ok(Self { read, write })
+            Ok(Self { read, write, aggregates: Default::default() })
         };
         open.await.map_err(|e| match e {
             DbError::Query(source) => DbError::Open { path: path.to_owned(), source },
@@ -94,7 +96,7 @@ impl Index {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
         let pool = pool(opts, 1, WRITER_CACHE_KIB).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { read: pool.clone(), write: pool })
+        Ok(Self { read: pool.clone(), write: pool, aggregates: Default::default() })
     }
 
     /// Closes every connection, checkpointing the WAL.

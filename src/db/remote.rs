@@ -189,6 +189,7 @@ impl Index {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.aggregates.committed();
         Ok(())
     }
 
@@ -203,6 +204,7 @@ impl Index {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.aggregates.committed();
         Ok(())
     }
 
@@ -255,6 +257,7 @@ impl Index {
         }
         refresh_globals(&mut tx, folder, files.iter().map(|f| f.name.as_str())).await?;
         tx.commit().await?;
+        self.aggregates.committed();
         Ok(())
     }
 
@@ -411,6 +414,25 @@ impl Index {
             items: row.try_get::<i64, _>(0)?.max(0) as u64,
             bytes: row.try_get::<f64, _>(1)?.max(0.0) as u64,
         })
+    }
+
+    /// [`Index::global_counts`] for progress reports: remembered between calls, exact when
+    /// nothing was committed since, at most a second old while the index changes (see `memo`).
+    pub async fn recent_global_counts(&self, folder: FolderIdx) -> Result<FolderCounts, DbError> {
+        let now = std::time::Instant::now();
+        self.aggregates.get(&self.aggregates.global, folder, now, self.global_counts(folder)).await
+    }
+
+    /// [`Index::remote_need_counts`] for progress reports, remembered like
+    /// [`Index::recent_global_counts`].
+    pub async fn recent_remote_need_counts(
+        &self,
+        folder: FolderIdx,
+        device: DeviceIdx,
+    ) -> Result<NeedCounts, DbError> {
+        let memo = &self.aggregates.remote_need;
+        let now = std::time::Instant::now();
+        self.aggregates.get(memo, (folder, device), now, self.remote_need_counts(folder, device)).await
     }
 
     /// What `device` lacks of the folder's global state, judged from the index it announced:
