@@ -1,6 +1,8 @@
-// Small pieces the screens share: running an API call with its outcome shown as a sentence.
+// Small pieces the screens share: running an API call with its outcome shown as a sentence,
+// and parts of forms.
 import { useCallback, useState } from "react";
-import { errorText, type Edited } from "./client";
+import { errorText, type Device, type Edited } from "./client";
+import { shortId } from "./format";
 
 export interface Action {
   busy: boolean;
@@ -80,4 +82,33 @@ export function useLoad<T>() {
     }
   }, []);
   return { data, error, load };
+}
+
+/** One checkbox per device, labelled with its name: the devices a folder is shared with. */
+export function DeviceChecks(props: {
+  legend: string;
+  /** Said when there are no devices at all. */
+  empty: string;
+  devices: Device[];
+  checked: Set<string>;
+  onChange: (checked: Set<string>) => void;
+}) {
+  const toggle = (id: string) => {
+    const next = new Set(props.checked);
+    if (next.has(id)) next.delete(id);
+    else next.add(id);
+    props.onChange(next);
+  };
+  return (
+    <fieldset>
+      <legend>{props.legend}</legend>
+      {props.devices.length === 0 && <p className="empty">{props.empty}</p>}
+      {props.devices.map((d) => (
+        <label key={d.id} className="check">
+          <input type="checkbox" checked={props.checked.has(d.id)} onChange={() => toggle(d.id)} />
+          {d.name || shortId(d.id)}
+        </label>
+      ))}
+    </fieldset>
+  );
 }

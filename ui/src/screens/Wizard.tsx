@@ -1,7 +1,6 @@
 import { useEffect, useState } from "react";
 import { client, useLive } from "../App";
-import { Outcome, useAction } from "../components";
-import { shortId } from "../format";
+import { DeviceChecks, Outcome, useAction } from "../components";
 
 /**
  * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
@@ -170,25 +169,7 @@ function FolderStep(props: { onDone: () => void }) {
         Label
         <input id="wizard-folder-label" value={label} onChange={(e) => setLabel(e.target.value)} placeholder="Documents" />
       </label>
-      <fieldset>
-        <legend>Share with</legend>
-        {live.devices.length === 0 && <p className="empty">No devices yet: it is shared with none for now.</p>}
-        {live.devices.map((d) => (
-          <label key={d.id} className="check">
-            <input
-              type="checkbox"
-              checked={devices.has(d.id)}
-              onChange={() => {
-                const next = new Set(devices);
-                if (next.has(d.id)) next.delete(d.id);
-                else next.add(d.id);
-                setDevices(next);
-              }}
-            />
-            {d.name || shortId(d.id)}
-          </label>
-        ))}
-      </fieldset>
+      <DeviceChecks legend="Share with" empty="No devices yet: it is shared with none for now." devices={live.devices} checked={devices} onChange={setDevices} />
       <div className="actions">
         <button type="submit" className="primary" id="wizard-folder-share" disabled={action.busy}>
           Share and finish
