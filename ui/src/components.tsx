@@ -57,6 +57,24 @@ export function Outcome(props: { action: Action }) {
   return null;
 }
 
+/**
+ * A form's end: its primary submit button (disabled while the action runs), any other buttons,
+ * then the action's outcome.
+ */
+export function FormFooter(props: { action: Action; submit: string; id?: string; children?: React.ReactNode }) {
+  return (
+    <>
+      <div className="actions">
+        <button type="submit" className="primary" id={props.id} disabled={props.action.busy}>
+          {props.submit}
+        </button>
+        {props.children}
+      </div>
+      <Outcome action={props.action} />
+    </>
+  );
+}
+
 export function Badge(props: { tone: string; children: React.ReactNode }) {
   return <span className={`badge ${props.tone}`}>{props.children}</span>;
 }

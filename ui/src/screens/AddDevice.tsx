@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { client, useLive, useNavigate } from "../App";
-import { Outcome, useAction } from "../components";
+import { FormFooter, useAction } from "../components";
 import { PendingRequests } from "./Overview";
 
 /** Adding a device by its ID; devices that asked to connect are listed above to accept. */
@@ -64,17 +64,13 @@ export function AddDevice() {
         <p className="hint" id="addresses-hint">
           Comma-separated; leave empty to find it by discovery ("dynamic").
         </p>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={action.busy}>
-            Add device
-          </button>
+        <FormFooter action={action} submit="Add device">
           {action.message && (
             <button type="button" onClick={() => navigate("/")}>
               Back to the overview
             </button>
           )}
-        </div>
-        <Outcome action={action} />
+        </FormFooter>
       </form>
     </>
   );

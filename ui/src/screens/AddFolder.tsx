@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { client, useLive, useNavigate } from "../App";
 import type { FolderType } from "../client";
-import { DeviceChecks, Outcome, useAction } from "../components";
+import { DeviceChecks, FormFooter, useAction } from "../components";
 
 /** Sharing a folder: path, label, type, and one checkbox per device (who may have it). */
 export function AddFolder() {
@@ -57,12 +57,7 @@ export function AddFolder() {
           </select>
         </label>
         <DeviceChecks legend="Share with" empty="No devices yet: add one first." devices={live.devices} checked={devices} onChange={setDevices} />
-        <div className="actions">
-          <button type="submit" className="primary" disabled={action.busy}>
-            Share folder
-          </button>
-        </div>
-        <Outcome action={action} />
+        <FormFooter action={action} submit="Share folder" />
       </form>
     </>
   );

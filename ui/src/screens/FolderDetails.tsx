@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { client, useLive, useNavigate } from "../App";
 import type { Conflict, FailedItem, FileVersions, Folder, NeededItem } from "../client";
-import { Badge, DeviceChecks, Outcome, Progress, useAction, useLoad } from "../components";
+import { Badge, DeviceChecks, FormFooter, Outcome, Progress, useAction, useLoad } from "../components";
 import { bytes, count, duration, folderState, percent, rate, shortId, when } from "../format";
 
 /** One folder: its state, actions, settings, ignore patterns, conflicts, failed and needed items, versions. */
@@ -154,12 +154,7 @@ function FolderSettings(props: { folder: Folder }) {
         Watch for changes
       </label>
       <DeviceChecks legend="Shared with" empty="No devices yet." devices={live.devices} checked={devices} onChange={setDevices} />
-      <div className="actions">
-        <button type="submit" className="primary" disabled={action.busy}>
-          Save settings
-        </button>
-      </div>
-      <Outcome action={action} />
+      <FormFooter action={action} submit="Save settings" />
     </form>
   );
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { client, useLive } from "../App";
-import { DeviceChecks, Outcome, useAction } from "../components";
+import { DeviceChecks, FormFooter, useAction } from "../components";
 
 /**
  * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
@@ -54,12 +54,7 @@ function NameStep(props: { name: string; onNext: () => void }) {
         Device name
         <input id="wizard-name" value={name} onChange={(e) => setName(e.target.value)} required />
       </label>
-      <div className="actions">
-        <button type="submit" className="primary" id="wizard-name-next" disabled={action.busy}>
-          Next
-        </button>
-      </div>
-      <Outcome action={action} />
+      <FormFooter action={action} submit="Next" id="wizard-name-next" />
     </form>
   );
 }
@@ -128,15 +123,11 @@ function DeviceStep(props: { onNext: () => void }) {
           spellCheck={false}
         />
       </label>
-      <div className="actions">
-        <button type="submit" className="primary" id="wizard-device-next" disabled={action.busy}>
-          Add and continue
-        </button>
+      <FormFooter action={action} submit="Add and continue" id="wizard-device-next">
         <button type="button" onClick={props.onNext}>
           Later
         </button>
-      </div>
-      <Outcome action={action} />
+      </FormFooter>
     </form>
   );
 }
@@ -170,15 +161,11 @@ function FolderStep(props: { onDone: () => void }) {
         <input id="wizard-folder-label" value={label} onChange={(e) => setLabel(e.target.value)} placeholder="Documents" />
       </label>
       <DeviceChecks legend="Share with" empty="No devices yet: it is shared with none for now." devices={live.devices} checked={devices} onChange={setDevices} />
-      <div className="actions">
-        <button type="submit" className="primary" id="wizard-folder-share" disabled={action.busy}>
-          Share and finish
-        </button>
+      <FormFooter action={action} submit="Share and finish" id="wizard-folder-share">
         <button type="button" onClick={props.onDone}>
           Later
         </button>
-      </div>
-      <Outcome action={action} />
+      </FormFooter>
     </form>
   );
 }
