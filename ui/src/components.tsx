@@ -1,7 +1,7 @@
 // Small pieces the screens share: running an API call with its outcome shown as a sentence,
 // and parts of forms.
 import { useCallback, useState } from "react";
-import { errorText, type Device, type Edited } from "./client";
+import { errorText, type Device, type Edited, type NewDevice } from "./client";
 import { shortId } from "./format";
 
 export interface Action {
@@ -129,4 +129,22 @@ export function DeviceChecks(props: {
       ))}
     </fieldset>
   );
+}
+
+/** The fields of a form that adds a device, and the device they describe. */
+export function useDeviceFields() {
+  const [id, setId] = useState("");
+  const [name, setName] = useState("");
+  const [addresses, setAddresses] = useState("");
+  /** Addresses are separated by commas or white space; none means "dynamic" (found by discovery). */
+  const device = (): NewDevice => {
+    const list = addresses.split(/[\s,]+/).filter(Boolean);
+    return { id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined };
+  };
+  const clear = () => {
+    setId("");
+    setName("");
+    setAddresses("");
+  };
+  return { id, setId, name, setName, addresses, setAddresses, device, clear };
 }

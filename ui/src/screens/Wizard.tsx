@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { client, useLive } from "../App";
-import { DeviceChecks, FormFooter, useAction } from "../components";
+import { DeviceChecks, FormFooter, useAction, useDeviceFields } from "../components";
 
 /**
  * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
@@ -87,15 +87,10 @@ function IdStep(props: { onNext: () => void }) {
 function DeviceStep(props: { onNext: () => void }) {
   const live = useLive();
   const action = useAction();
-  const [id, setId] = useState("");
-  const [name, setName] = useState("");
-  const [addresses, setAddresses] = useState("");
+  const { id, setId, name, setName, addresses, setAddresses, device } = useDeviceFields();
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    const list = addresses.split(/[\s,]+/).filter(Boolean);
-    const added = await action.run(() =>
-      client.addDevice({ id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined }),
-    );
+    const added = await action.run(() => client.addDevice(device()));
     if (added) {
       await live.refresh();
       props.onNext();
