@@ -26,6 +26,7 @@ pub mod identity;
 pub mod ignore;
 pub mod model;
 pub mod net;
+mod positional_io;
 pub mod pull;
 pub mod rates;
 pub mod recent_log;

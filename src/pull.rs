@@ -35,6 +35,7 @@ use crate::config::FolderId;
 use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{BlockRequest, Peers, unix_now};
+use crate::positional_io::{read_exact_at, write_all_at};
 use crate::scan::disk::{Kind, Stat};
 
 /// Needed names read per query.
@@ -869,50 +870,6 @@ fn symlink(target: &str, path: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn symlink(_target: &str, _path: &Path) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "symlinks are not supported on this system"))
-}
-
-#[cfg(unix)]
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt as _;
-    while !data.is_empty() {
-        match file.seek_write(data, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                data = &data[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt as _;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn mtime(g: &FileInfo) -> SystemTime {

@@ -9,93 +9,24 @@
 // PEERFOLD_BIN, PEERFOLD_DESKTOP_BIN and TAURI_DRIVER override where they are looked for.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { createInterface } from "node:readline";
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir, homedir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import net from "node:net";
-import dgram from "node:dgram";
 import { remote } from "webdriverio";
+import { BIN, LIMIT, ROOT, TARGET, fileIs, freePort, peerfold, spawnLogged, start, stopAll, until } from "../../tests/e2e/harness.mjs";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, "target");
-const BIN = process.env.PEERFOLD_BIN ?? join(TARGET, "debug", "peerfold");
 const APP = process.env.PEERFOLD_DESKTOP_BIN ?? join(TARGET, "debug", "peerfold-desktop");
 const DRIVER = process.env.TAURI_DRIVER ?? join(homedir(), ".cargo", "bin", "tauri-driver");
 const ARTIFACTS = join(ROOT, "target", "artifacts", "desktop");
-/** Every wait is bounded by this. */
-const LIMIT = 90_000;
 
 const scratch = mkdtempSync(join(tmpdir(), "peerfold-desktop-e2e-"));
-const children = [];
 let browser;
-
-/** A loopback port free for both TCP and UDP. */
-async function freePort() {
-  for (;;) {
-    const port = await new Promise((ok, fail) => {
-      const server = net.createServer();
-      server.once("error", fail);
-      server.listen(0, "127.0.0.1", () => {
-        const { port } = server.address();
-        server.close(() => ok(port));
-      });
-    });
-    const udpFree = await new Promise((ok) => {
-      const socket = dgram.createSocket("udp4");
-      socket.once("error", () => ok(false));
-      socket.bind(port, "127.0.0.1", () => socket.close(() => ok(true)));
-    });
-    if (udpFree) return port;
-  }
-}
-
-/** Polls `check` until it returns something truthy, for at most LIMIT. */
-async function until(what, check) {
-  const deadline = Date.now() + LIMIT;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function peerfold(home, ...args) {
-  return execFileSync(BIN, ["--home", home, ...args], { encoding: "utf8" }).trim();
-}
-
-/** Starts a process; resolves once a line of its stderr matches `ready`. */
-function start(name, cmd, args, ready, env = {}) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  const proc = { name, child, log: "" };
-  children.push(proc);
-  child.stdout.on("data", (d) => (proc.log += d));
-  const lines = createInterface({ input: child.stderr });
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${name} did not start:\n${proc.log}`)), LIMIT);
-    child.once("exit", (code) => fail(new Error(`${name} exited with ${code}:\n${proc.log}`)));
-    lines.on("line", (line) => {
-      proc.log += line + "\n";
-      if (ready.test(line)) {
-        clearTimeout(timer);
-        ok(proc);
-      }
-    });
-  });
-}
 
 /** Starts tauri-driver; resolves once it accepts connections. */
 async function startDriver(port) {
-  const child = spawn(DRIVER, ["--port", String(port), "--native-driver", "/usr/bin/WebKitWebDriver"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const proc = { name: "tauri-driver", child, log: "" };
-  children.push(proc);
-  child.stdout.on("data", (d) => (proc.log += d));
-  child.stderr.on("data", (d) => (proc.log += d));
+  const proc = spawnLogged("tauri-driver", DRIVER, ["--port", String(port), "--native-driver", "/usr/bin/WebKitWebDriver"]);
+  proc.child.stderr.on("data", (d) => (proc.log += d));
   await until("tauri-driver to listen", () =>
     new Promise((ok) => {
       const socket = net.connect(port, "127.0.0.1", () => socket.end(() => ok(true)));
@@ -103,14 +34,6 @@ async function startDriver(port) {
     }),
   );
   return proc;
-}
-
-async function fileIs(path, content) {
-  try {
-    return readFileSync(path, "utf8") === content;
-  } catch {
-    return false;
-  }
 }
 
 before(() => {
@@ -124,14 +47,7 @@ before(() => {
 after(async () => {
   // Ending the session closes the app; tauri-driver and the daemon are ours to stop.
   await browser?.deleteSession().catch(() => {});
-  for (const p of children.reverse()) {
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      const exited = new Promise((r) => p.child.once("exit", r));
-      p.child.kill("SIGINT");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
-    }
-  }
+  await stopAll();
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -143,7 +59,7 @@ test("the app's first-run wizard pairs it with a daemon, and files sync both way
   const serveId = peerfold(serveHome, "id");
   const serveArgs = ["--home", serveHome, "serve", "--listen", `tcp://127.0.0.1:${servePort}`];
   serveArgs.push("--gui-address", "127.0.0.1:0", "--no-discovery");
-  await start("peerfold serve", BIN, serveArgs, /^Listening on/, { RUST_LOG: "warn" });
+  await start("peerfold serve", BIN, serveArgs, (line) => /^Listening on/.test(line), { RUST_LOG: "warn" });
 
   // The app, on a fresh home of its own, listening on loopback only.
   const appHome = join(scratch, "app", "home");

@@ -2,11 +2,10 @@
 //! it points `HOME` at a temporary directory (where the XDG autostart entry is written) before
 //! anything else runs.
 
+mod common;
+
 use serde_json::{Value, json};
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
-use tauri::{WebviewUrl, WebviewWindowBuilder};
+use tauri::test::{mock_builder, mock_context, noop_assets};
 
 #[cfg(target_os = "linux")]
 #[test]
@@ -17,20 +16,8 @@ fn autostart_is_off_until_set_and_starts_minimized_on_this_home() {
     let args = vec!["--minimized".to_owned(), "--home".to_owned(), "/srv/peerfold home".to_owned()];
     let app =
         peerfold_desktop::with_commands(mock_builder(), args).build(mock_context(noop_assets())).unwrap();
-    let url = WebviewUrl::External("tauri://localhost".parse().unwrap());
-    let webview = WebviewWindowBuilder::new(&app, "main", url).build().unwrap();
-    let invoke = |cmd: &str, body: Value| {
-        let request = InvokeRequest {
-            cmd: cmd.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: InvokeBody::Json(body),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        get_ipc_response(&webview, request).map(|r| r.deserialize::<Value>().unwrap())
-    };
+    let webview = common::main_webview(&app);
+    let invoke = |cmd: &str, body: Value| common::invoke(&webview, cmd, body);
     let entry = home.path().join(".config/autostart/Peerfold.desktop");
 
     assert_eq!(invoke("autostart_get", json!({})).unwrap(), json!(false));

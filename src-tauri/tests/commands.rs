@@ -2,13 +2,13 @@
 //! engine's control API and answers its status and body; errors stay answers; a stopping app
 //! says so.
 
+mod common;
+
 use peerfold::daemon::{Daemon, GuiListen, Options};
 use peerfold_desktop::Backend;
 use serde_json::{Value, json};
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
-use tauri::{Manager as _, WebviewUrl, WebviewWindowBuilder};
+use tauri::Manager as _;
+use tauri::test::{MockRuntime, mock_builder, mock_context, noop_assets};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -35,23 +35,12 @@ fn fixture() -> Fixture {
         .manage(Backend::new(daemon.engine().clone(), daemon.me()))
         .build(mock_context(noop_assets()))
         .unwrap();
-    // On Linux `http://tauri.localhost` counts as a remote origin; the app's own is this one.
-    let url = WebviewUrl::External("tauri://localhost".parse().unwrap());
-    let webview = WebviewWindowBuilder::new(&app, "main", url).build().unwrap();
+    let webview = common::main_webview(&app);
     Fixture { _dir: dir, app, webview, daemon: Some(daemon) }
 }
 
 fn invoke(f: &Fixture, cmd: &str, body: Value) -> Result<Value, Value> {
-    let request = InvokeRequest {
-        cmd: cmd.into(),
-        callback: CallbackFn(0),
-        error: CallbackFn(1),
-        url: "tauri://localhost".parse().unwrap(),
-        body: InvokeBody::Json(body),
-        headers: Default::default(),
-        invoke_key: INVOKE_KEY.to_string(),
-    };
-    get_ipc_response(&f.webview, request).map(|r| r.deserialize::<Value>().unwrap())
+    common::invoke(&f.webview, cmd, body)
 }
 
 fn api(f: &Fixture, method: &str, path: &str, body: Option<Value>) -> (u64, Value) {

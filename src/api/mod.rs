@@ -57,6 +57,24 @@ pub(crate) struct State {
     secure_cookies: bool,
 }
 
+impl State {
+    /// A trusted API's state, as on the control socket and in-process: no API key, any `Host`,
+    /// no cookies to secure. [`Api::serve`] starts from it and sets what the network needs.
+    fn local(engine: Arc<Engine>, me: DeviceId, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            engine,
+            me,
+            api_key: String::new(),
+            started: Instant::now(),
+            hosts: None,
+            shutdown,
+            local: true,
+            sessions: session::Sessions::default(),
+            secure_cookies: false,
+        }
+    }
+}
+
 type Shared = Arc<State>;
 
 /// A bound, not yet serving, API listener.
@@ -108,15 +126,11 @@ impl Api {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ApiError> {
         let state = Arc::new(State {
-            engine,
-            me,
             api_key,
-            started: Instant::now(),
             hosts: allowed_hosts(self.addr),
-            shutdown: shutdown.clone(),
             local: false,
-            sessions: session::Sessions::default(),
             secure_cookies: self.tls.is_some(),
+            ..State::local(engine, me, shutdown.clone())
         });
         let app = router(state);
         let stopped = async move {
@@ -142,17 +156,7 @@ pub(crate) async fn serve_local(
     me: DeviceId,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let state = Arc::new(State {
-        engine,
-        me,
-        api_key: String::new(),
-        started: Instant::now(),
-        hosts: None,
-        shutdown: shutdown.clone(),
-        local: true,
-        sessions: session::Sessions::default(),
-        secure_cookies: false,
-    });
+    let state = Arc::new(State::local(engine, me, shutdown.clone()));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -180,17 +184,7 @@ pub struct Reply {
 impl InProcess {
     pub fn new(engine: Arc<Engine>, me: DeviceId) -> Self {
         let (shutdown, stopped) = watch::channel(false);
-        let state = Arc::new(State {
-            engine,
-            me,
-            api_key: String::new(),
-            started: Instant::now(),
-            hosts: None,
-            shutdown: stopped,
-            local: true,
-            sessions: session::Sessions::default(),
-            secure_cookies: false,
-        });
+        let state = Arc::new(State::local(engine, me, stopped));
         Self { router: router(state), _shutdown: shutdown }
     }
 

@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::disk::Stat;
 use crate::bep::{BlockInfo, EMPTY_BLOCK_HASH};
+use crate::positional_io::read_exact_at;
 
 /// Files with more blocks than this are hashed with several threads at once, each reading its
 /// own range, so one large file still uses every core.
@@ -96,28 +97,6 @@ fn hash_range(
         hook(i)?;
     }
     Ok(out)
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt as _;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

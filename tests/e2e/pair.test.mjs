@@ -8,47 +8,17 @@
 // where the binary is looked for, CHROMIUM where the browser is.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { createInterface } from "node:readline";
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import net from "node:net";
-import dgram from "node:dgram";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { BIN, LIMIT, ROOT, fileIs, freePort, peerfold, start, stopAll, until } from "./harness.mjs";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const BIN =
-  process.env.PEERFOLD_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(ROOT, "target"), "debug", "peerfold");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "target", "artifacts", "e2e");
-/** Every wait is bounded by this. */
-const LIMIT = 90_000;
 
 const scratch = mkdtempSync(join(tmpdir(), "peerfold-e2e-"));
-const daemons = [];
 let browser;
-
-/** A loopback port free for both TCP and UDP (the daemon listens on both: TCP+TLS and QUIC). */
-async function freePort() {
-  for (;;) {
-    const port = await new Promise((ok, fail) => {
-      const server = net.createServer();
-      server.once("error", fail);
-      server.listen(0, "127.0.0.1", () => {
-        const { port } = server.address();
-        server.close(() => ok(port));
-      });
-    });
-    const udpFree = await new Promise((ok) => {
-      const socket = dgram.createSocket("udp4");
-      socket.once("error", () => ok(false));
-      socket.bind(port, "127.0.0.1", () => socket.close(() => ok(true)));
-    });
-    if (udpFree) return port;
-  }
-}
 
 /** Starts `peerfold serve` on a fresh home; resolves once it listens, with its addresses. */
 async function startDaemon(name) {
@@ -57,41 +27,19 @@ async function startDaemon(name) {
   const listen = `tcp://127.0.0.1:${port},quic://127.0.0.1:${port}`;
   // No discovery: the test stays on loopback, and the daemons know each other's addresses.
   const args = ["--home", home, "serve", "--listen", listen, "--gui-address", "127.0.0.1:0", "--no-discovery"];
-  const child = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
-  const daemon = { name, home, port, child, log: "", api: undefined };
-  daemons.push(daemon);
-  child.stdout.on("data", (d) => (daemon.log += d));
-  const lines = createInterface({ input: child.stderr });
-  await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${name} did not start:\n${daemon.log}`)), LIMIT);
-    child.once("exit", (code) => fail(new Error(`${name} exited with ${code}:\n${daemon.log}`)));
-    lines.on("line", (line) => {
-      daemon.log += line + "\n";
-      const api = /^API on http:\/\/(.+)\/api\/$/.exec(line);
-      if (api) daemon.api = api[1];
-      if (line.startsWith("Listening on") && daemon.api) {
-        clearTimeout(timer);
-        ok();
-      }
-    });
-  });
-  return daemon;
+  let api;
+  const ready = (line) => {
+    const m = /^API on http:\/\/(.+)\/api\/$/.exec(line);
+    if (m) api = m[1];
+    return line.startsWith("Listening on") && api !== undefined;
+  };
+  const proc = await start(name, BIN, args, ready, { RUST_LOG: "warn" });
+  return Object.assign(proc, { home, port, api });
 }
 
 /** The sign-in link `peerfold gui url` prints for a running daemon. */
 function guiUrl(daemon) {
-  return execFileSync(BIN, ["--home", daemon.home, "gui", "url"], { encoding: "utf8" }).trim();
-}
-
-/** Polls `check` until it returns something truthy, for at most LIMIT. */
-async function until(what, check) {
-  const deadline = Date.now() + LIMIT;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  return peerfold(daemon.home, "gui", "url");
 }
 
 async function openUi(daemon) {
@@ -133,14 +81,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  for (const d of daemons) {
-    if (d.child.exitCode === null) {
-      const exited = new Promise((r) => d.child.once("exit", r));
-      d.child.kill("SIGINT");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (d.child.exitCode === null) d.child.kill("SIGKILL");
-    }
-  }
+  await stopAll();
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -194,13 +135,7 @@ test("two daemons pair, share a folder and sync a file, all through the web UI",
 
   // A file written on A arrives on B's disk.
   writeFileSync(join(dirA, "hello.txt"), "hello from A\n");
-  await until("hello.txt on B", () => {
-    try {
-      return readFileSync(join(dirB, "hello.txt"), "utf8") === "hello from A\n";
-    } catch {
-      return false;
-    }
-  });
+  await until("hello.txt on B", () => fileIs(join(dirB, "hello.txt"), "hello from A\n"));
 
   // Both overviews reach "Up to date".
   for (const page of [pageA, pageB]) {

@@ -1,6 +1,8 @@
-// Small pieces the screens share: running an API call with its outcome shown as a sentence.
+// Small pieces the screens share: running an API call with its outcome shown as a sentence,
+// and parts of forms.
 import { useCallback, useState } from "react";
-import { errorText, type Edited } from "./client";
+import { errorText, type Device, type Edited, type NewDevice } from "./client";
+import { shortId } from "./format";
 
 export interface Action {
   busy: boolean;
@@ -55,6 +57,24 @@ export function Outcome(props: { action: Action }) {
   return null;
 }
 
+/**
+ * A form's end: its primary submit button (disabled while the action runs), any other buttons,
+ * then the action's outcome.
+ */
+export function FormFooter(props: { action: Action; submit: string; id?: string; children?: React.ReactNode }) {
+  return (
+    <>
+      <div className="actions">
+        <button type="submit" className="primary" id={props.id} disabled={props.action.busy}>
+          {props.submit}
+        </button>
+        {props.children}
+      </div>
+      <Outcome action={props.action} />
+    </>
+  );
+}
+
 export function Badge(props: { tone: string; children: React.ReactNode }) {
   return <span className={`badge ${props.tone}`}>{props.children}</span>;
 }
@@ -80,4 +100,51 @@ export function useLoad<T>() {
     }
   }, []);
   return { data, error, load };
+}
+
+/** One checkbox per device, labelled with its name: the devices a folder is shared with. */
+export function DeviceChecks(props: {
+  legend: string;
+  /** Said when there are no devices at all. */
+  empty: string;
+  devices: Device[];
+  checked: Set<string>;
+  onChange: (checked: Set<string>) => void;
+}) {
+  const toggle = (id: string) => {
+    const next = new Set(props.checked);
+    if (next.has(id)) next.delete(id);
+    else next.add(id);
+    props.onChange(next);
+  };
+  return (
+    <fieldset>
+      <legend>{props.legend}</legend>
+      {props.devices.length === 0 && <p className="empty">{props.empty}</p>}
+      {props.devices.map((d) => (
+        <label key={d.id} className="check">
+          <input type="checkbox" checked={props.checked.has(d.id)} onChange={() => toggle(d.id)} />
+          {d.name || shortId(d.id)}
+        </label>
+      ))}
+    </fieldset>
+  );
+}
+
+/** The fields of a form that adds a device, and the device they describe. */
+export function useDeviceFields() {
+  const [id, setId] = useState("");
+  const [name, setName] = useState("");
+  const [addresses, setAddresses] = useState("");
+  /** Addresses are separated by commas or white space; none means "dynamic" (found by discovery). */
+  const device = (): NewDevice => {
+    const list = addresses.split(/[\s,]+/).filter(Boolean);
+    return { id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined };
+  };
+  const clear = () => {
+    setId("");
+    setName("");
+    setAddresses("");
+  };
+  return { id, setId, name, setName, addresses, setAddresses, device, clear };
 }

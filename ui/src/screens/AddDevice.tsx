@@ -1,6 +1,5 @@
-import { useState } from "react";
 import { client, useLive, useNavigate } from "../App";
-import { Outcome, useAction } from "../components";
+import { FormFooter, useAction, useDeviceFields } from "../components";
 import { PendingRequests } from "./Overview";
 
 /** Adding a device by its ID; devices that asked to connect are listed above to accept. */
@@ -8,23 +7,13 @@ export function AddDevice() {
   const live = useLive();
   const navigate = useNavigate();
   const action = useAction();
-  const [id, setId] = useState("");
-  const [name, setName] = useState("");
-  const [addresses, setAddresses] = useState("");
+  const { id, setId, name, setName, addresses, setAddresses, device, clear } = useDeviceFields();
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    const list = addresses
-      .split(/[\s,]+/)
-      .map((a) => a.trim())
-      .filter(Boolean);
-    const ok = await action.run(() =>
-      client.addDevice({ id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined }),
-    );
+    const ok = await action.run(() => client.addDevice(device()));
     if (ok) {
       await live.refresh();
-      setId("");
-      setName("");
-      setAddresses("");
+      clear();
     }
   };
   return (
@@ -64,17 +53,13 @@ export function AddDevice() {
         <p className="hint" id="addresses-hint">
           Comma-separated; leave empty to find it by discovery ("dynamic").
         </p>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={action.busy}>
-            Add device
-          </button>
+        <FormFooter action={action} submit="Add device">
           {action.message && (
             <button type="button" onClick={() => navigate("/")}>
               Back to the overview
             </button>
           )}
-        </div>
-        <Outcome action={action} />
+        </FormFooter>
       </form>
     </>
   );

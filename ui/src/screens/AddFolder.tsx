@@ -1,8 +1,7 @@
 import { useState } from "react";
 import { client, useLive, useNavigate } from "../App";
 import type { FolderType } from "../client";
-import { Outcome, useAction } from "../components";
-import { shortId } from "../format";
+import { DeviceChecks, FormFooter, useAction } from "../components";
 
 /** Sharing a folder: path, label, type, and one checkbox per device (who may have it). */
 export function AddFolder() {
@@ -15,12 +14,6 @@ export function AddFolder() {
   const [type, setType] = useState<FolderType>("send-receive");
   const [create, setCreate] = useState(false);
   const [devices, setDevices] = useState<Set<string>>(new Set());
-  const toggle = (d: string) => {
-    const next = new Set(devices);
-    if (next.has(d)) next.delete(d);
-    else next.add(d);
-    setDevices(next);
-  };
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
     const folderId = id.trim() || suggestId(label || path);
@@ -63,22 +56,8 @@ export function AddFolder() {
             <option value="receive-only">Receive only</option>
           </select>
         </label>
-        <fieldset>
-          <legend>Share with</legend>
-          {live.devices.length === 0 && <p className="empty">No devices yet: add one first.</p>}
-          {live.devices.map((d) => (
-            <label key={d.id} className="check">
-              <input type="checkbox" checked={devices.has(d.id)} onChange={() => toggle(d.id)} />
-              {d.name || shortId(d.id)}
-            </label>
-          ))}
-        </fieldset>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={action.busy}>
-            Share folder
-          </button>
-        </div>
-        <Outcome action={action} />
+        <DeviceChecks legend="Share with" empty="No devices yet: add one first." devices={live.devices} checked={devices} onChange={setDevices} />
+        <FormFooter action={action} submit="Share folder" />
       </form>
     </>
   );

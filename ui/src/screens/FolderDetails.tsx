@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { client, useLive, useNavigate } from "../App";
 import type { Conflict, FailedItem, FileVersions, Folder, NeededItem } from "../client";
-import { Badge, Outcome, Progress, useAction, useLoad } from "../components";
+import { Badge, DeviceChecks, FormFooter, Outcome, Progress, useAction, useLoad } from "../components";
 import { bytes, count, duration, folderState, percent, rate, shortId, when } from "../format";
 
 /** One folder: its state, actions, settings, ignore patterns, conflicts, failed and needed items, versions. */
@@ -153,31 +153,8 @@ function FolderSettings(props: { folder: Folder }) {
         <input type="checkbox" checked={watch} onChange={(e) => setWatch(e.target.checked)} />
         Watch for changes
       </label>
-      <fieldset>
-        <legend>Shared with</legend>
-        {live.devices.length === 0 && <p className="empty">No devices yet.</p>}
-        {live.devices.map((d) => (
-          <label key={d.id} className="check">
-            <input
-              type="checkbox"
-              checked={devices.has(d.id)}
-              onChange={() => {
-                const next = new Set(devices);
-                if (next.has(d.id)) next.delete(d.id);
-                else next.add(d.id);
-                setDevices(next);
-              }}
-            />
-            {d.name || shortId(d.id)}
-          </label>
-        ))}
-      </fieldset>
-      <div className="actions">
-        <button type="submit" className="primary" disabled={action.busy}>
-          Save settings
-        </button>
-      </div>
-      <Outcome action={action} />
+      <DeviceChecks legend="Shared with" empty="No devices yet." devices={live.devices} checked={devices} onChange={setDevices} />
+      <FormFooter action={action} submit="Save settings" />
     </form>
   );
 }

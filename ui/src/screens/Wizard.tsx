@@ -1,7 +1,6 @@
 import { useEffect, useState } from "react";
 import { client, useLive } from "../App";
-import { Outcome, useAction } from "../components";
-import { shortId } from "../format";
+import { DeviceChecks, FormFooter, useAction, useDeviceFields } from "../components";
 
 /**
  * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
@@ -55,12 +54,7 @@ function NameStep(props: { name: string; onNext: () => void }) {
         Device name
         <input id="wizard-name" value={name} onChange={(e) => setName(e.target.value)} required />
       </label>
-      <div className="actions">
-        <button type="submit" className="primary" id="wizard-name-next" disabled={action.busy}>
-          Next
-        </button>
-      </div>
-      <Outcome action={action} />
+      <FormFooter action={action} submit="Next" id="wizard-name-next" />
     </form>
   );
 }
@@ -93,15 +87,10 @@ function IdStep(props: { onNext: () => void }) {
 function DeviceStep(props: { onNext: () => void }) {
   const live = useLive();
   const action = useAction();
-  const [id, setId] = useState("");
-  const [name, setName] = useState("");
-  const [addresses, setAddresses] = useState("");
+  const { id, setId, name, setName, addresses, setAddresses, device } = useDeviceFields();
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    const list = addresses.split(/[\s,]+/).filter(Boolean);
-    const added = await action.run(() =>
-      client.addDevice({ id: id.trim(), name: name.trim() || undefined, addresses: list.length ? list : undefined }),
-    );
+    const added = await action.run(() => client.addDevice(device()));
     if (added) {
       await live.refresh();
       props.onNext();
@@ -129,15 +118,11 @@ function DeviceStep(props: { onNext: () => void }) {
           spellCheck={false}
         />
       </label>
-      <div className="actions">
-        <button type="submit" className="primary" id="wizard-device-next" disabled={action.busy}>
-          Add and continue
-        </button>
+      <FormFooter action={action} submit="Add and continue" id="wizard-device-next">
         <button type="button" onClick={props.onNext}>
           Later
         </button>
-      </div>
-      <Outcome action={action} />
+      </FormFooter>
     </form>
   );
 }
@@ -170,34 +155,12 @@ function FolderStep(props: { onDone: () => void }) {
         Label
         <input id="wizard-folder-label" value={label} onChange={(e) => setLabel(e.target.value)} placeholder="Documents" />
       </label>
-      <fieldset>
-        <legend>Share with</legend>
-        {live.devices.length === 0 && <p className="empty">No devices yet: it is shared with none for now.</p>}
-        {live.devices.map((d) => (
-          <label key={d.id} className="check">
-            <input
-              type="checkbox"
-              checked={devices.has(d.id)}
-              onChange={() => {
-                const next = new Set(devices);
-                if (next.has(d.id)) next.delete(d.id);
-                else next.add(d.id);
-                setDevices(next);
-              }}
-            />
-            {d.name || shortId(d.id)}
-          </label>
-        ))}
-      </fieldset>
-      <div className="actions">
-        <button type="submit" className="primary" id="wizard-folder-share" disabled={action.busy}>
-          Share and finish
-        </button>
+      <DeviceChecks legend="Share with" empty="No devices yet: it is shared with none for now." devices={live.devices} checked={devices} onChange={setDevices} />
+      <FormFooter action={action} submit="Share and finish" id="wizard-folder-share">
         <button type="button" onClick={props.onDone}>
           Later
         </button>
-      </div>
-      <Outcome action={action} />
+      </FormFooter>
     </form>
   );
 }

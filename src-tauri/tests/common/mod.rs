@@ -1,0 +1,29 @@
+//! What the mock-runtime test binaries share: the app's main webview, and invoking a command
+//! through it as the UI would.
+
+use serde_json::Value;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response};
+use tauri::webview::InvokeRequest;
+use tauri::{App, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+
+/// The app's `main` window. On Linux `http://tauri.localhost` counts as a remote origin; the
+/// app's own is `tauri://localhost`.
+pub fn main_webview(app: &App<MockRuntime>) -> WebviewWindow<MockRuntime> {
+    let url = WebviewUrl::External("tauri://localhost".parse().unwrap());
+    WebviewWindowBuilder::new(app, "main", url).build().unwrap()
+}
+
+/// Invokes command `cmd` with `body` from `webview`: its answer, or its error.
+pub fn invoke(webview: &WebviewWindow<MockRuntime>, cmd: &str, body: Value) -> Result<Value, Value> {
+    let request = InvokeRequest {
+        cmd: cmd.into(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: "tauri://localhost".parse().unwrap(),
+        body: InvokeBody::Json(body),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(webview, request).map(|r| r.deserialize::<Value>().unwrap())
+}
