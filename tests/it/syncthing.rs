@@ -158,6 +158,10 @@ impl Syncthing {
             .arg(format!("--gui-address={}", self.gui))
             .env("STNOUPGRADE", "1")
             .env("STNORESTART", "1")
+            // Without it Syncthing 1.19 runs as a monitor process and a child in a process group
+            // of its own (despite --no-restart): `kill` would end the monitor and leave the child
+            // running after the test, holding CPU and ports.
+            .env("STMONITORED", "1")
             .env("STTRACE", "")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
