@@ -396,7 +396,7 @@ impl Net {
             return Ok(endpoint.clone());
         }
         let endpoint =
-            quinn::Endpoint::client(SocketAddr::new(unspecified, 0)).map_err(NetError::QuicSocket)?;
+            quic::client_endpoint(SocketAddr::new(unspecified, 0)).map_err(NetError::QuicSocket)?;
         *slot = Some(endpoint.clone());
         Ok(endpoint)
     }

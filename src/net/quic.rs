@@ -48,6 +48,42 @@ const RECEIVE_WINDOW: u32 = STREAM_RECEIVE_WINDOW;
 /// How much unacknowledged data we keep in flight: enough to fill the peer's window.
 const SEND_WINDOW: u64 = STREAM_RECEIVE_WINDOW as u64;
 
+/// The UDP socket buffers we ask for (the system caps them at its maximum, 4 MiB on this
+/// Debian: `net.core.rmem_max`). With the default (208 KiB) a fast sender's bursts overflowed
+/// the receiver's buffer even on loopback (the kernel's `UdpRcvbufErrors`), and every dropped
+/// packet is a retransmission and a congestion-window cut. quic-go (Syncthing) asks for 7 MiB
+/// for the same reason.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// An endpoint on `socket`, with larger socket buffers.
+fn endpoint(server: Option<quinn::ServerConfig>, socket: std::net::UdpSocket) -> io::Result<quinn::Endpoint> {
+    let sock = socket2::SockRef::from(&socket);
+    // Best effort: a smaller buffer than asked for is still a working socket.
+    if let Err(e) =
+        sock.set_recv_buffer_size(SOCKET_BUFFER).and_then(|()| sock.set_send_buffer_size(SOCKET_BUFFER))
+    {
+        tracing::debug!(error = %e, "cannot enlarge the UDP socket buffers");
+    }
+    let config = quinn::EndpointConfig::default();
+    let runtime = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(config, server, socket, runtime)
+}
+
+/// A dialing-only endpoint on `addr` (an unspecified address and port 0).
+pub(super) fn client_endpoint(addr: SocketAddr) -> io::Result<quinn::Endpoint> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        // Dual-stack where the system allows it, as quinn's own client endpoint does.
+        let _ = socket.set_only_v6(false);
+    }
+    socket.bind(&addr.into())?;
+    endpoint(None, socket.into())
+}
+
 /// Transport parameters; `incoming_bidi` is how many streams the peer may open (one for the
 /// listener, where the dialer opens the BEP stream; none for the dialer).
 fn transport_config(incoming_bidi: u32) -> Arc<TransportConfig> {
@@ -68,7 +104,7 @@ fn transport_config(incoming_bidi: u32) -> Arc<TransportConfig> {
 pub(super) fn listen_endpoint(tls: &TlsIdentity, addr: SocketAddr) -> io::Result<quinn::Endpoint> {
     let mut config = quinn::ServerConfig::with_crypto(tls.quic_server_config());
     config.transport_config(transport_config(1));
-    quinn::Endpoint::server(config, addr)
+    endpoint(Some(config), std::net::UdpSocket::bind(addr)?)
 }
 
 /// Accepts connections on `endpoint` until `stop` is set or the endpoint is closed, running each
@@ -224,6 +260,14 @@ impl Drop for QuicStream {
     /// most [`CLOSE_LINGER`]) until the peer has acknowledged the finished send stream. Without
     /// a runtime (process exit) it closes at once.
     fn drop(&mut self) {
+        let stats = self.conn.stats();
+        tracing::debug!(
+            remote = %self.conn.remote_address(),
+            mtu = stats.path.current_mtu,
+            datagrams_out = stats.udp_tx.datagrams,
+            bytes_out = stats.udp_tx.bytes,
+            "quic connection done"
+        );
         if !self.finished {
             // An error means the peer stopped the stream: nothing left to deliver.
             let _ = self.send.finish();
