@@ -129,6 +129,17 @@ pub fn show_main<R: Runtime>(app: &tauri::AppHandle<R>) {
     }
 }
 
+/// The window events handler: closing the main window hides it and keeps Peerfold syncing in
+/// the tray; Quit in the tray ends it.
+pub fn keep_in_tray<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
+    if let WindowEvent::CloseRequested { api, .. } = event
+        && window.label() == MAIN_WINDOW
+    {
+        api.prevent_close();
+        let _ = window.hide();
+    }
+}
+
 /// Runs the app until Quit. Returns the process's exit code.
 pub fn run() -> std::process::ExitCode {
     let args = Args::parse();
@@ -194,15 +205,7 @@ fn run_with(args: Args) -> Result<(), AppError> {
     let minimized = args.minimized;
     let app = with_commands(tauri::Builder::default(), autostart_args)
         .manage(Backend::new(Arc::clone(&engine), me))
-        .on_window_event(|window, event| {
-            // Closing the window keeps Peerfold syncing in the tray; Quit in the tray ends it.
-            if let WindowEvent::CloseRequested { api, .. } = event
-                && window.label() == MAIN_WINDOW
-            {
-                api.prevent_close();
-                let _ = window.hide();
-            }
-        })
+        .on_window_event(keep_in_tray)
         .setup(move |app| {
             let handle = app.handle().clone();
             if minimized && let Some(window) = app.get_webview_window(MAIN_WINDOW) {

@@ -226,3 +226,77 @@ pub async fn pause_all(engine: &Engine) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerfold::config::FolderConfig;
+
+    fn config(folders: &[(&str, bool)]) -> Config {
+        let mut config = Config::default();
+        for (id, paused) in folders {
+            let mut f = FolderConfig::new(id.parse().unwrap(), format!("/data/{id}").into());
+            f.paused = *paused;
+            config.folders.push(f);
+        }
+        config
+    }
+
+    fn states(list: &[(&str, FolderState)]) -> Vec<(peerfold::config::FolderId, FolderState)> {
+        list.iter().map(|(id, s)| (id.parse().unwrap(), s.clone())).collect()
+    }
+
+    #[test]
+    fn the_icon_shows_the_worst_running_folder() {
+        let c = config(&[("a", false), ("b", false)]);
+        assert_eq!(
+            Status::of(&c, &states(&[("a", FolderState::Idle), ("b", FolderState::Idle)])),
+            Status::UpToDate
+        );
+        assert_eq!(
+            Status::of(&c, &states(&[("a", FolderState::Idle), ("b", FolderState::Syncing)])),
+            Status::Syncing
+        );
+        assert_eq!(Status::of(&c, &states(&[("a", FolderState::Scanning)])), Status::Syncing);
+        let error = FolderState::Error { message: "disk gone".into() };
+        assert_eq!(
+            Status::of(&c, &states(&[("a", FolderState::Syncing), ("b", error.clone())])),
+            Status::Error
+        );
+        let held = FolderState::WaitingForConfirmation { deleted: 5, total: 6 };
+        assert_eq!(Status::of(&c, &states(&[("a", held)])), Status::Error, "held deletions need the user");
+        // A paused folder's last state does not count; all paused is its own state.
+        let half = config(&[("a", true), ("b", false)]);
+        assert_eq!(
+            Status::of(&half, &states(&[("a", error.clone()), ("b", FolderState::Idle)])),
+            Status::UpToDate
+        );
+        assert_eq!(Status::of(&config(&[("a", true), ("b", true)]), &[]), Status::Paused);
+        // No folders yet: nothing to worry about, and nothing paused.
+        assert_eq!(Status::of(&config(&[]), &[]), Status::UpToDate);
+        assert_eq!(Status::Error.tooltip(), "Peerfold: a folder has a problem");
+        for status in [Status::UpToDate, Status::Syncing, Status::Error, Status::Paused] {
+            assert!(Image::from_bytes(status.icon()).is_ok(), "{status:?} has a usable icon");
+        }
+    }
+
+    #[test]
+    fn the_menu_lists_each_folder_by_label_and_offers_resume_when_all_are_paused() {
+        let mut c = config(&[("photos", false), ("docs", false)]);
+        c.folders[0].label = "Photos".into();
+        let m = MenuModel::of(&c);
+        assert_eq!(
+            m.folders,
+            vec![
+                ("photos".into(), "Photos".into(), "/data/photos".into()),
+                ("docs".into(), "docs".into(), "/data/docs".into()),
+            ]
+        );
+        assert!(!m.all_paused);
+        c.folders[0].paused = true;
+        assert!(!MenuModel::of(&c).all_paused, "one running folder: Pause all");
+        c.folders[1].paused = true;
+        assert!(MenuModel::of(&c).all_paused);
+        assert!(!MenuModel::of(&config(&[])).all_paused);
+    }
+}

@@ -15,6 +15,8 @@ pub fn main_webview(app: &App<MockRuntime>) -> WebviewWindow<MockRuntime> {
 }
 
 /// Invokes command `cmd` with `body` from `webview`: its answer, or its error.
+// Not every test binary that includes this module invokes commands.
+#[allow(dead_code)]
 pub fn invoke(webview: &WebviewWindow<MockRuntime>, cmd: &str, body: Value) -> Result<Value, Value> {
     let request = InvokeRequest {
         cmd: cmd.into(),
