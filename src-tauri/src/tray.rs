@@ -281,6 +281,34 @@ mod tests {
     }
 
     #[test]
+    fn pause_all_pauses_every_folder_then_resumes_them_all() {
+        use peerfold::daemon::{Daemon, GuiListen, Options};
+        let dir = tempfile::tempdir().unwrap();
+        tauri::async_runtime::block_on(async {
+            let options = Options { listen: Vec::new(), gui: GuiListen::Off, discovery: false };
+            let daemon = Daemon::start(&dir.path().join("home"), options).await.unwrap();
+            let engine = daemon.engine().clone();
+            for id in ["a", "b"] {
+                let path = dir.path().join(id);
+                std::fs::create_dir(&path).unwrap();
+                let folder = FolderConfig::new(id.parse().unwrap(), path);
+                engine.edit_config(Edit::AddFolder { folder: Box::new(folder) }).await.unwrap();
+            }
+            let paused = |e: &Engine| e.config().folders.iter().map(|f| f.paused).collect::<Vec<_>>();
+            // One already paused: Pause all pauses the other.
+            engine.edit_config(Edit::PauseFolder { id: "a".parse().unwrap(), paused: true }).await.unwrap();
+            pause_all(&engine).await.unwrap();
+            assert_eq!(paused(&engine), [true, true]);
+            assert_eq!(Status::of(&engine.config(), &engine.folder_states()), Status::Paused);
+            // All paused: the same entry resumes them all.
+            pause_all(&engine).await.unwrap();
+            assert_eq!(paused(&engine), [false, false]);
+            drop(engine);
+            daemon.shutdown().await;
+        });
+    }
+
+    #[test]
     fn the_menu_lists_each_folder_by_label_and_offers_resume_when_all_are_paused() {
         let mut c = config(&[("photos", false), ("docs", false)]);
         c.folders[0].label = "Photos".into();
