@@ -2,6 +2,7 @@
 // non-API path with this page) and the live data every screen reads.
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
 import { ApiError, Client, errorText, isTauri, type Device, type Folder, type Pending, type Status, type SystemInfo } from "./client";
+import { useAction, type Action } from "./components";
 import { SignIn } from "./screens/SignIn";
 import { Overview } from "./screens/Overview";
 import { ThisDevice } from "./screens/ThisDevice";
@@ -32,6 +33,16 @@ export function useLive(): Live {
   const live = useContext(LiveContext);
   if (!live) throw new Error("useLive outside the app");
   return live;
+}
+
+/** An action, and a way to run a call with it that refreshes the live state when it worked. */
+export function useLiveAction(): [Action, (call: () => Promise<unknown>) => Promise<void>] {
+  const live = useLive();
+  const action = useAction();
+  const act = async (call: () => Promise<unknown>) => {
+    if (await action.run(call)) await live.refresh();
+  };
+  return [action, act];
 }
 
 // ---------- routing ----------

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from "react";
-import { client, useLive, useNavigate } from "../App";
+import { client, useLive, useLiveAction, useNavigate } from "../App";
 import type { Conflict, FailedItem, FileVersions, Folder, NeededItem } from "../client";
 import { Badge, DeviceChecks, FormFooter, Outcome, Progress, useAction, useLoad } from "../components";
 import { bytes, count, duration, folderState, percent, rate, shortId, when } from "../format";
@@ -69,11 +69,8 @@ export function FolderDetails(props: { id: string }) {
 function FolderActions(props: { folder: Folder }) {
   const live = useLive();
   const navigate = useNavigate();
-  const action = useAction();
+  const [action, act] = useLiveAction();
   const { folder } = props;
-  const act = async (call: () => Promise<unknown>) => {
-    if (await action.run(call)) await live.refresh();
-  };
   return (
     <>
       <div className="actions">
@@ -105,7 +102,7 @@ function FolderActions(props: { folder: Folder }) {
 
 function FolderSettings(props: { folder: Folder }) {
   const live = useLive();
-  const action = useAction();
+  const [action, act] = useLiveAction();
   const { folder } = props;
   const [label, setLabel] = useState(folder.label);
   const [keep, setKeep] = useState(folder.versioning.type === "trashcan");
@@ -123,7 +120,7 @@ function FolderSettings(props: { folder: Folder }) {
     // Sent only when changed, so a daemon without these settings still saves the rest.
     if (rescan !== (folder.rescan_interval_s ?? 3600)) patch.rescan_interval_s = rescan;
     if (watch !== (folder.watch ?? true)) patch.watch = watch;
-    if (await action.run(() => client.editFolder(folder.id, patch))) await live.refresh();
+    await act(() => client.editFolder(folder.id, patch));
   };
   return (
     <form className="card form" onSubmit={save} aria-label="Folder settings">

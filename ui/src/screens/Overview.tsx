@@ -1,7 +1,7 @@
 import { useState } from "react";
-import { client, Link, useLive } from "../App";
+import { client, Link, useLive, useLiveAction } from "../App";
 import type { PendingFolder } from "../client";
-import { Badge, Outcome, Progress, useAction } from "../components";
+import { Badge, Outcome, Progress } from "../components";
 import { bytes, count, duration, folderState, percent, rate, shortId, unixWhen } from "../format";
 
 /** Folders, devices, and what other devices asked for. */
@@ -122,11 +122,7 @@ export function Overview() {
 }
 
 function DeviceActions(props: { id: string; paused: boolean }) {
-  const live = useLive();
-  const action = useAction();
-  const act = async (call: () => Promise<unknown>) => {
-    if (await action.run(call)) await live.refresh();
-  };
+  const [action, act] = useLiveAction();
   return (
     <div className="actions">
       <button type="button" disabled={action.busy} onClick={() => act(() => client.editDevice(props.id, { paused: !props.paused }))}>
@@ -168,11 +164,7 @@ export function PendingRequests() {
 }
 
 function PendingDeviceCard(props: { device: string; name: string; address: string; seen: number }) {
-  const live = useLive();
-  const action = useAction();
-  const act = async (call: () => Promise<unknown>) => {
-    if (await action.run(call)) await live.refresh();
-  };
+  const [action, act] = useLiveAction();
   const label = props.name || shortId(props.device);
   return (
     <li className="card pending-card" aria-label={`Device request from ${label}`}>
@@ -195,15 +187,12 @@ function PendingDeviceCard(props: { device: string; name: string; address: strin
 
 function PendingFolderCard(props: { offer: PendingFolder }) {
   const live = useLive();
-  const action = useAction();
+  const [action, act] = useLiveAction();
   const { offer } = props;
   const exists = live.folders.some((f) => f.id === offer.folder);
   const [path, setPath] = useState("");
   const from = live.devices.find((d) => d.id === offer.device)?.name || shortId(offer.device);
   const label = offer.label || offer.folder;
-  const act = async (call: () => Promise<unknown>) => {
-    if (await action.run(call)) await live.refresh();
-  };
   return (
     <li className="card pending-card" aria-label={`Folder offer ${label}`}>
       <p>

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { client, useLive } from "../App";
+import { client, useLive, useLiveAction } from "../App";
 import { autostart, errorText, isTauri } from "../client";
 import { Outcome, useAction } from "../components";
 
@@ -39,7 +39,7 @@ export function Settings(props: { onSignOut: () => void }) {
 
 function DeviceName() {
   const live = useLive();
-  const action = useAction();
+  const [action, act] = useLiveAction();
   const current = live.system?.name ?? "";
   const [name, setName] = useState(current);
   useEffect(() => setName(current), [current]);
@@ -49,7 +49,7 @@ function DeviceName() {
       aria-label="Device name"
       onSubmit={async (e) => {
         e.preventDefault();
-        if (await action.run(() => client.setName(name))) await live.refresh();
+        await act(() => client.setName(name));
       }}
     >
       <h2>Device name</h2>
