@@ -85,14 +85,20 @@ impl Index {
     /// This device's entry for `name` without its blocks. Serving a block request needs only
     /// the type, flags and size (the data's hash is checked against the request's); decoding a
     /// large file's block list for every 128 KiB block served cost more than reading the block.
+    ///
+    /// Remembered until the next commit (see `memo`): a peer downloading a large file asks for
+    /// the same entry once per block.
     pub async fn local_file_head(&self, folder: FolderIdx, name: &str) -> Result<Option<FileInfo>, DbError> {
         let sql = concat!(
             "SELECT ",
             file_columns!(),
             " FROM files WHERE folder_idx = ? AND device_idx = 0 AND name = ?"
         );
-        let row = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.read).await?;
-        Ok(row.map(|r| file_from_row(&r)).transpose()?.map(|(file, _)| file))
+        let read = async {
+            let row = sqlx::query(sql).bind(folder.0).bind(name).fetch_optional(&self.read).await?;
+            Ok(row.map(|r| file_from_row(&r)).transpose()?.map(|(file, _)| file))
+        };
+        self.aggregates.head(folder, name, read).await
     }
 
     /// This device's entries directly inside directory `parent` (`""` for the folder root),

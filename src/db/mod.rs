@@ -107,6 +107,15 @@ impl Index {
 
     /// The folder's row number, registering the folder (with a fresh random index ID) if new.
     pub async fn folder(&self, folder_id: &str) -> Result<FolderIdx, DbError> {
+        if let Some(idx) = self.aggregates.folder(folder_id) {
+            return Ok(idx);
+        }
+        let idx = self.folder_row(folder_id).await?;
+        self.aggregates.remember_folder(folder_id, idx);
+        Ok(idx)
+    }
+
+    async fn folder_row(&self, folder_id: &str) -> Result<FolderIdx, DbError> {
         if let Some(row) = sqlx::query("SELECT idx FROM folders WHERE folder_id = ?")
             .bind(folder_id)
             .fetch_optional(&self.read)

@@ -716,10 +716,17 @@ impl ConnState {
     }
 }
 
-/// Reads a requested block from the folder, if the index lists the file and the data on disk
-/// still has the requested hash. A `from_temporary` request is tried on the file's temporary
-/// file first (the peer learnt from our DownloadProgress that the block is there), then on the
-/// file itself, as Syncthing does: the download may have finished in between.
+/// Reads a requested block from the folder, if the index lists the file (as a file, not
+/// deleted, not ignored) and the range is inside it. A `from_temporary` request is tried on the
+/// file's temporary file first (the peer learnt from our DownloadProgress that the block is
+/// there), then on the file itself, as Syncthing does: the download may have finished in
+/// between.
+///
+/// Data read from the file itself is not hashed here. The requester checks every block
+/// against the hash it asked for (Peerfold and Syncthing both do) and asks another device when
+/// it does not match, so a file that changed since its scan costs a retry there, while hashing
+/// here cost a SHA-256 pass over everything sent, the largest single item of a busy sender's
+/// profile. The watcher rescans the changed file either way.
 async fn serve(
     index: crate::db::Index,
     folder: FolderId,
@@ -755,12 +762,8 @@ async fn serve(
         return Err(ErrorCode::NoSuchFile);
     }
     let path = root.join(&req.name);
-    let data = tokio::task::spawn_blocking(move || crate::pull::read_block(&path, offset, size))
+    tokio::task::spawn_blocking(move || crate::pull::read_block(&path, offset, size))
         .await
         .map_err(|_| ErrorCode::Generic)?
-        .map_err(|_| ErrorCode::NoSuchFile)?;
-    if !req.hash.is_empty() && Sha256::digest(&data)[..] != req.hash[..] {
-        return Err(ErrorCode::NoSuchFile);
-    }
-    Ok(data)
+        .map_err(|_| ErrorCode::NoSuchFile)
 }
