@@ -20,17 +20,19 @@
 //! "Revert Local Changes" does: this device's versions are dropped so that the peers' global
 //! versions win and are pulled as usual, and what only this device has is deleted.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bep::{BlockInfo, FileInfo, FileType, Vector, VectorOrdering};
+use crate::bep::{BlockHash, BlockInfo, FileInfo, FileType, Vector, VectorOrdering};
 use crate::config::FolderId;
 use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
 use crate::identity::{DeviceId, ShortId};
@@ -44,8 +46,17 @@ const PAGE: u32 = 500;
 /// file, and its directory before it is recorded), whose latency only overlapping hides: with 8
 /// at once, 10,000 files of a few KiB came at about 100 a second on a busy disk.
 const FILES_AT_ONCE: usize = 32;
-/// Block requests in flight per file.
-const BLOCKS_AT_ONCE: usize = 16;
+/// Bytes requested per file and not yet received. Fetching a large file from one peer is
+/// bound by this window over the time a request takes to come back, which on a busy pair of
+/// machines is tens of milliseconds: 16 blocks of 128 KiB held each of the mixed set's two
+/// 160 MiB files to about 50 MB/s.
+const FILE_BYTES_IN_FLIGHT: usize = 8 << 20;
+/// Block requests per file in flight at least (when blocks are large) and at most.
+const BLOCKS_AT_ONCE: (usize, usize) = (4, 64);
+/// Blocks a download asks for between two looks at which devices hold its file.
+const HOLDERS_EVERY: usize = 16;
+/// Bytes of a temporary file written between two starts of its write-back.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
 /// Bytes requested and not yet written, over all files: with many files at once and blocks of
 /// up to 16 MiB, the per-file bound alone would allow gigabytes.
 const BYTES_IN_FLIGHT: usize = 64 << 20;
@@ -146,6 +157,13 @@ impl TrashedBlocks {
     }
 }
 
+/// A page of needed entries, each with this device's entry, and which of their blocks some
+/// local file holds (worth looking for before downloading).
+struct Page {
+    entries: Vec<(GlobalFile, Option<FileInfo>)>,
+    local_blocks: Arc<HashSet<BlockHash>>,
+}
+
 /// Why an entry waits: no device that has it is connected.
 const NO_HOLDER: &str = "no connected device has this version";
 
@@ -165,13 +183,14 @@ impl Puller {
         let budget = Arc::new(Semaphore::new(BYTES_IN_FLIGHT / BUDGET_UNIT));
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Changes, &mut after).await? {
-            for (global, local) in page {
+            for (global, local) in page.entries {
                 if global.file.file_type == FileType::File {
                     while running.len() >= FILES_AT_ONCE {
                         self.collect(running.join_next().await, &mut out, &mut records).await?;
                     }
                     let (this, budget) = (Arc::clone(self), Arc::clone(&budget));
-                    running.spawn(async move { this.pull_file(global, local, budget).await });
+                    let local_blocks = Arc::clone(&page.local_blocks);
+                    running.spawn(async move { this.pull_file(global, local, &local_blocks, budget).await });
                 } else {
                     // Directories first and inline: files below them need them to exist.
                     let applied = self.blocking(move |p| p.apply_other(&global, local.as_ref())).await?;
@@ -186,7 +205,7 @@ impl Puller {
 
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Deletes, &mut after).await? {
-            for (global, local) in page {
+            for (global, local) in page.entries {
                 let applied = self.blocking(move |p| p.apply_delete(&global.file, local.as_ref())).await?;
                 self.collect(Some(Ok(applied)), &mut out, &mut records).await?;
             }
@@ -255,21 +274,18 @@ impl Puller {
 
     /// The next page of needed entries of `kind` after `after` (which it advances), each with
     /// this device's entry; `None` when there are no more.
-    async fn next_page(
-        &self,
-        kind: NeedKind,
-        after: &mut Option<String>,
-    ) -> Result<Option<Vec<(GlobalFile, Option<FileInfo>)>>, PullError> {
-        let names = self.index.needed(self.folder, kind, after.as_deref(), PAGE).await?;
-        let Some(last) = names.last() else { return Ok(None) };
-        *after = Some(last.clone());
-        let mut page = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(global) = self.index.global_file(self.folder, &name).await? {
-                page.push((global, self.index.local_file(self.folder, &name).await?));
+    async fn next_page(&self, kind: NeedKind, after: &mut Option<String>) -> Result<Option<Page>, PullError> {
+        let entries = self.index.needed_page(self.folder, kind, after.as_deref(), PAGE).await?;
+        let Some((last, _)) = entries.last() else { return Ok(None) };
+        *after = Some(last.file.name.clone());
+        let mut hashes = HashSet::new();
+        if kind == NeedKind::Changes {
+            for (g, _) in &entries {
+                hashes.extend(g.file.blocks.iter().map(|b| b.hash));
             }
         }
-        Ok(Some(page))
+        let local_blocks = Arc::new(self.index.local_blocks_among(&hashes).await?);
+        Ok(Some(Page { entries, local_blocks }))
     }
 
     /// Runs disk work for one entry on a blocking thread.
@@ -484,6 +500,7 @@ impl Puller {
         self: Arc<Self>,
         global: GlobalFile,
         local: Option<FileInfo>,
+        local_blocks: &HashSet<BlockHash>,
         budget: Arc<Semaphore>,
     ) -> Applied {
         let g = global.file.clone();
@@ -513,7 +530,7 @@ impl Puller {
             };
         }
         let tmp = temp_path(&path);
-        let fetch = self.fill_temp(&global, &tmp, &budget).await;
+        let fetch = self.fill_temp(&global, &tmp, local_blocks, &budget).await;
         let (fetched, copied) = match fetch {
             Ok(x) => x,
             Err(e) => return Applied::Issue(name, e),
@@ -544,6 +561,7 @@ impl Puller {
         &self,
         global: &GlobalFile,
         tmp: &Path,
+        local_blocks: &HashSet<BlockHash>,
         budget: &Arc<Semaphore>,
     ) -> Result<(u64, u64), String> {
         let g = &global.file;
@@ -559,7 +577,7 @@ impl Puller {
             .map_err(|e| format!("cannot open the temporary file: {e}"))?;
         let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
         file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
-        let file = Arc::new(file);
+        let file = Arc::new(TempFile::new(file));
         // Peers hear which blocks are in the temporary file (DownloadProgress) until the
         // download ends either way and the guard is dropped.
         let progress = self.peers.start_download(&self.id, &g.name, &g.version, g.block_size, g.blocks.len());
@@ -576,12 +594,12 @@ impl Puller {
             }
             // A block left by an interrupted attempt is kept if it checks out.
             if b.offset + u64::from(b.size) <= existing
-                && read_block_from(&file, b.offset, b.size as usize).is_ok_and(|d| hash_ok(&d, b))
+                && read_block_from(&file.file, b.offset, b.size as usize).is_ok_and(|d| hash_ok(&d, b))
             {
                 done(i);
                 continue;
             }
-            if self.copy_local(&file, b).await {
+            if self.copy_local(&file, b, local_blocks).await {
                 copied += u64::from(b.size);
                 self.pulled.fetch_add(u64::from(b.size), std::sync::atomic::Ordering::Relaxed);
                 done(i);
@@ -602,15 +620,37 @@ impl Puller {
             self.pulled.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             Ok::<_, String>(())
         };
+        let window = blocks_at_once(g.block_size);
+        // Devices that connect, or announce the file, while it downloads share the work: every
+        // few blocks the holders are filtered again by who is connected, and read again from
+        // the index if it changed since they were last read (the first time, always: the page
+        // they came with may be older than the index's last commit).
+        let mut known = (None, global.holders.clone());
+        // The first error ends the download, after the blocks already asked for have landed
+        // (they are kept in the temporary file for the next attempt).
+        let mut failed: Option<String> = None;
         for (n, (i, b)) in missing.into_iter().enumerate() {
-            // Devices that connect or announce the file while it downloads share the work.
-            if n > 0 && n % BLOCKS_AT_ONCE == 0 {
-                holders = self.holders(g).await.unwrap_or(holders);
-            }
-            while inflight.len() >= BLOCKS_AT_ONCE {
-                if let Some(r) = inflight.join_next().await {
-                    landed(r)?;
+            if n > 0 && n % HOLDERS_EVERY == 0 {
+                let commits = self.index.commits();
+                if known.0 != Some(commits) {
+                    let now = self.index.holders(self.folder, &g.name, &g.version).await;
+                    known = (Some(commits), now.unwrap_or(known.1));
                 }
+                let connected: Vec<DeviceId> =
+                    known.1.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
+                if !connected.is_empty() {
+                    holders = connected;
+                }
+            }
+            while inflight.len() >= window && failed.is_none() {
+                if let Some(r) = inflight.join_next().await
+                    && let Err(e) = landed(r)
+                {
+                    failed = Some(e);
+                }
+            }
+            if failed.is_some() {
+                break;
             }
             let temp = self.temp_holders(g, i, &holders);
             let units =
@@ -636,9 +676,14 @@ impl Puller {
             });
         }
         while let Some(r) = inflight.join_next().await {
-            landed(r)?;
+            if let Err(e) = landed(r) {
+                failed.get_or_insert(e);
+            }
         }
-        Ok((fetched, copied))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((fetched, copied)),
+        }
     }
 
     /// Connected devices that are not among `holders` (full copies) but announced block `i`
@@ -649,21 +694,14 @@ impl Puller {
         temp
     }
 
-    /// The connected devices holding exactly version `g`, `None` if there are none (or the
-    /// global version moved on; the caller carries on with whom it had).
-    async fn holders(&self, g: &FileInfo) -> Option<Vec<DeviceId>> {
-        let now = self.index.global_file(self.folder, &g.name).await.ok()??;
-        if now.file.version != g.version {
-            return None;
-        }
-        let connected: Vec<DeviceId> =
-            now.holders.into_iter().filter(|d| self.peers.is_connected(d)).collect();
-        (!connected.is_empty()).then_some(connected)
-    }
-
-    /// Copies a block from a local file that has it, if any does (and still has it).
-    async fn copy_local(&self, file: &File, b: &BlockInfo) -> bool {
-        let Ok(places) = self.index.block_locations(&b.hash, 4).await else { return false };
+    /// Copies a block from a local file that has it, if any does (and still has it): one the
+    /// index lists (`local_blocks` says which are worth asking it for) or one this puller moved
+    /// to the trash can.
+    async fn copy_local(&self, file: &TempFile, b: &BlockInfo, local_blocks: &HashSet<BlockHash>) -> bool {
+        let places = match local_blocks.contains(&b.hash) {
+            true => self.index.block_locations(&b.hash, 4).await.unwrap_or_default(),
+            false => Vec::new(),
+        };
         for place in places {
             let root = {
                 let config = self.config.borrow();
@@ -674,7 +712,7 @@ impl Puller {
             };
             let Ok(src) = File::open(root.join(&place.name)) else { continue };
             let Ok(data) = read_block_from(&src, place.offset, b.size as usize) else { continue };
-            if hash_ok(&data, b) && write_block(file, &data, b.offset).is_ok() {
+            if hash_ok(&data, b) && file.write_block(&data, b.offset).is_ok() {
                 return true;
             }
         }
@@ -682,7 +720,7 @@ impl Puller {
         let Some((path, offset)) = trashed else { return false };
         let Ok(src) = File::open(path) else { return false };
         let Ok(data) = read_block_from(&src, offset, b.size as usize) else { return false };
-        hash_ok(&data, b) && write_block(file, &data, b.offset).is_ok()
+        hash_ok(&data, b) && file.write_block(&data, b.offset).is_ok()
     }
 
     /// Syncs the temporary file, sets its metadata, moves the old file aside and renames the
@@ -739,7 +777,7 @@ async fn fetch_block(
     temp: &[DeviceId],
     i: usize,
     req: BlockRequest,
-    file: &File,
+    file: &TempFile,
     b: &BlockInfo,
 ) -> Result<u64, String> {
     let mut last = String::from("no connected device has it");
@@ -748,7 +786,7 @@ async fn fetch_block(
         let req = BlockRequest { from_temporary, ..req.clone() };
         match peers.request(&device, req).await {
             Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
-                write_block(file, &data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
+                file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
                 return Ok(u64::from(b.size));
             }
             Ok(_) => last = format!("device {device} sent data that does not match the block's hash"),
@@ -802,11 +840,34 @@ fn recorded(g: &FileInfo, path: &Path) -> io::Result<FileInfo> {
     Ok(entry)
 }
 
-/// Writes a verified block into the temporary file and starts writing it to disk.
-fn write_block(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    write_all_at(file, data, offset)?;
-    start_writeback(file, offset, data.len() as u64);
-    Ok(())
+/// Block requests in flight per file, for blocks of `block_size`.
+fn blocks_at_once(block_size: u32) -> usize {
+    (FILE_BYTES_IN_FLIGHT / (block_size as usize).max(1)).clamp(BLOCKS_AT_ONCE.0, BLOCKS_AT_ONCE.1)
+}
+
+/// A temporary file being filled, shared by the tasks writing its blocks.
+struct TempFile {
+    file: File,
+    /// Bytes written since the last [`start_writeback`].
+    unstarted: AtomicU64,
+}
+
+impl TempFile {
+    fn new(file: File) -> Self {
+        Self { file, unstarted: AtomicU64::new(0) }
+    }
+
+    /// Writes a verified block, and starts writing the file to disk each [`WRITEBACK_CHUNK`].
+    fn write_block(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        write_all_at(&self.file, data, offset)?;
+        let total = self.unstarted.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+        if total >= WRITEBACK_CHUNK && self.unstarted.swap(0, Ordering::Relaxed) > 0 {
+            // The whole file: blocks land out of order, and what was started already is
+            // skipped by the kernel.
+            start_writeback(&self.file, 0, 0);
+        }
+        Ok(())
+    }
 }
 
 fn hash_ok(data: &[u8], b: &BlockInfo) -> bool {

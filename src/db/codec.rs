@@ -14,6 +14,41 @@ macro_rules! file_columns {
         "name, type, size, permissions, no_permissions, modified_s, modified_ns, modified_by, \
          deleted, invalid, version, sequence, block_size, symlink_target, blocklist_hash"
     };
+    // The same columns of table alias `$t`.
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".name, ",
+            $t,
+            ".type, ",
+            $t,
+            ".size, ",
+            $t,
+            ".permissions, ",
+            $t,
+            ".no_permissions, ",
+            $t,
+            ".modified_s, ",
+            $t,
+            ".modified_ns, ",
+            $t,
+            ".modified_by, ",
+            $t,
+            ".deleted, ",
+            $t,
+            ".invalid, ",
+            $t,
+            ".version, ",
+            $t,
+            ".sequence, ",
+            $t,
+            ".block_size, ",
+            $t,
+            ".symlink_target, ",
+            $t,
+            ".blocklist_hash"
+        )
+    };
 }
 pub(super) use file_columns;
 
@@ -136,7 +171,12 @@ pub(super) fn encode_blocks(blocks: &[BlockInfo]) -> Vec<u8> {
 /// A row of [`file_columns!`] with, at column `at`, its [`blocks_of!`] column: the entry with
 /// its blocks.
 pub(super) fn file_with_blocks(row: &SqliteRow, at: usize) -> Result<FileInfo, DbError> {
-    let (mut file, blocklist) = file_from_row(row)?;
+    file_with_blocks_at(row, 0, at)
+}
+
+/// [`file_with_blocks`] for a row whose file columns start at column `first`.
+pub(super) fn file_with_blocks_at(row: &SqliteRow, first: usize, at: usize) -> Result<FileInfo, DbError> {
+    let (mut file, blocklist) = file_from_row_at(row, first)?;
     if blocklist.is_some() {
         let bytes: Option<Vec<u8>> = row.try_get(at)?;
         file.blocks = bytes

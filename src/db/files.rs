@@ -216,6 +216,35 @@ impl Index {
             .collect()
     }
 
+    /// Which of `hashes` some local file (any folder) holds a block of: the only ones worth a
+    /// [`Index::block_locations`] lookup. One statement per 1,024 hashes, where the puller used
+    /// to make a lookup per block, nearly always finding nothing.
+    pub async fn local_blocks_among(
+        &self,
+        hashes: &HashSet<BlockHash>,
+    ) -> Result<HashSet<BlockHash>, DbError> {
+        let mut found = HashSet::new();
+        let hashes: Vec<&BlockHash> = hashes.iter().collect();
+        for chunk in hashes.chunks(BLOCK_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT DISTINCT b.hash FROM blocks b JOIN files f ON f.blocklist_hash = b.blocklist_hash
+                 WHERE f.device_idx = 0 AND NOT f.deleted AND NOT f.invalid AND b.hash IN (",
+            );
+            let mut list = q.separated(", ");
+            for h in chunk {
+                list.push_bind(h.as_slice());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.read).await? {
+                let h: Vec<u8> = row.try_get(0)?;
+                if let Ok(h) = BlockHash::try_from(h.as_slice()) {
+                    found.insert(h);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Records local changes in one transaction (see [`LocalWriter::apply`]) and commits it.
     /// Returns the folder's new sequence.
     pub async fn apply_local(&self, folder: FolderIdx, files: &mut [FileInfo]) -> Result<i64, DbError> {

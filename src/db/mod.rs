@@ -148,6 +148,12 @@ impl Index {
         Ok(FolderIdx(row.try_get(0)?))
     }
 
+    /// Changes the index has committed so far: while it stays the same, every read would
+    /// give the same answer (what a long download checks before reading its holders again).
+    pub fn commits(&self) -> u64 {
+        self.aggregates.commits()
+    }
+
     /// The last sequence number this device gave to a change in the folder (0 when none).
     pub async fn folder_sequence(&self, folder: FolderIdx) -> Result<i64, DbError> {
         let row = sqlx::query("SELECT sequence FROM folders WHERE idx = ?")

@@ -111,6 +111,25 @@ async fn block_lookup_finds_local_copies_and_forgets_replaced_ones() {
     let lists: i64 =
         sqlx::query_scalar("SELECT count(*) FROM blocklists").fetch_one(&index.read).await.unwrap();
     assert_eq!(lists, 2, "the replaced block list is garbage-collected");
+    // The same, for many hashes at once (more than one statement's worth), deleted entries
+    // left out.
+    let mut asked: std::collections::HashSet<[u8; 32]> = (0..3000u32)
+        .map(|i| {
+            let mut h = [0xee; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            h
+        })
+        .collect();
+    asked.extend([[7; 32], [8; 32], [9; 32]]);
+    let found = index.local_blocks_among(&asked).await.unwrap();
+    assert_eq!(found, [[8; 32], [9; 32]].into_iter().collect());
+    let mut gone = index.local_file(f, "two").await.unwrap().unwrap();
+    gone.deleted = true;
+    gone.blocks.clear();
+    gone.size = 0;
+    gone.version = gone.version.updated(ME, 1_800_000_000);
+    index.apply_local(f, &mut [gone]).await.unwrap();
+    assert_eq!(index.local_blocks_among(&asked).await.unwrap(), [[9; 32]].into_iter().collect());
 }
 
 #[tokio::test]
@@ -200,6 +219,19 @@ async fn a_peers_newer_version_is_needed_and_fetchable_from_it() {
 
     let need = index.needed(folder, NeedKind::Changes, None, 100).await.unwrap();
     assert_eq!(need, vec!["a", "c/d"]);
+    // The same page with everything the puller needs, in one go.
+    let page = index.needed_page(folder, NeedKind::Changes, None, 100).await.unwrap();
+    let names: Vec<&str> = page.iter().map(|(g, _)| g.file.name.as_str()).collect();
+    assert_eq!(names, ["a", "c/d"]);
+    assert_eq!((&page[0].0.file.version, &page[0].0.file.blocks), (&newer.version, &newer.blocks));
+    assert_eq!(page[0].0.holders, vec![peer_id(1)]);
+    assert_eq!(page[0].1.as_ref().map(|l| &l.blocks), Some(&local_a.blocks));
+    assert_eq!(page[1].0.holders, vec![peer_id(1)]);
+    assert!(page[1].1.is_none(), "no local entry for c/d");
+    let rest = index.needed_page(folder, NeedKind::Changes, Some("a"), 100).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0.file.name, "c/d");
+    assert!(index.needed_page(folder, NeedKind::Changes, Some("c/d"), 100).await.unwrap().is_empty());
     let g = index.global_file(folder, "a").await.unwrap().unwrap();
     assert_eq!(g.file.version, newer.version);
     assert_eq!(g.file.blocks, newer.blocks);
@@ -266,6 +298,12 @@ async fn deletes_are_listed_deepest_first_and_a_reset_forgets_the_peer() {
     let deletes = index.needed(folder, NeedKind::Deletes, None, 2).await.unwrap();
     assert_eq!(deletes, vec!["d/y", "d/x"]);
     assert_eq!(index.needed(folder, NeedKind::Deletes, Some("d/x"), 2).await.unwrap(), vec!["d"]);
+    let page = index.needed_page(folder, NeedKind::Deletes, None, 2).await.unwrap();
+    let names: Vec<&str> = page.iter().map(|(g, _)| g.file.name.as_str()).collect();
+    assert_eq!(names, ["d/y", "d/x"]);
+    assert!(page.iter().all(|(g, local)| g.file.deleted && local.as_ref().is_some_and(|l| !l.deleted)));
+    let page = index.needed_page(folder, NeedKind::Deletes, Some("d/x"), 2).await.unwrap();
+    assert_eq!(page.iter().map(|(g, _)| g.file.name.as_str()).collect::<Vec<_>>(), ["d"]);
 
     // A new index ID drops what we held of the peer: nothing is needed any more.
     index.set_remote_index_id(folder, peer, 8).await.unwrap();

@@ -339,7 +339,7 @@ async fn fetched_from_both(transport: &str) {
     b.knows(&c);
     c.knows(&a);
     c.knows(&b);
-    let data = pseudo_random(20 << 20, 9);
+    let data = pseudo_random(48 << 20, 9);
     std::fs::write(a.folder().join("shared.bin"), &data).unwrap();
     std::fs::write(b.folder().join("shared.bin"), &data).unwrap();
     let mtime = std::fs::metadata(a.folder().join("shared.bin")).unwrap().modified().unwrap();
@@ -368,10 +368,25 @@ async fn fetched_from_both(transport: &str) {
         .await;
     }
     assert_eq!(tree(&a.folder()).len(), 1, "no conflict copy for identical content");
+    // c's folder starts paused and is resumed once c is connected to both: otherwise the
+    // first index to arrive could have c fetch the whole file before the other connection is
+    // up (two devices dialling each other also replace one of the two connections first).
+    // Resumed, c asks both for their index at once, and takes in a holder that answers while
+    // the file downloads.
+    c.config.folders[0].paused = true;
     let ec = c.start().await;
+    for (e, other) in [(&ec, a.id), (&ec, b.id), (&ea, c.id), (&eb, c.id)] {
+        wait_for(LIMIT, "c to be connected to a and b", || {
+            let connected = e.connections().iter().any(|i| i.device == other);
+            async move { connected.then_some(()) }
+        })
+        .await;
+    }
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    ec.edit_config(peerfold::config::Edit::PauseFolder { id: folder, paused: false }).await.unwrap();
     same_trees(&a.folder(), &c.folder()).await;
     let (from_a, from_b) = (ea.traffic().1, eb.traffic().1);
-    assert!(from_a > 4 << 20 && from_b > 4 << 20, "c fetched {from_a} bytes from a and {from_b} from b");
+    assert!(from_a > 8 << 20 && from_b > 8 << 20, "c fetched {from_a} bytes from a and {from_b} from b");
     ea.shutdown().await;
     eb.shutdown().await;
     ec.shutdown().await;
