@@ -1,6 +1,7 @@
 //! Reading and writing a file at an offset without moving its cursor (`pread`/`pwrite`), so
-//! several threads can use one open file: the scanner's hashing and the puller; and starting
-//! the write-back of what was written.
+//! several threads can use one open file: the scanner's hashing and the puller; reading only
+//! what the page cache holds, without waiting for the disk; and starting the write-back of what
+//! was written.
 
 use std::fs::File;
 use std::io;
@@ -71,3 +72,52 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+/// Reads `size` bytes at `offset` if the page cache holds all of them, without waiting for the
+/// disk; `None` when it does not (or the file ends first, or there is no such call here), and
+/// the caller reads on a blocking thread instead. Serving a block is nearly always a read of
+/// cached data (the file was just scanned, or its previous block read ahead), and handing each
+/// such read to a blocking thread and back cost more in thread wake-ups than the read itself.
+#[cfg(target_os = "linux")]
+pub(crate) fn read_cached(file: &File, offset: u64, size: usize) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd as _;
+    let mut buf = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        let at = i64::try_from(offset + done as u64).ok()?;
+        let rest = &mut buf[done..];
+        let iov = libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() };
+        // SAFETY: `iov` points into `buf`, which outlives the call and is not otherwise
+        // borrowed during it; the descriptor is open for as long as `file` is borrowed.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+        // EAGAIN (not cached), end of file, or no RWF_NOWAIT on this kernel or file system.
+        if n <= 0 {
+            return None;
+        }
+        done += n as usize;
+    }
+    Some(buf)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn read_cached(_file: &File, _offset: u64, _size: usize) -> Option<Vec<u8>> {
+    None
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_data_is_read_and_a_range_past_the_end_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        // Just written, so in the page cache (dirty pages are not dropped).
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_cached(&file, 131_072, 131_072).as_deref(), Some(&data[131_072..262_144]));
+        assert_eq!(read_cached(&file, 262_144, 300_000 - 262_144).as_deref(), Some(&data[262_144..]));
+        assert_eq!(read_cached(&file, 262_144, 131_072), None, "the file ends first");
+    }
+}

@@ -762,6 +762,13 @@ async fn serve(
         return Err(ErrorCode::NoSuchFile);
     }
     let path = root.join(&req.name);
+    // Opening a file the index lists is a look-up in the kernel's cache of names; reading it
+    // here is only tried on data the page cache holds.
+    if let Some(data) =
+        std::fs::File::open(&path).ok().and_then(|f| crate::positional_io::read_cached(&f, offset, size))
+    {
+        return Ok(data);
+    }
     tokio::task::spawn_blocking(move || crate::pull::read_block(&path, offset, size))
         .await
         .map_err(|_| ErrorCode::Generic)?
