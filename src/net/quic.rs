@@ -37,8 +37,8 @@ pub(super) const CLOSE_REASON: &[u8] = b"closing";
 /// connection is closed anyway.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
-/// Flow-control window of the one BEP stream. The puller keeps up to 8 files × 16 blocks of
-/// 128 KiB–16 MiB requested at once, and all of it comes back on this one stream; quinn's
+/// Flow-control window of the one BEP stream. The puller keeps up to 64 MiB of blocks
+/// requested at once, and all of it comes back on this one stream; quinn's
 /// default (1.25 MB) let through less than one round of small-block responses at a time, so
 /// the sender stalled on window updates. These are limits, not allocations: the connection
 /// task reads as data arrives, so little is ever buffered.
@@ -47,6 +47,13 @@ const STREAM_RECEIVE_WINDOW: u32 = 32 << 20;
 const RECEIVE_WINDOW: u32 = STREAM_RECEIVE_WINDOW;
 /// How much unacknowledged data we keep in flight: enough to fill the peer's window.
 const SEND_WINDOW: u64 = STREAM_RECEIVE_WINDOW as u64;
+
+/// Packets the peer may receive before it must acknowledge them (the QUIC acknowledgement
+/// frequency extension; a peer without it, such as Syncthing's quic-go, acknowledges every
+/// other packet as usual). A bulk transfer is hundreds of thousands of packets, and an
+/// acknowledgement for every second one cost both sides a packet to build, encrypt, send,
+/// receive and process.
+const ACK_ELICITING_THRESHOLD: u32 = 10;
 
 /// The UDP socket buffers we ask for (the system caps them at its maximum, 4 MiB on this
 /// Debian: `net.core.rmem_max`). With the default (208 KiB) a fast sender's bursts overflowed
@@ -97,6 +104,9 @@ fn transport_config(incoming_bidi: u32) -> Arc<TransportConfig> {
         .max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(None);
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(VarInt::from_u32(ACK_ELICITING_THRESHOLD));
+    config.ack_frequency_config(Some(acks));
     Arc::new(config)
 }
 
