@@ -76,6 +76,9 @@ pub enum PullError {
     SyncDir { path: PathBuf, source: io::Error },
     #[error("the pull was interrupted")]
     Interrupted,
+    /// Without the folder's ignore patterns the puller cannot tell which entries to leave alone.
+    #[error(transparent)]
+    Ignores(#[from] crate::ignore::IgnoreError),
 }
 
 /// What a pull did.
@@ -181,9 +184,18 @@ impl Puller {
         let mut records: Vec<FileInfo> = Vec::new();
         let mut running: JoinSet<Applied> = JoinSet::new();
         let budget = Arc::new(Semaphore::new(BYTES_IN_FLIGHT / BUDGET_UNIT));
+        let root = self.root.clone();
+        let ignores = tokio::task::spawn_blocking(move || crate::ignore::Ignores::load(&root))
+            .await
+            .map_err(|_| PullError::Interrupted)??;
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Changes, &mut after).await? {
             for (global, local) in page.entries {
+                // What the user ignores here is neither downloaded nor replaced, as in
+                // Syncthing; the scanner marks a local file that became ignored invalid.
+                if ignores.is_ignored(&global.file.name) {
+                    continue;
+                }
                 if global.file.file_type == FileType::File {
                     while running.len() >= FILES_AT_ONCE {
                         self.collect(running.join_next().await, &mut out, &mut records).await?;
@@ -206,6 +218,9 @@ impl Puller {
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Deletes, &mut after).await? {
             for (global, local) in page.entries {
+                if ignores.is_ignored(&global.file.name) {
+                    continue;
+                }
                 let applied = self.blocking(move |p| p.apply_delete(&global.file, local.as_ref())).await?;
                 self.collect(Some(Ok(applied)), &mut out, &mut records).await?;
             }

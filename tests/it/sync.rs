@@ -940,3 +940,73 @@ async fn a_pull_shows_its_rate_and_eta_and_a_file_that_fails_is_listed_until_it_
     .await;
     eb.shutdown().await;
 }
+
+/// What a device ignores is neither downloaded nor replaced there (as in Syncthing), and
+/// arrives once it is no longer ignored. Before, an ignored file that a peer had was
+/// downloaded over the local one, re-marked ignored by the next scan, and downloaded again,
+/// forever.
+async fn ignored_here(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
+    std::fs::write(a.folder().join("x.bin"), pseudo_random(1 << 20, 3)).unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    eb.set_ignores(&folder, vec!["x.bin".into(), "*.iso".into()]).await.unwrap();
+    let kept = std::fs::read(b.folder().join("x.bin")).unwrap();
+    let inode =
+        |n: &Node| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(n.folder().join("x.bin")).unwrap());
+    let before = inode(&b);
+
+    // a changes x.bin and adds an ignored and a plain file; b takes only the plain one.
+    let changed = pseudo_random(1 << 20, 4);
+    save(&a, "x.bin", &changed);
+    save(&a, "disk.iso", &pseudo_random(1 << 20, 5));
+    let first: [u8; 32] = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&changed[..BLOCK]).into()
+    };
+    let index = ea.index().clone();
+    wait_for(LIMIT, "a to index its changes", || {
+        let index = index.clone();
+        async move {
+            let f = index.folder("f").await.unwrap();
+            index.local_file(f, "disk.iso").await.unwrap()?;
+            let x = index.local_file(f, "x.bin").await.unwrap()?;
+            (x.blocks.first().map(|b| b.hash) == Some(first)).then_some(())
+        }
+    })
+    .await;
+    save(&a, "y.txt", b"after the others");
+    let by = b.folder().join("y.txt");
+    wait_for(LIMIT, "b to take y.txt", || {
+        let got = std::fs::read(&by).ok();
+        async move { (got.as_deref() == Some(b"after the others".as_slice())).then_some(()) }
+    })
+    .await;
+    // Settled: whatever b pulled after a's changes is in, and the watcher had its turn.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(std::fs::read(b.folder().join("x.bin")).unwrap(), kept, "b's ignored x.bin is left alone");
+    assert_eq!(inode(&b), before, "and not replaced");
+    assert!(!b.folder().join("disk.iso").exists(), "an ignored file is not downloaded");
+
+    // Not ignored any more: b gets a's versions.
+    eb.set_ignores(&folder, Vec::new()).await.unwrap();
+    wait_for(LIMIT, "b to take the files it no longer ignores", || {
+        let (x, iso) = (std::fs::read(b.folder().join("x.bin")).ok(), b.folder().join("disk.iso").exists());
+        let changed = changed.clone();
+        async move { (x == Some(changed) && iso).then_some(()) }
+    })
+    .await;
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_device_ignores_is_not_pulled_there_over_quic() {
+    ignored_here("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_device_ignores_is_not_pulled_there_over_tcp() {
+    ignored_here("tcp").await;
+}
