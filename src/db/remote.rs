@@ -109,7 +109,7 @@ pub struct NeededItem {
     pub deleted: bool,
 }
 
-/// Which needed names [`Index::needed`] lists.
+/// Which needed entries [`Index::needed_page`] lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NeedKind {
     /// Entries to create or update, in name order (a directory before what it holds).
@@ -261,56 +261,10 @@ impl Index {
         Ok(())
     }
 
-    /// Up to `limit` names this device needs in the folder, of the given kind, after `after`
-    /// in that kind's order (`None` for the start).
-    pub async fn needed(
-        &self,
-        folder: FolderIdx,
-        kind: NeedKind,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, DbError> {
-        let limit = i64::from(limit);
-        let rows = match (kind, after) {
-            (NeedKind::Changes, after) => {
-                sqlx::query(
-                    "SELECT name FROM globals WHERE folder_idx = ? AND need AND NOT deleted AND name > ?
-                     ORDER BY name LIMIT ?",
-                )
-                .bind(folder.0)
-                .bind(after.unwrap_or(""))
-                .bind(limit)
-                .fetch_all(&self.read)
-                .await?
-            }
-            (NeedKind::Deletes, None) => {
-                sqlx::query(
-                    "SELECT name FROM globals WHERE folder_idx = ? AND need AND deleted
-                     ORDER BY name DESC LIMIT ?",
-                )
-                .bind(folder.0)
-                .bind(limit)
-                .fetch_all(&self.read)
-                .await?
-            }
-            (NeedKind::Deletes, Some(after)) => {
-                sqlx::query(
-                    "SELECT name FROM globals WHERE folder_idx = ? AND need AND deleted AND name < ?
-                     ORDER BY name DESC LIMIT ?",
-                )
-                .bind(folder.0)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.read)
-                .await?
-            }
-        };
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-    }
-
-    /// A page of [`Index::needed`]'s list: up to `limit` needed entries of `kind` after
-    /// `after`, each with its global version (blocks included; for changes, with the peers
-    /// holding it) and this device's entry (blocks included), read in one snapshot.
+    /// Up to `limit` entries this device needs in the folder, of the given kind, after `after`
+    /// in that kind's order (`None` for the start), each with its global version (blocks
+    /// included; for changes, with the peers holding it) and this device's entry (blocks
+    /// included), read in one snapshot.
     ///
     /// Two statements per page: the puller used to read each name's global version, its
     /// holders and the local entry separately, and on 10,000 small files those round trips to

@@ -313,7 +313,7 @@ async fn send_only_and_receive_only(transport: &str) {
     .await;
     assert!(announced.invalid && announced.version.is_empty(), "{announced:?}");
     let f = index.folder("f").await.unwrap();
-    assert!(index.needed(f, peerfold::db::NeedKind::Changes, None, 10).await.unwrap().is_empty());
+    assert!(index.needed_page(f, peerfold::db::NeedKind::Changes, None, 10).await.unwrap().is_empty());
     assert!(!a.folder().join("local-only.txt").exists());
     ea.shutdown().await;
     eb.shutdown().await;
