@@ -54,24 +54,24 @@ pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io:
     Ok(())
 }
 
-/// Starts writing `len` bytes at `offset` to disk without waiting for it, so that the fsync
+/// Starts writing the file's dirty pages to disk without waiting for it, so that the fsync
 /// before the rename finds little left to write. Without it nothing of a large download reached
 /// the disk before that fsync (the kernel's background write-back starts at a tenth of memory):
-/// a 160 MiB file then took most of a second to sync, while the network sat idle. Only a hint;
-/// where there is no such call it does nothing.
+/// a 160 MiB file then took most of a second to sync, while the network sat idle. The whole
+/// file, since blocks land out of order; pages already under write-back are skipped. Only a
+/// hint; where there is no such call it does nothing.
 #[cfg(target_os = "linux")]
-pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(crate) fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd as _;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     // SAFETY: the descriptor is open for as long as `file` is borrowed; the call only reads
-    // its arguments.
+    // its arguments (offset 0 and length 0: to the end of the file).
     unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn start_writeback(_file: &File) {}
 
 /// Reads `size` bytes at `offset` if the page cache holds all of them, without waiting for the
 /// disk; `None` when it does not (or the file ends first, or there is no such call here), and

@@ -713,9 +713,10 @@ impl Puller {
     /// index lists (`local_blocks` says which are worth asking it for) or one this puller moved
     /// to the trash can.
     async fn copy_local(&self, file: &TempFile, b: &BlockInfo, local_blocks: &HashSet<BlockHash>) -> bool {
-        let places = match local_blocks.contains(&b.hash) {
-            true => self.index.block_locations(&b.hash, 4).await.unwrap_or_default(),
-            false => Vec::new(),
+        let places = if local_blocks.contains(&b.hash) {
+            self.index.block_locations(&b.hash, 4).await.unwrap_or_default()
+        } else {
+            Vec::new()
         };
         for place in places {
             let root = {
@@ -877,9 +878,7 @@ impl TempFile {
         write_all_at(&self.file, data, offset)?;
         let total = self.unstarted.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
         if total >= WRITEBACK_CHUNK && self.unstarted.swap(0, Ordering::Relaxed) > 0 {
-            // The whole file: blocks land out of order, and what was started already is
-            // skipped by the kernel.
-            start_writeback(&self.file, 0, 0);
+            start_writeback(&self.file);
         }
         Ok(())
     }
@@ -894,7 +893,8 @@ pub fn read_block(path: &Path, offset: u64, size: usize) -> io::Result<Vec<u8>> 
     read_block_from(&File::open(path)?, offset, size)
 }
 
-fn read_block_from(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+/// Reads `size` bytes at `offset` of an open file.
+pub(crate) fn read_block_from(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size];
     read_exact_at(file, &mut buf, offset)?;
     Ok(buf)

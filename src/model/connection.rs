@@ -761,15 +761,13 @@ async fn serve(
     if offset + size as u64 > file.size {
         return Err(ErrorCode::NoSuchFile);
     }
-    let path = root.join(&req.name);
     // Opening a file the index lists is a look-up in the kernel's cache of names; reading it
-    // here is only tried on data the page cache holds.
-    if let Some(data) =
-        std::fs::File::open(&path).ok().and_then(|f| crate::positional_io::read_cached(&f, offset, size))
-    {
+    // here is only tried on data the page cache holds, else on a blocking thread.
+    let file = std::fs::File::open(root.join(&req.name)).map_err(|_| ErrorCode::NoSuchFile)?;
+    if let Some(data) = crate::positional_io::read_cached(&file, offset, size) {
         return Ok(data);
     }
-    tokio::task::spawn_blocking(move || crate::pull::read_block(&path, offset, size))
+    tokio::task::spawn_blocking(move || crate::pull::read_block_from(&file, offset, size))
         .await
         .map_err(|_| ErrorCode::Generic)?
         .map_err(|_| ErrorCode::NoSuchFile)
