@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod dht;
 mod engine;
+mod hostile;
 mod interop;
 mod nat;
 mod netns;
