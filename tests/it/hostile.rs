@@ -434,6 +434,14 @@ impl Canary {
         Self { root, before }
     }
 
+    /// Adds a file to the canary (and to what it must stay).
+    pub(crate) fn add(&mut self, rel: &str, data: &[u8]) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        self.before = snapshot(&self.root);
+    }
+
     /// An absolute path in the canary, as a string (a forged symlink's target).
     pub(crate) fn path(&self, rel: &str) -> String {
         self.root.join(rel).to_string_lossy().into_owned()
@@ -541,4 +549,307 @@ async fn a_forged_index_closes_only_that_connection_over_quic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_index_closes_only_that_connection_over_tcp() {
     forged_index_closes_only_that_connection("tcp").await;
+}
+// ---------------------------------------------------------------------------------------------
+// Attacks: the puller never goes through a symlink.
+
+/// A peer announces a symlink at `foo`'s temporary-file name pointing at a file outside the
+/// folder, then `foo`: the puller must not open the link and write `foo`'s blocks through it.
+async fn symlink_at_temp_name(transport: &str) {
+    let mut sc = Scene::new(transport).await;
+    let (target, honest) = sc.start().await;
+    let mut h = sc.connect().await;
+    let data = pseudo_random(3 * BLOCK + 100, 5);
+    h.serve(&data);
+    let id = sc.hostile.id;
+    h.send_index(&[symlink(".syncthing.foo.tmp", &sc.canary.path("bashrc"), id), file("foo", &data, id)])
+        .await;
+    let foo = sc.target.folder().join("foo");
+    let outcome = h
+        .until("foo to arrive or fail", |_| {
+            if let Some(reason) = failed(&target, "foo") {
+                return Some(Err(reason));
+            }
+            std::fs::read(&foo).is_ok_and(|d| d == data).then_some(Ok(()))
+        })
+        .await;
+    sc.canary.assert_untouched();
+    // `foo` is a regular file of its own or a failed item; never the link renamed into place.
+    if outcome.is_ok() {
+        assert!(std::fs::symlink_metadata(&foo).unwrap().is_file(), "foo is not a regular file");
+    }
+    still_serves_others(&sc.target, &sc.honest, "temp").await;
+    target.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlink_at_the_temporary_name_is_not_written_through_over_quic() {
+    symlink_at_temp_name("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlink_at_the_temporary_name_is_not_written_through_over_tcp() {
+    symlink_at_temp_name("tcp").await;
+}
+
+/// A peer announces `l -> <a directory outside>` and then `l/x.desktop`: the file must not land
+/// outside the folder; it is a failed item naming the link.
+async fn symlinked_parent(transport: &str) {
+    let mut sc = Scene::new(transport).await;
+    let (target, honest) = sc.start().await;
+    let mut h = sc.connect().await;
+    let data = b"[Desktop Entry]\nExec=evil\n".to_vec();
+    h.serve(&data);
+    let id = sc.hostile.id;
+    h.send_index(&[symlink("l", &sc.canary.path("autostart"), id)]).await;
+    let l = sc.target.folder().join("l");
+    h.until("the symlink l at the target", |_| std::fs::symlink_metadata(&l).is_ok().then_some(())).await;
+    h.send_index_update(&[file("l/x.desktop", &data, id)]).await;
+    let reason = h
+        .until("l/x.desktop to fail", |_| {
+            if sc.canary.root.join("autostart/x.desktop").exists() {
+                return Some(String::from("written outside the folder"));
+            }
+            failed(&target, "l/x.desktop")
+        })
+        .await;
+    sc.canary.assert_untouched();
+    assert!(reason.contains("symbolic link") && reason.contains('l'), "{reason}");
+    still_serves_others(&sc.target, &sc.honest, "parent").await;
+    target.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_under_a_symlinked_directory_is_not_written_outside_over_quic() {
+    symlinked_parent("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_under_a_symlinked_directory_is_not_written_outside_over_tcp() {
+    symlinked_parent("tcp").await;
+}
+
+/// The honest case: the user's own symlink `Photos -> <a directory elsewhere>` inside the folder,
+/// and a peer that has a real directory `Photos/` with files. Nothing is written through the
+/// link; the files are failed items saying why.
+async fn local_symlinked_directory(transport: &str) {
+    let mut sc = Scene::new(transport).await;
+    std::os::unix::fs::symlink(sc.canary.root.join("elsewhere"), sc.target.folder().join("Photos")).unwrap();
+    let (target, honest) = sc.start().await;
+    let mut h = sc.connect().await;
+    h.until("the target's index to list Photos", |h| h.index.contains_key("Photos").then_some(())).await;
+    let (a, secret) = (pseudo_random(150_000, 9), b"the peer's own secret.txt".to_vec());
+    h.serve(&a);
+    h.serve(&secret);
+    let id = sc.hostile.id;
+    h.send_index(&[file("Photos/a.jpg", &a, id), file("Photos/secret.txt", &secret, id)]).await;
+    let reason = h
+        .until("Photos/a.jpg to fail", |_| {
+            if sc.canary.root.join("elsewhere/a.jpg").exists() {
+                return Some(String::from("written outside the folder"));
+            }
+            failed(&target, "Photos/a.jpg")
+        })
+        .await;
+    sc.canary.assert_untouched();
+    assert!(reason.contains("symbolic link") && reason.contains("Photos"), "{reason}");
+    still_serves_others(&sc.target, &sc.honest, "photos").await;
+    target.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_directory_where_the_user_has_a_symlink_is_not_written_through_over_quic() {
+    local_symlinked_directory("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_directory_where_the_user_has_a_symlink_is_not_written_through_over_tcp() {
+    local_symlinked_directory("tcp").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attacks: serving never reads through a symlink.
+
+/// Files the index lists were replaced on disk by symlinks to files outside (a directory on the
+/// way, the file itself, a temporary file's directory) before the next scan: a request for any
+/// of them gets an error, never the bytes outside.
+async fn serving_through_symlinks(transport: &str) {
+    let mut sc = Scene::new(transport).await;
+    // The index must stay as scanned while the test swaps files for links.
+    sc.target.config.folders[0].watch = Some(false);
+    sc.target.config.folders[0].rescan_interval_s = Some(86400);
+    let tmp_data = b"not yet verified temporary data".to_vec();
+    sc.canary.add("elsewhere/.syncthing.part.bin.tmp", &tmp_data);
+    let f = sc.target.folder();
+    let secret = std::fs::read(sc.canary.root.join("elsewhere/secret.txt")).unwrap();
+    let bashrc = std::fs::read(sc.canary.root.join("bashrc")).unwrap();
+    std::fs::create_dir(f.join("Photos")).unwrap();
+    std::fs::write(f.join("Photos/secret.txt"), vec![b'p'; secret.len()]).unwrap();
+    std::fs::write(f.join("note.txt"), vec![b'n'; bashrc.len()]).unwrap();
+    let (target, honest) = sc.start().await;
+    let mut h = sc.connect().await;
+    h.until("the target's index to list the files", |h| {
+        (h.index.contains_key("Photos/secret.txt") && h.index.contains_key("note.txt")).then_some(())
+    })
+    .await;
+    std::fs::remove_dir_all(f.join("Photos")).unwrap();
+    std::os::unix::fs::symlink(sc.canary.root.join("elsewhere"), f.join("Photos")).unwrap();
+    std::fs::remove_file(f.join("note.txt")).unwrap();
+    std::os::unix::fs::symlink(sc.canary.root.join("bashrc"), f.join("note.txt")).unwrap();
+
+    let ask = |name: &str, len: usize, hash: Vec<u8>, from_temporary: bool| wire::Request {
+        folder: FOLDER.into(),
+        name: name.into(),
+        offset: 0,
+        size: len as i32,
+        hash,
+        from_temporary,
+        ..Default::default()
+    };
+    let tmp_hash = sha2::Sha256::digest(&tmp_data).to_vec();
+    let ids = [
+        h.request(ask("Photos/secret.txt", secret.len(), Vec::new(), false)).await,
+        h.request(ask("note.txt", bashrc.len(), Vec::new(), false)).await,
+        h.request(ask("Photos/part.bin", tmp_data.len(), tmp_hash, true)).await,
+    ];
+    let answers = h
+        .until("the target's answers", |h| {
+            ids.iter().map(|id| h.responses.get(id).cloned()).collect::<Option<Vec<_>>>()
+        })
+        .await;
+    let served: Vec<String> = ["Photos/secret.txt", "note.txt", "Photos/.syncthing.part.bin.tmp"]
+        .iter()
+        .zip(&answers)
+        .filter_map(|(what, a)| a.as_ref().ok().map(|d| format!("{what}: {:?}", String::from_utf8_lossy(d))))
+        .collect();
+    assert!(served.is_empty(), "served through a symlink:\n{}", served.join("\n"));
+    sc.canary.assert_untouched();
+    still_serves_others(&sc.target, &sc.honest, "serving").await;
+    target.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_never_served_through_a_symlink_over_quic() {
+    serving_through_symlinks("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_never_served_through_a_symlink_over_tcp() {
+    serving_through_symlinks("tcp").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attacks: `.stversions` as a symlink; a remote directory or symlink over a local edit.
+
+/// `.stversions` is a symlink to a directory outside the folder; a peer replaces one file and
+/// deletes another, with trash-can versioning on: nothing is moved or deleted through the link.
+async fn versions_symlink(transport: &str) {
+    let mut sc = Scene::new(transport).await;
+    let f = sc.target.folder();
+    std::fs::write(f.join("doc.txt"), b"mine").unwrap();
+    std::fs::write(f.join("old.txt"), b"old").unwrap();
+    std::os::unix::fs::symlink(sc.canary.root.join("versions"), f.join(".stversions")).unwrap();
+    let (target, honest) = sc.start().await;
+    let mut h = sc.connect().await;
+    let (doc, old) = h
+        .until("the target's index to list the files", |h| {
+            Some((h.index.get("doc.txt")?.clone(), h.index.get("old.txt")?.clone()))
+        })
+        .await;
+    let id = sc.hostile.id;
+    let theirs = b"theirs".to_vec();
+    h.serve(&theirs);
+    let newer = |v: &Vector| v.updated(id.short(), WHEN as u64);
+    let replaced = FileInfo { version: newer(&doc.version), ..file("doc.txt", &theirs, id) };
+    let deleted = FileInfo {
+        version: newer(&old.version),
+        deleted: true,
+        size: 0,
+        blocks: Vec::new(),
+        ..file("old.txt", b"", id)
+    };
+    h.send_index(&[replaced, deleted]).await;
+    let (doc_path, old_path) = (f.join("doc.txt"), f.join("old.txt"));
+    h.until("both changes to be applied or to fail", |_| {
+        let doc_done =
+            failed(&target, "doc.txt").is_some() || std::fs::read(&doc_path).is_ok_and(|d| d == theirs);
+        let old_done = failed(&target, "old.txt").is_some() || !old_path.exists();
+        (doc_done && old_done).then_some(())
+    })
+    .await;
+    sc.canary.assert_untouched();
+    // What could not go to the trash can is still there.
+    if std::fs::read(&doc_path).is_ok_and(|d| d == b"mine") {
+        assert!(failed(&target, "doc.txt").unwrap().contains("symbolic link"));
+    }
+    still_serves_others(&sc.target, &sc.honest, "versions").await;
+    target.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_versioned_through_a_symlinked_stversions_over_quic() {
+    versions_symlink("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_versioned_through_a_symlinked_stversions_over_tcp() {
+    versions_symlink("tcp").await;
+}
+
+/// A file edited here, and a peer's concurrent version of its name that is a directory (or a
+/// symlink) and wins: the local edit is kept as a conflict copy, as it is when the peer's
+/// version is a file.
+async fn remote_directory_over_local_edit(transport: &str) {
+    let mut sc = Scene::new(transport).await;
+    let f = sc.target.folder();
+    std::fs::write(f.join("x"), b"my edit of x").unwrap();
+    std::fs::write(f.join("y"), b"my edit of y").unwrap();
+    let (target, honest) = sc.start().await;
+    let mut h = sc.connect().await;
+    let (x, y) = h
+        .until("the target's index to list x and y", |h| {
+            Some((h.index.get("x")?.clone(), h.index.get("y")?.clone()))
+        })
+        .await;
+    let id = sc.hostile.id;
+    // Concurrent with the local versions, and newer, so they win.
+    let dir = FileInfo { modified_s: x.modified_s + 1000, ..directory("x", id) };
+    let link = FileInfo { modified_s: y.modified_s + 1000, ..symlink("y", "x", id) };
+    h.send_index(&[dir, link]).await;
+    let (xp, yp) = (f.join("x"), f.join("y"));
+    h.until("x to be a directory and y a symlink", |_| {
+        let x_dir = std::fs::symlink_metadata(&xp).is_ok_and(|m| m.is_dir());
+        let y_link = std::fs::symlink_metadata(&yp).is_ok_and(|m| m.file_type().is_symlink());
+        (x_dir && y_link).then_some(())
+    })
+    .await;
+    let copies: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&f)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().contains(".sync-conflict-"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    let kept = |name: &str, data: &[u8]| {
+        copies.iter().any(|(n, d)| n.starts_with(&format!("{name}.sync-conflict-")) && d == data)
+    };
+    assert!(kept("x", b"my edit of x") && kept("y", b"my edit of y"), "conflict copies: {:?}", copies.keys());
+    sc.canary.assert_untouched();
+    still_serves_others(&sc.target, &sc.honest, "conflict").await;
+    target.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_directory_or_symlink_over_a_local_edit_leaves_a_conflict_copy_over_quic() {
+    remote_directory_over_local_edit("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_directory_or_symlink_over_a_local_edit_leaves_a_conflict_copy_over_tcp() {
+    remote_directory_over_local_edit("tcp").await;
 }
