@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+mod beneath;
 pub mod bep;
 pub mod config;
 pub mod control;

@@ -14,14 +14,17 @@
 //! * an entry that changed on disk since the last scan is never overwritten: the puller skips it
 //!   and asks for a rescan, after which the version vectors decide (a conflict copy, never a
 //!   loss);
-//! * a temporary file survives a crash and its verified blocks are reused on the next attempt.
+//! * a temporary file survives a crash and its verified blocks are reused on the next attempt;
+//! * nothing goes through a symbolic link: every file operation is [`Beneath`] the folder root,
+//!   so a symlink on the way (a peer's, or the user's own) makes the entry a failed item, and
+//!   one at the final name is replaced or moved as itself, never opened.
 //!
 //! It also reverts a receive-only folder's local changes ([`Puller::revert`]), as Syncthing's
 //! "Revert Local Changes" does: this device's versions are dropped so that the peers' global
 //! versions win and are pulled as usual, and what only this device has is deleted.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +35,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bep::{BlockHash, BlockInfo, FileInfo, FileType, Vector, VectorOrdering};
+use crate::beneath::{Beneath, BeneathError, Open, refusal};
+use crate::bep::{BlockHash, BlockInfo, FileInfo, FileType, Vector, VectorOrdering, parent_of};
 use crate::config::FolderId;
 use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
 use crate::identity::{DeviceId, ShortId};
@@ -140,22 +144,23 @@ pub struct Puller {
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
 /// downloads; every block read from it is verified).
 #[derive(Default)]
-pub struct TrashedBlocks(std::collections::HashMap<crate::bep::BlockHash, (PathBuf, u64)>);
+pub struct TrashedBlocks(std::collections::HashMap<crate::bep::BlockHash, (String, u64)>);
 
 /// Blocks remembered at most (about 8 MB of map).
 const TRASHED_BLOCKS: usize = 1 << 16;
 
 impl TrashedBlocks {
-    fn remember(&mut self, path: &Path, blocks: &[BlockInfo]) {
+    /// Remembers the blocks of the trashed file `name` (folder-relative).
+    fn remember(&mut self, name: &str, blocks: &[BlockInfo]) {
         if self.0.len() + blocks.len() > TRASHED_BLOCKS {
             self.0.clear();
         }
         for b in blocks.iter().take(TRASHED_BLOCKS) {
-            self.0.insert(b.hash, (path.to_owned(), b.offset));
+            self.0.insert(b.hash, (name.to_owned(), b.offset));
         }
     }
 
-    fn find(&self, hash: &crate::bep::BlockHash) -> Option<(PathBuf, u64)> {
+    fn find(&self, hash: &crate::bep::BlockHash) -> Option<(String, u64)> {
         self.0.get(hash).cloned()
     }
 }
@@ -360,17 +365,20 @@ impl Puller {
         if records.is_empty() {
             return Ok(());
         }
-        let mut dirs: Vec<PathBuf> =
-            records.iter().filter_map(|r| self.root.join(&r.name).parent().map(Path::to_path_buf)).collect();
+        let mut dirs: Vec<String> = records.iter().map(|r| parent_of(&r.name).to_owned()).collect();
         dirs.sort_unstable();
         dirs.dedup();
+        let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
+            let fs = Beneath::new(&root);
             for dir in dirs {
-                match File::open(&dir).and_then(|d| d.sync_all()) {
+                match fs.sync_dir(&dir) {
                     Ok(()) => {}
-                    // Removed since (a delete further on): nothing left to make durable.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(PullError::SyncDir { path: dir, source }),
+                    // Removed or replaced since (a delete further on, or the user): nothing of
+                    // ours is left there to make durable.
+                    Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                    Err(e) if refusal(&e).is_some() => {}
+                    Err(source) => return Err(PullError::SyncDir { path: root.join(&dir), source }),
                 }
             }
             Ok(())
@@ -385,8 +393,7 @@ impl Puller {
     /// A directory or symlink (not deleted).
     fn apply_other(&self, global: &GlobalFile, local: Option<&FileInfo>) -> Applied {
         let g = &global.file;
-        let path = self.root.join(&g.name);
-        let disk = match stat_if_present(&path) {
+        let disk = match self.fs().stat(&g.name) {
             Ok(d) => d,
             Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
         };
@@ -399,48 +406,73 @@ impl Puller {
             FileType::File => Err(io::Error::other("not a directory or symlink")),
         };
         match result {
-            Ok(entry) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict: None },
+            Ok((entry, conflict)) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict },
             Err(e) => Applied::Issue(g.name.clone(), e.to_string()),
         }
     }
 
-    fn make_dir(&self, g: &FileInfo, disk: Option<&Stat>, local: Option<&FileInfo>) -> io::Result<FileInfo> {
-        let path = self.root.join(&g.name);
+    /// The folder's files, reached without following a symlink.
+    fn fs(&self) -> Beneath<'_> {
+        Beneath::new(&self.root)
+    }
+
+    /// Returns the entry to record and the conflict copy made of a local file, if any.
+    fn make_dir(
+        &self,
+        g: &FileInfo,
+        disk: Option<&Stat>,
+        local: Option<&FileInfo>,
+    ) -> io::Result<(FileInfo, Option<String>)> {
+        let fs = self.fs();
+        let mut conflict = None;
         match disk.map(|d| d.kind) {
             Some(Kind::Directory) => {}
             Some(_) => {
-                self.archive(&g.name, local)?;
-                fs::create_dir_all(&path)?;
+                conflict = self.move_aside(g, local)?;
+                fs.create_dir_all(&g.name)?;
             }
-            None => fs::create_dir_all(&path)?,
+            None => fs.create_dir_all(&g.name)?,
         }
         if !g.no_permissions {
-            set_mode(&path, g.permissions)?;
+            fs.set_dir_mode(&g.name, g.permissions)?;
         }
-        recorded(g, &path)
+        Ok((recorded(fs, g)?, conflict))
     }
 
+    /// Returns the entry to record and the conflict copy made of a local file, if any.
     fn make_symlink(
         &self,
         g: &FileInfo,
         disk: Option<&Stat>,
         local: Option<&FileInfo>,
-    ) -> io::Result<FileInfo> {
-        let path = self.root.join(&g.name);
+    ) -> io::Result<(FileInfo, Option<String>)> {
+        let fs = self.fs();
+        let mut conflict = None;
         if let Some(d) = disk {
-            if d.kind == Kind::Symlink && fs::read_link(&path)?.to_str() == Some(g.symlink_target.as_str()) {
-                return recorded(g, &path);
+            if d.kind == Kind::Symlink && fs.read_link(&g.name)?.to_str() == Some(g.symlink_target.as_str()) {
+                return Ok((recorded(fs, g)?, None));
             }
             if d.kind == Kind::Directory {
                 return Err(io::Error::other("a directory is in the way of a symlink"));
             }
-            self.archive(&g.name, local)?;
+            conflict = self.move_aside(g, local)?;
         }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+        fs.create_dir_all(parent_of(&g.name))?;
+        fs.symlink(&g.symlink_target, &g.name)?;
+        Ok((FileInfo { sequence: 0, ..g.clone() }, conflict))
+    }
+
+    /// Moves what is at `g`'s name out of the way of `g` (a directory or symlink): a local file
+    /// whose version is concurrent with `g`'s becomes a conflict copy, as it does when `g` is a
+    /// file; anything else goes to the trash can or is removed.
+    fn move_aside(&self, g: &FileInfo, local: Option<&FileInfo>) -> io::Result<Option<String>> {
+        if conflicts(g, local) {
+            let copy = conflict_name(&g.name, g.modified_by, SystemTime::now());
+            self.fs().rename(&g.name, &copy)?;
+            return Ok(Some(copy));
         }
-        symlink(&g.symlink_target, &path)?;
-        Ok(FileInfo { sequence: 0, ..g.clone() })
+        self.archive(&g.name, local)?;
+        Ok(None)
     }
 
     fn apply_delete(&self, g: &FileInfo, local: Option<&FileInfo>) -> Applied {
@@ -450,8 +482,7 @@ impl Puller {
     /// Deletes `name` (a file to the trash can when versioning is on) unless it changed on disk
     /// since the last scan recorded `local`, and records `entry` for it.
     fn delete_entry(&self, name: &str, local: Option<&FileInfo>, entry: FileInfo) -> Applied {
-        let path = self.root.join(name);
-        let disk = match stat_if_present(&path) {
+        let disk = match self.fs().stat(name) {
             Ok(d) => d,
             Err(e) => return Applied::Issue(name.to_owned(), e.to_string()),
         };
@@ -460,7 +491,7 @@ impl Puller {
         }
         let result = match disk.map(|d| d.kind) {
             None => Ok(()),
-            Some(Kind::Directory) => fs::remove_dir(&path).map_err(|e| {
+            Some(Kind::Directory) => self.fs().remove_dir(name).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot delete the directory: {e} (it holds files not synced)"),
@@ -475,24 +506,25 @@ impl Puller {
     }
 
     /// Moves the file at `name` out of the way: to the trash can, or deleted.
+    /// A `.stversions` that is a symlink is refused (the file stays), never moved into.
     fn archive(&self, name: &str, local: Option<&FileInfo>) -> io::Result<()> {
-        let path = self.root.join(name);
+        let fs = self.fs();
         let is_file = local.is_some_and(|l| l.file_type == FileType::File && !l.deleted);
         match self.versioning {
             Versioning::TrashCan { .. } if is_file => {
-                let versions = self.root.join(VERSIONS_DIR);
-                let dest = versioned_names(name, SystemTime::now())
-                    .map(|v| versions.join(v))
-                    .find(
-                        |p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound),
-                    )
-                    .ok_or_else(|| {
-                        io::Error::other("too many versions of it were kept this minute; trying again later")
-                    })?;
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)?;
+                let mut dest = None;
+                for v in versioned_names(name, SystemTime::now()) {
+                    let candidate = format!("{VERSIONS_DIR}/{v}");
+                    if fs.stat(&candidate)?.is_none() {
+                        dest = Some(candidate);
+                        break;
+                    }
                 }
-                fs::rename(&path, &dest)?;
+                let dest = dest.ok_or_else(|| {
+                    io::Error::other("too many versions of it were kept this minute; trying again later")
+                })?;
+                fs.create_dir_all(parent_of(&dest))?;
+                fs.rename(name, &dest)?;
                 if let Some(l) = local {
                     self.trashed
                         .lock()
@@ -501,12 +533,7 @@ impl Puller {
                 }
                 Ok(())
             }
-            _ => match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
-                Ok(_) => fs::remove_file(&path),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            },
+            _ => fs.remove_all(name),
         }
     }
 
@@ -520,8 +547,7 @@ impl Puller {
     ) -> Applied {
         let g = global.file.clone();
         let name = g.name.clone();
-        let path = self.root.join(&name);
-        let disk = match stat_if_present(&path) {
+        let disk = match self.fs().stat(&name) {
             Ok(d) => d,
             Err(e) => return Applied::Issue(name, e.to_string()),
         };
@@ -538,27 +564,19 @@ impl Puller {
             && disk.is_some()
             && l.blocks == g.blocks
         {
-            let result = set_metadata(&path, &g).and_then(|()| recorded(&g, &path));
+            let result = set_metadata(self.fs(), &g).and_then(|()| recorded(self.fs(), &g));
             return match result {
                 Ok(entry) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict: None },
                 Err(e) => Applied::Issue(name, e.to_string()),
             };
         }
-        let tmp = temp_path(&path);
+        let tmp = temp_name(&name);
         let fetch = self.fill_temp(&global, &tmp, local_blocks, &budget).await;
         let (fetched, copied) = match fetch {
             Ok(x) => x,
             Err(e) => return Applied::Issue(name, e),
         };
-        let live_local = local.as_ref().filter(|l| !l.deleted && !l.invalid);
-        let conflict = live_local.is_some_and(|l| {
-            l.file_type == FileType::File
-                && matches!(
-                    l.version.compare(&g.version),
-                    VectorOrdering::ConcurrentGreater | VectorOrdering::ConcurrentLesser
-                )
-                && !name.contains(".sync-conflict-")
-        });
+        let conflict = conflicts(&g, local.as_ref());
         let this = Arc::clone(&self);
         let local2 = local.clone();
         let result =
@@ -575,21 +593,16 @@ impl Puller {
     async fn fill_temp(
         &self,
         global: &GlobalFile,
-        tmp: &Path,
+        tmp: &str,
         local_blocks: &HashSet<BlockHash>,
         budget: &Arc<Semaphore>,
     ) -> Result<(u64, u64), String> {
         let g = &global.file;
-        if let Some(parent) = tmp.parent() {
-            fs::create_dir_all(parent).map_err(|e| format!("cannot create the directory: {e}"))?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(tmp)
-            .map_err(|e| format!("cannot open the temporary file: {e}"))?;
+        // Its directories are made on the way, none of them through a symlink.
+        let file = self.fs().open(tmp, Open::Create).map_err(|e| match refusal(&e) {
+            Some(why) => why.to_string(),
+            None => format!("cannot open the temporary file: {e}"),
+        })?;
         let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
         file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
         let file = Arc::new(TempFile::new(file));
@@ -726,15 +739,15 @@ impl Puller {
                 };
                 folder.path.clone()
             };
-            let Ok(src) = File::open(root.join(&place.name)) else { continue };
+            let Ok(src) = Beneath::new(&root).open(&place.name, Open::Read) else { continue };
             let Ok(data) = read_block_from(&src, place.offset, b.size as usize) else { continue };
             if hash_ok(&data, b) && file.write_block(&data, b.offset).is_ok() {
                 return true;
             }
         }
         let trashed = self.trashed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).find(&b.hash);
-        let Some((path, offset)) = trashed else { return false };
-        let Ok(src) = File::open(path) else { return false };
+        let Some((name, offset)) = trashed else { return false };
+        let Ok(src) = self.fs().open(&name, Open::Read) else { return false };
         let Ok(data) = read_block_from(&src, offset, b.size as usize) else { return false };
         hash_ok(&data, b) && file.write_block(&data, b.offset).is_ok()
     }
@@ -744,12 +757,12 @@ impl Puller {
     fn finish_file(
         &self,
         g: &FileInfo,
-        tmp: &Path,
+        tmp: &str,
         local: Option<&FileInfo>,
         conflict: bool,
     ) -> io::Result<(FileInfo, Option<String>)> {
-        let path = self.root.join(&g.name);
-        let file = OpenOptions::new().read(true).write(true).open(tmp)?;
+        let fs = self.fs();
+        let file = fs.open(tmp, Open::Write)?;
         // Every block was verified as it was written (or, left by an earlier attempt, as it
         // was read back), so the file is not hashed a second time: that was a second SHA-256
         // pass over everything downloaded.
@@ -762,7 +775,7 @@ impl Puller {
         file.set_modified(mtime(g))?;
         drop(file);
         // The disk may have changed while we downloaded: check again right before replacing.
-        let disk = stat_if_present(&path)?;
+        let disk = fs.stat(&g.name)?;
         if !matches_index(disk.as_ref(), local) {
             return Err(io::Error::other(
                 "the file changed on disk while it was being pulled; it will be rescanned",
@@ -772,15 +785,15 @@ impl Puller {
         if disk.is_some() {
             if conflict {
                 let name = conflict_name(&g.name, g.modified_by, SystemTime::now());
-                fs::rename(&path, self.root.join(&name))?;
+                fs.rename(&g.name, &name)?;
                 copy = Some(name);
             } else {
                 self.archive(&g.name, local)?;
             }
         }
         // The directory is synced before the entry is recorded (see `record`).
-        fs::rename(tmp, &path)?;
-        Ok((recorded(g, &path)?, copy))
+        fs.rename(tmp, &g.name)?;
+        Ok((recorded(fs, g)?, copy))
     }
 }
 
@@ -812,13 +825,18 @@ async fn fetch_block(
     Err(format!("block {i} could not be fetched: {last}"))
 }
 
-/// The metadata of what is at `path`, `None` if nothing is.
-fn stat_if_present(path: &Path) -> io::Result<Option<Stat>> {
-    match Stat::of_path(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+/// True when replacing the local entry by `g` loses a concurrent edit, which is then kept as a
+/// conflict copy: the local entry is a live file whose version is concurrent with `g`'s (and
+/// is not itself a conflict copy).
+fn conflicts(g: &FileInfo, local: Option<&FileInfo>) -> bool {
+    local.filter(|l| !l.deleted && !l.invalid).is_some_and(|l| {
+        l.file_type == FileType::File
+            && matches!(
+                l.version.compare(&g.version),
+                VectorOrdering::ConcurrentGreater | VectorOrdering::ConcurrentLesser
+            )
+            && !g.name.contains(".sync-conflict-")
+    })
 }
 
 /// True when what is on disk is what the index says (so nothing local would be lost by
@@ -840,10 +858,12 @@ fn matches_index(disk: Option<&Stat>, local: Option<&FileInfo>) -> bool {
     }
 }
 
-/// The entry to record for `g` as now on disk at `path`: its version and blocks, with the
-/// metadata the disk actually has (so the next scan sees no change).
-fn recorded(g: &FileInfo, path: &Path) -> io::Result<FileInfo> {
-    let stat = Stat::of_path(path)?;
+/// The entry to record for `g` as now on disk: its version and blocks, with the metadata the
+/// disk actually has (so the next scan sees no change).
+fn recorded(fs: Beneath<'_>, g: &FileInfo) -> io::Result<FileInfo> {
+    let stat = fs
+        .stat(&g.name)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "it vanished as it was being recorded"))?;
     let mut entry = FileInfo { sequence: 0, ..g.clone() };
     if g.file_type != FileType::Symlink {
         entry.permissions = stat.permissions;
@@ -888,9 +908,10 @@ fn hash_ok(data: &[u8], b: &BlockInfo) -> bool {
     data.len() == b.size as usize && Sha256::digest(data)[..] == b.hash[..]
 }
 
-/// Reads `size` bytes at `offset` of the file at `path` (for serving requests).
-pub fn read_block(path: &Path, offset: u64, size: usize) -> io::Result<Vec<u8>> {
-    read_block_from(&File::open(path)?, offset, size)
+/// Reads `size` bytes at `offset` of the regular file `name` beneath `root` (for serving
+/// requests), never through a symlink.
+pub fn read_block(root: &Path, name: &str, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+    read_block_from(&Beneath::new(root).open(name, Open::Read)?, offset, size)
 }
 
 /// Reads `size` bytes at `offset` of an open file.
@@ -900,25 +921,12 @@ pub(crate) fn read_block_from(file: &File, offset: u64, size: usize) -> io::Resu
     Ok(buf)
 }
 
-fn set_metadata(path: &Path, g: &FileInfo) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+fn set_metadata(fs: Beneath<'_>, g: &FileInfo) -> io::Result<()> {
+    let file = fs.open(&g.name, Open::Write)?;
     if !g.no_permissions {
         set_file_mode(&file, g.permissions & 0o777)?;
     }
     file.set_modified(mtime(g))
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777))
-}
-
-/// Elsewhere only the owner's write bit means something: read-only or not.
-#[cfg(not(unix))]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    let mut permissions = fs::metadata(path)?.permissions();
-    permissions.set_readonly(mode & 0o200 == 0);
-    fs::set_permissions(path, permissions)
 }
 
 #[cfg(unix)]
@@ -933,18 +941,6 @@ fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
     file.set_permissions(permissions)
 }
 
-#[cfg(unix)]
-fn symlink(target: &str, path: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, path)
-}
-
-/// Windows lets only privileged users make symlinks, and needs to know a target's kind first;
-/// such entries are reported and left alone, as Syncthing does there by default.
-#[cfg(not(unix))]
-fn symlink(_target: &str, _path: &Path) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "symlinks are not supported on this system"))
-}
-
 fn mtime(g: &FileInfo) -> SystemTime {
     let ns = u32::try_from(g.modified_ns).unwrap_or(0).min(999_999_999);
     match u64::try_from(g.modified_s) {
@@ -956,12 +952,23 @@ fn mtime(g: &FileInfo) -> SystemTime {
 /// `.syncthing.NAME.tmp` beside the file, with the hash of NAME for long names, as Syncthing.
 pub fn temp_path(path: &Path) -> PathBuf {
     let base = path.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_default();
-    let base = if base.len() > 145 {
-        data_encoding::HEXLOWER.encode(&Sha256::digest(base.as_bytes()))
+    path.with_file_name(temp_base(&base))
+}
+
+/// [`temp_path`] for a folder-relative name.
+pub fn temp_name(name: &str) -> String {
+    match name.rsplit_once('/') {
+        Some((dir, base)) => format!("{dir}/{}", temp_base(base)),
+        None => temp_base(name),
+    }
+}
+
+fn temp_base(base: &str) -> String {
+    if base.len() > 145 {
+        format!(".syncthing.{}.tmp", data_encoding::HEXLOWER.encode(&Sha256::digest(base.as_bytes())))
     } else {
-        base
-    };
-    path.with_file_name(format!(".syncthing.{base}.tmp"))
+        format!(".syncthing.{base}.tmp")
+    }
 }
 
 /// Splits `dir/base.ext` the way Go's `filepath.Ext` does: the extension is the last `.xxx`
@@ -1009,41 +1016,31 @@ pub(crate) fn timestamp(t: SystemTime) -> String {
     )
 }
 
-/// Deletes versions in `.stversions` older than `keep_days` (by the time in their name).
+/// Deletes versions in `.stversions` older than `keep_days` (by the time in their name). A
+/// `.stversions` that is a symlink is an error: nothing is deleted through it (nor through
+/// symlinks inside, which are removed as themselves when their name is old).
 pub fn clean_versions(root: &Path, keep_days: u32, now: SystemTime) -> io::Result<u64> {
-    let dir = root.join(VERSIONS_DIR);
-    if keep_days == 0 || !dir.is_dir() {
+    let fs = Beneath::new(root);
+    if keep_days == 0 {
         return Ok(0);
     }
-    let cutoff = timestamp(now - Duration::from_secs(u64::from(keep_days) * 86400));
-    let mut removed = 0;
-    let mut stack = vec![dir];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stamp = name.rsplit_once('~').map(|(_, s)| s.get(..15).unwrap_or(""));
-            if let Some(stamp) = stamp
-                && stamp.len() == 15
-                && stamp < cutoff.as_str()
-            {
-                fs::remove_file(&path)?;
-                removed += 1;
-            }
-        }
+    match fs.stat(VERSIONS_DIR)?.map(|s| s.kind) {
+        Some(Kind::Directory) => {}
+        Some(Kind::Symlink) => return Err(BeneathError::SymlinkInPath(VERSIONS_DIR.to_owned()).into()),
+        _ => return Ok(0),
     }
-    Ok(removed)
+    let cutoff = timestamp(now - Duration::from_secs(u64::from(keep_days) * 86400));
+    fs.remove_files_under(VERSIONS_DIR, &mut |name| {
+        let stamp = name.rsplit_once('~').map(|(_, s)| s.get(..15).unwrap_or(""));
+        stamp.is_some_and(|stamp| stamp.len() == 15 && stamp < cutoff.as_str())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::identity::ShortId;
+    use std::fs;
 
     #[test]
     fn conflict_names_follow_syncthing() {
@@ -1093,6 +1090,40 @@ mod tests {
         assert!(!dir.path().join(VERSIONS_DIR).join(old).exists());
         assert!(dir.path().join(VERSIONS_DIR).join(new).exists());
         assert_eq!(clean_versions(dir.path(), 0, now).unwrap(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn old_versions_are_never_cleaned_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_268_583);
+        let old = versioned_name("a.txt", now - Duration::from_secs(40 * 86400));
+        fs::create_dir_all(outside.join("d")).unwrap();
+        fs::create_dir_all(&root).unwrap();
+        fs::write(outside.join(&old), b"old, outside").unwrap();
+        fs::write(outside.join("d").join(&old), b"old, outside").unwrap();
+        // `.stversions` itself a link: an error, nothing deleted.
+        std::os::unix::fs::symlink(&outside, root.join(VERSIONS_DIR)).unwrap();
+        let e = clean_versions(&root, 30, now).unwrap_err();
+        assert_eq!(e.to_string(), "a symbolic link is in the path: .stversions");
+        // A link to a directory inside it: not entered; an old-named link: removed as itself.
+        fs::remove_file(root.join(VERSIONS_DIR)).unwrap();
+        fs::create_dir(root.join(VERSIONS_DIR)).unwrap();
+        std::os::unix::fs::symlink(outside.join("d"), root.join(VERSIONS_DIR).join("d")).unwrap();
+        std::os::unix::fs::symlink(outside.join(&old), root.join(VERSIONS_DIR).join(&old)).unwrap();
+        assert_eq!(clean_versions(&root, 30, now).unwrap(), 1);
+        assert!(fs::symlink_metadata(root.join(VERSIONS_DIR).join(&old)).is_err());
+        assert_eq!(fs::read(outside.join(&old)).unwrap(), b"old, outside");
+        assert_eq!(fs::read(outside.join("d").join(&old)).unwrap(), b"old, outside");
+    }
+
+    #[test]
+    fn temp_names_are_temp_paths_relative_to_the_folder() {
+        assert_eq!(temp_name("d/big.bin"), "d/.syncthing.big.bin.tmp");
+        assert_eq!(temp_name("big.bin"), ".syncthing.big.bin.tmp");
+        let long = format!("d/{}", "x".repeat(200));
+        assert_eq!(Path::new("/r").join(temp_name(&long)), temp_path(&Path::new("/r").join(&long)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use super::{
     BlockRequest, Command, ConnectionInfo, Context, Counters, PROGRESS_INTERVAL, RequestError, unix_now,
 };
+use crate::beneath::{Beneath, Open};
 use crate::bep::session::{Event, Session, SessionConfig};
 use crate::bep::wire::{self, ErrorCode};
 use crate::bep::{FileInfo, MAX_BLOCK_SIZE, Vector};
@@ -735,15 +736,19 @@ async fn serve(
 ) -> Result<Vec<u8>, ErrorCode> {
     // Only with a hash to check: a temporary file holds blocks not yet verified as a whole.
     if req.from_temporary && !req.hash.is_empty() {
-        let tmp = crate::pull::temp_path(&root.join(&req.name));
+        let tmp = crate::pull::temp_name(&req.name);
         let (offset, size, hash) = (req.offset as u64, req.size as usize, req.hash.clone());
+        let root = root.clone();
         let data = tokio::task::spawn_blocking(move || {
-            // A regular file only: nothing a link points to.
-            let meta = std::fs::symlink_metadata(&tmp).ok().filter(std::fs::Metadata::is_file)?;
-            if offset + size as u64 > meta.len() {
+            // A regular file beneath the folder only: nothing a link points to, on the way or
+            // at the end.
+            let file = Beneath::new(&root).open(&tmp, Open::Read).ok()?;
+            if offset + size as u64 > file.metadata().ok()?.len() {
                 return None;
             }
-            crate::pull::read_block(&tmp, offset, size).ok().filter(|d| Sha256::digest(d)[..] == hash[..])
+            crate::pull::read_block_from(&file, offset, size)
+                .ok()
+                .filter(|d| Sha256::digest(d)[..] == hash[..])
         })
         .await
         .map_err(|_| ErrorCode::Generic)?;
@@ -763,7 +768,9 @@ async fn serve(
     }
     // Opening a file the index lists is a look-up in the kernel's cache of names; reading it
     // here is only tried on data the page cache holds, else on a blocking thread.
-    let file = std::fs::File::open(root.join(&req.name)).map_err(|_| ErrorCode::NoSuchFile)?;
+    // Never through a symlink: the index lists what the scanner saw, and a directory on the way
+    // or the file itself may have become a link to anywhere since.
+    let file = Beneath::new(&root).open(&req.name, Open::Read).map_err(|_| ErrorCode::NoSuchFile)?;
     if let Some(data) = crate::positional_io::read_cached(&file, offset, size) {
         return Ok(data);
     }

@@ -496,13 +496,15 @@ fn snapshot(root: &Path) -> BTreeMap<String, (char, Vec<u8>, u32)> {
 }
 
 /// Checks that the target still syncs with its honest peer both ways: a new file written on
-/// each side arrives on the other with its content. `tag` keeps names distinct per call.
-pub(crate) async fn still_serves_others(target: &Device, honest: &Device, tag: &str) {
+/// each side arrives on the other with its content (the target's is scanned at once, so this
+/// also holds with its watcher off). `tag` keeps names distinct per call.
+pub(crate) async fn still_serves_others(target: &Device, engine: &Engine, honest: &Device, tag: &str) {
     let from_target = pseudo_random(300_000, 17);
     let from_honest = pseudo_random(200_000, 23);
     let (a, b) = (format!("after-{tag}-from-target.bin"), format!("after-{tag}-from-honest.bin"));
     std::fs::write(target.folder().join(&a), &from_target).unwrap();
     std::fs::write(honest.folder().join(&b), &from_honest).unwrap();
+    engine.scan(&FOLDER.parse().unwrap(), vec![a.clone()]).await.unwrap();
     let (at_honest, at_target) = (honest.folder().join(&a), target.folder().join(&b));
     wait_for(LIMIT, "the target to sync with its honest peer after the attack", || {
         let ok = std::fs::read(&at_honest).is_ok_and(|d| d == from_target)
@@ -536,7 +538,7 @@ async fn forged_index_closes_only_that_connection(transport: &str) {
     assert!(reason.contains("escape") || reason.contains("closed"), "{reason}");
     assert!(!sc.target.t.path("escape").exists());
     sc.canary.assert_untouched();
-    still_serves_others(&sc.target, &sc.honest, "forged").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "forged").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
@@ -578,7 +580,7 @@ async fn symlink_at_temp_name(transport: &str) {
     if outcome.is_ok() {
         assert!(std::fs::symlink_metadata(&foo).unwrap().is_file(), "foo is not a regular file");
     }
-    still_serves_others(&sc.target, &sc.honest, "temp").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "temp").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
@@ -616,7 +618,7 @@ async fn symlinked_parent(transport: &str) {
         .await;
     sc.canary.assert_untouched();
     assert!(reason.contains("symbolic link") && reason.contains('l'), "{reason}");
-    still_serves_others(&sc.target, &sc.honest, "parent").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "parent").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
@@ -655,7 +657,7 @@ async fn local_symlinked_directory(transport: &str) {
         .await;
     sc.canary.assert_untouched();
     assert!(reason.contains("symbolic link") && reason.contains("Photos"), "{reason}");
-    still_serves_others(&sc.target, &sc.honest, "photos").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "photos").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
@@ -727,7 +729,7 @@ async fn serving_through_symlinks(transport: &str) {
         .collect();
     assert!(served.is_empty(), "served through a symlink:\n{}", served.join("\n"));
     sc.canary.assert_untouched();
-    still_serves_others(&sc.target, &sc.honest, "serving").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "serving").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
@@ -786,7 +788,7 @@ async fn versions_symlink(transport: &str) {
     if std::fs::read(&doc_path).is_ok_and(|d| d == b"mine") {
         assert!(failed(&target, "doc.txt").unwrap().contains("symbolic link"));
     }
-    still_serves_others(&sc.target, &sc.honest, "versions").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "versions").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
@@ -839,7 +841,7 @@ async fn remote_directory_over_local_edit(transport: &str) {
     };
     assert!(kept("x", b"my edit of x") && kept("y", b"my edit of y"), "conflict copies: {:?}", copies.keys());
     sc.canary.assert_untouched();
-    still_serves_others(&sc.target, &sc.honest, "conflict").await;
+    still_serves_others(&sc.target, &target, &sc.honest, "conflict").await;
     target.shutdown().await;
     honest.shutdown().await;
 }
