@@ -566,19 +566,19 @@ async fn symlink_at_temp_name(transport: &str) {
     let id = sc.hostile.id;
     h.send_index(&[symlink(".syncthing.foo.tmp", &sc.canary.path("bashrc"), id), file("foo", &data, id)])
         .await;
-    let foo = sc.target.folder().join("foo");
+    let pulled = sc.target.folder().join("foo");
     let outcome = h
         .until("foo to arrive or fail", |_| {
             if let Some(reason) = failed(&target, "foo") {
                 return Some(Err(reason));
             }
-            std::fs::read(&foo).is_ok_and(|d| d == data).then_some(Ok(()))
+            std::fs::read(&pulled).is_ok_and(|d| d == data).then_some(Ok(()))
         })
         .await;
     sc.canary.assert_untouched();
     // `foo` is a regular file of its own or a failed item; never the link renamed into place.
     if outcome.is_ok() {
-        assert!(std::fs::symlink_metadata(&foo).unwrap().is_file(), "foo is not a regular file");
+        assert!(std::fs::symlink_metadata(&pulled).unwrap().is_file(), "foo is not a regular file");
     }
     still_serves_others(&sc.target, &target, &sc.honest, "temp").await;
     target.shutdown().await;
