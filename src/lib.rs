@@ -11,6 +11,8 @@
 //! transport under it (TLS over TCP and QUIC, peers authenticated by certificate), with no
 //! knowledge of BEP messages.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// Safe Rust everywhere but `positional_io`, whose two system calls std does not wrap.
+#![deny(unsafe_code)]
 
 pub mod api;
 mod beneath;

@@ -2,6 +2,7 @@
 //!
 //! This is the binary's edge: arguments, logging, the home lock, and turning errors into one
 //! sentence and a non-zero exit code. Everything else is in the library.
+#![deny(unsafe_code)]
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};

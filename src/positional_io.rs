@@ -2,6 +2,10 @@
 //! several threads can use one open file: the scanner's hashing and the puller; reading only
 //! what the page cache holds, without waiting for the disk; and starting the write-back of what
 //! was written.
+//!
+//! It is the one module allowed `unsafe` (the crate denies it elsewhere): `preadv2` with
+//! `RWF_NOWAIT` and `sync_file_range` have no safe wrapper in std, so each is a single libc
+//! call in a function of its own, allowed there alone, with its `SAFETY` argument beside it.
 
 use std::fs::File;
 use std::io;
@@ -61,6 +65,7 @@ pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io:
 /// file, since blocks land out of order; pages already under write-back are skipped. Only a
 /// hint; where there is no such call it does nothing.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub(crate) fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd as _;
     // SAFETY: the descriptor is open for as long as `file` is borrowed; the call only reads
@@ -79,6 +84,7 @@ pub(crate) fn start_writeback(_file: &File) {}
 /// cached data (the file was just scanned, or its previous block read ahead), and handing each
 /// such read to a blocking thread and back cost more in thread wake-ups than the read itself.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub(crate) fn read_cached(file: &File, offset: u64, size: usize) -> Option<Vec<u8>> {
     use std::os::fd::AsRawFd as _;
     let mut buf = vec![0u8; size];

@@ -116,20 +116,24 @@ pub(super) struct SignIn {
 }
 
 /// Signs a browser in with the API key or the GUI user and password: 204 and a session cookie
-/// (`peerfold_session`, HttpOnly, SameSite=Strict), or 401. Needs no key.
+/// (`peerfold_session`, HttpOnly, SameSite=Strict), or 401. Needs no key. Password tries meet
+/// the brake (see `session.rs`): 429 with `Retry-After` when it is on.
 #[utoipa::path(post, path = "/api/session", request_body = SignIn,
     responses((status = 204, description = "signed in; the cookie is set"), (status = 400),
-        (status = 401, description = "wrong key, user or password"), (status = 429, description = "too many failed tries")))]
+        (status = 401, description = "wrong key, user or password"), (status = 429, description = "too many failed or simultaneous password tries; Retry-After says when to try again")))]
 pub(super) async fn sign_in(
     State(state): State<Shared>,
     sign_in: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let sign_in = super::handlers::body(sign_in)?;
     let now = Instant::now();
-    state.sessions.throttle(now)?;
-    let refused = match sign_in {
+    match sign_in {
+        // The key needs no brake: it cannot be guessed (and its header meets none), and a
+        // flood of wrong passwords must not keep the owner's `peerfold gui url` link out.
         SignIn { api_key: Some(key), user: None, password: None } => {
-            (!right_key(&state, key.as_bytes())).then_some(ApiError::WrongKey)
+            if !right_key(&state, key.as_bytes()) {
+                return Err(ApiError::WrongKey);
+            }
         }
         SignIn { api_key: None, user, password: Some(password) } => {
             let gui = state.engine.config().gui.clone();
@@ -141,21 +145,19 @@ pub(super) async fn sign_in(
                 (Some(_), None) => false,
                 (None, _) => true,
             };
-            // Argon2 takes tens of milliseconds of CPU on purpose: not on the runtime's threads.
-            let verified = tokio::task::spawn_blocking(move || session::verify_password(&hash, &password))
-                .await
-                .unwrap_or(false);
-            (!(user_ok && verified)).then_some(ApiError::SignInRefused)
+            // Counted before the check runs; a wrong user name is checked all the same, so
+            // the time taken does not tell which was wrong.
+            let verified = state.sessions.attempt(now)?.verify(hash, password).await;
+            if !(user_ok && verified) {
+                return Err(ApiError::SignInRefused);
+            }
+            state.sessions.succeeded(now);
         }
         _ => {
             return Err(ApiError::BadRequest(
                 "sign in with {\"api_key\"} or with {\"user\", \"password\"}".into(),
             ));
         }
-    };
-    if let Some(refused) = refused {
-        state.sessions.failed(now);
-        return Err(refused);
     }
     let token = state.sessions.open(now);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, session::cookie(&token, state.secure_cookies))])

@@ -1,6 +1,7 @@
 //! The API's one error type and how each becomes a status and `{"error": "..."}`.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::ChangeError;
@@ -35,8 +36,11 @@ pub enum ApiError {
          with `peerfold gui password`"
     )]
     NoPassword,
-    #[error("too many failed sign-ins; wait a minute and try again")]
-    TooManyAttempts,
+    #[error("too many failed sign-ins; try again in {} s", whole_seconds(*.retry_after))]
+    TooManyAttempts { retry_after: std::time::Duration },
+    /// Refused unchecked: as many password checks as may run at once are running.
+    #[error("other sign-ins are being checked; try again in {} s", whole_seconds(*.retry_after))]
+    SignInBusy { retry_after: std::time::Duration },
     #[error("cannot hash the password: {0}")]
     Hash(argon2::password_hash::Error),
     /// Refused before looking at the key: a Host this server does not answer to (DNS
@@ -100,7 +104,7 @@ impl ApiError {
             Self::NoKey | Self::WrongKey | Self::SessionEnded | Self::SignInRefused | Self::NoPassword => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts { .. } | Self::SignInBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Engine(_)
             | Self::Bind { .. }
@@ -115,6 +119,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": error_chain(&self) });
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Self::TooManyAttempts { retry_after } | Self::SignInBusy { retry_after } = self {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(whole_seconds(retry_after)));
+        }
+        response
     }
+}
+
+/// `Retry-After` counts whole seconds: rounded up, and at least one, so a client that waits
+/// as told is not refused again for a fraction of a second.
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

@@ -1,18 +1,27 @@
 //! Browser sessions: what a signed-in browser's cookie stands for, and the GUI password.
 //!
 //! It owns the in-memory session table (random 256-bit tokens, a week's sliding expiry, a
-//! bounded count), the brake on failed sign-ins, and hashing and checking the password
+//! bounded count), the brake on sign-ins by password, and hashing and checking the password
 //! (Argon2id PHC strings, as `[gui] password_hash` stores them). Sessions end with the daemon:
 //! nothing is written to disk.
+//!
+//! The brake: at most [`MAX_FAILURES`] password tries within [`FAILURE_WINDOW`] are checked,
+//! and at most [`MAX_CHECKS`] at once. A try counts as failed from *before* its check starts
+//! until it is known to have succeeded, so tries made at the same moment cannot all pass the
+//! brake while the count is still low; beyond either limit a try is refused at once, unchecked,
+//! with how long to wait. Only password sign-ins meet the brake: the API key (in its header or
+//! signing in) cannot be guessed, so a flood of wrong passwords never locks out the key, the
+//! control socket or a signed-in browser.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiError;
 
@@ -23,16 +32,42 @@ pub const LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// At most this many sessions at once; a new one pushes out the one closest to expiring, so a
 /// script signing in in a loop cannot grow the table.
 const MAX_SESSIONS: usize = 64;
-/// Failed sign-ins allowed within [`FAILURE_WINDOW`] before further tries are refused unseen.
+/// Password tries that may fail within [`FAILURE_WINDOW`]; further tries are refused unchecked
+/// until the oldest failure is that old.
 const MAX_FAILURES: usize = 10;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Password checks that may run at once. Each takes about 19 MiB and a blocking thread for tens
+/// of milliseconds (Argon2id's defaults): fifty at once took fifty threads and up to 680 MB;
+/// two keep a second browser from waiting on the first.
+const MAX_CHECKS: usize = 2;
+/// What a try refused because [`MAX_CHECKS`] are running is told to wait: about one check.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// The open sessions, keyed by the SHA-256 of their token: a lookup's timing says nothing about
 /// the tokens themselves, and the table holds nothing a memory dump could replay.
-#[derive(Default)]
 pub(crate) struct Sessions {
     open: Mutex<HashMap<[u8; 32], Instant>>,
+    /// When each counted password try began, oldest first: those under way and those that
+    /// failed, within [`FAILURE_WINDOW`]; never more than [`MAX_FAILURES`].
     failures: Mutex<VecDeque<Instant>>,
+    /// One permit per running password check.
+    checks: Arc<Semaphore>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            open: Mutex::default(),
+            failures: Mutex::default(),
+            checks: Arc::new(Semaphore::new(MAX_CHECKS)),
+        }
+    }
+}
+
+/// A password try that passed the brake: it counts as failed until [`Sessions::succeeded`] is
+/// told the time it began, and holds one of the [`MAX_CHECKS`] permits while its check runs.
+pub(crate) struct Attempt {
+    permit: OwnedSemaphorePermit,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -76,26 +111,47 @@ impl Sessions {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(token));
     }
 
-    /// Refuses a sign-in while too many recent ones failed, so a password cannot be guessed
-    /// at the speed of the network.
-    pub fn throttle(&self, now: Instant) -> Result<(), ApiError> {
+    /// Lets a password try through the brake, counting it as failed already; refused, with how
+    /// long to wait, while [`MAX_FAILURES`] recent tries failed or [`MAX_CHECKS`] checks run.
+    pub fn attempt(&self, now: Instant) -> Result<Attempt, ApiError> {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        while failures.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
+        while failures.front().is_some_and(|t| now.saturating_duration_since(*t) >= FAILURE_WINDOW) {
             failures.pop_front();
         }
         if failures.len() >= MAX_FAILURES {
-            return Err(ApiError::TooManyAttempts);
+            let oldest = failures.front().copied().unwrap_or(now);
+            let retry_after = FAILURE_WINDOW.saturating_sub(now.saturating_duration_since(oldest));
+            return Err(ApiError::TooManyAttempts { retry_after });
         }
-        Ok(())
+        // Taken under the lock, so a try refused as busy leaves no count behind.
+        let permit = Arc::clone(&self.checks)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::SignInBusy { retry_after: BUSY_RETRY })?;
+        failures.push_back(now);
+        Ok(Attempt { permit })
     }
 
-    /// Counts a failed sign-in.
-    pub fn failed(&self, now: Instant) {
+    /// The try that began at `began` was right: it no longer counts as failed.
+    pub fn succeeded(&self, began: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.push_back(now);
-        if failures.len() > MAX_FAILURES {
-            failures.pop_front();
+        if let Some(i) = failures.iter().rposition(|t| *t == began) {
+            failures.remove(i);
         }
+    }
+}
+
+impl Attempt {
+    /// Checks `password` against the PHC string `hash` on a blocking thread (Argon2 takes tens
+    /// of milliseconds of CPU on purpose: not on the runtime's threads). The check holds its
+    /// permit to the end, even when the request that asked is gone.
+    pub async fn verify(self, hash: String, password: String) -> bool {
+        let permit = self.permit;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_password(&hash, &password)
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
@@ -158,15 +214,49 @@ mod tests {
     }
 
     #[test]
-    fn failed_sign_ins_are_throttled_for_a_while() {
+    fn password_tries_count_before_their_check_and_the_brake_releases_after_a_minute() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            sessions.throttle(t0).unwrap();
-            sessions.failed(t0);
+        // Tries under way count: MAX_CHECKS begun at once fill the checks, not the brake.
+        let running: Vec<_> = (0..MAX_CHECKS).map(|_| sessions.attempt(t0).unwrap()).collect();
+        assert!(
+            matches!(sessions.attempt(t0), Err(ApiError::SignInBusy { retry_after }) if retry_after == BUSY_RETRY)
+        );
+        assert_eq!(sessions.failures.lock().unwrap().len(), MAX_CHECKS, "a busy refusal is not counted");
+        // One of them was right: it stops counting; the other failed and goes on counting.
+        let mut running = running;
+        let right = running.pop().unwrap();
+        sessions.succeeded(t0);
+        drop((right, running));
+        assert_eq!(sessions.failures.lock().unwrap().len(), MAX_CHECKS - 1);
+        for i in 0..MAX_FAILURES - (MAX_CHECKS - 1) {
+            // Dropped unchecked: a try that never came back counts as failed.
+            drop(sessions.attempt(t0 + Duration::from_secs(i as u64)).unwrap());
         }
-        assert!(matches!(sessions.throttle(t0), Err(ApiError::TooManyAttempts)));
-        sessions.throttle(t0 + FAILURE_WINDOW + Duration::from_secs(1)).unwrap();
+        // The brake is on: even the right password waits, for as long as the oldest failure
+        // takes to be a minute old.
+        let t10 = t0 + Duration::from_secs(10);
+        match sessions.attempt(t10) {
+            Err(ApiError::TooManyAttempts { retry_after }) => {
+                assert_eq!(retry_after, FAILURE_WINDOW - Duration::from_secs(10));
+            }
+            other => panic!("not braked: {:?}", other.map(|_| ())),
+        }
+        assert!(sessions.failures.lock().unwrap().len() <= MAX_FAILURES, "the count stays bounded");
+        // Once that time is up, a try is checked again.
+        let again = t0 + FAILURE_WINDOW;
+        assert!(sessions.attempt(again).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_check_holds_its_permit_until_it_ends() {
+        let sessions = Sessions::default();
+        let hash = hash_password("pw").unwrap();
+        let t0 = Instant::now();
+        assert!(sessions.attempt(t0).unwrap().verify(hash.clone(), "pw".into()).await);
+        assert_eq!(sessions.checks.available_permits(), MAX_CHECKS, "the permit is back");
+        assert!(!sessions.attempt(t0).unwrap().verify(hash, "nope".into()).await);
+        assert_eq!(sessions.checks.available_permits(), MAX_CHECKS);
     }
 
     #[test]

@@ -870,3 +870,138 @@ fn pem_certs(pem: &[u8]) -> Vec<rustls_pki_types::CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject as _;
     rustls_pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().unwrap()
 }
+
+/// The daemon's pid, from its home's lock file.
+fn daemon_pid(t: &TestDir) -> u32 {
+    std::fs::read_to_string(t.home().join("peerfold.lock")).unwrap().trim().parse().unwrap()
+}
+
+/// A field of `/proc/PID/status` (`Threads`, `VmHWM` in kB, …).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap();
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Signs in with `password` as alice: the status and the `Retry-After` seconds, if sent.
+fn sign_in_as_alice(agent: &ureq::Agent, api: &Api, password: &str) -> (u16, Value, Option<u64>) {
+    let response = agent
+        .post(api.url("/api/session"))
+        .send_json(json!({"user": "alice", "password": password}))
+        .unwrap();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    let (status, answer) = Api::answer(response);
+    (status, answer, retry_after)
+}
+
+/// Failed sign-ins the brake lets through a minute (`MAX_FAILURES` in `src/api/session.rs`).
+const BRAKE_ALLOWANCE: usize = 10;
+
+/// Fifty browsers guess the password at the same moment, and keep guessing: the brake counts
+/// each try before its Argon2 check runs, so no more than its allowance are ever checked (401)
+/// and the rest are refused at once (429, with Retry-After), whatever the timing. Meanwhile,
+/// and right after, the API key and the control socket work as ever, and the daemon's threads
+/// and memory stay as they were (fifty Argon2 checks at once would take fifty threads and a
+/// gigabyte).
+#[test]
+fn a_flood_of_wrong_passwords_is_braked_and_never_locks_out_the_key_or_the_control_socket() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    const FLOOD: usize = 50;
+    let t = TestDir::new();
+    ok(&set_password(&t, "alice", "correct horse"));
+    let api = Api::start_on(t, &format!("tcp://127.0.0.1:{}", free_port()));
+    let pid = daemon_pid(&api.t);
+    let threads_before = proc_status(pid, "Threads");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_global(Some(LIMIT))
+        .build()
+        .into();
+    let started = std::time::Instant::now();
+    let barrier = std::sync::Barrier::new(FLOOD + 1);
+    let stop = AtomicBool::new(false);
+    let (first_wave, flood, threads_during) = std::thread::scope(|s| {
+        let guessers: Vec<_> = (0..FLOOD)
+            .map(|i| {
+                let (agent, api, barrier, stop) = (&agent, &api, &barrier, &stop);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut answers = vec![sign_in_as_alice(agent, api, &format!("guess {i}"))];
+                    while !stop.load(Relaxed) {
+                        answers.push(sign_in_as_alice(agent, api, &format!("guess {i}")));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        barrier.wait();
+        // During the flood: the key and the control socket answer.
+        let (status, system) = api.get("/api/system");
+        assert_eq!((status, system["id"].as_str()), (200, Some(api.id.as_str())), "the key during the flood");
+        let st: Value = serde_json::from_str(&ok(&api.t.peerfold(&["status", "--json"]))).unwrap();
+        assert_eq!(st["running"], true, "the control socket during the flood: {st}");
+        let threads_during = proc_status(pid, "Threads");
+        stop.store(true, Relaxed);
+        let answers: Vec<Vec<_>> = guessers.into_iter().map(|g| g.join().unwrap()).collect();
+        let first_wave: Vec<_> = answers.iter().map(|a| a[0].clone()).collect();
+        (first_wave, answers.into_iter().flatten().collect::<Vec<_>>(), threads_during)
+    });
+    let elapsed = started.elapsed();
+    let threads_after = proc_status(pid, "Threads");
+
+    let checked = |answers: &[(u16, Value, Option<u64>)]| answers.iter().filter(|a| a.0 == 401).count();
+    assert!(
+        checked(&first_wave) <= BRAKE_ALLOWANCE,
+        "at most {BRAKE_ALLOWANCE} of {FLOOD} guesses at the same moment were checked, not {}",
+        checked(&first_wave)
+    );
+    // The window is a minute; a slow run may have seen it slide.
+    let allowance = BRAKE_ALLOWANCE * (1 + elapsed.as_secs() as usize / 60);
+    assert!(
+        checked(&flood) <= allowance,
+        "at most {allowance} of {} guesses in {elapsed:?} were checked, not {}",
+        flood.len(),
+        checked(&flood)
+    );
+
+    // Argon2 takes 19 MiB and a blocking thread per check: a few at a time, not fifty.
+    assert!(
+        threads_during.max(threads_after) <= threads_before + 8,
+        "threads: {threads_before} before, {threads_during} during, {threads_after} after the flood"
+    );
+    let peak_mb = proc_status(pid, "VmHWM") / 1024;
+    assert!(peak_mb < 300, "the daemon's memory peaked at {peak_mb} MB");
+    for (status, answer, retry_after) in &flood {
+        match status {
+            401 => assert!(answer["error"].as_str().unwrap().contains("password is wrong"), "{answer}"),
+            429 => assert!(
+                retry_after.is_some_and(|s| (1..=60).contains(&s)),
+                "a refusal says when to come back: {retry_after:?} {answer}"
+            ),
+            _ => panic!("a guess is refused as wrong or as too many: {status} {answer}"),
+        }
+    }
+    // Right after: once the brake is on, even the right password waits, and says how long; the
+    // key and the control socket still work.
+    let mut braked = None;
+    for _ in 0..=BRAKE_ALLOWANCE {
+        let (status, answer, retry_after) = sign_in_as_alice(&agent, &api, "one more guess");
+        if status == 429 && answer["error"].as_str().unwrap().contains("too many failed sign-ins") {
+            braked = retry_after;
+            break;
+        }
+    }
+    assert!(braked.is_some_and(|s| (1..=60).contains(&s)), "the brake engaged: {braked:?}");
+    let (status, answer, retry_after) = sign_in_as_alice(&agent, &api, "correct horse");
+    assert_eq!(status, 429, "{answer}");
+    assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)), "{retry_after:?}");
+    let (status, _) = api.get("/api/system");
+    assert_eq!(status, 200, "the key right after the flood");
+    let st: Value = serde_json::from_str(&ok(&api.t.peerfold(&["status", "--json"]))).unwrap();
+    assert_eq!(st["running"], true, "the control socket right after the flood: {st}");
+    // A session opened with the key is not braked either (the link of `peerfold gui url`).
+    let (status, answer, _) = api.without_key("POST", "/api/session", &[], Some(json!({"api_key": api.key})));
+    assert_eq!(status, 204, "signing in with the key right after the flood: {answer}");
+}
