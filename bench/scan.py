@@ -2,7 +2,7 @@
 """Scanner benchmark: `python3 bench/scan.py [--out DIR] [--skip-million] [--no-syncthing]`.
 
 Builds the release binary, generates the data sets (deterministic) and measures:
-  1. the first scan of ../shared/tools/mkdata.py's ~550 MB mixed set, from the page cache
+  1. the first scan of bench/mkdata.py's ~550 MB mixed set, from the page cache
      (hashing throughput);
   2. 100,000 small files: first scan (indexing time) and an unchanged rescan;
   3. 1,000,000 empty files: first scan, unchanged rescan and peak RSS.
@@ -25,7 +25,7 @@ import urllib.request
 from benchlib import build, free_port, make_small, st_options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+MKDATA = ROOT / "bench" / "mkdata.py"
 
 
 def warm(d):
@@ -175,7 +175,7 @@ def main():
     mixed = out / "mixed"
     if not (out / "mixed.complete").exists():
         shutil.rmtree(mixed, ignore_errors=True)
-        subprocess.run([sys.executable, str(SHARED / "tools" / "mkdata.py"), str(mixed)], check=True)
+        subprocess.run([sys.executable, str(MKDATA), str(mixed)], check=True)
         (out / "mixed.complete").touch()
     warm(mixed)
     runs = []

@@ -5,7 +5,7 @@
 Builds the release binary, generates the data sets (deterministic; kept in --out between runs,
 default /tmp/peerfold-bench, shared with bench/scan.py) and measures one-way sync between two
 daemons on loopback, over QUIC and over TCP+TLS:
-  1. mixed: ../shared/tools/mkdata.py's ~550 MB set (2,042 files: 2,000 of 1–64 KiB, 40 of
+  1. mixed: bench/mkdata.py's ~550 MB set (2,042 files: 2,000 of 1–64 KiB, 40 of
      1–8 MiB, two of 160 MiB);
   2. small: 10,000 files of 0–8 KiB (size (i * 7919) mod 8192, 4 KiB on average) in 10
      directories;
@@ -36,7 +36,7 @@ import urllib.request
 from benchlib import build, free_port, make_small, st_options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+MKDATA = ROOT / "bench" / "mkdata.py"
 SAVES = 20
 LATENCY_LIMIT_S = 60
 LATENCY_FILES = 100
@@ -370,7 +370,7 @@ def main():
         mixed = out / "mixed"
         if not (out / "mixed.complete").exists():
             shutil.rmtree(mixed, ignore_errors=True)
-            subprocess.run([sys.executable, str(SHARED / "tools" / "mkdata.py"), str(mixed)], check=True)
+            subprocess.run([sys.executable, str(MKDATA), str(mixed)], check=True)
             (out / "mixed.complete").touch()
         sets["mixed"] = mixed
     if "small" in cases:

@@ -1,4 +1,4 @@
-//! The codec against bytes captured from a real Syncthing 1.19.2 (`../shared/vectors/bep`, whose
+//! The codec against bytes captured from a real Syncthing 1.19.2 (`tests/vectors/bep`, whose
 //! README gives their decoded meaning), and round trips of generated messages.
 
 use proptest::prelude::*;
@@ -10,7 +10,7 @@ use crate::identity::{DeviceId, ShortId};
 
 macro_rules! vector {
     ($file:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/bep/", $file))
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bep/", $file))
     };
 }
 

@@ -19,7 +19,7 @@ const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Quic];
 
 macro_rules! vector_path {
     ($name:literal) => {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/bep/", $name)
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bep/", $name)
     };
 }
 

@@ -264,7 +264,7 @@ mod tests {
 
     macro_rules! vector_path {
         ($name:literal) => {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/bep/", $name)
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bep/", $name)
         };
     }
 

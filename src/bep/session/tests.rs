@@ -6,7 +6,7 @@ use crate::identity::ShortId;
 
 macro_rules! vector {
     ($file:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/bep/", $file))
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bep/", $file))
     };
 }
 
