@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod bep;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod daemon;

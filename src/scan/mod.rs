@@ -19,7 +19,7 @@
 //! confirms ([`Scanner::scan_confirmed`]) or restores the files.
 
 pub(crate) mod disk;
-mod hash;
+pub(crate) mod hash;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
