@@ -29,6 +29,7 @@ use crate::db::{DbError, FolderIdx, Index};
 use crate::ignore::{IgnoreError, Ignores};
 use crate::scan::disk::{self, Kind, Stat};
 use crate::scan::hash::{HashError, hash_file};
+use crate::scan::is_temp;
 
 /// Differences listed in a report; beyond that they are only counted.
 pub const MAX_LISTED: usize = 10_000;
@@ -406,11 +407,6 @@ impl Walk {
 
 fn is_live(k: &FileInfo) -> bool {
     !k.deleted && !k.invalid
-}
-
-/// A download temporary's name, as Syncthing (and the puller) makes it, or its Windows form.
-pub fn is_temp(base: &str) -> bool {
-    base.ends_with(".tmp") && (base.starts_with(".syncthing.") || base.starts_with("~syncthing~"))
 }
 
 fn describe_index(k: &FileInfo) -> String {

@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 
 use crate::bep::{BlockHash, BlockInfo, FileInfo, FileType, Vector, VectorOrdering};
 use crate::config::FolderId;
-use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
+use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind, PullIntent};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{BlockRequest, Peers, unix_now};
 use crate::positional_io::{read_exact_at, start_writeback, write_all_at};
@@ -460,12 +460,14 @@ impl Puller {
         }
         let result = match disk.map(|d| d.kind) {
             None => Ok(()),
-            Some(Kind::Directory) => fs::remove_dir(&path).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot delete the directory: {e} (it holds files not synced)"),
-                )
-            }),
+            Some(Kind::Directory) => {
+                remove_temps_in(&path).and_then(|()| fs::remove_dir(&path)).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot delete the directory: {e} (it holds files not synced)"),
+                    )
+                })
+            }
             Some(_) => self.archive(name, local),
         };
         match result {
@@ -530,6 +532,17 @@ impl Puller {
         }
         if disk.is_some_and(|d| d.kind == Kind::Directory) {
             return Applied::Issue(name, String::from("a directory is in the way of a file"));
+        }
+        // Noted before the file is touched: after a crash between putting it in place and
+        // recording it, the scanner records it as pulled, not as a local change.
+        let intent = PullIntent {
+            name: name.clone(),
+            version: g.version.clone(),
+            modified_by: g.modified_by,
+            blocklist_hash: crate::bep::blocklist_hash(&g.blocks),
+        };
+        if let Err(e) = self.index.note_pull(self.folder, &intent).await {
+            return Applied::Issue(name, crate::engine::error_chain(&e));
         }
         // The same content under another version (both sides made the same change, or a
         // metadata change): only the metadata and the version are taken, and it is no
@@ -810,6 +823,18 @@ async fn fetch_block(
         }
     }
     Err(format!("block {i} could not be fetched: {last}"))
+}
+
+/// Removes the download temporaries directly in `dir`, which is being deleted: they belong to
+/// files deleted with it (as Syncthing does), and would keep it from being removed.
+fn remove_temps_in(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() && entry.file_name().to_str().is_some_and(crate::scan::is_temp) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The metadata of what is at `path`, `None` if nothing is.

@@ -12,7 +12,7 @@ mod files;
 mod memo;
 mod remote;
 
-pub use files::{BlockLocation, FolderCounts, LocalWriter};
+pub use files::{BlockLocation, FolderCounts, LocalWriter, PullIntent};
 pub use remote::{
     Conflict, DeviceIdx, GlobalFile, NeedCounts, NeedKind, NeededItem, PendingDevice, PendingFolder,
     ReceiveOnlyChange, RemoteIndex,
