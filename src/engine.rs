@@ -753,6 +753,10 @@ impl FolderTask {
             if pull_due {
                 pull_due = false;
                 if let Some(outcome) = self.pull(&puller).await {
+                    // Temporaries a scan kept for files the pull no longer needs.
+                    if let Err(e) = scanner.drop_unneeded_temps().await {
+                        tracing::warn!(folder = %self.id, error = %error_chain(&e), "cannot tidy temporary files");
+                    }
                     // Entries that changed on disk under the puller: scan them, then pull again.
                     dirty.extend(outcome.rescan.iter().cloned());
                     retry_pull = (!outcome.issues.is_empty()).then(|| Instant::now() + PULL_RETRY);

@@ -17,6 +17,7 @@
 pub mod api;
 mod beneath;
 pub mod bep;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod daemon;

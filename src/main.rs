@@ -61,6 +61,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a folder's index with its disk and list where they differ (changing nothing);
+    /// exits with 1 when they differ, 2 when the check could not run
+    Check {
+        /// The folder: its ID, or its path
+        #[arg(value_name = "FOLDER")]
+        folder: String,
+        /// Also read every file whose metadata agrees and compare its blocks' hashes
+        #[arg(long, alias = "blocks")]
+        hash: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: scan and watch every configured folder, and sync them with the
     /// configured devices, until interrupted
     Serve {
@@ -429,19 +442,21 @@ impl From<TypeArg> for FolderType {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // `check` answers like `diff`: 1 for differences found, 2 when it could not tell.
+    let trouble = if matches!(cli.command, Command::Check { .. }) { 2 } else { 1 };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(trouble);
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // One sentence: the error and its causes.
             eprintln!("error: {}", error_chain(e.as_ref()));
-            ExitCode::FAILURE
+            ExitCode::from(trouble)
         }
     }
 }
@@ -469,11 +484,18 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::registry().with(stderr).with(recent).init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let home_dir = match cli.home {
-        Some(h) => h,
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home_dir = match &cli.home {
+        Some(h) => h.clone(),
         None => home::default_dir()?,
     };
+    if let Command::Check { folder, hash, json } = &cli.command {
+        return check(&home_dir, folder, *hash, *json).await;
+    }
+    run_command(cli, home_dir).await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_command(cli: Cli, home_dir: PathBuf) -> anyhow::Result<()> {
     // Listing only reads config.toml, which is replaced atomically: it needs no lock, so it
     // works beside a running daemon.
     match &cli.command {
@@ -518,6 +540,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scan { path, json } => scan(&home, &identity, &config, &path, json).await,
         Command::Serve { .. }
+        | Command::Check { .. }
         | Command::Status { .. }
         | Command::Device { .. }
         | Command::Folder { .. }
@@ -538,6 +561,7 @@ fn to_request(command: &Command) -> anyhow::Result<Option<control::Request>> {
     Ok(match command {
         Command::Id { .. }
         | Command::Scan { .. }
+        | Command::Check { .. }
         | Command::Serve { .. }
         | Command::Config { .. }
         | Command::Gui { .. } => None,
@@ -925,6 +949,65 @@ async fn scan(
         println!("{}", describe(&root, &summary));
     }
     Ok(())
+}
+
+/// `peerfold check`: needs no home lock and no daemon. The index is opened read-only, so the
+/// same command works beside a running daemon (SQLite's WAL lets a reader see the last commit
+/// while the daemon writes) and without one; the daemon is not asked, as the comparison is a
+/// walk of the disk that the CLI can do itself.
+async fn check(home_dir: &Path, folder: &str, hash: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&home_dir.join(home::CONFIG_FILE))?;
+    let (folder_id, root) = match config.folders.iter().find(|f| f.id.to_string() == *folder) {
+        Some(f) => (f.id.to_string(), f.path.clone()),
+        None => {
+            let root = std::fs::canonicalize(folder)
+                .with_context(|| format!("{folder:?} is neither a folder ID nor a directory"))?;
+            // A configured folder by its path; any other path as `peerfold scan` indexes it.
+            let id = config
+                .folders
+                .iter()
+                .find(|f| std::fs::canonicalize(&f.path).is_ok_and(|p| p == root))
+                .map_or_else(|| format!("path:{}", root.display()), |f| f.id.to_string());
+            (id, root)
+        }
+    };
+    let index_path = home_dir.join(home::INDEX_FILE);
+    if !index_path.exists() {
+        bail!("there is no index in {} yet", home_dir.display());
+    }
+    let index = Index::open_read_only(&index_path).await?;
+    let idx = index.existing_folder(&folder_id).await?;
+    let report = peerfold::check::check(index.clone(), idx, &folder_id, &root, hash).await;
+    index.close().await;
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for d in &report.differences {
+            println!("{d}");
+        }
+        let more = report.total_differences - report.differences.len() as u64;
+        if more > 0 {
+            println!("… and {more} more differences");
+        }
+        for t in &report.temp_files {
+            println!("{t}: download temporary file");
+        }
+        let hashed = if hash { format!(", {} files hashed", report.hashed) } else { String::new() };
+        let verdict = match report.total_differences {
+            0 => "the index agrees with the disk".to_owned(),
+            1 => "1 difference".to_owned(),
+            n => format!("{n} differences"),
+        };
+        println!(
+            "Checked \"{}\" at {}: {} entries{hashed}, {} temporary files; {verdict}.",
+            report.folder,
+            report.path,
+            report.compared,
+            report.temp_files.len()
+        );
+    }
+    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// A live spinner with counts and throughput, on a terminal only.

@@ -38,7 +38,7 @@ use tokio::task::JoinSet;
 use crate::beneath::{Beneath, BeneathError, Open, refusal};
 use crate::bep::{BlockHash, BlockInfo, FileInfo, FileType, Vector, VectorOrdering, parent_of};
 use crate::config::FolderId;
-use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind};
+use crate::db::{Conflict, DbError, FolderIdx, GlobalFile, Index, NeedKind, PullIntent};
 use crate::identity::{DeviceId, ShortId};
 use crate::model::{BlockRequest, Peers, unix_now};
 use crate::positional_io::{read_exact_at, start_writeback, write_all_at};
@@ -491,12 +491,16 @@ impl Puller {
         }
         let result = match disk.map(|d| d.kind) {
             None => Ok(()),
-            Some(Kind::Directory) => self.fs().remove_dir(name).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot delete the directory: {e} (it holds files not synced)"),
-                )
-            }),
+            Some(Kind::Directory) => self
+                .fs()
+                .remove_files_under(name, &mut crate::scan::is_temp)
+                .and_then(|_| self.fs().remove_dir(name))
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot delete the directory: {e} (it holds files not synced)"),
+                    )
+                }),
             Some(_) => self.archive(name, local),
         };
         match result {
@@ -556,6 +560,17 @@ impl Puller {
         }
         if disk.is_some_and(|d| d.kind == Kind::Directory) {
             return Applied::Issue(name, String::from("a directory is in the way of a file"));
+        }
+        // Noted before the file is touched: after a crash between putting it in place and
+        // recording it, the scanner records it as pulled, not as a local change.
+        let intent = PullIntent {
+            name: name.clone(),
+            version: g.version.clone(),
+            modified_by: g.modified_by,
+            blocklist_hash: crate::bep::blocklist_hash(&g.blocks),
+        };
+        if let Err(e) = self.index.note_pull(self.folder, &intent).await {
+            return Applied::Issue(name, crate::engine::error_chain(&e));
         }
         // The same content under another version (both sides made the same change, or a
         // metadata change): only the metadata and the version are taken, and it is no

@@ -29,6 +29,16 @@ pub struct BlockLocation {
     pub size: u32,
 }
 
+/// A file the puller is about to put in place (see `migrations/0003_pull_intents.sql`): the
+/// version and content it will record once the file is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullIntent {
+    pub name: String,
+    pub version: crate::bep::Vector,
+    pub modified_by: crate::identity::ShortId,
+    pub blocklist_hash: BlockHash,
+}
+
 /// What a folder's local index holds, for summaries and status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FolderCounts {
@@ -245,6 +255,55 @@ impl Index {
         Ok(found)
     }
 
+    /// Notes that the puller is about to put `intent`'s content in place; forgotten when the
+    /// name's local entry is next written (by the puller's record, or a scan).
+    pub async fn note_pull(&self, folder: FolderIdx, intent: &PullIntent) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO pull_intents (folder_idx, name, version, modified_by, blocklist_hash)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(folder.0)
+        .bind(intent.name.as_str())
+        .bind(intent.version.to_bytes())
+        .bind(intent.modified_by.0 as i64)
+        .bind(intent.blocklist_hash.to_vec())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the folder has any pull intent left (a pull was interrupted between putting a
+    /// file in place and recording it): only then does a scan look them up.
+    pub async fn has_pull_intents(&self, folder: FolderIdx) -> Result<bool, DbError> {
+        let found = sqlx::query("SELECT 1 FROM pull_intents WHERE folder_idx = ? LIMIT 1")
+            .bind(folder.0)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// The puller's unrecorded intent for `name`, if any.
+    pub async fn pull_intent(&self, folder: FolderIdx, name: &str) -> Result<Option<PullIntent>, DbError> {
+        let row = sqlx::query(
+            "SELECT version, modified_by, blocklist_hash FROM pull_intents WHERE folder_idx = ? AND name = ?",
+        )
+        .bind(folder.0)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupt = || DbError::Corrupt { what: "pull intent", name: name.to_owned() };
+        let version = crate::bep::Vector::from_bytes(&row.try_get::<Vec<u8>, _>(0)?).ok_or_else(corrupt)?;
+        let blocklist_hash =
+            BlockHash::try_from(row.try_get::<Vec<u8>, _>(2)?.as_slice()).map_err(|_| corrupt())?;
+        Ok(Some(PullIntent {
+            name: name.to_owned(),
+            version,
+            modified_by: crate::identity::ShortId(row.try_get::<i64, _>(1)? as u64),
+            blocklist_hash,
+        }))
+    }
+
     /// Records local changes in one transaction (see [`LocalWriter::apply`]) and commits it.
     /// Returns the folder's new sequence.
     pub async fn apply_local(&self, folder: FolderIdx, files: &mut [FileInfo]) -> Result<i64, DbError> {
@@ -304,6 +363,7 @@ impl LocalWriter {
             files.iter().map(|f| (!f.blocks.is_empty()).then(|| blocklist_hash(&f.blocks))).collect();
         insert_blocklists(tx, files, &hashes, true).await?;
         upsert_files(tx, self.folder, LOCAL, files, &hashes).await?;
+        forget_pull_intents(tx, self.folder, files).await?;
         super::remote::refresh_globals(tx, self.folder, files.iter().map(|f| f.name.as_str())).await?;
         sqlx::query("UPDATE folders SET sequence = ? WHERE idx = ?")
             .bind(sequence)
@@ -387,6 +447,26 @@ pub(super) async fn insert_blocklists(
                 .push_bind(b.offset as i64)
                 .push_bind(i64::from(b.size));
         });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Drops the pull intents of names whose local entry is being written: what they announced is
+/// recorded now, or superseded.
+async fn forget_pull_intents(
+    tx: &mut Transaction<'_, Sqlite>,
+    folder: FolderIdx,
+    files: &[FileInfo],
+) -> Result<(), DbError> {
+    for chunk in files.chunks(NAMES_PER_LOOKUP) {
+        let mut q = QueryBuilder::<Db>::new("DELETE FROM pull_intents WHERE folder_idx = ");
+        q.push_bind(folder.0).push(" AND name IN (");
+        let mut names = q.separated(", ");
+        for f in chunk {
+            names.push_bind(f.name.as_str());
+        }
+        q.push(")");
         q.build().execute(&mut **tx).await?;
     }
     Ok(())

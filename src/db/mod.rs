@@ -12,7 +12,7 @@ mod files;
 mod memo;
 mod remote;
 
-pub use files::{BlockLocation, FolderCounts, LocalWriter};
+pub use files::{BlockLocation, FolderCounts, LocalWriter, PullIntent};
 pub use remote::{
     Conflict, DeviceIdx, GlobalFile, NeedCounts, NeedKind, NeededItem, PendingDevice, PendingFolder,
     ReceiveOnlyChange, RemoteIndex,
@@ -90,6 +90,23 @@ impl Index {
         })
     }
 
+    /// Opens an existing index for reading only, beside whatever process may be writing it
+    /// (WAL lets a reader see the last committed state while a writer works): no migrations,
+    /// no folder registered, every write refused by SQLite. What `peerfold check` reads.
+    pub async fn open_read_only(path: &Path) -> Result<Self, DbError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", (-READER_CACHE_KIB).to_string());
+        let read = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|source| DbError::Open { path: path.to_owned(), source })?;
+        Ok(Self { write: read.clone(), read, aggregates: Default::default() })
+    }
+
     /// An index in memory, for tests and dry runs. One connection serves reads and writes,
     /// since every connection to `:memory:` would be a different database.
     pub async fn open_in_memory() -> Result<Self, DbError> {
@@ -113,6 +130,15 @@ impl Index {
         let idx = self.folder_row(folder_id).await?;
         self.aggregates.remember_folder(folder_id, idx);
         Ok(idx)
+    }
+
+    /// The folder's row number if the index has ever recorded the folder; registers nothing.
+    pub async fn existing_folder(&self, folder_id: &str) -> Result<Option<FolderIdx>, DbError> {
+        let row = sqlx::query("SELECT idx FROM folders WHERE folder_id = ?")
+            .bind(folder_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.map(FolderIdx))
     }
 
     async fn folder_row(&self, folder_id: &str) -> Result<FolderIdx, DbError> {

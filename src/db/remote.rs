@@ -386,6 +386,19 @@ impl Index {
             .collect()
     }
 
+    /// Whether this device still has to download a file's content under `name`: what keeps a
+    /// download's temporary file worth keeping.
+    pub async fn needs_file(&self, folder: FolderIdx, name: &str) -> Result<bool, DbError> {
+        let found = sqlx::query(
+            "SELECT 1 FROM globals WHERE folder_idx = ? AND name = ? AND need AND NOT deleted AND type = 0",
+        )
+        .bind(folder.0)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// The global version of `name`, blocks included, with the peers holding it; `None` when
     /// only this device has the name (or nobody does).
     pub async fn global_file(&self, folder: FolderIdx, name: &str) -> Result<Option<GlobalFile>, DbError> {

@@ -36,14 +36,14 @@ async fn migrations_apply_on_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.db");
     let index = Index::open(&path).await.unwrap();
-    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     let f = index.folder("default").await.unwrap();
     assert_eq!(index.folder_sequence(f).await.unwrap(), 0);
     assert_ne!(index.folder_index_id(f).await.unwrap(), 0);
     index.close().await;
     // Reopening applies nothing twice and keeps the data.
     let index = Index::open(&path).await.unwrap();
-    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     assert_eq!(index.folder("default").await.unwrap(), f);
 }
 
@@ -343,4 +343,27 @@ async fn pending_devices_and_folders_are_kept_until_removed() {
     assert_eq!(index.pending_folders().await.unwrap(), vec![f]);
     index.remove_pending_folder("photos", None).await.unwrap();
     assert!(index.pending_folders().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_pull_intent_lasts_until_the_name_is_next_written() {
+    let index = Index::open_in_memory().await.unwrap();
+    let f = index.folder("default").await.unwrap();
+    assert!(!index.has_pull_intents(f).await.unwrap());
+    let pulled = file("a", &[1, 2]);
+    let intent = PullIntent {
+        name: "a".into(),
+        version: Vector::new().updated(ShortId(7), 100),
+        modified_by: ShortId(7),
+        blocklist_hash: crate::bep::blocklist_hash(&pulled.blocks),
+    };
+    index.note_pull(f, &intent).await.unwrap();
+    assert!(index.has_pull_intents(f).await.unwrap());
+    assert_eq!(index.pull_intent(f, "a").await.unwrap(), Some(intent));
+    assert_eq!(index.pull_intent(f, "b").await.unwrap(), None);
+    // Writing another name leaves it; writing this one forgets it.
+    index.apply_local(f, &mut [file("b", &[3])]).await.unwrap();
+    assert!(index.has_pull_intents(f).await.unwrap());
+    index.apply_local(f, &mut [pulled]).await.unwrap();
+    assert!(!index.has_pull_intents(f).await.unwrap());
 }

@@ -19,7 +19,7 @@
 //! confirms ([`Scanner::scan_confirmed`]) or restores the files.
 
 pub(crate) mod disk;
-mod hash;
+pub(crate) mod hash;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ use unicode_normalization::{UnicodeNormalization as _, is_nfc};
 
 use self::disk::{Kind, Stat};
 use self::hash::{HashError, hash_file};
-use crate::bep::{self, FileInfo, FileType, Vector};
+use crate::bep::{self, FileInfo, FileType, Vector, VectorOrdering};
 use crate::db::{DbError, FolderIdx, Index, LocalWriter};
 use crate::identity::ShortId;
 use crate::ignore::{IgnoreError, Ignores};
@@ -65,6 +65,9 @@ pub const MASS_DELETE_MIN: u64 = 10;
 /// the folder a second time to record them: memory stays bounded whatever the folder's size,
 /// and only a scan deleting this many files in a folder of more than twice as many pays for it.
 const HELD_DELETES: usize = 65_536;
+/// Download temporaries the scanner remembers (kept because their file was still needed) to
+/// look at again after the next pull. Beyond that, the next full scan finds them.
+const KEPT_TEMPS: usize = 1024;
 
 /// Errors that stop a scan. Problems with single files are [`ScanIssue`]s instead.
 #[derive(Debug, thiserror::Error)]
@@ -171,12 +174,24 @@ pub struct Scanner {
     hook: Option<TestHook>,
     /// [`HELD_DELETES`], smaller in tests.
     held_deletes: usize,
+    /// Download temporaries (folder-relative) the last scans kept because their file was
+    /// needed; see [`Scanner::drop_unneeded_temps`].
+    kept_temps: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Scanner {
     /// A scanner for the folder at `root`, recorded in `index` as `folder`, changed by device `me`.
     pub fn new(index: Index, folder: FolderIdx, root: PathBuf, me: ShortId) -> Self {
-        Self { index, folder, root, me, progress: Arc::default(), hook: None, held_deletes: HELD_DELETES }
+        Self {
+            index,
+            folder,
+            root,
+            me,
+            progress: Arc::default(),
+            hook: None,
+            held_deletes: HELD_DELETES,
+            kept_temps: Arc::default(),
+        }
     }
 
     #[cfg(test)]
@@ -213,6 +228,30 @@ impl Scanner {
     /// user confirmed a mass delete.
     pub async fn scan_confirmed(&self, subs: &[String]) -> Result<ScanSummary, ScanError> {
         self.scan_with(subs, false).await
+    }
+
+    /// Removes the download temporaries that scans kept (their file was needed then) and whose
+    /// file is no longer needed: the peer deleted, renamed or replaced it before this device
+    /// finished it, and no pull will use it again. Only between pulls: a pull writes them.
+    pub async fn drop_unneeded_temps(&self) -> Result<(), ScanError> {
+        let kept =
+            std::mem::take(&mut *self.kept_temps.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut still = Vec::new();
+        for temp in kept {
+            let (dir, base) = temp.rsplit_once('/').unwrap_or(("", temp.as_str()));
+            let Some(target) = temp_target(base) else { continue };
+            if self.index.needs_file(self.folder, &join(dir, target)).await? {
+                still.push(temp);
+                continue;
+            }
+            match tokio::fs::remove_file(self.root.join(&temp)).await {
+                Ok(()) => tracing::debug!(path = %temp, "removed a temporary file no longer needed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = %temp, error = %e, "cannot remove a temporary file"),
+            }
+        }
+        self.kept_temps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(still);
+        Ok(())
     }
 
     async fn scan_with(&self, subs: &[String], guarded: bool) -> Result<ScanSummary, ScanError> {
@@ -308,6 +347,8 @@ impl Scanner {
             summary: ScanSummary::default(),
             progress: Arc::clone(&self.progress),
             hook: self.hook.clone(),
+            kept_temps: Vec::new(),
+            pull_intents: self.index.has_pull_intents(self.folder).await?,
             guard: total.map(|total| DeleteGuard {
                 total,
                 files: 0,
@@ -316,17 +357,26 @@ impl Scanner {
                 max_held: self.held_deletes,
             }),
         };
-        let subs = subs.to_vec();
+        let (full, subs) = (subs.is_empty(), subs.to_vec());
         let walked = tokio::task::spawn_blocking(move || {
             walk.run(&subs)?;
             let again =
                 walk.guard.as_ref().is_some_and(|g| g.overflowed) && walk.summary.held_deletes.is_none();
-            Ok::<_, ScanError>((walk.summary, again))
+            Ok::<_, ScanError>((walk.summary, again, walk.kept_temps))
         })
         .await;
         // The writer's error, if any, is the cause of an interrupted walk: report it first.
         writer.await.map_err(|_| ScanError::Interrupted)??;
-        walked.map_err(|_| ScanError::Interrupted)?
+        let (summary, again, temps) = walked.map_err(|_| ScanError::Interrupted)??;
+        let mut kept = self.kept_temps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if full {
+            kept.clear();
+        }
+        kept.extend(temps);
+        kept.sort_unstable();
+        kept.dedup();
+        kept.truncate(KEPT_TEMPS);
+        Ok((summary, again))
     }
 }
 
@@ -366,6 +416,11 @@ struct Walk {
     summary: ScanSummary,
     progress: Arc<Progress>,
     hook: Option<TestHook>,
+    /// Download temporaries this walk kept because their file is needed.
+    kept_temps: Vec<String>,
+    /// Whether the index holds pull intents (a pull was interrupted): only then are new and
+    /// changed files looked up there.
+    pull_intents: bool,
     /// Set for a guarded scan: deletions wait here instead of going to the writer.
     guard: Option<DeleteGuard>,
 }
@@ -510,6 +565,10 @@ impl Walk {
             let Some(file_name) = self.usable_name(&abs, dir, &entry.file_name, &mut keep) else {
                 continue;
             };
+            if entry.stat.kind == Kind::File && is_temp(&file_name) {
+                self.temp_found(dir, &file_name)?;
+                continue;
+            }
             let name = join(dir, &file_name);
             if !is_internal(&name) {
                 on_disk.push((name, entry.stat));
@@ -538,6 +597,27 @@ impl Walk {
             }
         }
         Ok(subdirs)
+    }
+
+    /// A download's temporary file: kept while its file is needed (the next pull resumes from
+    /// it), removed once it is not (a crash, or the peer deleting or replacing the file, left it
+    /// behind). A scan never runs beside a pull of its folder, so no download is using it.
+    fn temp_found(&mut self, dir: &str, base: &str) -> Result<(), ScanError> {
+        let temp = join(dir, base);
+        // A long name's temporary is named by its hash: whose it is cannot be told here.
+        let Some(target) = temp_target(base) else { return Ok(()) };
+        if self.block_on(self.index.needs_file(self.folder, &join(dir, target)))? {
+            if self.kept_temps.len() < KEPT_TEMPS {
+                self.kept_temps.push(temp);
+            }
+            return Ok(());
+        }
+        match std::fs::remove_file(self.root.join(&temp)) {
+            Ok(()) => tracing::debug!(path = %temp, "scan: removed a temporary file no longer needed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => self.issue(&temp, &format!("cannot remove this stale temporary file: {e}")),
+        }
+        Ok(())
     }
 
     /// The UTF-8, NFC form of a directory entry's name, renaming the entry on disk to NFC when
@@ -766,10 +846,33 @@ impl Walk {
                     let mut info = self.new_info(&job.name, FileType::File, &job.stat, job.prev.as_ref());
                     info.block_size = block_size_of(&job);
                     info.blocks = blocks;
+                    self.adopt_pulled(&mut info, job.prev.as_ref())?;
                     self.record(info)?;
                 }
                 Err(reason) => self.issue(&job.name, &reason),
             }
+        }
+        Ok(())
+    }
+
+    /// A file the puller put in place and was stopped (a crash) before recording is not a local
+    /// change: when the puller's intent for the name holds exactly this content and a version
+    /// the index has not recorded yet, the file is recorded under that version, as the puller
+    /// would have. A bumped version would be concurrent with the peer's: a conflict copy at
+    /// the next change there, or a remote delete undone.
+    fn adopt_pulled(&self, info: &mut FileInfo, prev: Option<&FileInfo>) -> Result<(), ScanError> {
+        if !self.pull_intents {
+            return Ok(());
+        }
+        let Some(intent) = self.block_on(self.index.pull_intent(self.folder, &info.name))? else {
+            return Ok(());
+        };
+        let recorded = prev.is_some_and(|p| {
+            matches!(p.version.compare(&intent.version), VectorOrdering::Equal | VectorOrdering::Greater)
+        });
+        if !recorded && bep::blocklist_hash(&info.blocks) == intent.blocklist_hash {
+            info.version = intent.version;
+            info.modified_by = intent.modified_by;
         }
         Ok(())
     }
@@ -886,8 +989,22 @@ pub fn is_internal(name: &str) -> bool {
     if INTERNAL_NAMES.contains(&top) {
         return true;
     }
-    let base = name.rsplit('/').next().unwrap_or(name);
+    is_temp(name.rsplit('/').next().unwrap_or(name))
+}
+
+/// Whether a base name is a download temporary's (`.syncthing.NAME.tmp`, or `~syncthing~NAME.tmp`
+/// as Syncthing names them on Windows).
+pub fn is_temp(base: &str) -> bool {
     base.ends_with(".tmp") && (base.starts_with(".syncthing.") || base.starts_with("~syncthing~"))
+}
+
+/// The base name of the file a download temporary is for; `None` when the temporary is named
+/// by the hash of a long name (see `pull::temp_path`).
+fn temp_target(base: &str) -> Option<&str> {
+    let inner = base.strip_prefix(".syncthing.").or_else(|| base.strip_prefix("~syncthing~"))?;
+    let target = inner.strip_suffix(".tmp")?;
+    let hashed = target.len() == 64 && target.bytes().all(|b| b.is_ascii_hexdigit());
+    (!target.is_empty() && !hashed).then_some(target)
 }
 
 fn join(dir: &str, name: &str) -> String {

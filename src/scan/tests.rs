@@ -560,3 +560,45 @@ async fn deletions_too_many_to_hold_are_still_guarded_and_recorded() {
     assert_eq!((s.held_deletes, s.deleted), (Some(MassDelete { deleted: 20, total: 25 }), 0));
     fx.live("f5").await;
 }
+
+#[tokio::test]
+async fn a_file_put_in_place_by_an_interrupted_pull_keeps_the_pulled_version() {
+    let fx = Fixture::new().await;
+    let peer = ShortId(0x0bad_cafe);
+    let version = Vector::new().updated(peer, 1_000);
+    // What the puller noted before a crash kept it from recording the files.
+    let data = vec![5u8; 1000];
+    let blocks = vec![bep::BlockInfo { offset: 0, size: 1000, hash: sha(&data) }];
+    for name in ["pulled", "edited"] {
+        let intent = crate::db::PullIntent {
+            name: name.into(),
+            version: version.clone(),
+            modified_by: peer,
+            blocklist_hash: bep::blocklist_hash(&blocks),
+        };
+        fx.index.note_pull(fx.folder, &intent).await.unwrap();
+    }
+    fx.write("pulled", &data);
+    fx.write("edited", b"something else");
+    fx.scan().await;
+    let pulled = fx.get("pulled").await.unwrap();
+    assert_eq!((pulled.version, pulled.modified_by), (version.clone(), peer), "recorded as pulled");
+    let edited = fx.get("edited").await.unwrap();
+    assert_eq!(edited.modified_by, ME, "other content is a local change");
+    assert_ne!(edited.version, version);
+    assert!(!fx.index.has_pull_intents(fx.folder).await.unwrap(), "both intents are spent");
+}
+
+#[tokio::test]
+async fn a_scan_removes_temporaries_of_files_no_longer_needed() {
+    let fx = Fixture::new().await;
+    fx.write("d/.syncthing.gone.bin.tmp", b"partial");
+    let long = format!(".syncthing.{}.tmp", "ab".repeat(32));
+    fx.write(&format!("d/{long}"), b"partial");
+    let summary = fx.scan().await;
+    assert!(!fx.path("d/.syncthing.gone.bin.tmp").exists(), "nothing needs gone.bin");
+    // A long name's temporary is named by its hash: whose it is cannot be told.
+    assert!(fx.path(&format!("d/{long}")).exists());
+    assert!(summary.issues.is_empty(), "{:?}", summary.issues);
+    assert!(fx.get("d/.syncthing.gone.bin.tmp").await.is_none(), "never indexed");
+}

@@ -386,3 +386,94 @@ fn configuration_changes_beside_a_process_that_is_not_a_daemon_are_refused_but_l
     assert!(ok(&t.peerfold(&["device", "list"])).contains("\"laptop\""));
     assert_eq!(ok(&t.peerfold(&["folder", "list"])), "No folders are configured.\n");
 }
+
+/// `peerfold check` lists what differs between the index and the disk, changes nothing, and
+/// says so with its exit code: 0 clean, 1 differences, 2 could not check.
+#[test]
+fn check_lists_what_changed_behind_the_index_and_exits_1() {
+    let t = TestDir::new();
+    let f = t.path("f");
+    ok(&t.peerfold(&["folder", "add", f.to_str().unwrap(), "--id", "f"]));
+    t.write("f/same.txt", b"unchanged");
+    t.write("f/grows.txt", b"short");
+    t.write("f/gone.txt", b"to be removed");
+    t.write("f/d/deep.bin", &crate::util::pseudo_random(300_000, 1));
+    t.write("f/swapped.bin", &crate::util::pseudo_random(1000, 2));
+    t.write("f/.stignore", b"*.log\n");
+    t.write("f/skip.log", b"ignored");
+    ok(&t.peerfold(&["scan", f.to_str().unwrap()]));
+
+    // Clean: by ID and by path, with and without hashing.
+    let out = t.peerfold(&["check", "f"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(ok(&out).contains("the index agrees with the disk"), "{}", ok(&out));
+    assert_eq!(t.peerfold(&["check", f.to_str().unwrap(), "--hash"]).status.code(), Some(0));
+
+    // Behind the index's back: a file grows, one is removed, one is added, a directory with
+    // it; one keeps its size and time but not its content; an ignored file changes.
+    t.write("f/grows.txt", b"much longer now");
+    std::fs::remove_file(t.path("f/gone.txt")).unwrap();
+    t.write("f/new/added.txt", b"new");
+    let swapped = t.path("f/swapped.bin");
+    let mtime = std::fs::metadata(&swapped).unwrap().modified().unwrap();
+    std::fs::write(&swapped, crate::util::pseudo_random(1000, 3)).unwrap();
+    std::fs::File::options().write(true).open(&swapped).unwrap().set_modified(mtime).unwrap();
+    t.write("f/skip.log", b"ignored, changed");
+    t.write("f/d/.syncthing.deep.bin.tmp", b"left by a download");
+
+    let out = t.peerfold(&["check", "f"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "grows.txt: size differs (index: 5; disk: 15)",
+        "gone.txt: missing on disk (index: file, 13 bytes)",
+        "new: not in the index (disk: directory)",
+        "new/added.txt: not in the index (disk: file, 3 bytes)",
+        "d/.syncthing.deep.bin.tmp: download temporary file",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("swapped.bin") && !text.contains("skip.log") && !text.contains("same.txt"),
+        "{text}"
+    );
+
+    // Hashing finds the content that changed under the same size and time.
+    let out = t.peerfold(&["check", "f", "--hash", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<(String, String)> = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["path"].as_str().unwrap().to_owned(), d["kind"].as_str().unwrap().to_owned()))
+        .collect();
+    let want = [
+        ("gone.txt", "missing"),
+        ("grows.txt", "modified"),
+        ("grows.txt", "size"),
+        ("new", "extra"),
+        ("new/added.txt", "extra"),
+        ("swapped.bin", "content"),
+    ];
+    let mut got = kinds.clone();
+    got.sort();
+    assert_eq!(got, want.map(|(p, k)| (p.to_owned(), k.to_owned())), "{report}");
+    assert_eq!(report["temp_files"], serde_json::json!(["d/.syncthing.deep.bin.tmp"]));
+
+    // It fixed nothing: the same differences again; a scan brings the index in line.
+    assert_eq!(t.peerfold(&["check", "f"]).status.code(), Some(1));
+    std::fs::remove_file(t.path("f/d/.syncthing.deep.bin.tmp")).unwrap();
+    ok(&t.peerfold(&["scan", f.to_str().unwrap()]));
+    assert_eq!(t.peerfold(&["check", "f"]).status.code(), Some(0));
+    // A scan trusts size and time, as Syncthing's does: only hashing sees that one.
+    let out = t.peerfold(&["check", "f", "--hash"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("swapped.bin: content differs"));
+
+    // No such folder: 2, with one sentence.
+    let out = t.peerfold(&["check", "nope"]);
+    let err = fails(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("neither a folder ID nor a directory"), "{err}");
+}

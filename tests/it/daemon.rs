@@ -8,7 +8,7 @@ use crate::util::{Daemon, TestDir, free_port, ok, wait_for};
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// Two homes that know each other, each with folder `f` shared with the other.
-fn configured_pair(scheme: &str) -> (TestDir, TestDir, String, String) {
+pub(crate) fn configured_pair(scheme: &str) -> (TestDir, TestDir, String, String) {
     let (a, b) = (TestDir::new(), TestDir::new());
     let (ida, idb) = (ok(&a.peerfold(&["id"])).trim().to_owned(), ok(&b.peerfold(&["id"])).trim().to_owned());
     let (pa, pb) = (free_port(), free_port());
@@ -37,7 +37,7 @@ fn configured_pair(scheme: &str) -> (TestDir, TestDir, String, String) {
     (a, b, format!("{scheme}://127.0.0.1:{pa}"), format!("{scheme}://127.0.0.1:{pb}"))
 }
 
-fn tmp_files(root: &Path) -> Vec<String> {
+pub(crate) fn tmp_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod crash;
 mod daemon;
 mod dht;
 mod engine;
