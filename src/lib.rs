@@ -29,6 +29,7 @@ pub mod home;
 pub mod identity;
 pub mod ignore;
 pub mod model;
+pub mod names;
 pub mod net;
 mod positional_io;
 pub mod pull;

@@ -193,9 +193,16 @@ impl Puller {
         let ignores = tokio::task::spawn_blocking(move || crate::ignore::Ignores::load(&root))
             .await
             .map_err(|_| PullError::Interrupted)??;
+        let names = crate::names::Rules::for_folder(&self.root);
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Changes, &mut after).await? {
             for (global, local) in page.entries {
+                // A name this device must not create (internal, Windows path syntax, …) is a
+                // failed item, never written nor recorded, so never announced either.
+                if let Some(why) = names.refusal(&global.file.name) {
+                    out.issues.push((global.file.name, why.to_string()));
+                    continue;
+                }
                 // What the user ignores here is neither downloaded nor replaced, as in
                 // Syncthing; the scanner marks a local file that became ignored invalid.
                 if ignores.is_ignored(&global.file.name) {
@@ -223,6 +230,10 @@ impl Puller {
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Deletes, &mut after).await? {
             for (global, local) in page.entries {
+                if let Some(why) = names.refusal(&global.file.name) {
+                    out.issues.push((global.file.name, why.to_string()));
+                    continue;
+                }
                 if ignores.is_ignored(&global.file.name) {
                     continue;
                 }
