@@ -62,6 +62,11 @@ pub enum WireError {
     /// The LZ4 block is corrupt or decompresses to more than its announced length.
     #[error("decompressing message")]
     Lz4(#[source] lz4_flex::block::DecompressError),
+    /// A message that would take more memory once decoded than the decoder accepts
+    /// ([`Limits::max_decoded`](super::Limits::max_decoded)): many small repeated entries, or
+    /// protobuf groups (which BEP never uses).
+    #[error("{kind} message would take more than {max} bytes decoded")]
+    DecodedTooLarge { kind: &'static str, max: usize },
     /// A message body of a known type does not decode.
     #[error("unmarshalling {kind} message")]
     Message {

@@ -26,11 +26,16 @@ pub const OLD_HELLO_MAGICS: [u32; 3] = [0x0001_0000, 0x0001_0001, 0x9F79_BC40];
 pub const MAX_HELLO_LEN: usize = 32767;
 /// The longest message body on the wire (Syncthing's `MaxMessageLen`).
 pub const MAX_MESSAGE_LEN: usize = 500_000_000;
-/// The longest decompressed body [`FrameDecoder`] accepts by default. Syncthing sets no limit
-/// (beyond `u32`); its compressed messages are index batches of about 250 KiB, cluster configs
-/// and, with compression `always`, Responses of at most one 16 MiB block, so 64 MiB leaves
-/// ample room while bounding what a small compressed message can make us allocate.
-pub const MAX_UNCOMPRESSED_LEN: usize = 64 << 20;
+/// The longest body [`FrameDecoder`] accepts by default, on the wire and after decompression,
+/// and the most its decoded message may cost in memory ([`Limits`]). Syncthing accepts bodies
+/// up to [`MAX_MESSAGE_LEN`] and sets no other limit, but what it sends is far smaller: index
+/// batches of at most 1000 files or about 250 KiB, cluster configs of a few KiB, and Responses
+/// of at most one 16 MiB block. 32 MiB leaves twice the largest of those, and a single file of
+/// up to about 7 TiB (450,000 blocks of 16 MiB) still fits one Index entry, while a hostile
+/// peer can make one connection hold at most a few times 32 MiB.
+pub const MAX_RECEIVE_LEN: usize = 32 << 20;
+/// The longest decompressed body [`FrameDecoder`] accepts by default (see [`MAX_RECEIVE_LEN`]).
+pub const MAX_UNCOMPRESSED_LEN: usize = MAX_RECEIVE_LEN;
 /// Messages shorter than this (uncompressed protobuf bytes) are never compressed.
 pub const COMPRESSION_THRESHOLD: usize = 128;
 /// LZ4 expands at most 255-fold (each extra match-length byte adds up to 255 bytes), so a block
@@ -260,15 +265,24 @@ fn put_head(
 /// What a [`FrameDecoder`] accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The longest body on the wire, compressed or not. Default: [`MAX_MESSAGE_LEN`].
+    /// The longest body on the wire, compressed or not. Default: [`MAX_RECEIVE_LEN`]
+    /// (Syncthing's own limit, [`MAX_MESSAGE_LEN`], would let one frame hold 500 MB).
     pub max_message_len: usize,
     /// The longest body after LZ4 decompression. Default: [`MAX_UNCOMPRESSED_LEN`].
     pub max_uncompressed_len: usize,
+    /// The most memory the decoded message may take, as [`decoded_cost`] estimates it before
+    /// decoding. Default: [`MAX_RECEIVE_LEN`]. Protobuf's repeated fields make this necessary:
+    /// an empty `FileInfo` is 2 bytes on the wire and hundreds once decoded.
+    pub max_decoded: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_len: MAX_MESSAGE_LEN, max_uncompressed_len: MAX_UNCOMPRESSED_LEN }
+        Self {
+            max_message_len: MAX_RECEIVE_LEN,
+            max_uncompressed_len: MAX_UNCOMPRESSED_LEN,
+            max_decoded: MAX_RECEIVE_LEN,
+        }
     }
 }
 
@@ -290,6 +304,8 @@ pub struct FrameDecoder {
     pos: usize,
     state: State,
     limits: Limits,
+    /// The [`decoded_cost`] of the message `next_message` returned last.
+    last_cost: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -341,6 +357,12 @@ impl FrameDecoder {
             self.pos = 0;
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The estimated memory ([`decoded_cost`]) of the message [`next_message`](Self::next_message)
+    /// returned last: what a caller holding decoded messages counts against its own bound.
+    pub fn last_cost(&self) -> usize {
+        self.last_cost
     }
 
     /// How many received bytes are not yet decoded.
@@ -399,8 +421,9 @@ impl FrameDecoder {
                     let message = decode_body(msg_type, compression, body, &self.limits)?;
                     self.pos += len;
                     self.state = State::Header;
-                    if message.is_some() {
-                        return Ok(message);
+                    if let Some((message, cost)) = message {
+                        self.last_cost = cost;
+                        return Ok(Some(message));
                     }
                     // An unknown type: skipped, on to the next frame.
                 }
@@ -410,12 +433,13 @@ impl FrameDecoder {
 }
 
 /// Decompresses and decodes one body; `None` for a message type this side does not know.
+/// With the message, its [`decoded_cost`].
 fn decode_body(
     msg_type: i32,
     compression: MessageCompression,
     body: &[u8],
     limits: &Limits,
-) -> Result<Option<Message>, WireError> {
+) -> Result<Option<(Message, usize)>, WireError> {
     let decompressed;
     let plain = match compression {
         MessageCompression::None => body,
@@ -427,9 +451,146 @@ fn decode_body(
         }
     };
     match MessageType::try_from(msg_type) {
-        Ok(t) => Message::decode(t, plain).map(Some),
+        Ok(t) => {
+            let cost = decoded_cost(t, plain, limits.max_decoded);
+            if cost > limits.max_decoded {
+                return Err(WireError::DecodedTooLarge { kind: type_name(t), max: limits.max_decoded });
+            }
+            Message::decode(t, plain).map(|m| Some((m, cost)))
+        }
         Err(_) => Ok(None),
     }
+}
+
+/// The shapes of BEP messages that hold other messages: what [`decoded_cost`] walks into.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    ClusterConfig,
+    Folder,
+    Device,
+    Index,
+    FileInfo,
+    BlockInfo,
+    Vector,
+    Counter,
+    DownloadProgress,
+    ProgressUpdate,
+    /// Request, Response, Close, Ping: strings and bytes only.
+    Flat,
+}
+
+impl Shape {
+    fn of(t: MessageType) -> Self {
+        match t {
+            MessageType::ClusterConfig => Self::ClusterConfig,
+            MessageType::Index | MessageType::IndexUpdate => Self::Index,
+            MessageType::DownloadProgress => Self::DownloadProgress,
+            MessageType::Request | MessageType::Response | MessageType::Ping | MessageType::Close => Self::Flat,
+        }
+    }
+
+    /// The message a length-delimited field holds, by field number (`proto/bep.proto`).
+    fn child(self, field: u64) -> Option<Self> {
+        Some(match (self, field) {
+            (Self::ClusterConfig, 1) => Self::Folder,
+            (Self::Folder, 16) => Self::Device,
+            (Self::Index, 2) => Self::FileInfo,
+            (Self::FileInfo, 9) | (Self::ProgressUpdate, 3) => Self::Vector,
+            (Self::FileInfo, 16) => Self::BlockInfo,
+            (Self::Vector, 1) => Self::Counter,
+            (Self::DownloadProgress, 2) => Self::ProgressUpdate,
+            _ => return None,
+        })
+    }
+
+    /// What one decoded value of this shape takes beside what it points to.
+    fn size(self) -> usize {
+        use std::mem::size_of;
+        match self {
+            Self::ClusterConfig => size_of::<wire::ClusterConfig>(),
+            Self::Folder => size_of::<wire::Folder>(),
+            Self::Device => size_of::<wire::Device>(),
+            Self::Index => size_of::<wire::IndexUpdate>(),
+            Self::FileInfo => size_of::<wire::FileInfo>(),
+            Self::BlockInfo => size_of::<wire::BlockInfo>(),
+            Self::Vector => size_of::<wire::Vector>(),
+            Self::Counter => size_of::<wire::Counter>(),
+            Self::DownloadProgress => size_of::<wire::DownloadProgress>(),
+            Self::ProgressUpdate => size_of::<wire::FileDownloadProgressUpdate>(),
+            Self::Flat => size_of::<wire::Response>(),
+        }
+    }
+}
+
+/// Estimates, without decoding or allocating, the memory a message body of type `t` takes once
+/// decoded: every nested message's struct, every string's and byte field's length, every
+/// repeated number's slot. Stops counting once past `max` (the result is then above `max`).
+///
+/// The protobuf is walked by its tags alone; a body that is not well-formed stops the walk,
+/// and decoding then reports it. Groups (wire types 3 and 4, unused by BEP) count as malformed.
+pub fn decoded_cost(t: MessageType, body: &[u8], max: usize) -> usize {
+    let shape = Shape::of(t);
+    let mut cost = shape.size();
+    walk(shape, body, &mut cost, max);
+    cost
+}
+
+fn walk(shape: Shape, mut b: &[u8], cost: &mut usize, max: usize) {
+    while !b.is_empty() && *cost <= max {
+        let Some(key) = varint(&mut b) else { return };
+        let field = key >> 3;
+        match key & 7 {
+            0 => {
+                if varint(&mut b).is_none() {
+                    return;
+                }
+                // The one repeated number BEP sends unpacked: DownloadProgress block indexes.
+                if matches!(shape, Shape::ProgressUpdate) && field == 4 {
+                    *cost += 4;
+                }
+            }
+            1 => match b.get(8..) {
+                Some(rest) => b = rest,
+                None => return,
+            },
+            5 => match b.get(4..) {
+                Some(rest) => b = rest,
+                None => return,
+            },
+            2 => {
+                let Some(len) = varint(&mut b).and_then(|l| usize::try_from(l).ok()) else { return };
+                let (Some(inner), Some(rest)) = (b.get(..len), b.get(len..)) else { return };
+                b = rest;
+                match shape.child(field) {
+                    Some(child) => {
+                        *cost += child.size();
+                        walk(child, inner, cost, max);
+                    }
+                    // A string or bytes (their length), or packed block indexes (an i32 for
+                    // each byte on the wire at most: a varint is at least one byte).
+                    None if matches!(shape, Shape::ProgressUpdate) && field == 4 => *cost += len * 4,
+                    None => *cost += len,
+                }
+            }
+            _ => {
+                *cost = cost.saturating_add(max).saturating_add(1);
+                return;
+            }
+        }
+    }
+}
+
+/// A protobuf varint from the front of `b`, advancing it; `None` if cut short or too long.
+fn varint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *b = &b[i + 1..];
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// Decompresses an LZ4 body: a `u32` BE uncompressed length and one raw LZ4 block.
@@ -570,20 +731,32 @@ mod tests {
         ));
     }
 
+    /// Syncthing's limits: 500 MB on the wire, nothing else.
+    fn syncthing_limits() -> Limits {
+        Limits { max_message_len: MAX_MESSAGE_LEN, max_uncompressed_len: MAX_UNCOMPRESSED_LEN, max_decoded: usize::MAX }
+    }
+
     #[test]
     fn oversized_message_is_rejected_before_its_body_arrives() {
         let mut len = 500_000_001u32.to_be_bytes().to_vec();
         len.splice(0..0, [0, 0]);
-        let err = decode_one(&len).unwrap_err();
+        let mut d = FrameDecoder::with_limits(syncthing_limits());
+        d.push(&len);
+        let err = d.next_message().unwrap_err();
         assert!(matches!(err, WireError::MessageTooLong { len: 500_000_001, max: 500_000_000 }));
         assert_eq!(err.to_string(), "message length 500000001 exceeds maximum 500000000");
+        // By default, a 500 MB frame is refused as soon as its length is there.
+        let mut len = 500_000_000u32.to_be_bytes().to_vec();
+        len.splice(0..0, [0, 0]);
+        let err = decode_one(&len).unwrap_err();
+        assert!(matches!(err, WireError::MessageTooLong { len: 500_000_000, max: MAX_RECEIVE_LEN }), "{err:?}");
     }
 
     #[test]
     fn announced_length_allocates_nothing_until_the_bytes_arrive() {
         // A Request announced at 400 MB with its first 100 bytes: the decoder waits, holding
         // only what it was given.
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::with_limits(syncthing_limits());
         d.push(&[0x00, 0x02, 0x08, 0x03]);
         d.push(&400_000_000u32.to_be_bytes());
         d.push(&[0x0a; 100]);
@@ -593,14 +766,86 @@ mod tests {
         // The exact maximum is accepted (and waited for).
         let mut d = FrameDecoder::new();
         d.push(&[0x00, 0x00]);
-        d.push(&500_000_000u32.to_be_bytes());
+        d.push(&u32::try_from(MAX_RECEIVE_LEN).unwrap().to_be_bytes());
         assert!(d.next_message().unwrap().is_none());
         assert!(d.buf.capacity() < 4096);
     }
 
+    /// An Index body of `n` empty FileInfos: two bytes each on the wire.
+    fn empty_files_body(n: usize) -> Vec<u8> {
+        [0x12, 0x00].repeat(n)
+    }
+
+    #[test]
+    fn many_empty_entries_are_refused_before_decoding() {
+        // A million empty FileInfos: 2 MB on the wire, hundreds of MB decoded.
+        let body = empty_files_body(1_000_000);
+        let cost = decoded_cost(MessageType::Index, &body, usize::MAX);
+        assert!(cost >= 1_000_000 * std::mem::size_of::<wire::FileInfo>(), "{cost}");
+        let err = decode_one(&frame(&[0x08, 0x01], &body)).unwrap_err();
+        assert!(matches!(err, WireError::DecodedTooLarge { kind: "index", max: MAX_RECEIVE_LEN }), "{err:?}");
+        assert_eq!(err.to_string(), format!("index message would take more than {MAX_RECEIVE_LEN} bytes decoded"));
+        // The same through LZ4, which makes it 8 KiB on the wire.
+        let body = empty_files_body(8 << 20);
+        let compressed = lz4_body(u32::try_from(body.len()).unwrap(), &lz4::compress(&body));
+        assert!(compressed.len() < 100 << 10, "{}", compressed.len());
+        let err = decode_one(&frame(&[0x08, 0x02, 0x10, 0x01], &compressed)).unwrap_err();
+        assert!(matches!(err, WireError::DecodedTooLarge { kind: "index-update", .. }), "{err:?}");
+        // Empty blocks and empty version counters in one file, likewise.
+        let mut file = vec![0x0a, 0x01, b'a'];
+        file.extend([0x82, 0x01, 0x00].repeat(1 << 20)); // blocks, field 16
+        let mut body = vec![0x12];
+        let mut len = file.len();
+        while len >= 0x80 {
+            body.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        body.push(len as u8);
+        body.extend(&file);
+        assert!(matches!(decode_one(&frame(&[0x08, 0x01], &body)), Err(WireError::DecodedTooLarge { .. })));
+        // A protobuf group, which prost would skip without counting, is refused.
+        assert!(matches!(decode_one(&frame(&[0x08, 0x01], &[0x1b, 0x1c])), Err(WireError::DecodedTooLarge { .. })));
+    }
+
+    #[test]
+    fn what_syncthing_sends_fits_the_limits() {
+        // An index batch of 1000 files, as Syncthing sends at most.
+        let index = big_index(1000);
+        let bytes = encode(&index, Compression::Always);
+        assert_eq!(decode_one(&bytes).unwrap(), Some(index));
+        // A Response carrying one 16 MiB block, compressed or not.
+        let data = vec![7u8; 16 << 20];
+        let response = Message::Response(Response { id: 1, data, code: 0 });
+        for c in [Compression::Never, Compression::Always] {
+            assert_eq!(decode_one(&encode(&response, c)).unwrap().as_ref(), Some(&response));
+        }
+        // A file of 400,000 blocks (6 TiB of 16 MiB blocks) in one entry.
+        let file = wire::FileInfo {
+            name: "huge.img".into(),
+            size: 400_000 << 24,
+            block_size: 16 << 20,
+            blocks: (0..400_000)
+                .map(|i| wire::BlockInfo { offset: i << 24, size: 16 << 20, hash: vec![1; 32], weak_hash: 0 })
+                .collect(),
+            ..Default::default()
+        };
+        let index = Message::Index(Index { folder: "f".into(), files: vec![file], last_sequence: 1 });
+        assert!(decode_one(&encode(&index, Compression::Never)).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_estimate_is_not_below_what_decoding_takes() {
+        // Strings and block hashes are counted with the structs that hold them.
+        let Message::Index(index) = big_index(100) else { unreachable!() };
+        let body = index.encode_to_vec();
+        let heap: usize = index.files.iter().map(|f| f.name.len() + f.blocks.len() * (32 + std::mem::size_of::<wire::BlockInfo>())).sum();
+        let structs = index.files.len() * std::mem::size_of::<wire::FileInfo>();
+        assert!(decoded_cost(MessageType::Index, &body, usize::MAX) >= heap + structs);
+    }
+
     #[test]
     fn limits_are_configurable() {
-        let limits = Limits { max_message_len: 10, max_uncompressed_len: 20 };
+        let limits = Limits { max_message_len: 10, max_uncompressed_len: 20, max_decoded: 1 << 20 };
         let mut d = FrameDecoder::with_limits(limits);
         d.push(&frame(&[0x08, 0x07], &[0x0a; 11]));
         assert!(matches!(d.next_message(), Err(WireError::MessageTooLong { len: 11, max: 10 })));

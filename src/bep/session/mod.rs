@@ -22,6 +22,12 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(45);
 /// Syncthing closes a connection on which nothing arrived for this long.
 pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Decoded messages waiting to be polled as events may take at most about this much memory
+/// (as [`decoded_cost`](super::decoded_cost) estimates it) before the session stops decoding
+/// what it received: with the frame decoder's own limits, what one connection holds is bounded
+/// by a few times [`MAX_RECEIVE_LEN`](super::MAX_RECEIVE_LEN), whatever the peer sends.
+pub const MAX_PENDING_DECODED: usize = super::MAX_RECEIVE_LEN;
+
 /// How a session behaves; [`SessionConfig::new`] gives Syncthing's timings.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -106,6 +112,8 @@ pub struct Session {
     outstanding: HashSet<i32>,
     last_sent: Instant,
     last_received: Instant,
+    /// Estimated memory of the messages decoded since the event queue was last empty.
+    pending_decoded: usize,
 }
 
 impl Session {
@@ -123,6 +131,7 @@ impl Session {
             outstanding: HashSet::new(),
             last_sent: now,
             last_received: now,
+            pending_decoded: 0,
         };
         if let Err(e) = encode_hello(&s.config.hello, &mut s.transmit) {
             s.fail(format!("cannot send hello: {e}"));
@@ -157,13 +166,18 @@ impl Session {
             }
         }
         self.decoder.push(rest);
-        loop {
+        self.decode();
+    }
+
+    /// Decodes whole messages into events until the decoder needs more bytes, or until the
+    /// events waiting to be polled hold [`MAX_PENDING_DECODED`]: the rest then waits, undecoded,
+    /// for [`poll_event`](Self::poll_event) to empty the queue.
+    fn decode(&mut self) {
+        while !self.is_closed() && self.pending_decoded <= MAX_PENDING_DECODED {
             match self.decoder.next_message() {
                 Ok(Some(msg)) => {
+                    self.pending_decoded += self.decoder.last_cost();
                     self.handle(msg);
-                    if self.is_closed() {
-                        return;
-                    }
                 }
                 Ok(None) => return,
                 Err(e) => return self.fail(e.to_string()),
@@ -232,8 +246,13 @@ impl Session {
         self.events.push_back(Event::Index { folder, files: out, replace });
     }
 
-    /// The next event, if any.
+    /// The next event, if any. Received bytes left undecoded to bound memory are decoded once
+    /// the queue is empty.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            self.pending_decoded = 0;
+            self.decode();
+        }
         self.events.pop_front()
     }
 

@@ -287,3 +287,23 @@ fn download_progress_waits_for_the_cluster_config() {
     let p = wire::DownloadProgress { folder: "f".into(), updates: Vec::new() };
     assert_eq!(a.send_download_progress(p, now), Err(SessionError::NoClusterConfig("download progress")));
 }
+
+#[test]
+fn decoded_messages_waiting_to_be_polled_are_bounded() {
+    let now = Instant::now();
+    let (mut a, mut b) = connected(now);
+    // Batches of 20,000 files, received in one piece: each batch decodes to several MiB.
+    let files: Vec<FileInfo> = (1..=20_000).map(|i| empty_file(&format!("d/{i:05}"), i)).collect();
+    for _ in 0..20 {
+        a.send_index("f", &files, false, now).unwrap();
+    }
+    b.receive(&a.take_transmit(), now);
+    // Not all of them were decoded at once...
+    assert!(b.events.len() < 20, "{} batches decoded before any was polled", b.events.len());
+    assert!(b.decoder.buffered() > 0);
+    // ...but every one arrives as the caller polls.
+    let batches = events(&mut b);
+    assert_eq!(batches.len(), 20);
+    assert!(batches.iter().all(|e| matches!(e, Event::Index { files, .. } if files.len() == 20_000)));
+    assert!(!b.is_closed());
+}
