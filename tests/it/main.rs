@@ -8,6 +8,7 @@ mod daemon;
 mod dht;
 mod engine;
 mod hostile;
+mod hostile_memory;
 mod hostile_names;
 mod interop;
 mod nat;

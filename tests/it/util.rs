@@ -176,6 +176,11 @@ impl Daemon {
         Self { child, log, api }
     }
 
+    /// The process ID, to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log as it keeps growing, to read after the daemon is gone.
     pub fn log_handle(&self) -> std::sync::Arc<std::sync::Mutex<String>> {
         std::sync::Arc::clone(&self.log)
