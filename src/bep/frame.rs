@@ -485,7 +485,9 @@ impl Shape {
             MessageType::ClusterConfig => Self::ClusterConfig,
             MessageType::Index | MessageType::IndexUpdate => Self::Index,
             MessageType::DownloadProgress => Self::DownloadProgress,
-            MessageType::Request | MessageType::Response | MessageType::Ping | MessageType::Close => Self::Flat,
+            MessageType::Request | MessageType::Response | MessageType::Ping | MessageType::Close => {
+                Self::Flat
+            }
         }
     }
 
@@ -733,7 +735,11 @@ mod tests {
 
     /// Syncthing's limits: 500 MB on the wire, nothing else.
     fn syncthing_limits() -> Limits {
-        Limits { max_message_len: MAX_MESSAGE_LEN, max_uncompressed_len: MAX_UNCOMPRESSED_LEN, max_decoded: usize::MAX }
+        Limits {
+            max_message_len: MAX_MESSAGE_LEN,
+            max_uncompressed_len: MAX_UNCOMPRESSED_LEN,
+            max_decoded: usize::MAX,
+        }
     }
 
     #[test]
@@ -749,7 +755,10 @@ mod tests {
         let mut len = 500_000_000u32.to_be_bytes().to_vec();
         len.splice(0..0, [0, 0]);
         let err = decode_one(&len).unwrap_err();
-        assert!(matches!(err, WireError::MessageTooLong { len: 500_000_000, max: MAX_RECEIVE_LEN }), "{err:?}");
+        assert!(
+            matches!(err, WireError::MessageTooLong { len: 500_000_000, max: MAX_RECEIVE_LEN }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -784,7 +793,10 @@ mod tests {
         assert!(cost >= 1_000_000 * std::mem::size_of::<wire::FileInfo>(), "{cost}");
         let err = decode_one(&frame(&[0x08, 0x01], &body)).unwrap_err();
         assert!(matches!(err, WireError::DecodedTooLarge { kind: "index", max: MAX_RECEIVE_LEN }), "{err:?}");
-        assert_eq!(err.to_string(), format!("index message would take more than {MAX_RECEIVE_LEN} bytes decoded"));
+        assert_eq!(
+            err.to_string(),
+            format!("index message would take more than {MAX_RECEIVE_LEN} bytes decoded")
+        );
         // The same through LZ4, which makes it 8 KiB on the wire.
         let body = empty_files_body(8 << 20);
         let compressed = lz4_body(u32::try_from(body.len()).unwrap(), &lz4::compress(&body));
@@ -804,7 +816,10 @@ mod tests {
         body.extend(&file);
         assert!(matches!(decode_one(&frame(&[0x08, 0x01], &body)), Err(WireError::DecodedTooLarge { .. })));
         // A protobuf group, which prost would skip without counting, is refused.
-        assert!(matches!(decode_one(&frame(&[0x08, 0x01], &[0x1b, 0x1c])), Err(WireError::DecodedTooLarge { .. })));
+        assert!(matches!(
+            decode_one(&frame(&[0x08, 0x01], &[0x1b, 0x1c])),
+            Err(WireError::DecodedTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -838,7 +853,11 @@ mod tests {
         // Strings and block hashes are counted with the structs that hold them.
         let Message::Index(index) = big_index(100) else { unreachable!() };
         let body = index.encode_to_vec();
-        let heap: usize = index.files.iter().map(|f| f.name.len() + f.blocks.len() * (32 + std::mem::size_of::<wire::BlockInfo>())).sum();
+        let heap: usize = index
+            .files
+            .iter()
+            .map(|f| f.name.len() + f.blocks.len() * (32 + std::mem::size_of::<wire::BlockInfo>()))
+            .sum();
         let structs = index.files.len() * std::mem::size_of::<wire::FileInfo>();
         assert!(decoded_cost(MessageType::Index, &body, usize::MAX) >= heap + structs);
     }

@@ -26,7 +26,8 @@ mod wire_tests;
 pub use error::WireError;
 pub use frame::{
     COMPRESSION_THRESHOLD, FrameDecoder, HELLO_MAGIC, Limits, MAX_HELLO_LEN, MAX_MESSAGE_LEN,
-    MAX_RECEIVE_LEN, MAX_UNCOMPRESSED_LEN, Message, OLD_HELLO_MAGICS, decode_hello, decoded_cost, encode_hello, encode_message,
+    MAX_RECEIVE_LEN, MAX_UNCOMPRESSED_LEN, Message, OLD_HELLO_MAGICS, decode_hello, decoded_cost,
+    encode_hello, encode_message,
 };
 pub use vector::{Counter, Ordering as VectorOrdering, Vector};
 

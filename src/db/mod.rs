@@ -14,8 +14,8 @@ mod remote;
 
 pub use files::{BlockLocation, FolderCounts, LocalWriter, PullIntent};
 pub use remote::{
-    Conflict, DeviceIdx, GlobalFile, NeedCounts, NeedKind, NeededItem, PendingDevice, PendingFolder,
-    ReceiveOnlyChange, RemoteIndex,
+    Conflict, DeviceIdx, GlobalFile, MAX_PENDING_DEVICES, NeedCounts, NeedKind, NeededItem, PendingDevice,
+    PendingFolder, ReceiveOnlyChange, RemoteIndex,
 };
 
 use std::path::Path;

@@ -18,6 +18,10 @@ use super::{DbError, FolderCounts, FolderIdx, Index};
 use crate::bep::{BlockHash, FileInfo, Vector, blocklist_hash, global};
 use crate::identity::{DeviceId, ShortId};
 
+/// Unknown devices kept in the pending list: the most recently seen ones. Anyone who can reach
+/// a listening port can make new certificates, so the list must not grow with them.
+pub const MAX_PENDING_DEVICES: usize = 100;
+
 /// A peer's row number in the index; obtained from [`Index::device`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DeviceIdx(i64);
@@ -589,8 +593,10 @@ impl Index {
         Ok(n.max(0) as u64)
     }
 
-    /// Records (or refreshes) a device that tried to connect without being configured.
+    /// Records (or refreshes) a device that tried to connect without being configured, keeping
+    /// only the [`MAX_PENDING_DEVICES`] seen most recently (anyone can make a new certificate).
     pub async fn add_pending_device(&self, pending: &PendingDevice) -> Result<(), DbError> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO pending_devices (device_id, name, address, seen_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (device_id) DO UPDATE SET name = excluded.name, address = excluded.address,
@@ -600,8 +606,16 @@ impl Index {
         .bind(&pending.name)
         .bind(&pending.address)
         .bind(pending.seen_at)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM pending_devices WHERE device_id NOT IN
+             (SELECT device_id FROM pending_devices ORDER BY seen_at DESC, device_id LIMIT ?)",
+        )
+        .bind(MAX_PENDING_DEVICES as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

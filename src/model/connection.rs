@@ -43,6 +43,8 @@ const MAX_QUEUED: usize = 8 << 20;
 const MAX_SERVING: usize = 32;
 /// How long an unknown device gets to send its Hello (for the pending entry's name).
 const UNKNOWN_HELLO_WAIT: Duration = Duration::from_secs(2);
+/// The longest name (in characters) kept for a pending device.
+const MAX_PENDING_NAME: usize = 64;
 /// Read buffer size.
 const READ_BUF: usize = 256 << 10;
 
@@ -214,7 +216,8 @@ impl ConnState {
             }
             session.receive(&buf[..n], Instant::now());
             if let Some(Event::Hello(h)) = session.poll_event() {
-                name = h.device_name;
+                // A stranger's name is shown to the user and stored: up to 32 KiB would do.
+                name = h.device_name.chars().take(MAX_PENDING_NAME).collect();
                 break;
             }
         }

@@ -52,6 +52,46 @@ pub const QUIC_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 const INCOMING_QUEUE: usize = 16;
 /// Handshakes in progress per listener; a flood of half-open connections cannot grow it further.
 const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Handshakes in progress per listener from one IP address: one host cannot take every slot.
+const MAX_HANDSHAKES_PER_IP: usize = 8;
+
+/// A listener's handshakes in progress. Listeners always accept: a connection from an address
+/// that already has [`MAX_HANDSHAKES_PER_IP`] handshakes running is dropped at once, and when
+/// [`MAX_PENDING_HANDSHAKES`] are running the oldest is abandoned for the new one. So
+/// connections that stall their handshake (until [`HANDSHAKE_TIMEOUT`]) cannot keep a device
+/// out: its handshake starts at once and, taking milliseconds, completes before it is oldest.
+#[derive(Default)]
+struct Handshakes {
+    tasks: tokio::task::JoinSet<()>,
+    /// Oldest first.
+    order: std::collections::VecDeque<(IpAddr, tokio::task::AbortHandle)>,
+}
+
+impl Handshakes {
+    /// Runs `handshake` for a connection from `ip`, unless that address has too many running.
+    fn start(&mut self, ip: IpAddr, handshake: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.order.retain(|(_, h)| !h.is_finished());
+        if self.order.iter().filter(|(i, _)| *i == ip).count() >= MAX_HANDSHAKES_PER_IP {
+            tracing::debug!(%ip, "too many handshakes from one address; dropping a connection");
+            return;
+        }
+        if self.order.len() >= MAX_PENDING_HANDSHAKES
+            && let Some((old, h)) = self.order.pop_front()
+        {
+            tracing::debug!(ip = %old, "too many handshakes; abandoning the oldest");
+            h.abort();
+        }
+        let handle = self.tasks.spawn(handshake);
+        self.order.push_back((ip, handle));
+    }
+
+    /// Reaps a finished handshake task; pending while none is running.
+    async fn reap(&mut self) {
+        if self.tasks.join_next().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
 /// How long [`Net::shutdown`] waits for closed QUIC endpoints to tell their peers.
 const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
 

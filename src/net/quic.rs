@@ -17,12 +17,11 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 use super::tls::{SERVER_NAME, TlsIdentity, peer_device};
 use super::{
-    Connection, HANDSHAKE_TIMEOUT, MAX_PENDING_HANDSHAKES, NetError, QUIC_STREAM_TIMEOUT, Transport,
-    check_alpn, deliver, log_failed_handshake, stopped,
+    Connection, HANDSHAKE_TIMEOUT, Handshakes, NetError, QUIC_STREAM_TIMEOUT, Transport, check_alpn, deliver,
+    log_failed_handshake, stopped,
 };
 use crate::identity::DeviceId;
 
@@ -126,15 +125,15 @@ pub(super) async fn listen(
     mut stop: watch::Receiver<bool>,
 ) {
     let local = endpoint.local_addr().ok();
-    let mut handshakes = JoinSet::new();
+    let mut handshakes = Handshakes::default();
     loop {
         tokio::select! {
             () = stopped(&mut stop) => break,
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
-            incoming = endpoint.accept(), if handshakes.len() < MAX_PENDING_HANDSHAKES => {
+            () = handshakes.reap() => {}
+            incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 let (tls, tx) = (tls.clone(), tx.clone());
-                handshakes.spawn(async move {
+                handshakes.start(incoming.remote_address().ip(), async move {
                     match accept(incoming, local).await {
                         Ok(conn) => deliver(conn, tls.device_id(), &tx).await,
                         Err(e) => log_failed_handshake(Transport::Quic, &e),

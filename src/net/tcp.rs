@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::tls::{SERVER_NAME, TlsIdentity, peer_device};
 use super::{
-    Connection, HANDSHAKE_TIMEOUT, MAX_PENDING_HANDSHAKES, NetError, Transport, check_alpn, deliver,
+    Connection, HANDSHAKE_TIMEOUT, Handshakes, NetError, Transport, check_alpn, deliver,
     log_failed_handshake, stopped,
 };
 use crate::identity::DeviceId;
@@ -28,15 +27,15 @@ pub(super) async fn listen(
     tx: mpsc::Sender<Connection>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut handshakes = JoinSet::new();
+    let mut handshakes = Handshakes::default();
     loop {
         tokio::select! {
             () = stopped(&mut stop) => break,
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
-            accepted = listener.accept(), if handshakes.len() < MAX_PENDING_HANDSHAKES => match accepted {
+            () = handshakes.reap() => {}
+            accepted = listener.accept() => match accepted {
                 Ok((socket, remote)) => {
                     let (tls, tx) = (tls.clone(), tx.clone());
-                    handshakes.spawn(async move {
+                    handshakes.start(remote.ip(), async move {
                         match accept(&tls, socket, remote).await {
                             Ok(conn) => deliver(conn, tls.device_id(), &tx).await,
                             Err(e) => log_failed_handshake(Transport::Tcp, &e),

@@ -17,15 +17,15 @@ use crate::util::{TestDir, wait_for};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// An engine with folder `f` shared with `peer`, and a canary file beside the folder.
-struct Target {
-    t: TestDir,
-    id: DeviceId,
-    addr: Address,
-    engine: Engine,
+pub(crate) struct Target {
+    pub t: TestDir,
+    pub id: DeviceId,
+    pub addr: Address,
+    pub engine: Engine,
 }
 
 impl Target {
-    async fn start(transport: &str, peer: DeviceId) -> Self {
+    pub async fn start(transport: &str, peer: DeviceId) -> Self {
         crate::util::init_logging();
         let t = TestDir::new();
         let identity = Identity::load_or_generate(&t.home()).unwrap();

@@ -10,6 +10,7 @@ mod engine;
 mod hostile;
 mod hostile_memory;
 mod hostile_names;
+mod hostile_strangers;
 mod interop;
 mod nat;
 mod netns;
