@@ -561,6 +561,7 @@ impl Walk {
             keep.insert(name);
         }
         let mut on_disk: Vec<(String, Stat)> = Vec::with_capacity(entries.len());
+        let now = std::time::SystemTime::now();
         for entry in entries {
             let Some(file_name) = self.usable_name(&abs, dir, &entry.file_name, &mut keep) else {
                 continue;
@@ -572,6 +573,13 @@ impl Walk {
             let name = join(dir, &file_name);
             if !is_internal(&name) {
                 on_disk.push((name, entry.stat));
+            } else if entry.stat.kind == Kind::File {
+                // A download's temporary file a day old is not resumed any more (Syncthing's
+                // scan removes them too).
+                let path = abs.join(&file_name);
+                if let Err(e) = crate::disks::remove_if_stale_temporary(&path, &file_name, entry.stat.modified_s, now) {
+                    self.issue(&name, &format!("cannot remove the old temporary file: {e}"));
+                }
             }
         }
         on_disk.sort_unstable_by(|a, b| a.0.cmp(&b.0));

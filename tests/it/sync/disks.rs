@@ -101,7 +101,8 @@ async fn marker_gone(transport: &str) {
 
     // b's disk goes away: the mount point is an empty directory.
     let bf = b.folder();
-    std::fs::remove_dir_all(&bf).unwrap();
+    let disk = b.t.path("unmounted");
+    std::fs::rename(&bf, &disk).unwrap();
     std::fs::create_dir(&bf).unwrap();
     std::fs::create_dir(a.folder().join("dir")).unwrap();
     save(&a, "second.txt", b"second");
@@ -120,8 +121,9 @@ async fn marker_gone(transport: &str) {
     assert!(tree(&bf).is_empty(), "b wrote into the empty mount point: {:?}", tree(&bf).keys());
     assert!(seen.contains(".stfolder") && seen.contains("mounted"), "the folder's error: {seen:?}");
 
-    // The disk is back (here: its marker): b syncs again without being asked.
-    std::fs::create_dir(bf.join(".stfolder")).unwrap();
+    // The disk is back: b syncs again without being asked.
+    std::fs::remove_dir(&bf).unwrap();
+    std::fs::rename(&disk, &bf).unwrap();
     let af = a.folder();
     wait_for(RETRY_LIMIT, "b to sync again", || {
         let same = super::try_tree(&af).ok() == super::try_tree(&bf).ok() && bf.join("second.txt").exists();
