@@ -1316,7 +1316,10 @@ rescan_interval_s = 60
     #[test]
     fn minimum_free_space_is_a_share_or_a_size() {
         let c = Config::parse("[[folder]]\nid = \"a\"\npath = \"/a\"").unwrap();
-        assert_eq!((c.folders[0].min_disk_free, c.options.min_home_disk_free), (MinFree::Percent(1), MinFree::Percent(1)));
+        assert_eq!(
+            (c.folders[0].min_disk_free, c.options.min_home_disk_free),
+            (MinFree::Percent(1), MinFree::Percent(1))
+        );
         assert!(!c.to_toml().contains("disk_free"), "defaults are not written");
         for (text, want) in [
             ("5%", MinFree::Percent(5)),
@@ -1326,7 +1329,9 @@ rescan_interval_s = 60
             ("1048576", MinFree::Bytes(1 << 20)),
             ("10k", MinFree::Bytes(10_000)),
         ] {
-            let toml = format!("[options]\nmin_home_disk_free = \"{text}\"\n[[folder]]\nid = \"a\"\npath = \"/a\"\nmin_disk_free = \"{text}\"");
+            let toml = format!(
+                "[options]\nmin_home_disk_free = \"{text}\"\n[[folder]]\nid = \"a\"\npath = \"/a\"\nmin_disk_free = \"{text}\""
+            );
             let c = Config::parse(&toml).unwrap();
             assert_eq!((c.folders[0].min_disk_free, c.options.min_home_disk_free), (want, want), "{text}");
             assert_eq!(Config::parse(&c.to_toml()).unwrap(), c, "{text} round-trips");

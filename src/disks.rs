@@ -90,7 +90,9 @@ pub(crate) fn before_download(puller: &Puller, size: u64) -> Result<(), String> 
         return Err(reason);
     }
     let home = puller.index.file().and_then(Path::parent);
-    match home.and_then(|h| lacks_room(h, 0, home_min, "the disk of the home, where the index is", "min_home_disk_free")) {
+    match home.and_then(|h| {
+        lacks_room(h, 0, home_min, "the disk of the home, where the index is", "min_home_disk_free")
+    }) {
         Some(reason) => Err(reason),
         None => Ok(()),
     }
@@ -172,6 +174,32 @@ pub fn case_conflict(root: &Path, name: &str) -> io::Result<Option<String>> {
     Ok(None)
 }
 
+/// Whether the file system under the folder `root` ignores case, told by its marker: true
+/// when `.STFOLDER` is `.stfolder`. One look costs two `stat`s, so callers that would read
+/// directories to find a case conflict ask first.
+pub fn ignores_case(root: &Path) -> bool {
+    let (Ok(lower), Ok(upper)) = (
+        std::fs::symlink_metadata(root.join(crate::engine::MARKER)),
+        std::fs::symlink_metadata(root.join(crate::engine::MARKER.to_uppercase())),
+    ) else {
+        return false;
+    };
+    same_entry(&lower, &upper)
+}
+
+#[cfg(unix)]
+fn same_entry(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// Without inode numbers at hand (Windows, whose file systems ignore case by default), both
+/// names being there is taken as one entry.
+#[cfg(not(unix))]
+fn same_entry(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
 /// The failed item's reason for a name that meets `other` on a case-insensitive disk.
 pub fn case_conflict_reason(other: &str) -> String {
     format!(
@@ -216,7 +244,12 @@ pub fn is_temporary(base: &str) -> bool {
 /// Removes the regular file at `path` (named `base`) if it is a download temporary last
 /// written more than [`KEEP_TEMPORARIES`] before `now` (`modified_s`, Unix seconds): the
 /// download it belonged to is not coming back to it. True if it did.
-pub fn remove_if_stale_temporary(path: &Path, base: &str, modified_s: i64, now: SystemTime) -> io::Result<bool> {
+pub fn remove_if_stale_temporary(
+    path: &Path,
+    base: &str,
+    modified_s: i64,
+    now: SystemTime,
+) -> io::Result<bool> {
     let now_s = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let stale = i64::try_from(now_s.saturating_sub(KEEP_TEMPORARIES.as_secs())).unwrap_or(i64::MAX);
     if !is_temporary(base) || modified_s >= stale {
@@ -241,7 +274,10 @@ mod tests {
         std::fs::write(root.join("Photos/2024/IMG.jpg"), b"x").unwrap();
         assert_eq!(case_conflict(root, "Photos/2024/IMG.jpg").unwrap(), None, "exactly so");
         assert_eq!(case_conflict(root, "Photos/2024/new.jpg").unwrap(), None, "not there at all");
-        assert_eq!(case_conflict(root, "Photos/2024/img.JPG").unwrap().as_deref(), Some("Photos/2024/IMG.jpg"));
+        assert_eq!(
+            case_conflict(root, "Photos/2024/img.JPG").unwrap().as_deref(),
+            Some("Photos/2024/IMG.jpg")
+        );
         assert_eq!(case_conflict(root, "photos/2024/x").unwrap().as_deref(), Some("Photos"));
         assert!(case_conflict_reason("Photos").contains("case"));
     }
@@ -255,8 +291,13 @@ mod tests {
             std::fs::write(dir.path().join(base), b"x").unwrap();
         }
         let p = |b: &str| dir.path().join(b);
-        assert!(!remove_if_stale_temporary(&p(".syncthing.a.tmp"), ".syncthing.a.tmp", day_ago + 10, now).unwrap());
-        assert!(remove_if_stale_temporary(&p(".syncthing.a.tmp"), ".syncthing.a.tmp", day_ago - 10, now).unwrap());
+        assert!(
+            !remove_if_stale_temporary(&p(".syncthing.a.tmp"), ".syncthing.a.tmp", day_ago + 10, now)
+                .unwrap()
+        );
+        assert!(
+            remove_if_stale_temporary(&p(".syncthing.a.tmp"), ".syncthing.a.tmp", day_ago - 10, now).unwrap()
+        );
         assert!(remove_if_stale_temporary(&p("~syncthing~b.tmp"), "~syncthing~b.tmp", 0, now).unwrap());
         assert!(!remove_if_stale_temporary(&p("c.tmp"), "c.tmp", 0, now).unwrap());
         assert!(p("c.tmp").exists());
@@ -270,7 +311,10 @@ mod tests {
         assert!(s.total >= s.free && s.total > 0, "{s:?}");
         assert_eq!(lacks_room(dir.path(), 0, MinFree::Bytes(0), "d", "x"), None);
         let full = lacks_room(dir.path(), s.total, MinFree::Percent(1), "the folder's disk", "min_disk_free");
-        assert!(full.as_deref().is_some_and(|r| r.contains("not enough free space on the folder's disk")), "{full:?}");
+        assert!(
+            full.as_deref().is_some_and(|r| r.contains("not enough free space on the folder's disk")),
+            "{full:?}"
+        );
         assert_eq!(human(12_582_912), "12.6 MB");
         assert_eq!(human(999), "999 B");
     }

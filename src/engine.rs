@@ -854,7 +854,9 @@ impl FolderTask {
             return None;
         }
         if let Some(reason) = self.pull_blocked(puller).await {
-            if !self.pull_refused || !matches!(&*self.state.borrow(), FolderState::Error { message } if *message == reason) {
+            if !self.pull_refused
+                || !matches!(&*self.state.borrow(), FolderState::Error { message } if *message == reason)
+            {
                 tracing::warn!(folder = %self.id, %reason, "not pulling");
             }
             self.pull_refused = true;

@@ -507,6 +507,13 @@ impl Walk {
         }
         let known = self.block_on(self.index.local_file(self.folder, name))?;
         match Stat::of_path(&self.root.join(name)) {
+            // A case-insensitive disk resolves a name the index does not know to an entry
+            // that differs from it in case: that entry is recorded under its own name (by a
+            // listing), never under this one.
+            Ok(_)
+                if known.is_none()
+                    && crate::disks::ignores_case(&self.root)
+                    && crate::disks::case_conflict(&self.root, name).is_ok_and(|c| c.is_some()) => {}
             Ok(stat) => {
                 if self.handle_entry(name, stat, known.as_ref())? {
                     self.walk_tree(name)?;
@@ -577,7 +584,9 @@ impl Walk {
                 // A download's temporary file a day old is not resumed any more (Syncthing's
                 // scan removes them too).
                 let path = abs.join(&file_name);
-                if let Err(e) = crate::disks::remove_if_stale_temporary(&path, &file_name, entry.stat.modified_s, now) {
+                if let Err(e) =
+                    crate::disks::remove_if_stale_temporary(&path, &file_name, entry.stat.modified_s, now)
+                {
                     self.issue(&name, &format!("cannot remove the old temporary file: {e}"));
                 }
             }
