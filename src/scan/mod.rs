@@ -574,21 +574,20 @@ impl Walk {
                 continue;
             };
             if entry.stat.kind == Kind::File && is_temp(&file_name) {
-                self.temp_found(dir, &file_name)?;
+                // A download's temporary file a day old is not resumed any more, needed or not
+                // (Syncthing's scan removes them too).
+                let path = abs.join(&file_name);
+                match crate::disks::remove_if_stale_temporary(&path, &file_name, entry.stat.modified_s, now) {
+                    Ok(true) => {}
+                    Ok(false) => self.temp_found(dir, &file_name)?,
+                    Err(e) => self
+                        .issue(&join(dir, &file_name), &format!("cannot remove the old temporary file: {e}")),
+                }
                 continue;
             }
             let name = join(dir, &file_name);
             if !is_internal(&name) {
                 on_disk.push((name, entry.stat));
-            } else if entry.stat.kind == Kind::File {
-                // A download's temporary file a day old is not resumed any more (Syncthing's
-                // scan removes them too).
-                let path = abs.join(&file_name);
-                if let Err(e) =
-                    crate::disks::remove_if_stale_temporary(&path, &file_name, entry.stat.modified_s, now)
-                {
-                    self.issue(&name, &format!("cannot remove the old temporary file: {e}"));
-                }
             }
         }
         on_disk.sort_unstable_by(|a, b| a.0.cmp(&b.0));
