@@ -492,6 +492,10 @@ pub struct Options {
     /// `host:port` of the DHT nodes to join through; empty means the well-known public ones.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dht_bootstrap: Vec<String>,
+    /// Free space the disk holding the home (and so the index) keeps: below it no folder
+    /// pulls (Syncthing's `minHomeDiskFree`).
+    #[serde(skip_serializing_if = "MinFree::is_default")]
+    pub min_home_disk_free: MinFree,
 }
 
 impl Default for Options {
@@ -505,6 +509,7 @@ impl Default for Options {
             global_discovery: true,
             port_mapping: true,
             dht_bootstrap: Vec::new(),
+            min_home_disk_free: MinFree::default(),
         }
     }
 }
@@ -534,6 +539,95 @@ pub struct FolderConfig {
     /// unless the folder says otherwise.
     #[serde(default)]
     pub versioning: Versioning,
+    /// Free space the folder's disk keeps: the puller starts no download that would leave
+    /// less (Syncthing's `minDiskFree`).
+    #[serde(default, skip_serializing_if = "MinFree::is_default")]
+    pub min_disk_free: MinFree,
+}
+
+/// A minimum of free space on a disk: a share of its size (`"1%"`, the default, as in
+/// Syncthing) or a size (`"500 MB"`, `"2GiB"`, `"1048576"`; k, M, G, T are powers of 1000,
+/// Ki, Mi, Gi, Ti of 1024, and the `B` is optional). `"0"` turns the check off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum MinFree {
+    /// Percent of the disk's size, 0 to 100.
+    Percent(u8),
+    Bytes(u64),
+}
+
+impl MinFree {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The bytes to keep free on a disk of `total` bytes.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            Self::Percent(p) => (u128::from(total) * u128::from(p) / 100) as u64,
+            Self::Bytes(b) => b,
+        }
+    }
+}
+
+impl Default for MinFree {
+    fn default() -> Self {
+        Self::Percent(1)
+    }
+}
+
+impl std::str::FromStr for MinFree {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a free space (like \"1%\" or \"500 MB\")");
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(Self::Percent(p)),
+                _ => Err(bad()),
+            };
+        }
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(digits);
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let unit = unit.trim();
+        let unit = unit.strip_suffix(['B', 'b']).unwrap_or(unit);
+        let factor: u64 = match unit {
+            "" => 1,
+            "k" | "K" => 1000,
+            "M" => 1000_u64.pow(2),
+            "G" => 1000_u64.pow(3),
+            "T" => 1000_u64.pow(4),
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(factor).map(Self::Bytes).ok_or_else(bad)
+    }
+}
+
+impl TryFrom<String> for MinFree {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<MinFree> for String {
+    fn from(m: MinFree) -> Self {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for MinFree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Percent(p) => write!(f, "{p}%"),
+            Self::Bytes(b) => write!(f, "{b} B"),
+        }
+    }
 }
 
 /// What becomes of a file that a peer's change replaces or deletes (Syncthing's file
@@ -662,6 +756,7 @@ impl FolderConfig {
             watch: None,
             paused: false,
             versioning: Versioning::default(),
+            min_disk_free: MinFree::default(),
         }
     }
 
@@ -1216,6 +1311,38 @@ rescan_interval_s = 60
         assert_eq!(f.rescan_interval_s(&c.options), 60);
         assert!(f.watch(&c.options));
         assert_eq!(f.versioning, Versioning::Trashcan { keep_days: 30 }, "versioning is on by default");
+    }
+
+    #[test]
+    fn minimum_free_space_is_a_share_or_a_size() {
+        let c = Config::parse("[[folder]]\nid = \"a\"\npath = \"/a\"").unwrap();
+        assert_eq!(
+            (c.folders[0].min_disk_free, c.options.min_home_disk_free),
+            (MinFree::Percent(1), MinFree::Percent(1))
+        );
+        assert!(!c.to_toml().contains("disk_free"), "defaults are not written");
+        for (text, want) in [
+            ("5%", MinFree::Percent(5)),
+            ("0", MinFree::Bytes(0)),
+            ("500 MB", MinFree::Bytes(500_000_000)),
+            ("2GiB", MinFree::Bytes(2 << 30)),
+            ("1048576", MinFree::Bytes(1 << 20)),
+            ("10k", MinFree::Bytes(10_000)),
+        ] {
+            let toml = format!(
+                "[options]\nmin_home_disk_free = \"{text}\"\n[[folder]]\nid = \"a\"\npath = \"/a\"\nmin_disk_free = \"{text}\""
+            );
+            let c = Config::parse(&toml).unwrap();
+            assert_eq!((c.folders[0].min_disk_free, c.options.min_home_disk_free), (want, want), "{text}");
+            assert_eq!(Config::parse(&c.to_toml()).unwrap(), c, "{text} round-trips");
+        }
+        for bad in ["101%", "-1%", "1.5%", "12 parsecs", "", "99999999999 TB"] {
+            let toml = format!("[[folder]]\nid = \"a\"\npath = \"/a\"\nmin_disk_free = \"{bad}\"");
+            let e = Config::parse(&toml).unwrap_err();
+            assert!(e.contains("is not a free space"), "{bad}: {e}");
+        }
+        assert_eq!(MinFree::Percent(1).bytes(8 << 20), 83_886);
+        assert_eq!(MinFree::Bytes(7).bytes(8 << 20), 7);
     }
 
     #[test]

@@ -278,6 +278,10 @@ pub struct Engine {
 
 /// How long after a pull that left something undone the folder tries again.
 const PULL_RETRY: Duration = Duration::from_secs(30);
+/// How long after a scan that failed (the folder or its marker missing: an unmounted disk)
+/// the folder is scanned again, so a disk mounted again is noticed even with no watcher (a
+/// watcher on the empty mount point sees nothing of the mounted disk).
+const ERROR_RESCAN: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Starts a folder task for every configured folder that is not paused, without
@@ -423,6 +427,7 @@ impl Engine {
             held_deletes: None,
             pulled: shared.rates.pulled_counter(&folder.id),
             failed: Arc::clone(&shared.failed),
+            pull_refused: false,
         };
         let task = tokio::spawn(task.run());
         FolderHandle { config: folder.clone(), commands, state, stop, task }
@@ -693,6 +698,10 @@ struct FolderTask {
     /// Bytes the puller writes, for the folder's rate.
     pulled: Arc<std::sync::atomic::AtomicU64>,
     failed: Arc<FailedItems>,
+    /// The folder is in error because a pull found it could not run (no marker, a disk below
+    /// its minimum of free space): each pull checks again, where a scan's error waits for a
+    /// scan.
+    pull_refused: bool,
 }
 
 impl FolderTask {
@@ -710,6 +719,7 @@ impl FolderTask {
                     versioning: versioning_of(&self.config),
                     trashed: Default::default(),
                     pulled: Arc::clone(&self.pulled),
+                    case_locks: Default::default(),
                 }),
             ),
             Err(e) => {
@@ -734,18 +744,23 @@ impl FolderTask {
                     if full_scan_due { Vec::new() } else { std::mem::take(&mut dirty).into_iter().collect() };
                 full_scan_due = false;
                 dirty.clear();
+                let was_error = self.in_error();
                 let result = self.scan(&scanner, &paths, false).await;
                 if paths.is_empty() {
                     next_full = self.next_full_scan();
                     self.clean_versions().await;
                 }
+                if result.is_err() {
+                    let soon = Instant::now() + ERROR_RESCAN;
+                    next_full = Some(next_full.map_or(soon, |t| t.min(soon)));
+                }
                 // A folder that was missing (an unmounted disk) gets a watcher once it is back.
                 if watcher.is_none() && result.is_ok() {
                     watcher = self.start_watcher(&watch_tx);
                 }
-                // A full scan may have made the folder usable again; a change may settle
-                // something the puller skipped.
-                if result.as_ref().is_ok_and(|s| s.changed > 0 || paths.is_empty()) {
+                // A full scan, or one that ended an error (a disk mounted again), may have made
+                // the folder usable again; a change may settle something the puller skipped.
+                if result.as_ref().is_ok_and(|s| s.changed > 0 || paths.is_empty() || was_error) {
                     pull_due = true;
                 }
                 continue;
@@ -769,9 +784,11 @@ impl FolderTask {
                 command = self.commands.recv() => match command {
                     Some(FolderCommand::Scan { paths, reply }) => {
                         let was_held = self.held_deletes.is_some();
+                        let was_error = self.in_error();
                         let result = self.scan(&scanner, &paths, false).await;
-                        // Pulls waited while deletions were held.
+                        // Pulls waited while deletions were held, or the folder was in error.
                         pull_due |= was_held && self.held_deletes.is_none();
+                        pull_due |= was_error && result.is_ok();
                         let _ = reply.send(result);
                     }
                     Some(FolderCommand::Files { op, reply }) => {
@@ -822,16 +839,33 @@ impl FolderTask {
         }
     }
 
-    /// Pulls what the folder needs, unless it is send-only, in error or waiting for the user to
-    /// confirm deletions (the puller would otherwise restore the deleted files from peers, and
-    /// the user's answer would come too late to matter). `None` if it did not run.
-    async fn pull(&self, puller: &Arc<Puller>) -> Option<PullOutcome> {
+    /// Pulls what the folder needs, unless it is send-only, in error after a scan or waiting
+    /// for the user to confirm deletions (the puller would otherwise restore the deleted files
+    /// from peers, and the user's answer would come too late to matter). `None` if it did not
+    /// run. A folder whose marker is gone (an unmounted disk: peers' files would fill the
+    /// empty mount point) or whose disk, or the home's, is below its minimum of free space
+    /// is put in error instead, with the reason as a failed item, and checked again at the
+    /// next try.
+    async fn pull(&mut self, puller: &Arc<Puller>) -> Option<PullOutcome> {
         if self.config.folder_type == FolderType::SendOnly
             || self.held_deletes.is_some()
-            || matches!(*self.state.borrow(), FolderState::Error { .. })
+            || (self.in_error() && !self.pull_refused)
         {
             return None;
         }
+        if let Some(reason) = self.pull_blocked(puller).await {
+            if !self.pull_refused
+                || !matches!(&*self.state.borrow(), FolderState::Error { message } if *message == reason)
+            {
+                tracing::warn!(folder = %self.id, %reason, "not pulling");
+            }
+            self.pull_refused = true;
+            self.set_state(FolderState::Error { message: reason.clone() });
+            let issues = vec![(String::new(), reason)];
+            self.record_failed(issues.clone());
+            return Some(PullOutcome { issues, ..PullOutcome::default() });
+        }
+        self.pull_refused = false;
         self.set_state(FolderState::Syncing);
         let result = puller.pull().await;
         self.set_state(FolderState::Idle);
@@ -866,6 +900,24 @@ impl FolderTask {
                 Some(PullOutcome { issues: vec![(String::new(), error_chain(&e))], ..PullOutcome::default() })
             }
         }
+    }
+
+    fn in_error(&self) -> bool {
+        matches!(*self.state.borrow(), FolderState::Error { .. })
+    }
+
+    /// Why the folder cannot pull now: its marker is missing, or its disk or the home's is
+    /// below its minimum of free space.
+    async fn pull_blocked(&self, puller: &Arc<Puller>) -> Option<String> {
+        if let Err(e) = self.check_marker().await {
+            return Some(error_chain(&e));
+        }
+        let root = self.config.path.clone();
+        let min = self.config.min_disk_free;
+        let home_min = self.all_config.borrow().options.min_home_disk_free;
+        let home = puller.index.file().and_then(std::path::Path::parent).map(std::path::Path::to_path_buf);
+        let check = move || crate::disks::pull_blocked(&root, min, home.as_deref().map(|h| (h, home_min)));
+        blocking(check).await.unwrap_or(None)
     }
 
     /// Replaces the folder's failed items with what the last pull could not apply: a pull tries
@@ -960,6 +1012,8 @@ impl FolderTask {
         confirmed: bool,
     ) -> Result<ScanSummary, ScanError> {
         self.set_state(FolderState::Scanning);
+        // Whatever error the folder showed, the scan's result replaces it.
+        self.pull_refused = false;
         let paths: &[String] = if self.held_deletes.is_some() { &[] } else { paths };
         let result = match self.check_marker().await {
             Ok(()) if confirmed => scanner.scan_confirmed(paths).await,

@@ -23,6 +23,7 @@ pub mod control;
 pub mod daemon;
 pub mod db;
 pub mod discovery;
+pub mod disks;
 pub mod engine;
 pub mod folder_files;
 pub mod home;

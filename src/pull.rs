@@ -139,6 +139,8 @@ pub struct Puller {
     pub trashed: std::sync::Mutex<TrashedBlocks>,
     /// Bytes written into files (fetched or copied), for the folder's transfer rate.
     pub pulled: Arc<std::sync::atomic::AtomicU64>,
+    /// Names being downloaded, so two that differ only in case never download at once.
+    pub case_locks: crate::disks::CaseLocks,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -409,7 +411,7 @@ impl Puller {
             Err(e) => return Applied::Issue(g.name.clone(), e.to_string()),
         };
         if !matches_index(disk.as_ref(), local) {
-            return Applied::Rescan(g.name.clone());
+            return case_conflict_or_rescan(&self.root, &g.name);
         }
         let result = match g.file_type {
             FileType::Directory => self.make_dir(g, disk.as_ref(), local),
@@ -562,12 +564,13 @@ impl Puller {
     ) -> Applied {
         let g = global.file.clone();
         let name = g.name.clone();
+        let _one_of_a_case = self.case_locks.lock(&name).await;
         let disk = match self.fs().stat(&name) {
             Ok(d) => d,
             Err(e) => return Applied::Issue(name, e.to_string()),
         };
         if !matches_index(disk.as_ref(), local.as_ref()) {
-            return Applied::Rescan(name);
+            return case_conflict_or_rescan(&self.root, &name);
         }
         if disk.is_some_and(|d| d.kind == Kind::Directory) {
             return Applied::Issue(name, String::from("a directory is in the way of a file"));
@@ -597,19 +600,23 @@ impl Puller {
             };
         }
         let tmp = temp_name(&name);
+        if let Err(reason) = crate::disks::before_download(&self, g.size) {
+            return Applied::Issue(name, reason);
+        }
         let fetch = self.fill_temp(&global, &tmp, local_blocks, &budget).await;
         let (fetched, copied) = match fetch {
             Ok(x) => x,
-            Err(e) => return Applied::Issue(name, e),
+            Err(e) => return Applied::Issue(name, crate::disks::after_failed_write(&self, &tmp, e)),
         };
         let conflict = conflicts(&g, local.as_ref());
         let this = Arc::clone(&self);
         let local2 = local.clone();
+        let tmp2 = tmp.clone();
         let result =
-            tokio::task::spawn_blocking(move || this.finish_file(&g, &tmp, local2.as_ref(), conflict)).await;
+            tokio::task::spawn_blocking(move || this.finish_file(&g, &tmp2, local2.as_ref(), conflict)).await;
         match result {
             Ok(Ok((entry, conflict))) => Applied::Recorded { entry, fetched, copied, conflict },
-            Ok(Err(e)) => Applied::Issue(name, e.to_string()),
+            Ok(Err(e)) => Applied::Issue(name, crate::disks::after_failed_write(&self, &tmp, e.to_string())),
             Err(_) => Applied::Issue(name, String::from("interrupted")),
         }
     }
@@ -863,6 +870,16 @@ fn conflicts(g: &FileInfo, local: Option<&FileInfo>) -> bool {
             )
             && !g.name.contains(".sync-conflict-")
     })
+}
+
+/// For a name that resolved to something on disk the index does not hold as it is: on a
+/// case-insensitive disk, another name that differs only in case is in the way (a failed
+/// item: neither overwrites the other); else it changed since the last scan (scan it).
+fn case_conflict_or_rescan(root: &Path, name: &str) -> Applied {
+    match crate::disks::case_conflict(root, name) {
+        Ok(Some(other)) => Applied::Issue(name.to_owned(), crate::disks::case_conflict_reason(&other)),
+        _ => Applied::Rescan(name.to_owned()),
+    }
 }
 
 /// True when what is on disk is what the index says (so nothing local would be lost by

@@ -72,6 +72,8 @@ pub struct Index {
     read: SqlitePool,
     write: SqlitePool,
     aggregates: std::sync::Arc<memo::Aggregates>,
+    /// The database file (`None` in memory): the puller keeps its disk from filling up.
+    file: Option<std::sync::Arc<Path>>,
 }
 
 impl Index {
@@ -82,7 +84,7 @@ impl Index {
             let write = pool(opts.clone(), 1, WRITER_CACHE_KIB).await?;
             MIGRATOR.run(&write).await?;
             let read = pool(opts, READERS, READER_CACHE_KIB).await?;
-            Ok(Self { read, write, aggregates: Default::default() })
+            Ok(Self { read, write, aggregates: Default::default(), file: Some(path.into()) })
         };
         open.await.map_err(|e| match e {
             DbError::Query(source) => DbError::Open { path: path.to_owned(), source },
@@ -104,7 +106,7 @@ impl Index {
             .connect_with(opts)
             .await
             .map_err(|source| DbError::Open { path: path.to_owned(), source })?;
-        Ok(Self { write: read.clone(), read, aggregates: Default::default() })
+        Ok(Self { write: read.clone(), read, aggregates: Default::default(), file: Some(path.into()) })
     }
 
     /// An index in memory, for tests and dry runs. One connection serves reads and writes,
@@ -113,7 +115,12 @@ impl Index {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
         let pool = pool(opts, 1, WRITER_CACHE_KIB).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { read: pool.clone(), write: pool, aggregates: Default::default() })
+        Ok(Self { read: pool.clone(), write: pool, aggregates: Default::default(), file: None })
+    }
+
+    /// The database file, `None` for an index in memory.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Closes every connection, checkpointing the WAL.

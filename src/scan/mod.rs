@@ -507,6 +507,13 @@ impl Walk {
         }
         let known = self.block_on(self.index.local_file(self.folder, name))?;
         match Stat::of_path(&self.root.join(name)) {
+            // A case-insensitive disk resolves a name the index does not know to an entry
+            // that differs from it in case: that entry is recorded under its own name (by a
+            // listing), never under this one.
+            Ok(_)
+                if known.is_none()
+                    && crate::disks::ignores_case(&self.root)
+                    && crate::disks::case_conflict(&self.root, name).is_ok_and(|c| c.is_some()) => {}
             Ok(stat) => {
                 if self.handle_entry(name, stat, known.as_ref())? {
                     self.walk_tree(name)?;
@@ -561,12 +568,21 @@ impl Walk {
             keep.insert(name);
         }
         let mut on_disk: Vec<(String, Stat)> = Vec::with_capacity(entries.len());
+        let now = std::time::SystemTime::now();
         for entry in entries {
             let Some(file_name) = self.usable_name(&abs, dir, &entry.file_name, &mut keep) else {
                 continue;
             };
             if entry.stat.kind == Kind::File && is_temp(&file_name) {
-                self.temp_found(dir, &file_name)?;
+                // A download's temporary file a day old is not resumed any more, needed or not
+                // (Syncthing's scan removes them too).
+                let path = abs.join(&file_name);
+                match crate::disks::remove_if_stale_temporary(&path, &file_name, entry.stat.modified_s, now) {
+                    Ok(true) => {}
+                    Ok(false) => self.temp_found(dir, &file_name)?,
+                    Err(e) => self
+                        .issue(&join(dir, &file_name), &format!("cannot remove the old temporary file: {e}")),
+                }
                 continue;
             }
             let name = join(dir, &file_name);

@@ -602,3 +602,25 @@ async fn a_scan_removes_temporaries_of_files_no_longer_needed() {
     assert!(summary.issues.is_empty(), "{:?}", summary.issues);
     assert!(fx.get("d/.syncthing.gone.bin.tmp").await.is_none(), "never indexed");
 }
+
+/// Temporary files of downloads that never finished are removed once a day old, as Syncthing
+/// does while scanning, also those whose file cannot be told (named by a hash).
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_files_older_than_a_day_are_removed() {
+    let fx = Fixture::new().await;
+    let day_old = SystemTime::now() - Duration::from_secs(25 * 3600);
+    let long = format!("d/.syncthing.{}.tmp", "ab".repeat(32));
+    for name in [".syncthing.old.bin.tmp", "d/.syncthing.deep.bin.tmp", "d/~syncthing~win.bin.tmp", &long] {
+        fx.write(name, b"partial");
+        fs::File::options().write(true).open(fx.path(name)).unwrap().set_modified(day_old).unwrap();
+    }
+    fx.write("d/keep.tmp", b"a user's file");
+    fs::File::options().write(true).open(fx.path("d/keep.tmp")).unwrap().set_modified(day_old).unwrap();
+    fx.scan().await;
+    assert!(!fx.path(".syncthing.old.bin.tmp").exists());
+    assert!(!fx.path("d/.syncthing.deep.bin.tmp").exists());
+    assert!(!fx.path("d/~syncthing~win.bin.tmp").exists());
+    assert!(!fx.path(&long).exists());
+    assert!(fx.path("d/keep.tmp").exists(), "only the sync machinery's names");
+    fx.live("d/keep.tmp").await;
+}

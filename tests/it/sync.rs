@@ -1010,3 +1010,5 @@ async fn what_a_device_ignores_is_not_pulled_there_over_quic() {
 async fn what_a_device_ignores_is_not_pulled_there_over_tcp() {
     ignored_here("tcp").await;
 }
+
+mod disks;
