@@ -6,6 +6,7 @@
 //! The folder marker (an unmounted disk leaves an empty mount point without `.stfolder`) is
 //! checked here too, before every file, as the engine checks it before every scan and pull.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
@@ -72,12 +73,28 @@ pub fn pull_blocked(root: &Path, min: MinFree, home: Option<(&Path, MinFree)>) -
     })
 }
 
+/// Bytes the puller's downloads in progress will still write: a file checks for room for
+/// itself and all of them, so two files that each fit but not together are not started at once
+/// (both would fill the disk, fail, and do the same again on every retry).
+#[derive(Debug, Default)]
+pub struct Reserved(AtomicU64);
+
+/// A download's share of [`Reserved`], given back when it ends either way.
+pub(crate) struct Reservation<'a>(&'a Reserved, u64);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
 /// Checked right before a file is downloaded: the folder still has its marker, and the
-/// folder's and the home's disks keep their minimum of free space once the file is written.
-/// (What a temporary file left by an earlier attempt already holds is not subtracted: its
-/// length says nothing of what it takes, so a resumed download needs room for all of it.)
-/// Returns the reason it must wait.
-pub(crate) fn before_download(puller: &Puller, size: u64) -> Result<(), String> {
+/// folder's and the home's disks keep their minimum of free space once the file and every
+/// other download in progress are written. (What a temporary file left by an earlier attempt
+/// already holds is not subtracted: its length says nothing of what it takes, so a resumed
+/// download needs room for all of it.) Returns the download's reservation, or the reason it
+/// must wait.
+pub(crate) fn before_download(puller: &Puller, size: u64) -> Result<Reservation<'_>, String> {
     let marker = puller.root.join(crate::engine::MARKER);
     if std::fs::symlink_metadata(&marker).is_err() {
         return Err(format!(
@@ -85,16 +102,24 @@ pub(crate) fn before_download(puller: &Puller, size: u64) -> Result<(), String> 
             marker.display()
         ));
     }
+    let others = puller.reserved.0.fetch_add(size, Ordering::Relaxed);
+    let reservation = Reservation(&puller.reserved, size);
     let (min, home_min) = limits(puller);
-    if let Some(reason) = lacks_room(&puller.root, size, min, "the folder's disk", "min_disk_free") {
-        return Err(reason);
+    if let Some(reason) =
+        lacks_room(&puller.root, size.saturating_add(others), min, "the folder's disk", "min_disk_free")
+    {
+        return Err(if others > 0 {
+            format!("{reason}, with {} still to come from other downloads", human(others))
+        } else {
+            reason
+        });
     }
     let home = puller.index.file().and_then(Path::parent);
     match home.and_then(|h| {
         lacks_room(h, 0, home_min, "the disk of the home, where the index is", "min_home_disk_free")
     }) {
         Some(reason) => Err(reason),
-        None => Ok(()),
+        None => Ok(reservation),
     }
 }
 

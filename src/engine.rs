@@ -720,6 +720,7 @@ impl FolderTask {
                     trashed: Default::default(),
                     pulled: Arc::clone(&self.pulled),
                     case_locks: Default::default(),
+                    reserved: Default::default(),
                 }),
             ),
             Err(e) => {

@@ -141,6 +141,8 @@ pub struct Puller {
     pub pulled: Arc<std::sync::atomic::AtomicU64>,
     /// Names being downloaded, so two that differ only in case never download at once.
     pub case_locks: crate::disks::CaseLocks,
+    /// What the downloads in progress will still write, for the free-space check.
+    pub reserved: crate::disks::Reserved,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -600,9 +602,10 @@ impl Puller {
             };
         }
         let tmp = temp_name(&name);
-        if let Err(reason) = crate::disks::before_download(&self, g.size) {
-            return Applied::Issue(name, reason);
-        }
+        let _room = match crate::disks::before_download(&self, g.size) {
+            Ok(reservation) => reservation,
+            Err(reason) => return Applied::Issue(name, reason),
+        };
         let fetch = self.fill_temp(&global, &tmp, local_blocks, &budget).await;
         let (fetched, copied) = match fetch {
             Ok(x) => x,
