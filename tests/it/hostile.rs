@@ -140,8 +140,9 @@ impl Scene {
 pub(crate) struct Hostile {
     pub(crate) s: Session,
     stream: BoxStream,
-    /// Kept so the QUIC endpoint lives as long as the connection.
-    _net: Net,
+    /// Kept so the QUIC endpoint lives as long as the connection (a [`HostileDevice`] keeps
+    /// its own).
+    _net: Option<Net>,
     buf: Vec<u8>,
     /// Data served for requests, by block hash.
     blocks: HashMap<BlockHash, Vec<u8>>,
@@ -162,13 +163,7 @@ pub(crate) struct Hostile {
 impl Hostile {
     /// Dials `to` as the device of `net`, sends Hello and a ClusterConfig sharing the folder.
     pub(crate) async fn connect(net: Net, me: DeviceId, to: &Device) -> Self {
-        let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
-        let folder = wire::Folder {
-            id: FOLDER.into(),
-            devices: vec![device(me), device(to.id)],
-            ..Default::default()
-        };
-        let cc = wire::ClusterConfig { folders: vec![folder], ..Default::default() };
+        let cc = sharing(me, to.id);
         Self::connect_with(net, to, Some(cc)).await
     }
 
@@ -176,19 +171,21 @@ impl Hostile {
     /// the first the target sees after the Hello).
     pub(crate) async fn connect_with(net: Net, to: &Device, cc: Option<wire::ClusterConfig>) -> Self {
         let conn = net.dial(&to.addr, to.id).await.unwrap();
+        Self::over(conn.stream, Some(net), "hostile", cc).await
+    }
+
+    /// Starts the session on an established `stream`: Hello named `name`, then `cc` if given.
+    async fn over(stream: BoxStream, net: Option<Net>, name: &str, cc: Option<wire::ClusterConfig>) -> Self {
         let now = Instant::now();
-        let hello = wire::Hello {
-            device_name: "hostile".into(),
-            client_name: "hostile".into(),
-            ..Default::default()
-        };
+        let hello =
+            wire::Hello { device_name: name.into(), client_name: "hostile".into(), ..Default::default() };
         let mut s = Session::new(SessionConfig::new(hello), now);
         if let Some(cc) = cc {
             s.send_cluster_config(cc, now).unwrap();
         }
         let mut h = Self {
             s,
-            stream: conn.stream,
+            stream,
             _net: net,
             buf: vec![0u8; 1 << 20],
             blocks: HashMap::new(),
@@ -320,9 +317,8 @@ impl Hostile {
                         self.index.insert(f.name.clone(), f);
                     }
                 }
-                Event::Closed { reason, .. } => {
-                    self.closed.get_or_insert(reason);
-                }
+                // The target's own reason says more than a write that failed before it was read.
+                Event::Closed { reason, .. } => self.closed = Some(reason),
                 _ => {}
             }
         }
@@ -343,6 +339,49 @@ impl Hostile {
             );
             self.step().await;
         }
+    }
+}
+
+/// A ClusterConfig sharing [`FOLDER`] between `me` and `to`.
+pub(crate) fn sharing(me: DeviceId, to: DeviceId) -> wire::ClusterConfig {
+    let device = |id: DeviceId| wire::Device { id: id.as_bytes().to_vec(), ..Default::default() };
+    let folder =
+        wire::Folder { id: FOLDER.into(), devices: vec![device(me), device(to)], ..Default::default() };
+    wire::ClusterConfig { folders: vec![folder], ..Default::default() }
+}
+
+/// A hostile device outside a [`Scene`]: an identity and an endpoint that dial any address (a
+/// `peerfold serve` daemon's, an engine's) as often as a test likes, each time as a
+/// [`Hostile`] with the Hello name it chooses.
+pub(crate) struct HostileDevice {
+    pub(crate) t: TestDir,
+    pub(crate) id: DeviceId,
+    pub(crate) net: Net,
+}
+
+impl HostileDevice {
+    /// A device with a bound (unused) listener on `transport`.
+    pub(crate) async fn new(transport: &str) -> Self {
+        let listen: Address = format!("{transport}://127.0.0.1:0").parse().unwrap();
+        Self::bound(&[listen]).await
+    }
+
+    /// A device that only dials (no listener), cheap enough to make by the hundred.
+    pub(crate) async fn dialer() -> Self {
+        Self::bound(&[]).await
+    }
+
+    async fn bound(listen: &[Address]) -> Self {
+        let t = TestDir::new();
+        let identity = Identity::load_or_generate(&t.home()).unwrap();
+        let net = Net::bind(TlsIdentity::new(&identity).unwrap(), listen).await.unwrap();
+        Self { id: identity.device_id(), t, net }
+    }
+
+    /// Dials `addr` (the device `to`), says Hello as `name` and shares [`FOLDER`] with it.
+    pub(crate) async fn connect(&self, addr: &Address, to: DeviceId, name: &str) -> Hostile {
+        let conn = self.net.dial(addr, to).await.unwrap();
+        Hostile::over(conn.stream, None, name, Some(sharing(self.id, to))).await
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use peerfold::identity::DeviceId;
 use peerfold::net::Address;
 
-use crate::rogue::{Rogue, RogueDevice, file};
+use crate::hostile::{Hostile, HostileDevice, file};
 use crate::util::{Daemon, TestDir, free_port, ok};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -99,13 +99,14 @@ fn attacks() -> Vec<(&'static str, Vec<u8>, usize)> {
 }
 
 /// Sends one attack and reads until the daemon hangs up (or the bound passes).
-async fn attack(r: &mut Rogue, head: &[u8], tail: usize) {
-    let _ = r.send_raw(head).await;
+async fn attack(r: &mut Hostile, head: &[u8], tail: usize) {
+    r.send_raw(head).await;
     let chunk = vec![0u8; 1 << 20];
     let mut sent = 0;
     while sent < tail && r.closed.is_none() {
         let n = chunk.len().min(tail - sent);
-        if r.send_raw(&chunk[..n]).await.is_err() {
+        r.send_raw(&chunk[..n]).await;
+        if r.closed.is_some() {
             break;
         }
         sent += n;
@@ -121,7 +122,7 @@ async fn attack(r: &mut Rogue, head: &[u8], tail: usize) {
 
 async fn bounded_memory(transport: &str) {
     crate::util::init_logging();
-    let (attacker, honest) = (RogueDevice::new(transport).await, RogueDevice::new(transport).await);
+    let (attacker, honest) = (HostileDevice::new(transport).await, HostileDevice::new(transport).await);
     let t = TestDir::new();
     let id: DeviceId = ok(&t.peerfold(&["id"])).trim().parse().unwrap();
     for (dev, name) in [(&attacker, "attacker"), (&honest, "honest")] {
@@ -138,7 +139,7 @@ async fn bounded_memory(transport: &str) {
     let watch = RssWatch::start(pid);
 
     for (what, head, tail) in attacks() {
-        let mut r = attacker.connect(&addr, id, "f", "attacker").await;
+        let mut r = attacker.connect(&addr, id, "attacker").await;
         attack(&mut r, &head, tail).await;
         let rss = watch.max();
         eprintln!("{transport}: {what}: closed with {:?}; max VmRSS {} MiB", r.closed, rss >> 20);
@@ -151,10 +152,10 @@ async fn bounded_memory(transport: &str) {
     assert!(hwm < MAX_RSS, "peak {} MiB", hwm >> 20);
 
     // The daemon still syncs with a peer.
-    let mut h = honest.connect(&addr, id, "f", "honest").await;
+    let mut h = honest.connect(&addr, id, "honest").await;
     let data = b"still syncing";
     h.serve(data);
-    h.announce("f", &[file("ok.txt", data, honest.id)]).await;
+    h.send_index(&[file("ok.txt", data, honest.id)]).await;
     let path = t.path("f/ok.txt");
     let deadline = tokio::time::Instant::now() + LIMIT;
     while std::fs::read(&path).ok().as_deref() != Some(&data[..]) {

@@ -11,7 +11,7 @@ use peerfold::engine::Engine;
 use peerfold::identity::{DeviceId, Identity};
 use peerfold::net::{Address, Net, TlsIdentity};
 
-use crate::rogue::{Rogue, RogueDevice, file};
+use crate::hostile::{Hostile, HostileDevice, file};
 use crate::util::{TestDir, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -71,10 +71,10 @@ fn files_below(root: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 async fn refused_names(transport: &str) {
-    let rogue = RogueDevice::new(transport).await;
+    let rogue = HostileDevice::new(transport).await;
     let target = Target::start(transport, rogue.id).await;
     let before_canary = files_below(&target.t.path("canary"));
-    let mut r = rogue.connect(&target.addr, target.id, "f", "rogue").await;
+    let mut r = rogue.connect(&target.addr, target.id, "rogue").await;
 
     let data = b"written by the rogue peer";
     r.serve(data);
@@ -95,7 +95,7 @@ async fn refused_names(transport: &str) {
     for (i, f) in files.iter_mut().enumerate() {
         f.sequence = i as i64 + 1;
     }
-    r.announce("f", &files).await;
+    r.send_index(&files).await;
 
     // The honest file arrives from the same peer on the same connection.
     let ok = target.t.path("f/ok.txt");
@@ -145,12 +145,12 @@ async fn names_a_peer_must_not_create_are_failed_items_over_tcp() {
 
 async fn escaping_names(transport: &str) {
     for name in ["../escaped.txt", "/tmp/escaped.txt"] {
-        let rogue = RogueDevice::new(transport).await;
+        let rogue = HostileDevice::new(transport).await;
         let target = Target::start(transport, rogue.id).await;
-        let mut r: Rogue = rogue.connect(&target.addr, target.id, "f", "rogue").await;
+        let mut r: Hostile = rogue.connect(&target.addr, target.id, "rogue").await;
         let data = b"escape";
         r.serve(data);
-        r.announce("f", &[file(name, data, rogue.id)]).await;
+        r.send_index(&[file(name, data, rogue.id)]).await;
         let deadline = tokio::time::Instant::now() + LIMIT;
         while r.closed.is_none() {
             assert!(tokio::time::Instant::now() < deadline, "no Close for {name:?}");

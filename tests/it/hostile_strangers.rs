@@ -5,12 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use peerfold::identity::Identity;
-use peerfold::net::{Net, TlsIdentity};
+use peerfold::net::Net;
 
+use crate::hostile::{Hostile, HostileDevice, file};
 use crate::hostile_names::Target;
-use crate::rogue::{Rogue, RogueDevice, file};
-use crate::util::{TestDir, wait_for};
+use crate::util::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// The pending-devices bound the daemon promises.
@@ -23,12 +22,12 @@ const PROMPT: Duration = Duration::from_secs(5);
 
 /// The configured device `good` connects within [`PROMPT`], announces a file and the target
 /// pulls it from it.
-async fn still_syncs(target: &Target, good: &RogueDevice) {
-    let dial = tokio::time::timeout(PROMPT, good.connect(&target.addr, target.id, "f", "good"));
-    let mut r: Rogue = dial.await.expect("the configured device could not connect in time");
+async fn still_syncs(target: &Target, good: &HostileDevice) {
+    let dial = tokio::time::timeout(PROMPT, good.connect(&target.addr, target.id, "good"));
+    let mut r: Hostile = dial.await.expect("the configured device could not connect in time");
     let data = b"from the configured device";
     r.serve(data);
-    r.announce("f", &[file("ok.txt", data, good.id)]).await;
+    r.send_index(&[file("ok.txt", data, good.id)]).await;
     let path = target.t.path("f/ok.txt");
     let deadline = tokio::time::Instant::now() + LIMIT;
     while std::fs::read(&path).ok().as_deref() != Some(&data[..]) {
@@ -39,7 +38,7 @@ async fn still_syncs(target: &Target, good: &RogueDevice) {
 }
 
 async fn strangers_flood(transport: &str) {
-    let good = RogueDevice::new(transport).await;
+    let good = HostileDevice::new(transport).await;
     let target = Target::start(transport, good.id).await;
     let name = "é".repeat(16_000); // 32,000 bytes, two per character
     let strangers = MAX_PENDING + 20;
@@ -47,11 +46,8 @@ async fn strangers_flood(transport: &str) {
     for _ in 0..strangers {
         let (addr, id, name) = (target.addr.clone(), target.id, name.clone());
         joins.spawn(async move {
-            let t = TestDir::new();
-            let identity = Identity::load_or_generate(&t.home()).unwrap();
-            let net = Net::bind(TlsIdentity::new(&identity).unwrap(), &[]).await.unwrap();
-            let dev = RogueDevice { _t: t, id: identity.device_id(), net };
-            let mut r = dev.connect(&addr, id, "f", &name).await;
+            let dev = HostileDevice::dialer().await;
+            let mut r = dev.connect(&addr, id, &name).await;
             // Until the target hangs up on the stranger.
             let deadline = tokio::time::Instant::now() + LIMIT;
             while r.closed.is_none() && tokio::time::Instant::now() < deadline {
@@ -126,13 +122,13 @@ async fn silent_quic(dialer: &Net, from: IpAddr, to: SocketAddr) -> tokio::net::
 }
 
 async fn stalled_handshakes(transport: &str) {
-    let good = RogueDevice::new(transport).await;
+    let good = HostileDevice::new(transport).await;
     let target = Target::start(transport, good.id).await;
     let to: SocketAddr = format!("{}:{}", target.addr.host, target.addr.port).parse().unwrap();
     // From one address, and from many.
     let mut held_tcp = Vec::new();
     let mut held_udp = Vec::new();
-    let dialer = RogueDevice::new(transport).await;
+    let dialer = HostileDevice::new(transport).await;
     for i in 0..150u16 {
         let from = if i < 50 { loopback(1) } else { loopback((i - 48) as u8) };
         match transport {

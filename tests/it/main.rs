@@ -14,7 +14,6 @@ mod hostile_strangers;
 mod interop;
 mod nat;
 mod netns;
-mod rogue;
 mod sync;
 mod syncthing;
 mod util;
