@@ -6,10 +6,10 @@
 //! The folder marker (an unmounted disk leaves an empty mount point without `.stfolder`) is
 //! checked here too, before every file, as the engine checks it before every scan and pull.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -260,12 +260,6 @@ impl CaseLocks {
     }
 }
 
-/// True for the names of download temporaries: `.syncthing.NAME.tmp`, and Windows'
-/// `~syncthing~NAME.tmp`.
-pub fn is_temporary(base: &str) -> bool {
-    base.ends_with(".tmp") && (base.starts_with(".syncthing.") || base.starts_with("~syncthing~"))
-}
-
 /// Removes the regular file at `path` (named `base`) if it is a download temporary last
 /// written more than [`KEEP_TEMPORARIES`] before `now` (`modified_s`, Unix seconds): the
 /// download it belonged to is not coming back to it. True if it did.
@@ -277,7 +271,7 @@ pub fn remove_if_stale_temporary(
 ) -> io::Result<bool> {
     let now_s = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let stale = i64::try_from(now_s.saturating_sub(KEEP_TEMPORARIES.as_secs())).unwrap_or(i64::MAX);
-    if !is_temporary(base) || modified_s >= stale {
+    if !crate::scan::is_temp(base) || modified_s >= stale {
         return Ok(false);
     }
     match std::fs::remove_file(path) {

@@ -109,10 +109,10 @@ impl Rules {
     }
 }
 
-/// A download temporary, as Syncthing names them on Unix and on Windows.
+/// A download temporary, as Syncthing names them on Unix and on Windows, in any case (a
+/// case-insensitive disk folds them onto ours).
 fn is_temporary(part: &str) -> bool {
-    let lower = part.to_ascii_lowercase();
-    lower.ends_with(".tmp") && (lower.starts_with(".syncthing.") || lower.starts_with("~syncthing~"))
+    crate::scan::is_temp(&part.to_ascii_lowercase())
 }
 
 /// `C:` or `C:…`: a drive letter and a colon.
