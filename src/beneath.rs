@@ -538,16 +538,7 @@ mod fallback {
             let mut out = Vec::new();
             for entry in fs::read_dir(&self.0)? {
                 let entry = entry?;
-                let ft = entry.file_type()?;
-                let kind = if ft.is_symlink() {
-                    Kind::Symlink
-                } else if ft.is_dir() {
-                    Kind::Directory
-                } else if ft.is_file() {
-                    Kind::File
-                } else {
-                    Kind::Other
-                };
+                let kind = Kind::of(entry.file_type()?);
                 out.push((entry.file_name(), kind));
             }
             Ok(out)

@@ -16,6 +16,21 @@ pub(crate) enum Kind {
     Other,
 }
 
+impl Kind {
+    /// The kind of a file type as read without following a symlink.
+    pub(crate) fn of(ft: std::fs::FileType) -> Self {
+        if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Directory
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
+    }
+}
+
 /// The metadata that decides whether a file changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stat {
@@ -43,16 +58,7 @@ impl Stat {
     }
 
     pub(crate) fn from_metadata(m: &Metadata) -> Self {
-        let ft = m.file_type();
-        let kind = if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_dir() {
-            Kind::Directory
-        } else if ft.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
-        };
+        let kind = Kind::of(m.file_type());
         let (modified_s, modified_ns) = m.modified().map_or((0, 0), split_time);
         Self {
             kind,
