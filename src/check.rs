@@ -2,7 +2,7 @@
 //! differ. It never changes either: the scanner is what brings the index in line with the disk.
 //!
 //! It owns the comparison and the report. It walks the disk one directory at a time, as the
-//! scanner does ([`disk::list_dir`] beside [`Index::local_children`], merged by name), so memory
+//! scanner does (`disk::list_dir` beside [`Index::local_children`], merged by name), so memory
 //! is bounded by the largest directory (and the reported differences, capped at
 //! [`MAX_LISTED`]). It compares what the scanner compares — type, size, modification time and
 //! permissions for files, permissions for directories, the target for symlinks — so a clean

@@ -15,7 +15,7 @@
 //!   and asks for a rescan, after which the version vectors decide (a conflict copy, never a
 //!   loss);
 //! * a temporary file survives a crash and its verified blocks are reused on the next attempt;
-//! * nothing goes through a symbolic link: every file operation is [`Beneath`] the folder root,
+//! * nothing goes through a symbolic link: every file operation is `Beneath` the folder root,
 //!   so a symlink on the way (a peer's, or the user's own) makes the entry a failed item, and
 //!   one at the final name is replaced or moved as itself, never opened.
 //!
