@@ -50,12 +50,7 @@ pub(crate) struct Device {
 
 impl Device {
     pub(crate) async fn new(name: &str, transport: &str) -> Self {
-        crate::util::init_logging();
-        let t = TestDir::new();
-        let identity = Identity::load_or_generate(&t.home()).unwrap();
-        let listen: Address = format!("{transport}://127.0.0.1:0").parse().unwrap();
-        let net = Net::bind(TlsIdentity::new(&identity).unwrap(), &[listen]).await.unwrap();
-        let addr = net.local_addresses()[0].clone();
+        let (t, identity, net, addr) = crate::util::bound_device(transport).await;
         std::fs::create_dir_all(t.path("f")).unwrap();
         let mut config = Config { name: name.into(), ..Config::default() };
         config.options.watch_delay_ms = 50;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use peerfold::config::{Config, DeviceConfig, FolderConfig};
 use peerfold::db::Index;
 use peerfold::engine::Engine;
-use peerfold::identity::{DeviceId, Identity};
-use peerfold::net::{Address, Net, TlsIdentity};
+use peerfold::identity::DeviceId;
+use peerfold::net::Address;
 
 use crate::hostile::{Hostile, HostileDevice, file};
 use crate::util::{TestDir, wait_for};
@@ -26,12 +26,7 @@ pub(crate) struct Target {
 
 impl Target {
     pub async fn start(transport: &str, peer: DeviceId) -> Self {
-        crate::util::init_logging();
-        let t = TestDir::new();
-        let identity = Identity::load_or_generate(&t.home()).unwrap();
-        let listen: Address = format!("{transport}://127.0.0.1:0").parse().unwrap();
-        let net = Net::bind(TlsIdentity::new(&identity).unwrap(), &[listen]).await.unwrap();
-        let addr = net.local_addresses()[0].clone();
+        let (t, identity, net, addr) = crate::util::bound_device(transport).await;
         std::fs::create_dir_all(t.path("f")).unwrap();
         t.write("canary/keep.txt", b"canary");
         let mut config = Config { name: "target".into(), ..Config::default() };

@@ -224,3 +224,18 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A new device in a temporary home: its identity, and a listener bound to a random loopback
+/// port over `transport` with the address it got.
+pub async fn bound_device(
+    transport: &str,
+) -> (TestDir, peerfold::identity::Identity, peerfold::net::Net, peerfold::net::Address) {
+    use peerfold::net::{Address, Net, TlsIdentity};
+    init_logging();
+    let t = TestDir::new();
+    let identity = peerfold::identity::Identity::load_or_generate(&t.home()).unwrap();
+    let listen: Address = format!("{transport}://127.0.0.1:0").parse().unwrap();
+    let net = Net::bind(TlsIdentity::new(&identity).unwrap(), &[listen]).await.unwrap();
+    let addr = net.local_addresses()[0].clone();
+    (t, identity, net, addr)
+}
