@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..FolderConfig::new("bench".parse()?, root.canonicalize()?)
     });
     let index = Index::open(&dir.path().join("index.db")).await?;
-    let folder = index.folder("bench").await?;
+    let folder = index.register_folder("bench").await?;
     let engine = Engine::start(&config, index.clone(), DeviceId::from_bytes([1; 32]));
     // Let the start-up scan finish.
     while index.local_file(folder, "existing-999").await?.is_none() {

@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peerfold::bep::{self, FrameDecoder, Message, decode_hello, wire};
+use peerfold_proto::bep::{self, FrameDecoder, Message, decode_hello, wire};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, stream)) = data.split_first() else { return };

@@ -1,0 +1,294 @@
+//! The control socket: how a command reaches the daemon running on the same home.
+//!
+//! The daemon (`peerfold serve` or the desktop app) serves the typed service on
+//! `<home>/control.sock`: a Unix socket, mode 0600, so only the owner can talk to it, and no API
+//! key is needed. The CLI sends each [`Request`] as it is to `POST /api/call` ([`CALL_PATH`],
+//! [`call`]) and gets the typed [`Response`] back, or the [`ServiceError`] with its status code.
+//! With no daemon running, the CLI asks [`crate::service::Offline`] instead, so every command
+//! behaves the same either way.
+//!
+//! Who answers on the socket is the daemon's HTTP front-end's choice
+//! (`daemon::HttpFrontEnd::serve_control`): `peerfold serve` serves its whole control
+//! API there (trusted); without an HTTP front-end (the desktop app) [`serve_typed`] answers
+//! that one route itself, with hyper, so the engine crate and the app need no HTTP API.
+
+use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+#[cfg(unix)]
+use crate::engine::Engine;
+#[cfg(unix)]
+use crate::identity::DeviceId;
+use crate::service::{Request, Response, ServiceError};
+
+/// The largest request body the socket reads: a request is a few hundred bytes (an ignore file
+/// or a list of folders at most).
+#[cfg(unix)]
+const MAX_REQUEST: usize = 1 << 20;
+/// How long open requests may take to finish once the daemon stops.
+#[cfg(unix)]
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The socket's file name in the home.
+pub const SOCKET_FILE: &str = "control.sock";
+
+/// Errors talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot listen on the control socket {path}")]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the running daemon at {path}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon's answer is not valid: {0}")]
+    BadReply(String),
+    /// The daemon's answer to a request it could not carry out, as it would be said without
+    /// a daemon.
+    #[error(transparent)]
+    Refused(ServiceError),
+}
+
+/// The control socket, bound and not yet served: bound by [`bind`] while the daemon starts, so
+/// that a command run the moment the daemon says it listens finds it.
+#[cfg(unix)]
+pub struct Bound {
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+/// Without Unix sockets there is no control socket yet (a named pipe would be Windows' way).
+#[cfg(not(unix))]
+pub struct Bound;
+
+/// Binds the control socket of the home at `home`. The socket is the owner's alone (mode
+/// 0600), which is the whole of its authentication.
+#[cfg(unix)]
+pub fn bind(home: &Path) -> Result<Bound, ControlError> {
+    let path = home.join(SOCKET_FILE);
+    let listen_error = |source| ControlError::Listen { path: path.clone(), source };
+    // The caller holds the home lock, so a socket file left here belongs to a dead daemon.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).map_err(listen_error)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(listen_error)?;
+    Ok(Bound { listener, path })
+}
+
+/// See the other [`bind`].
+#[cfg(not(unix))]
+pub fn bind(_home: &Path) -> Result<Bound, ControlError> {
+    Ok(Bound)
+}
+
+/// Serves the bound socket with `serve` (the daemon's choice of server: see
+/// `daemon::HttpFrontEnd::serve_control`) until it returns, then removes the socket.
+#[cfg(unix)]
+pub async fn serve<Fut>(
+    bound: Bound,
+    serve: impl FnOnce(tokio::net::UnixListener) -> Fut,
+) -> Result<(), ControlError>
+where
+    Fut: Future<Output = std::io::Result<()>>,
+{
+    let Bound { listener, path } = bound;
+    let served = serve(listener).await.map_err(|source| ControlError::Listen { path: path.clone(), source });
+    let _ = std::fs::remove_file(&path);
+    served
+}
+
+/// The engine's own control server: `POST /api/call` and nothing else, until `shutdown` turns
+/// true (requests in progress then finish, for up to a few seconds). One task per connection.
+#[cfg(unix)]
+pub async fn serve_typed(
+    listener: tokio::net::UnixListener,
+    engine: Arc<Engine>,
+    me: DeviceId,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let service = crate::service::Running::new(engine, me);
+    let mut connections = tokio::task::JoinSet::new();
+    let stop = stopped(shutdown.clone());
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(stream, service.clone(), shutdown.clone()));
+                }
+                // A connection that failed before it was accepted (the client gave up, or the
+                // process is out of descriptors for a moment) ends only that connection.
+                Err(e) => tracing::debug!(error = %e, "control socket: accept failed"),
+            },
+            // Finished connections leave the set as they go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let drained =
+        tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("control socket: requests still open after {DRAIN:?}; ending them");
+    }
+    Ok(())
+}
+
+/// Answers the requests of one connection, closing it gracefully when the daemon stops.
+#[cfg(unix)]
+async fn connection(
+    stream: tokio::net::UnixStream,
+    service: crate::service::Running,
+    shutdown: watch::Receiver<bool>,
+) {
+    let answer = hyper::service::service_fn(move |request| {
+        let service = service.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&service, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), answer);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "control socket: connection ended");
+            }
+        }
+        () = stopped(shutdown) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Returns once `shutdown` turns true (or its sender is gone), holding no borrow of it.
+#[cfg(unix)]
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// One request's answer: `POST /api/call` with a [`Request`] gets the [`Response`], or the
+/// [`ServiceError`] with its status code, exactly as from the HTTP API's route.
+#[cfg(unix)]
+async fn answer(
+    service: &crate::service::Running,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    use crate::service::Service as _;
+    use http_body_util::BodyExt as _;
+    if request.method() != http::Method::POST || request.uri().path() != CALL_PATH {
+        let refused = ServiceError::NotFound(format!(
+            "the control socket answers only POST {CALL_PATH}, not {} {}",
+            request.method(),
+            request.uri().path()
+        ));
+        return json(refused.http_status(), &refused);
+    }
+    let body = match http_body_util::Limited::new(request.into_body(), MAX_REQUEST).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            let refused = ServiceError::BadRequest(format!("cannot read the request: {e}"));
+            return json(refused.http_status(), &refused);
+        }
+    };
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let refused = ServiceError::BadRequest(format!("not a request: {e}"));
+            return json(refused.http_status(), &refused);
+        }
+    };
+    match service.handle(request).await {
+        Ok(response) => json(200, &response),
+        Err(refused) => json(refused.http_status(), &refused),
+    }
+}
+
+/// `value` as a JSON answer with `status`.
+#[cfg(unix)]
+fn json(status: u16, value: &impl serde::Serialize) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    // Our own types always serialize; an empty body would still be a well-formed answer.
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The daemon serves no control socket here, and the CLI says that a running daemon cannot be
+/// reached.
+#[cfg(not(unix))]
+pub async fn serve(_bound: Bound, mut shutdown: watch::Receiver<bool>) -> Result<(), ControlError> {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    Ok(())
+}
+
+/// See the other [`call`].
+#[cfg(not(unix))]
+pub async fn call(home: &Path, _request: &Request) -> Result<Response, ControlError> {
+    Err(ControlError::Connect {
+        path: home.join(SOCKET_FILE),
+        source: std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this system has no control socket yet; stop the daemon to change its home",
+        ),
+    })
+}
+
+/// Asks the daemon running on the home at `home`: `request` as JSON to `POST /api/call` on
+/// its control socket, and its typed answer back.
+#[cfg(unix)]
+pub async fn call(home: &Path, request: &Request) -> Result<Response, ControlError> {
+    use http_body_util::BodyExt as _;
+    use tokio::net::UnixStream;
+    let path = home.join(SOCKET_FILE);
+    let connect_error = |source| ControlError::Connect { path: path.clone(), source };
+    let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
+    let bad = |e: &dyn std::fmt::Display| ControlError::BadReply(e.to_string());
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| bad(&e))?;
+    let connection = tokio::spawn(connection);
+    let body = serde_json::to_vec(request).map_err(|e| bad(&e))?;
+    let call = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(CALL_PATH)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| bad(&e))?;
+    let response = sender.send_request(call).await.map_err(|e| bad(&e))?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.map_err(|e| bad(&e))?.to_bytes();
+    connection.abort();
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| bad(&e));
+    }
+    // A refusal is the service's error as it is; anything else (a proxy's or router's answer)
+    // is said as it came.
+    match serde_json::from_slice::<ServiceError>(&bytes) {
+        Ok(refused) => Err(ControlError::Refused(refused)),
+        Err(_) => {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let message = value["error"]
+                .as_str()
+                .map_or_else(|| format!("the daemon answered {status}"), str::to_owned);
+            Err(ControlError::Refused(ServiceError::Failed(message)))
+        }
+    }
+}
+
+/// The route that answers a typed [`Request`], on the control socket as on the GUI address.
+pub const CALL_PATH: &str = "/api/call";

@@ -1,0 +1,136 @@
+//! Reading and writing a file at an offset without moving its cursor (`pread`/`pwrite`), so
+//! several threads can use one open file: the scanner's hashing and the puller; reading only
+//! what the page cache holds, without waiting for the disk; and starting the write-back of what
+//! was written.
+//!
+//! It is the one module allowed `unsafe` (the crate denies it elsewhere): `preadv2` with
+//! `RWF_NOWAIT` and `sync_file_range` have no safe wrapper in std, so each is a single libc
+//! call in a function of its own, allowed there alone, with its `SAFETY` argument beside it.
+
+use std::fs::File;
+use std::io;
+
+/// Fills `buf` from `offset`; a file that ends first is [`io::ErrorKind::UnexpectedEof`].
+#[cfg(unix)]
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Fills `buf` from `offset`; a file that ends first is [`io::ErrorKind::UnexpectedEof`].
+#[cfg(windows)]
+pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt as _;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads `size` bytes at `offset` of an open file (a block, for serving or copying it).
+pub(crate) fn read_block_at(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size];
+    read_exact_at(file, &mut buf, offset)?;
+    Ok(buf)
+}
+
+/// Writes all of `data` at `offset`.
+#[cfg(unix)]
+pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+/// Writes all of `data` at `offset`.
+#[cfg(windows)]
+pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt as _;
+    while !data.is_empty() {
+        match file.seek_write(data, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Starts writing the file's dirty pages to disk without waiting for it, so that the fsync
+/// before the rename finds little left to write. Without it nothing of a large download reached
+/// the disk before that fsync (the kernel's background write-back starts at a tenth of memory):
+/// a 160 MiB file then took most of a second to sync, while the network sat idle. The whole
+/// file, since blocks land out of order; pages already under write-back are skipped. Only a
+/// hint; where there is no such call it does nothing.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; the call only reads
+    // its arguments (offset 0 and length 0: to the end of the file).
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_writeback(_file: &File) {}
+
+/// Reads `size` bytes at `offset` if the page cache holds all of them, without waiting for the
+/// disk; `None` when it does not (or the file ends first, or there is no such call here), and
+/// the caller reads on a blocking thread instead. Serving a block is nearly always a read of
+/// cached data (the file was just scanned, or its previous block read ahead), and handing each
+/// such read to a blocking thread and back cost more in thread wake-ups than the read itself.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn read_cached(file: &File, offset: u64, size: usize) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd as _;
+    let mut buf = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        let at = i64::try_from(offset + done as u64).ok()?;
+        let rest = &mut buf[done..];
+        let iov = libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() };
+        // SAFETY: `iov` points into `buf`, which outlives the call and is not otherwise
+        // borrowed during it; the descriptor is open for as long as `file` is borrowed.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+        // EAGAIN (not cached), end of file, or no RWF_NOWAIT on this kernel or file system.
+        if n <= 0 {
+            return None;
+        }
+        done += n as usize;
+    }
+    Some(buf)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn read_cached(_file: &File, _offset: u64, _size: usize) -> Option<Vec<u8>> {
+    None
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_data_is_read_and_a_range_past_the_end_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        // Just written, so in the page cache (dirty pages are not dropped).
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_cached(&file, 131_072, 131_072).as_deref(), Some(&data[131_072..262_144]));
+        assert_eq!(read_cached(&file, 262_144, 300_000 - 262_144).as_deref(), Some(&data[262_144..]));
+        assert_eq!(read_cached(&file, 262_144, 131_072), None, "the file ends first");
+    }
+}
