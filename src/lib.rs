@@ -1,41 +1,18 @@
 //! Peerfold: keeps folders identical across a person's devices, with no central server.
 //!
-//! The engine is a pipeline of stages, one module each (see `ARCHITECTURE.md`):
-//! [`identity`] (who this device is), [`config`] and [`home`] (what it shares, where it keeps
-//! state), [`scan`] (disk → index, honouring [`ignore`] patterns), [`watch`] (change hints),
-//! [`db`] (the block index), [`model`] (what peers are told and may ask, over one task per
-//! connection), [`pull`] (remote changes → disk) and [`engine`] (the long-lived tasks and the
-//! handle front-ends use, running [`folder_files`]' user operations and sampling [`rates`]),
-//! with [`api`] the HTTP front-end over that handle and [`daemon`] the start-up that `peerfold
-//! serve` and the desktop app share. [`bep`] is the protocol's vocabulary, with no I/O; [`net`] is the
-//! transport under it (TLS over TCP and QUIC, peers authenticated by certificate), with no
-//! knowledge of BEP messages.
+//! This crate is the `peerfold` command's library: the HTTP front-end [`api`] (the control API
+//! and the web UI) over the engine's typed [`service`]. The engine itself lives in the crates
+//! under `crates/` (see `ARCHITECTURE.md`, "Crates"): `peerfold-proto` ([`bep`], device IDs),
+//! `peerfold-db` ([`db`]), `peerfold-net` ([`net`]) and `peerfold-engine` (everything else). They
+//! are re-exported here under their module names, so `peerfold::engine`, `peerfold::bep` and the
+//! rest name what they always named.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-// Safe Rust everywhere but `positional_io`, whose two system calls std does not wrap.
 #![deny(unsafe_code)]
 
 pub mod api;
-mod beneath;
-pub mod bep;
-pub mod check;
-pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod db;
-pub mod discovery;
-pub mod disks;
-pub mod engine;
-pub mod folder_files;
-pub mod home;
-pub mod identity;
-pub mod ignore;
-pub mod model;
-pub mod names;
-pub mod net;
-mod positional_io;
-pub mod pull;
-pub mod rates;
-pub mod recent_log;
-pub mod scan;
-pub mod status;
-pub mod watch;
+
+pub use peerfold_engine::{
+    bep, check, config, control, daemon, db, discovery, disks, engine, errors, events, folder_files, fsutil,
+    home, identity, ignore, import_syncthing, invite, layout, model, names, net, pull, rates, recent_log,
+    scan, service, status, units, watch,
+};

@@ -97,7 +97,7 @@ pub(super) struct SessionInfo {
 /// Whether this browser is signed in, and how it could sign in. Needs no key.
 #[utoipa::path(get, path = "/api/session", responses((status = 200, body = SessionInfo)))]
 pub(super) async fn session_info(State(state): State<Shared>, headers: HeaderMap) -> Json<SessionInfo> {
-    let gui = state.engine.config().gui.clone();
+    let gui = state.service.engine().config().gui.clone();
     Json(SessionInfo {
         // The control socket and the desktop app in-process are trusted: nobody signs in there.
         signed_in: state.local || authorised(&state, &headers).is_ok(),
@@ -136,7 +136,7 @@ pub(super) async fn sign_in(
             }
         }
         SignIn { api_key: None, user, password: Some(password) } => {
-            let gui = state.engine.config().gui.clone();
+            let gui = state.service.engine().config().gui.clone();
             let Some(hash) = gui.password_hash else {
                 return Err(ApiError::NoPassword);
             };

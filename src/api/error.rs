@@ -4,9 +4,8 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::config::ChangeError;
-use crate::engine::{EngineError, error_chain};
-use crate::folder_files::FilesError;
+use crate::engine::error_chain;
+use crate::service::ServiceError;
 
 /// Why an API call (or starting the API) failed. Its text is the one sentence the caller sees.
 #[derive(Debug, thiserror::Error)]
@@ -14,9 +13,6 @@ pub enum ApiError {
     /// The request itself is wrong: a malformed ID or body, a path that does not exist.
     #[error("{0}")]
     BadRequest(String),
-    /// A configuration change the configuration refused; nothing changed.
-    #[error(transparent)]
-    Change(#[from] ChangeError),
     /// The folder, device or offer in the URL does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -47,8 +43,9 @@ pub enum ApiError {
     /// rebinding) or an Origin other than the server itself (a cross-site request).
     #[error("{0}")]
     Forbidden(String),
-    #[error("the engine could not do it: {}", error_chain(.0))]
-    Engine(#[source] EngineError),
+    /// The service refused or failed a request: its status is the service's.
+    #[error(transparent)]
+    Service(ServiceError),
     #[error("cannot serve the API on {address}")]
     Bind {
         address: String,
@@ -62,63 +59,35 @@ pub enum ApiError {
          (set one with `peerfold gui password`, or use 127.0.0.1)"
     )]
     NeedsPassword(String),
-    /// An in-process call's answer could not be read ([`super::InProcess`]).
-    #[error("the API's answer could not be read: {0}")]
-    InProcess(String),
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Change(c) => Self::Change(c),
-            EngineError::UnknownFolder(id) => Self::NotFound(format!("there is no folder with ID \"{id}\"")),
-            EngineError::Paused(id) => {
-                Self::BadRequest(format!("folder \"{id}\" is paused; resume it first"))
-            }
-            e @ (EngineError::NoDeletesHeld(_) | EngineError::NotReceiveOnly(_)) => {
-                Self::BadRequest(e.to_string())
-            }
-            EngineError::Files(e @ (FilesError::BadPattern { .. } | FilesError::BadPath(_))) => {
-                Self::BadRequest(e.to_string())
-            }
-            EngineError::Files(FilesError::NotFound(what)) => Self::NotFound(what),
-            e => Self::Engine(e),
-        }
-    }
-}
-
-impl From<crate::control::AcceptError> for ApiError {
-    fn from(e: crate::control::AcceptError) -> Self {
-        match e {
-            crate::control::AcceptError::NotPending(m) => Self::NotFound(m),
-            crate::control::AcceptError::Bad(m) => Self::BadRequest(m),
-        }
-    }
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::Change(_) => StatusCode::BAD_REQUEST,
+            Self::Service(e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::NoKey | Self::WrongKey | Self::SessionEnded | Self::SignInRefused | Self::NoPassword => {
                 StatusCode::UNAUTHORIZED
             }
             Self::TooManyAttempts { .. } | Self::SignInBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Engine(_)
-            | Self::Bind { .. }
-            | Self::NeedsPassword(_)
-            | Self::Certificate { .. }
-            | Self::InProcess(_)
-            | Self::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Bind { .. } | Self::NeedsPassword(_) | Self::Certificate { .. } | Self::Hash(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": error_chain(&self) });
+        // The service's errors say their kind too, so the CLI reads them back whole.
+        let body = match &self {
+            Self::Service(e) => serde_json::to_value(e).unwrap_or_default(),
+            e => serde_json::json!({ "error": error_chain(e) }),
+        };
         let mut response = (self.status(), axum::Json(body)).into_response();
         if let Self::TooManyAttempts { retry_after } | Self::SignInBusy { retry_after } = self {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(whole_seconds(retry_after)));

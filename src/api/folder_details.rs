@@ -1,19 +1,19 @@
 //! The routes of a folder's details: ignore patterns, conflict copies, old versions, needed and
-//! failed items. Each checks the folder exists (404) and hands the rest to the engine, which
-//! owns the file operations and their checks (a bad pattern or path is a 400 naming it).
+//! failed items. Each is one service [`Request`]; the service checks the folder exists (404) and
+//! the engine owns the file operations and their checks (a bad pattern or path is a 400 naming
+//! it).
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::handlers::{body, known_folder};
+use super::handlers::{ask, body, edited, folder_in_path};
 use super::{ApiError, Shared};
-use crate::control::{Edited, FolderConflict, IgnoreLines};
-use crate::db::NeededItem;
 use crate::engine::FailedItem;
 use crate::folder_files::{ConflictView, Keep, VersionedFile};
+use crate::service::{Edited, FolderConflict, IgnoreLines, NeededItem, Request};
 
 type Answer<T> = Result<T, ApiError>;
 
@@ -24,8 +24,7 @@ pub(super) async fn get_ignores(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Answer<Json<IgnoreLines>> {
-    let id = known_folder(&state, &id)?;
-    Ok(Json(IgnoreLines { lines: state.engine.ignores(&id).await? }))
+    ask(&state, Request::Ignores { folder: folder_in_path(&id)? }).await.map(Json)
 }
 
 /// Replaces the folder's ignore patterns and rescans it. Every line is checked first: an
@@ -38,10 +37,9 @@ pub(super) async fn put_ignores(
     Path(id): Path<String>,
     lines: Result<Json<IgnoreLines>, JsonRejection>,
 ) -> Answer<Json<IgnoreLines>> {
-    let id = known_folder(&state, &id)?;
-    let lines = body(lines)?;
-    state.engine.set_ignores(&id, lines.lines).await?;
-    Ok(Json(IgnoreLines { lines: state.engine.ignores(&id).await? }))
+    let folder = folder_in_path(&id)?;
+    let lines = body(lines)?.lines;
+    ask(&state, Request::SetIgnores { folder, lines }).await.map(Json)
 }
 
 /// The folder's conflict copies, each with the file it belongs to, both versions' size and
@@ -52,8 +50,9 @@ pub(super) async fn conflicts(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Answer<Json<Vec<ConflictView>>> {
-    let id = known_folder(&state, &id)?;
-    Ok(Json(state.engine.conflicts(&id).await?))
+    let all: Vec<FolderConflict> =
+        ask(&state, Request::Conflicts { folder: Some(folder_in_path(&id)?) }).await?;
+    Ok(Json(all.into_iter().map(|c| c.conflict).collect()))
 }
 
 #[derive(Deserialize)]
@@ -69,16 +68,8 @@ pub(super) async fn all_conflicts(
     State(state): State<Shared>,
     Query(query): Query<ConflictsQuery>,
 ) -> Answer<Json<Vec<FolderConflict>>> {
-    let ids = match query.folder {
-        Some(id) => vec![known_folder(&state, &id)?],
-        None => state.engine.config().folders.iter().map(|f| f.id.clone()).collect(),
-    };
-    let mut all = Vec::new();
-    for folder in ids {
-        let list = state.engine.conflicts(&folder).await?;
-        all.extend(list.into_iter().map(|conflict| FolderConflict { folder: folder.clone(), conflict }));
-    }
-    Ok(Json(all))
+    let folder = query.folder.as_deref().map(folder_in_path).transpose()?;
+    ask(&state, Request::Conflicts { folder }).await.map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -95,18 +86,17 @@ pub(super) struct Resolve {
 /// get the result.
 #[utoipa::path(post, path = "/api/folders/{id}/conflicts/resolve", request_body = Resolve,
     params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = super::handlers::EditedDoc),
+    responses((status = 200, body = Edited),
         (status = 400, description = "not a conflict copy, or a path that leaves the folder"),
         (status = 404, description = "no such folder or file")))]
 pub(super) async fn resolve_conflict(
     State(state): State<Shared>,
     Path(id): Path<String>,
     resolve: Result<Json<Resolve>, JsonRejection>,
-) -> Answer<Edited> {
-    let id = known_folder(&state, &id)?;
+) -> Answer<Json<Edited>> {
+    let folder = folder_in_path(&id)?;
     let Resolve { conflict, keep } = body(resolve)?;
-    state.engine.resolve_conflict(&id, conflict.clone(), keep).await?;
-    Ok(crate::control::resolved(&conflict, keep))
+    edited(&state, Request::ResolveConflict { folder, conflict, keep }).await
 }
 
 /// The old versions the folder's trash can (`.stversions`) keeps, per file, newest first.
@@ -116,8 +106,7 @@ pub(super) async fn versions(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Answer<Json<Vec<VersionedFile>>> {
-    let id = known_folder(&state, &id)?;
-    Ok(Json(state.engine.versions(&id).await?))
+    ask(&state, Request::Versions { folder: folder_in_path(&id)? }).await.map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -133,40 +122,27 @@ pub(super) struct Restore {
 /// and rescans it, so peers get it.
 #[utoipa::path(post, path = "/api/folders/{id}/versions/restore", request_body = Restore,
     params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = super::handlers::EditedDoc),
+    responses((status = 200, body = Edited),
         (status = 400, description = "a path that leaves the folder, or a malformed version"),
         (status = 404, description = "no such folder or version")))]
 pub(super) async fn restore_version(
     State(state): State<Shared>,
     Path(id): Path<String>,
     restore: Result<Json<Restore>, JsonRejection>,
-) -> Answer<Edited> {
-    let id = known_folder(&state, &id)?;
+) -> Answer<Json<Edited>> {
+    let folder = folder_in_path(&id)?;
     let Restore { path, version } = body(restore)?;
-    state.engine.restore_version(&id, path.clone(), version.clone()).await?;
-    Ok(crate::control::restored(&path, &version))
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = NeededItem)]
-#[allow(dead_code)] // Only its schema is used: it documents `db::NeededItem`.
-struct NeededItemDoc {
-    path: String,
-    /// Bytes to fetch (0 for a deletion).
-    size: u64,
-    /// The file is deleted elsewhere: this device deletes its copy.
-    deleted: bool,
+    edited(&state, Request::Restore { folder, path, version }).await
 }
 
 /// What the folder still needs (out of sync here), the first 500 in name order.
 #[utoipa::path(get, path = "/api/folders/{id}/needed", params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = Vec<NeededItemDoc>), (status = 404)))]
+    responses((status = 200, body = Vec<NeededItem>), (status = 404)))]
 pub(super) async fn needed(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Answer<Json<Vec<NeededItem>>> {
-    let id = known_folder(&state, &id)?;
-    Ok(Json(state.engine.needed(&id).await?))
+    ask(&state, Request::Needed { folder: folder_in_path(&id)? }).await.map(Json)
 }
 
 /// What the folder's last pull could not apply, with the reason and when it first failed.
@@ -176,6 +152,5 @@ pub(super) async fn errors(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Answer<Json<Vec<FailedItem>>> {
-    let id = known_folder(&state, &id)?;
-    Ok(Json(state.engine.failed_items(&id)?))
+    ask(&state, Request::FailedItems { folder: folder_in_path(&id)? }).await.map(Json)
 }

@@ -1,5 +1,6 @@
-//! One function per route. Each parses its IDs once (400 when malformed), checks that what the
-//! URL names exists (404), and hands the change to the engine as an [`Edit`].
+//! One function per route. Each parses its path, query and body (400 when malformed) into one
+//! [`Request`] and answers what the service answers: the checks (what the URL names exists,
+//! 404) and the work are the service's.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -12,14 +13,16 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
 use super::{ApiError, Shared};
-use crate::config::{Edit, FolderConfig, FolderId, FolderType, Versioning};
-use crate::control::{Edited, Pending};
+use crate::config::{Edit, FolderId, FolderType, Versioning};
 use crate::identity::DeviceId;
+use crate::service::{
+    Discovery, Edited, FolderView, FromResponse, Pending, Request, Response, ServiceError, SystemInfo,
+};
 use crate::status::DeviceView;
 
 type Answer<T> = Result<T, ApiError>;
@@ -41,94 +44,44 @@ pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Answer<T> {
     body.map(|Json(b)| b).map_err(|e| ApiError::BadRequest(format!("bad request body: {}", e.body_text())))
 }
 
-/// Makes one edit through the engine and says what it did.
-async fn edit(state: &Shared, edit: Edit) -> Answer<Edited> {
-    let change = state.engine.edit_config(edit).await?;
-    Ok(Edited { changed: change.changed(), message: change.to_string() })
+/// Asks the service and reads its answer as the type the request is answered with.
+pub(super) async fn ask<T: FromResponse>(state: &Shared, request: Request) -> Answer<T> {
+    Ok(crate::service::call(&state.service, request).await?)
 }
 
-/// Several edits' answers as one.
-fn merged(answers: Vec<Edited>) -> Edited {
-    Edited {
-        changed: answers.iter().any(|a| a.changed),
-        message: answers.iter().map(|a| a.message.as_str()).collect::<Vec<_>>().join(" "),
-    }
+/// The folder ID in a URL (400 when malformed; whether it exists is the service's to say).
+pub(super) fn folder_in_path(id: &str) -> Answer<FolderId> {
+    folder_id(id)
 }
 
-fn known_device(state: &Shared, id: &str) -> Answer<DeviceId> {
-    let id = device_id(id)?;
-    state
-        .engine
-        .config()
-        .device(&id)
-        .map(|d| d.id)
-        .ok_or_else(|| ApiError::NotFound(format!("device {id} is not a configured device")))
-}
-
-pub(super) fn known_folder(state: &Shared, id: &str) -> Answer<FolderId> {
-    let id = folder_id(id)?;
-    match state.engine.config().folder(&id) {
-        Some(_) => Ok(id),
-        None => Err(ApiError::NotFound(format!("there is no folder with ID \"{id}\""))),
-    }
-}
-
-/// The answer to a change (the same shape as the control socket's).
-#[derive(Serialize, ToSchema)]
-#[schema(as = Edited)]
-#[allow(dead_code)] // Only its schema is used: it documents `control::Edited`.
-pub(super) struct EditedDoc {
-    changed: bool,
-    message: String,
-}
-
-impl IntoResponse for Edited {
-    fn into_response(self) -> axum::response::Response {
-        Json(self).into_response()
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub(super) struct SystemInfo {
-    /// This device's ID.
-    id: String,
-    name: String,
-    version: String,
-    uptime_s: u64,
+/// Asks for a change and answers what it did, as JSON.
+pub(super) async fn edited(state: &Shared, request: Request) -> Answer<Json<Edited>> {
+    ask(state, request).await.map(Json)
 }
 
 /// This device: its ID, name, version and uptime.
 #[utoipa::path(get, path = "/api/system", responses((status = 200, body = SystemInfo)))]
-pub(super) async fn system(State(state): State<Shared>) -> Json<SystemInfo> {
-    Json(SystemInfo {
-        id: state.me.to_string(),
-        name: state.engine.config().name.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        uptime_s: state.started.elapsed().as_secs(),
-    })
+pub(super) async fn system(State(state): State<Shared>) -> Answer<Json<SystemInfo>> {
+    ask(&state, Request::System).await.map(Json)
 }
 
 /// This device's ID as a QR code, for scanning with a phone.
 #[utoipa::path(get, path = "/api/system/qr.svg", responses((status = 200, content_type = "image/svg+xml", body = String)))]
 pub(super) async fn qr_svg(State(state): State<Shared>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "image/svg+xml")], crate::identity::qr_svg(&state.me))
+    ([(CONTENT_TYPE, "image/svg+xml")], crate::identity::qr_svg(&state.service.me()))
 }
 
 /// Every folder's state, local and global contents, needs and per-device completion, and every
 /// device's connection.
-#[utoipa::path(get, path = "/api/status", responses((status = 200, body = serde_json::Value)))]
-pub(super) async fn status(State(state): State<Shared>) -> Answer<Json<crate::status::Status>> {
-    let config = state.engine.config();
-    let status = crate::status::status(state.me, &config, state.engine.index(), Some(&state.engine))
-        .await
-        .map_err(|e| ApiError::Engine(e.into()))?;
-    Ok(Json(status))
+#[utoipa::path(get, path = "/api/status", responses((status = 200, body = crate::status::Status)))]
+pub(super) async fn status(State(state): State<Shared>) -> Answer<Json<Box<crate::status::Status>>> {
+    ask(&state, Request::Status).await.map(Json)
 }
 
 /// The configured devices.
 #[utoipa::path(get, path = "/api/devices", responses((status = 200, body = Vec<DeviceView>)))]
-pub(super) async fn list_devices(State(state): State<Shared>) -> Json<Vec<DeviceView>> {
-    Json(crate::status::device_views(&state.engine.config()))
+pub(super) async fn list_devices(State(state): State<Shared>) -> Answer<Json<Vec<DeviceView>>> {
+    ask(&state, Request::Devices).await.map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -142,18 +95,15 @@ pub(super) struct NewDevice {
 
 /// Adds a device by its ID.
 #[utoipa::path(post, path = "/api/devices", request_body = NewDevice,
-    responses((status = 201, body = EditedDoc), (status = 400, description = "bad ID or address, or already configured")))]
+    responses((status = 201, body = Edited), (status = 400, description = "bad ID or address, or already configured")))]
 pub(super) async fn add_device(
     State(state): State<Shared>,
     new: Result<Json<NewDevice>, JsonRejection>,
-) -> Answer<(StatusCode, Edited)> {
+) -> Answer<(StatusCode, Json<Edited>)> {
     let new = body(new)?;
-    let id = device_id(&new.id)?;
-    if state.engine.config().device(&id).is_some() {
-        return Err(ApiError::BadRequest(format!("device {id} is already configured; change it with PATCH")));
-    }
-    let done = edit(&state, Edit::AddDevice { id, name: new.name, addresses: new.addresses }).await?;
-    Ok((StatusCode::CREATED, done))
+    let device = device_id(&new.id)?;
+    let request = Request::AddDevice { device, name: new.name, addresses: new.addresses };
+    Ok((StatusCode::CREATED, edited(&state, request).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -167,76 +117,32 @@ pub(super) struct DevicePatch {
 /// Changes a device's name or addresses, or pauses or resumes it.
 #[utoipa::path(patch, path = "/api/devices/{id}", request_body = DevicePatch,
     params(("id" = String, Path, description = "device ID")),
-    responses((status = 200, body = EditedDoc), (status = 400), (status = 404)))]
+    responses((status = 200, body = Edited), (status = 400), (status = 404)))]
 pub(super) async fn edit_device(
     State(state): State<Shared>,
     Path(id): Path<String>,
     patch: Result<Json<DevicePatch>, JsonRejection>,
-) -> Answer<Edited> {
+) -> Answer<Json<Edited>> {
     let patch = body(patch)?;
-    let id = known_device(&state, &id)?;
-    let mut answers = Vec::new();
-    if patch.name.is_some() || patch.addresses.is_some() {
-        answers.push(
-            edit(&state, Edit::UpdateDevice { id, name: patch.name, addresses: patch.addresses }).await?,
-        );
-    }
-    if let Some(paused) = patch.paused {
-        answers.push(edit(&state, Edit::PauseDevice { id, paused }).await?);
-    }
-    if answers.is_empty() {
-        return Err(ApiError::BadRequest("nothing to change: give name, addresses or paused".into()));
-    }
-    Ok(merged(answers))
+    let device = device_id(&id)?;
+    let DevicePatch { name, addresses, paused } = patch;
+    edited(&state, Request::UpdateDevice { device, name, addresses, paused }).await
 }
 
 /// Removes a device and stops sharing every folder with it.
 #[utoipa::path(delete, path = "/api/devices/{id}", params(("id" = String, Path, description = "device ID")),
-    responses((status = 200, body = EditedDoc), (status = 404)))]
-pub(super) async fn remove_device(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
-    let id = known_device(&state, &id)?;
-    edit(&state, Edit::RemoveDevice { id }).await
-}
-
-#[derive(Serialize, ToSchema)]
-pub(super) struct FolderView {
-    id: String,
-    label: String,
-    path: String,
-    #[serde(rename = "type")]
-    #[schema(value_type = String)]
-    folder_type: FolderType,
-    devices: Vec<String>,
-    #[schema(value_type = Object)]
-    versioning: Versioning,
-    paused: bool,
-    /// Seconds between full rescans (0: none), its own or the default.
-    rescan_interval_s: u64,
-    /// Whether changes are watched for as they happen, its own setting or the default.
-    watch: bool,
+    responses((status = 200, body = Edited), (status = 404)))]
+pub(super) async fn remove_device(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Edited>> {
+    edited(&state, Request::RemoveDevice { device: device_id(&id)? }).await
 }
 
 /// The configured folders.
 #[utoipa::path(get, path = "/api/folders", responses((status = 200, body = Vec<FolderView>)))]
-pub(super) async fn list_folders(State(state): State<Shared>) -> Json<Vec<FolderView>> {
-    let config = state.engine.config();
-    Json(
-        config
-            .folders
-            .iter()
-            .map(|f| FolderView {
-                id: f.id.to_string(),
-                label: f.label.clone(),
-                path: f.path.to_string_lossy().into_owned(),
-                folder_type: f.folder_type,
-                devices: f.devices.iter().map(ToString::to_string).collect(),
-                versioning: f.versioning,
-                paused: f.paused,
-                rescan_interval_s: f.rescan_interval_s(&config.options),
-                watch: f.watch(&config.options),
-            })
-            .collect(),
-    )
+pub(super) async fn list_folders(State(state): State<Shared>) -> Answer<Json<Vec<FolderView>>> {
+    ask(&state, Request::Folders).await.map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -250,45 +156,35 @@ pub(super) struct NewFolder {
     label: String,
     /// `send-receive` (the default), `send-only` or `receive-only`.
     #[serde(default, rename = "type")]
-    #[schema(value_type = Option<String>)]
     folder_type: FolderType,
     /// The configured devices to share it with.
     #[serde(default)]
     devices: Vec<String>,
     /// `{"type": "trashcan", "keep_days": 30}` (the default) or `{"type": "none"}`.
-    #[schema(value_type = Option<Object>)]
     versioning: Option<Versioning>,
     /// Create the directory if it does not exist.
     #[serde(default)]
     create: bool,
 }
 
-/// `path` resolved as the CLI resolves it, after checking it exists (unless it may be created).
-/// A relative path is left for the configuration to refuse, with its own sentence.
-fn folder_root(path: PathBuf, create: bool) -> Answer<PathBuf> {
-    Ok(crate::control::folder_root(path, create)?)
-}
-
 /// Adds a folder and shares it with the given devices.
 #[utoipa::path(post, path = "/api/folders", request_body = NewFolder,
-    responses((status = 201, body = EditedDoc), (status = 400, description = "bad ID or path, a duplicate ID, an overlap or an unknown device")))]
+    responses((status = 201, body = Edited), (status = 400, description = "bad ID or path, a duplicate ID, an overlap or an unknown device")))]
 pub(super) async fn add_folder(
     State(state): State<Shared>,
     new: Result<Json<NewFolder>, JsonRejection>,
-) -> Answer<(StatusCode, Edited)> {
+) -> Answer<(StatusCode, Json<Edited>)> {
     let new = body(new)?;
-    let id = folder_id(&new.id)?;
-    let devices = device_ids(&new.devices)?;
-    let path = folder_root(new.path, new.create)?;
-    let folder = FolderConfig {
+    let request = Request::AddFolder {
+        folder: folder_id(&new.id)?,
+        path: new.path,
         label: new.label,
         folder_type: new.folder_type,
-        devices,
-        versioning: new.versioning.unwrap_or_default(),
-        ..FolderConfig::new(id, path)
+        devices: device_ids(&new.devices)?,
+        versioning: new.versioning,
+        create: new.create,
     };
-    let done = edit(&state, Edit::AddFolder { folder: Box::new(folder) }).await?;
-    Ok((StatusCode::CREATED, done))
+    Ok((StatusCode::CREATED, edited(&state, request).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -297,7 +193,6 @@ pub(super) struct FolderPatch {
     label: Option<String>,
     /// The full list of devices to share it with.
     devices: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     versioning: Option<Versioning>,
     paused: Option<bool>,
     /// Seconds between full rescans; 0 turns periodic rescans off.
@@ -310,86 +205,62 @@ pub(super) struct FolderPatch {
 /// resumes it.
 #[utoipa::path(patch, path = "/api/folders/{id}", request_body = FolderPatch,
     params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = EditedDoc), (status = 400), (status = 404)))]
+    responses((status = 200, body = Edited), (status = 400), (status = 404)))]
 pub(super) async fn edit_folder(
     State(state): State<Shared>,
     Path(id): Path<String>,
     patch: Result<Json<FolderPatch>, JsonRejection>,
-) -> Answer<Edited> {
+) -> Answer<Json<Edited>> {
     let patch = body(patch)?;
-    let id = known_folder(&state, &id)?;
-    let devices = patch.devices.as_deref().map(device_ids).transpose()?;
-    let mut answers = Vec::new();
-    if patch.label.is_some()
-        || devices.is_some()
-        || patch.versioning.is_some()
-        || patch.rescan_interval_s.is_some()
-        || patch.watch.is_some()
-    {
-        let update = Edit::UpdateFolder {
-            id: id.clone(),
-            label: patch.label,
-            versioning: patch.versioning,
-            devices,
-            rescan_interval_s: patch.rescan_interval_s,
-            watch: patch.watch,
-        };
-        answers.push(edit(&state, update).await?);
-    }
-    if let Some(paused) = patch.paused {
-        answers.push(edit(&state, Edit::PauseFolder { id, paused }).await?);
-    }
-    if answers.is_empty() {
-        return Err(ApiError::BadRequest(
-            "nothing to change: give label, devices, versioning, rescan_interval_s, watch or paused".into(),
-        ));
-    }
-    Ok(merged(answers))
+    let request = Request::UpdateFolder {
+        folder: folder_id(&id)?,
+        label: patch.label,
+        devices: patch.devices.as_deref().map(device_ids).transpose()?,
+        versioning: patch.versioning,
+        paused: patch.paused,
+        rescan_interval_s: patch.rescan_interval_s,
+        watch: patch.watch,
+    };
+    edited(&state, request).await
 }
 
 /// Removes a folder from the configuration; its files stay as they are.
 #[utoipa::path(delete, path = "/api/folders/{id}", params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = EditedDoc), (status = 404)))]
-pub(super) async fn remove_folder(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
-    let id = known_folder(&state, &id)?;
-    edit(&state, Edit::RemoveFolder { id }).await
+    responses((status = 200, body = Edited), (status = 404)))]
+pub(super) async fn remove_folder(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Edited>> {
+    edited(&state, Request::RemoveFolder { folder: folder_id(&id)? }).await
 }
 
 /// Scans a folder now and answers when the scan is done, with its summary.
 #[utoipa::path(post, path = "/api/folders/{id}/scan", params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = serde_json::Value), (status = 400, description = "paused"), (status = 404)))]
+    responses((status = 200, body = crate::scan::ScanSummary), (status = 400, description = "paused"), (status = 404)))]
 pub(super) async fn scan_folder(
     State(state): State<Shared>,
     Path(id): Path<String>,
-) -> Answer<Json<crate::scan::ScanSummary>> {
-    let id = known_folder(&state, &id)?;
-    Ok(Json(state.engine.scan(&id, Vec::new()).await?))
+) -> Answer<Json<Box<crate::scan::ScanSummary>>> {
+    ask(&state, Request::Scan { folder: folder_id(&id)? }).await.map(Json)
 }
 
 /// Lets a folder's held mass delete go ahead (a scan that would delete more than half of its
 /// files waits for this).
 #[utoipa::path(post, path = "/api/folders/{id}/confirm-deletes", params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = EditedDoc), (status = 400, description = "no deletions held"), (status = 404)))]
-pub(super) async fn confirm_deletes(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
-    let id = known_folder(&state, &id)?;
-    let summary = state.engine.confirm_deletes(&id).await?;
-    let message =
-        format!("Confirmed: folder \"{id}\" recorded {} deletions and syncs again.", summary.deleted);
-    Ok(Edited { changed: true, message })
+    responses((status = 200, body = Edited), (status = 400, description = "no deletions held"), (status = 404)))]
+pub(super) async fn confirm_deletes(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Edited>> {
+    edited(&state, Request::ConfirmDeletes { folder: folder_id(&id)? }).await
 }
 
 /// Undoes a receive-only folder's local changes: the other devices' version comes back, files
 /// added here are removed (to the trash can if the folder keeps versions).
 #[utoipa::path(post, path = "/api/folders/{id}/revert", params(("id" = String, Path, description = "folder ID")),
-    responses((status = 200, body = EditedDoc), (status = 400, description = "not receive-only"), (status = 404)))]
-pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
-    let id = known_folder(&state, &id)?;
-    let outcome = state.engine.revert(&id).await?;
-    let message = format!(
-        "Reverting folder \"{id}\": {} entries get the other devices' version back, {} added here are removed (to the trash can if it keeps versions).",
-        outcome.reverted, outcome.deleted
-    );
-    Ok(Edited { changed: outcome.reverted + outcome.deleted > 0, message })
+    responses((status = 200, body = Edited), (status = 400, description = "not receive-only"), (status = 404)))]
+pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Json<Edited>> {
+    edited(&state, Request::Revert { folder: folder_id(&id)? }).await
 }
 
 /// Applies one configuration change, as the CLI asks for it: the body is a tagged
@@ -397,44 +268,28 @@ pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) 
 /// "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder" |
 /// "set-name", ...}` (`set-name` names this device: `{"edit": "set-name", "name": "laptop"}`).
 /// The resource routes above make the same changes one at a time.
-#[utoipa::path(post, path = "/api/config/edits", request_body = Object,
-    responses((status = 200, body = EditedDoc), (status = 400, description = "refused; nothing changed")))]
+#[utoipa::path(post, path = "/api/config/edits", request_body = Edit,
+    responses((status = 200, body = Edited), (status = 400, description = "refused; nothing changed")))]
 pub(super) async fn edit_config(
     State(state): State<Shared>,
     change: Result<Json<Edit>, JsonRejection>,
-) -> Answer<Edited> {
-    edit(&state, body(change)?).await
+) -> Answer<Json<Edited>> {
+    edited(&state, Request::Edit { edit: body(change)? }).await
 }
 
 /// Devices that tried to connect without being configured, and folders configured devices
 /// offered that are not shared with them here.
-#[utoipa::path(get, path = "/api/pending", responses((status = 200, body = serde_json::Value)))]
+#[utoipa::path(get, path = "/api/pending", responses((status = 200, body = Pending)))]
 pub(super) async fn pending(State(state): State<Shared>) -> Answer<Json<Pending>> {
-    let index = state.engine.index();
-    let engine_error = |e: crate::db::DbError| ApiError::Engine(e.into());
-    let devices = index.pending_devices().await.map_err(engine_error)?;
-    let folders = index.pending_folders().await.map_err(engine_error)?;
-    Ok(Json(Pending { devices, folders }))
+    ask(&state, Request::Pending).await.map(Json)
 }
 
 /// Devices discovery heard of lately (LAN announcements, DHT lookups): `known` says whether
 /// the device is configured; the others are candidates to add. `announced` is what this
 /// device announces (empty with discovery off).
-#[utoipa::path(get, path = "/api/discovery", responses((status = 200, body = serde_json::Value)))]
-pub(super) async fn discovery(State(state): State<Shared>) -> Json<serde_json::Value> {
-    let config = state.engine.config();
-    let seen: Vec<serde_json::Value> = state
-        .engine
-        .discovered()
-        .into_iter()
-        .map(|s| {
-            let known = config.devices.iter().any(|d| d.id == s.device);
-            serde_json::json!({
-                "device": s.device, "addresses": s.addresses, "source": s.source, "age_s": s.age_s, "known": known,
-            })
-        })
-        .collect();
-    Json(serde_json::json!({ "announced": state.engine.announced(), "devices": seen }))
+#[utoipa::path(get, path = "/api/discovery", responses((status = 200, body = Discovery)))]
+pub(super) async fn discovery(State(state): State<Shared>) -> Answer<Json<Discovery>> {
+    ask(&state, Request::Discovery).await.map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -449,31 +304,26 @@ pub(super) struct AcceptDevice {
 /// Adds a pending device.
 #[utoipa::path(post, path = "/api/pending/devices/{id}/accept", request_body = AcceptDevice,
     params(("id" = String, Path, description = "device ID")),
-    responses((status = 201, body = EditedDoc), (status = 400), (status = 404, description = "not pending")))]
+    responses((status = 201, body = Edited), (status = 400), (status = 404, description = "not pending")))]
 pub(super) async fn accept_device(
     State(state): State<Shared>,
     Path(id): Path<String>,
     accept: Result<Json<AcceptDevice>, JsonRejection>,
-) -> Answer<(StatusCode, Edited)> {
+) -> Answer<(StatusCode, Json<Edited>)> {
     let accept = body(accept)?;
-    let id = device_id(&id)?;
-    let pending = state.engine.index().pending_devices().await.map_err(|e| ApiError::Engine(e.into()))?;
-    let change = crate::control::accept_device(&pending, id, accept.name, accept.addresses)?;
-    let done = edit(&state, change).await?;
-    Ok((StatusCode::CREATED, done))
+    let request =
+        Request::AcceptDevice { device: device_id(&id)?, name: accept.name, addresses: accept.addresses };
+    Ok((StatusCode::CREATED, edited(&state, request).await?))
 }
 
 /// Forgets a pending device; it is listed again if it connects again.
 #[utoipa::path(post, path = "/api/pending/devices/{id}/dismiss", params(("id" = String, Path, description = "device ID")),
-    responses((status = 200, body = EditedDoc), (status = 404, description = "not pending")))]
-pub(super) async fn dismiss_device(State(state): State<Shared>, Path(id): Path<String>) -> Answer<Edited> {
-    let id = device_id(&id)?;
-    let removed =
-        state.engine.index().remove_pending_device(&id).await.map_err(|e| ApiError::Engine(e.into()))?;
-    if !removed {
-        return Err(ApiError::NotFound(crate::control::not_pending(&id)));
-    }
-    Ok(crate::control::dismissed_device(&id))
+    responses((status = 200, body = Edited), (status = 404, description = "not pending")))]
+pub(super) async fn dismiss_device(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Answer<Json<Edited>> {
+    edited(&state, Request::DismissDevice { device: device_id(&id)? }).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -493,19 +343,20 @@ pub(super) struct AcceptFolder {
 /// the folder is configured here already, shares it with that device.
 #[utoipa::path(post, path = "/api/pending/folders/{folder}/accept", request_body = AcceptFolder,
     params(("folder" = String, Path, description = "folder ID")),
-    responses((status = 201, body = EditedDoc), (status = 400), (status = 404, description = "no such offer")))]
+    responses((status = 201, body = Edited), (status = 400), (status = 404, description = "no such offer")))]
 pub(super) async fn accept_folder(
     State(state): State<Shared>,
     Path(folder): Path<String>,
     accept: Result<Json<AcceptFolder>, JsonRejection>,
-) -> Answer<(StatusCode, Edited)> {
+) -> Answer<(StatusCode, Json<Edited>)> {
     let accept = body(accept)?;
-    let device = device_id(&accept.device)?;
-    let offers = state.engine.index().pending_folders().await.map_err(|e| ApiError::Engine(e.into()))?;
-    let config = state.engine.config();
-    let change =
-        crate::control::accept_folder(&config, &offers, &folder, device, accept.path, accept.create)?;
-    Ok((StatusCode::CREATED, edit(&state, change).await?))
+    let request = Request::AcceptFolder {
+        folder,
+        device: device_id(&accept.device)?,
+        path: accept.path,
+        create: accept.create,
+    };
+    Ok((StatusCode::CREATED, edited(&state, request).await?))
 }
 
 #[derive(Deserialize)]
@@ -516,23 +367,15 @@ pub(super) struct DismissFolder {
 /// Forgets a folder offer, from one device (`?device=ID`) or from all.
 #[utoipa::path(post, path = "/api/pending/folders/{folder}/dismiss",
     params(("folder" = String, Path, description = "folder ID"), ("device" = Option<String>, Query, description = "only this device's offer")),
-    responses((status = 200, body = EditedDoc), (status = 404, description = "no such offer")))]
+    responses((status = 200, body = Edited), (status = 404, description = "no such offer")))]
 pub(super) async fn dismiss_folder(
     State(state): State<Shared>,
     Path(folder): Path<String>,
     Query(query): Query<DismissFolder>,
-) -> Answer<Edited> {
-    let id = folder_id(&folder)?;
+) -> Answer<Json<Edited>> {
+    let folder = folder_id(&folder)?;
     let device = query.device.as_deref().map(device_id).transpose()?;
-    let index = state.engine.index();
-    let db = |e: crate::db::DbError| ApiError::Engine(e.into());
-    let offered =
-        |o: &crate::db::PendingFolder| o.folder == id.as_str() && device.is_none_or(|d| o.device == d);
-    if !index.pending_folders().await.map_err(db)?.iter().any(offered) {
-        return Err(ApiError::NotFound(crate::control::no_offer(id.as_str())));
-    }
-    index.remove_pending_folder(id.as_str(), device.as_ref()).await.map_err(db)?;
-    Ok(crate::control::dismissed_folder(id.as_str()))
+    edited(&state, Request::DismissFolder { folder, device }).await
 }
 
 #[derive(Deserialize)]
@@ -546,18 +389,21 @@ pub(super) struct LogQuery {
 #[utoipa::path(get, path = "/api/log",
     params(("since" = Option<u64>, Query, description = "the last line number already seen")),
     responses((status = 200, body = Vec<crate::recent_log::LogLine>)))]
-pub(super) async fn log(Query(query): Query<LogQuery>) -> Json<Vec<crate::recent_log::LogLine>> {
-    Json(crate::recent_log::RECENT.since(query.since))
+pub(super) async fn log(
+    State(state): State<Shared>,
+    Query(query): Query<LogQuery>,
+) -> Answer<Json<Vec<crate::recent_log::LogLine>>> {
+    ask(&state, Request::Log { since: query.since }).await.map(Json)
 }
 
-/// Live events as server-sent events: each `data` is one engine event as JSON (its `type`
-/// says which), also given as the SSE event name. A client too slow to keep up gets a
+/// Live events as server-sent events: each `data` is one engine event as JSON (the `Event`
+/// schema; its `type` says which), also given as the SSE event name. A client too slow to keep up gets a
 /// `lagged` event with how many it missed.
 #[utoipa::path(get, path = "/api/events", responses((status = 200, content_type = "text/event-stream", body = String)))]
 pub(super) async fn events(
     State(state): State<Shared>,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-    let receiver = state.engine.subscribe();
+    let receiver = state.service.engine().subscribe();
     let shutdown = state.shutdown.clone();
     let stream =
         futures_util::stream::unfold((receiver, shutdown), |(mut receiver, mut shutdown)| async move {
@@ -580,4 +426,28 @@ pub(super) async fn events(
             Some((Ok(sse), (receiver, shutdown)))
         });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Answers one typed request, as the CLI sends it on the control socket: the body is a
+/// `Request` (`{"command": "status"}`, `{"command": "needed", "folder": "photos"}`, …) and the
+/// answer its `Response` (`{"type": "status", "body": {...}}`). A refusal is
+/// `{"kind": "not-found", "error": "one sentence"}` with the kind's status code. Every REST route
+/// above is one of these requests.
+#[utoipa::path(post, path = "/api/call", request_body = Request,
+    responses((status = 200, body = Response),
+        (status = 400, body = ServiceError), (status = 404, body = ServiceError),
+        (status = 409, body = ServiceError), (status = 500, body = ServiceError)))]
+pub(super) async fn call(
+    State(state): State<Shared>,
+    request: Result<Json<Request>, JsonRejection>,
+) -> Answer<Json<Response>> {
+    use crate::service::Service as _;
+    let request = body(request)?;
+    Ok(Json(state.service.handle(request).await?))
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
 }

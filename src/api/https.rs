@@ -63,23 +63,10 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), ApiError> {
     }
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(names).map_err(|e| bad(e.to_string()))?;
-    let write = |path: &Path, text: String, mode: u32| {
-        use std::io::Write as _;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        #[cfg_attr(not(unix), allow(unused_mut))]
-        let mut builder = tempfile::Builder::new();
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = builder.tempfile_in(dir)?;
-        file.write_all(text.as_bytes())?;
-        file.as_file().sync_all()?;
-        file.persist(path).map_err(|e| e.error)?;
-        Ok::<_, std::io::Error>(())
-    };
-    write(key_path, signing_key.serialize_pem(), 0o600).map_err(|e| bad(e.to_string()))?;
-    write(cert_path, cert.pem(), 0o644).map_err(|e| bad(e.to_string()))?;
+    let write =
+        |path: &Path, text: String, mode: u32| crate::fsutil::write_atomic(path, text.as_bytes(), mode);
+    write(key_path, signing_key.serialize_pem(), 0o600).map_err(|e| bad(crate::errors::error_chain(&e)))?;
+    write(cert_path, cert.pem(), 0o644).map_err(|e| bad(crate::errors::error_chain(&e)))?;
     Ok(())
 }
 

@@ -1,26 +1,27 @@
 //! The control API: JSON over HTTP under `/api/`, for the web UI and scripts.
 //!
-//! It owns the HTTP edge only — routing, who may call (`auth.rs`), turning requests into engine
-//! calls and answers into JSON, and the OpenAPI document (`/api/openapi.json`), which is built
-//! from the handlers themselves (utoipa-axum) so routes and document cannot drift apart.
-//! It reaches the engine only through the [`Engine`] handle and reuses its logic: every change
-//! is an [`crate::config::Edit`] through [`Engine::edit_config`] (validation stays in
-//! `config`), status is [`crate::status::status`], pending devices and folder offers are the
-//! index's methods, and a folder's details (`folder_details.rs`: ignores, conflicts, versions,
-//! needed and failed items) are engine calls. No SQL, no file or configuration writes of its
-//! own.
+//! It owns the HTTP edge only — routing, who may call (`auth.rs`), turning paths, queries and
+//! bodies into a typed [`crate::service::Request`] and the answer into JSON, and the OpenAPI
+//! document (`/api/openapi.json`), which is built from the handlers themselves (utoipa-axum) so
+//! routes and document cannot drift apart. Every route is one call of the running service
+//! ([`crate::service::Running`]); `POST /api/call` takes the `Request` itself, which is how the
+//! CLI talks to the daemon on the control socket, where `peerfold serve` serves this API too
+//! (trusted: the socket's permissions are the authentication). No SQL, no `db` types, no file or
+//! configuration writes of its own; the engine is used directly only for its event stream and
+//! the GUI settings sign-in checks.
 
 mod auth;
 mod error;
 mod folder_details;
 mod handlers;
 pub mod https;
+#[cfg(test)]
+mod openapi_tests;
 mod session;
 mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -33,16 +34,15 @@ pub use session::{COOKIE as SESSION_COOKIE, hash_password};
 use crate::config::Gui;
 use crate::engine::Engine;
 use crate::identity::DeviceId;
+use crate::service::Running;
 
 /// The header that carries the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// What every handler shares.
 pub(crate) struct State {
-    engine: Arc<Engine>,
-    me: DeviceId,
+    service: Running,
     api_key: String,
-    started: Instant,
     /// The `Host` values (lower case, with port) requests may carry; `None` accepts any, which
     /// is only so when listening beyond loopback, where a password is required.
     hosts: Option<Vec<String>>,
@@ -58,14 +58,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// A trusted API's state, as on the control socket and in-process: no API key, any `Host`,
-    /// no cookies to secure. [`Api::serve`] starts from it and sets what the network needs.
+    /// A trusted API's state, as on the control socket: no API key, any `Host`, no cookies to
+    /// secure. [`Api::serve`] starts from it and sets what the network needs.
     fn local(engine: Arc<Engine>, me: DeviceId, shutdown: watch::Receiver<bool>) -> Self {
         Self {
-            engine,
-            me,
+            service: Running::new(engine, me),
             api_key: String::new(),
-            started: Instant::now(),
             hosts: None,
             shutdown,
             local: true,
@@ -148,9 +146,11 @@ impl Api {
     }
 }
 
-/// Serves the API on the control socket (see [`crate::control`]) until `shutdown` turns true.
+/// Serves the API on the control socket (see [`crate::control`]) until `shutdown` turns true:
+/// every route, trusted, so scripts on the machine can use the socket as they use the GUI
+/// address, and the CLI's `POST /api/call` among them.
 #[cfg(unix)]
-pub(crate) async fn serve_local(
+pub async fn serve_local(
     listener: tokio::net::UnixListener,
     engine: Arc<Engine>,
     me: DeviceId,
@@ -164,93 +164,42 @@ pub(crate) async fn serve_local(
         .await
 }
 
-/// The control API called in-process: the same routes and answers as on the control socket
-/// (trusted, no API key), without a socket or port. The desktop app forwards its UI's calls
-/// here, so the UI needs no TCP port and no per-screen code.
-pub struct InProcess {
-    router: Router,
-    /// Dropping it ends open event streams (the app forwards events itself).
-    _shutdown: watch::Sender<bool>,
-}
+/// How `peerfold serve` runs the API beside the engine ([`crate::daemon::Daemon::start_with`]).
+impl crate::daemon::HttpFrontEnd for Api {
+    type Error = ApiError;
 
-/// An in-process call's answer: the HTTP status and the body — JSON as it is, anything else
-/// (the QR code's SVG) as a JSON string.
-#[derive(Debug, serde::Serialize)]
-pub struct Reply {
-    pub status: u16,
-    pub body: serde_json::Value,
-}
-
-impl InProcess {
-    pub fn new(engine: Arc<Engine>, me: DeviceId) -> Self {
-        let (shutdown, stopped) = watch::channel(false);
-        let state = Arc::new(State::local(engine, me, stopped));
-        Self { router: router(state), _shutdown: shutdown }
+    async fn bind(address: &str, gui: &Gui, home: &std::path::Path) -> Result<Self, ApiError> {
+        Api::bind(address, gui, home).await
     }
 
-    /// Calls `method` `path` (with its query, e.g. `/api/log?since=3`) with a JSON `body`.
-    /// A bad method or path, or a body that cannot be read, is an answer (400 or 404), as over
-    /// HTTP; only an answer that never completes is an error.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<Reply, ApiError> {
-        use http_body_util::BodyExt as _;
-        use tower::ServiceExt as _;
-        let method = match axum::http::Method::from_bytes(method.as_bytes()) {
-            Ok(m) => m,
-            Err(_) => return Ok(error_reply(400, format!("{method:?} is not an HTTP method"))),
-        };
-        if !path.starts_with("/api/") {
-            return Ok(error_reply(404, format!("there is no {path} in the API: paths start with /api/")));
-        }
-        // A stream that never ends would never answer; in-process callers subscribe to the
-        // engine's events instead.
-        if path.split('?').next() == Some("/api/events") {
-            return Ok(error_reply(
-                404,
-                "events are not served in-process: subscribe to the engine's events instead".to_owned(),
-            ));
-        }
-        let mut request = axum::http::Request::builder().method(method).uri(path);
-        let body = match body {
-            Some(b) => {
-                request = request.header(axum::http::header::CONTENT_TYPE, "application/json");
-                axum::body::Body::from(b.to_string())
-            }
-            None => axum::body::Body::empty(),
-        };
-        let request = match request.body(body) {
-            Ok(r) => r,
-            Err(e) => return Ok(error_reply(400, format!("the request to {path} is not valid: {e}"))),
-        };
-        let response = match self.router.clone().oneshot(request).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let status = response.status().as_u16();
-        let json = response
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        let bytes =
-            response.into_body().collect().await.map_err(|e| ApiError::InProcess(e.to_string()))?.to_bytes();
-        let body = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else if json {
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::InProcess(e.to_string()))?
-        } else {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        Ok(Reply { status, body })
+    fn local_addr(&self) -> SocketAddr {
+        Api::local_addr(self)
     }
-}
 
-fn error_reply(status: u16, message: String) -> Reply {
-    Reply { status, body: serde_json::json!({ "error": message }) }
+    fn url(&self) -> String {
+        Api::url(self)
+    }
+
+    async fn serve(
+        self,
+        engine: Arc<Engine>,
+        me: DeviceId,
+        api_key: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ApiError> {
+        Api::serve(self, engine, me, api_key, shutdown).await
+    }
+
+    /// The whole API on the control socket, not only the engine's typed route.
+    #[cfg(unix)]
+    async fn serve_control(
+        listener: tokio::net::UnixListener,
+        engine: Arc<Engine>,
+        me: DeviceId,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        serve_local(listener, engine, me, shutdown).await
+    }
 }
 
 /// On loopback, the names a browser on this machine uses for it: any other `Host` is a DNS
@@ -260,6 +209,12 @@ fn allowed_hosts(addr: SocketAddr) -> Option<Vec<String>> {
     addr.ip()
         .is_loopback()
         .then(|| vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")])
+}
+
+/// The OpenAPI document `/api/openapi.json` serves, without a daemon: what the web UI's types
+/// are generated from (`npm run gen:api`, which runs `cargo run --example openapi`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes_and_document().1
 }
 
 /// The routes and the OpenAPI document they make, before state and authentication.
@@ -294,7 +249,17 @@ fn routes_and_document() -> (Router<Shared>, utoipa::openapi::OpenApi) {
         .routes(routes!(handlers::dismiss_folder))
         .routes(routes!(handlers::events))
         .routes(routes!(handlers::log))
+        .routes(routes!(handlers::call))
         .split_for_parts();
+    // OpenAPI 3.1 cannot attach a schema to the items of /api/events' text/event-stream, so
+    // the events' schema is listed on its own, for clients (the UI's generated types).
+    {
+        use crate::engine::Event;
+        use utoipa::{PartialSchema as _, ToSchema as _};
+        let mut schemas = vec![(Event::name().into_owned(), Event::schema())];
+        Event::schemas(&mut schemas);
+        doc.components.get_or_insert_with(Default::default).schemas.extend(schemas);
+    }
     doc.info = utoipa::openapi::Info::new("Peerfold control API", env!("CARGO_PKG_VERSION"));
     doc.info.description = Some(
         "Every call but /api/session needs the `X-API-Key` header (the `api_key` of `[gui]` in \
