@@ -1,25 +1,27 @@
-//! The commands the UI invokes: `api`, the one way to the engine, and start at login.
+//! The commands the UI invokes: `call`, the one way to the engine, `qr_svg`, and start at login.
 //!
 //! Each answers a value or a sentence for the user; none panics on what the UI sends.
 
-use peerfold::api::Reply;
+use peerfold_engine::service::{Request, Response, Service as _, ServiceError};
 use tauri_plugin_autostart::AutoLaunchManager;
 
 use crate::Backend;
 
-/// Calls the control API in-process: `method` (GET, POST, PUT, PATCH, DELETE) on `path` (from
-/// `/api/`, with its query) with an optional JSON `body`. Answers the HTTP status and body
-/// exactly as over HTTP (errors are `{"error": "..."}` with a 4xx/5xx status); the command
-/// itself fails only when the engine is gone (the app is quitting).
+/// Asks the engine's service: the same typed `request` as `POST /api/call` takes, answered with
+/// the typed response, or the service's error (`{"kind": ..., "error": "one sentence"}`).
 #[tauri::command]
-pub async fn api(
-    backend: tauri::State<'_, Backend>,
-    method: String,
-    path: String,
-    body: Option<serde_json::Value>,
-) -> Result<Reply, String> {
-    let api = backend.get().ok_or_else(|| "Peerfold is stopping.".to_owned())?;
-    api.call(&method, &path, body.as_ref()).await.map_err(|e| peerfold::engine::error_chain(&e))
+pub async fn call(backend: tauri::State<'_, Backend>, request: Request) -> Result<Response, ServiceError> {
+    let service =
+        backend.service().ok_or_else(|| ServiceError::Failed("Peerfold is stopping.".to_owned()))?;
+    service.handle(request).await
+}
+
+/// This device's ID as a QR code in SVG, as the API's `/api/system/qr.svg` draws it (an image,
+/// not a service answer).
+#[tauri::command]
+pub fn qr_svg(backend: tauri::State<'_, Backend>) -> Result<String, String> {
+    let service = backend.service().ok_or_else(|| "Peerfold is stopping.".to_owned())?;
+    Ok(peerfold_engine::identity::qr_svg(&service.me()))
 }
 
 /// Whether the app starts when the user logs in.

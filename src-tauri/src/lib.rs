@@ -1,12 +1,14 @@
 //! The Peerfold desktop app: the engine of one home running in-process, the web UI (`ui/`) in a
 //! window, and a tray icon that keeps syncing after the window is closed.
 //!
-//! It owns the desktop edge only. The engine starts exactly as under `peerfold serve`
-//! ([`peerfold::daemon::Daemon`], including the control socket, so the CLI works beside the
-//! app), and the UI reaches it through ONE command, [`commands::api`], that forwards a method, path and
-//! JSON body to the control API in-process ([`peerfold::api::InProcess`]): no TCP port is
-//! opened for the UI and no screen needs code of its own here. Engine events reach the UI as
-//! the Tauri event [`EVENT`], with the same JSON as the API's server-sent events.
+//! It owns the desktop edge only, on top of the engine crate (`peerfold-engine`) alone: no HTTP
+//! API is linked in. The engine starts as under `peerfold serve`
+//! ([`peerfold_engine::daemon::Daemon`], including the control socket, so the CLI works beside
+//! the app), and the UI reaches it through [`commands::call`], which hands the typed
+//! [`peerfold_engine::service::Request`] `ui/src/client.ts` makes (the same it sends to
+//! `POST /api/call` in a browser) to the engine's service directly: no TCP port is opened for
+//! the UI and no screen needs code of its own here. Engine events reach the UI as the Tauri
+//! event [`EVENT`], with the same JSON as the API's server-sent events.
 //!
 //! Also here: one instance per home (`single.rs`), the tray (`tray.rs`), native notifications
 //! (`notify.rs`) and start at login (tauri-plugin-autostart).
@@ -20,11 +22,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use clap::Parser;
-use peerfold::api::InProcess;
-use peerfold::daemon::{Daemon, DaemonError, GuiListen, Options};
-use peerfold::engine::Engine;
-use peerfold::home::HomeError;
-use peerfold::net::Address;
+use peerfold_engine::daemon::{Daemon, DaemonError, GuiListen, Options};
+use peerfold_engine::engine::Engine;
+use peerfold_engine::home::HomeError;
+use peerfold_engine::net::Address;
+use peerfold_engine::service::Running;
 use tauri::{Emitter as _, Manager as _, RunEvent, Runtime, WindowEvent};
 
 /// The Tauri event that carries each engine event to the UI; the payload is the event as JSON
@@ -58,10 +60,6 @@ pub struct Args {
     /// (as `[options] discovery = false` in config.toml)
     #[arg(long)]
     pub no_discovery: bool,
-    /// Also serve the web UI and control API over HTTP at HOST:PORT (off by default: the
-    /// window reaches the engine in-process)
-    #[arg(long, value_name = "HOST:PORT")]
-    pub gui_address: Option<String>,
     /// Start in the tray, without showing the window (how start at login runs it)
     #[arg(long)]
     pub minimized: bool,
@@ -71,7 +69,7 @@ pub struct Args {
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("bad --listen address")]
-    Listen(#[source] peerfold::net::NetError),
+    Listen(#[source] peerfold_engine::net::NetError),
     #[error(transparent)]
     Daemon(#[from] DaemonError),
     #[error(transparent)]
@@ -86,24 +84,24 @@ pub enum AppError {
     Tauri(#[source] tauri::Error),
 }
 
-/// What the commands share: the in-process API, taken away when the app exits so the engine
-/// can stop cleanly.
+/// What the commands share: the engine's typed service, which [`commands::call`] asks directly,
+/// taken away when the app exits so the engine can stop cleanly.
 pub struct Backend {
-    api: Mutex<Option<Arc<InProcess>>>,
+    service: Mutex<Option<Running>>,
 }
 
 impl Backend {
-    pub fn new(engine: Arc<Engine>, me: peerfold::identity::DeviceId) -> Self {
-        Self { api: Mutex::new(Some(Arc::new(InProcess::new(engine, me)))) }
+    pub fn new(engine: Arc<Engine>, me: peerfold_engine::identity::DeviceId) -> Self {
+        Self { service: Mutex::new(Some(Running::new(engine, me))) }
     }
 
-    pub(crate) fn get(&self) -> Option<Arc<InProcess>> {
-        self.api.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    pub(crate) fn service(&self) -> Option<Running> {
+        self.service.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Lets go of the engine.
     pub fn close(&self) {
-        self.api.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.service.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 
@@ -114,7 +112,8 @@ pub fn with_commands<R: Runtime>(base: tauri::Builder<R>, autostart_args: Vec<St
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
         .invoke_handler(tauri::generate_handler![
-            commands::api,
+            commands::call,
+            commands::qr_svg,
             commands::autostart_get,
             commands::autostart_set
         ])
@@ -147,7 +146,7 @@ pub fn run() -> std::process::ExitCode {
     match run_with(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", peerfold::engine::error_chain(&e));
+            eprintln!("error: {}", peerfold_engine::engine::error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -161,10 +160,10 @@ fn init_logging() {
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     use tracing_subscriber::Layer as _;
     // The UI's log screen reads the same recent lines as under `peerfold serve`.
-    let recent = peerfold::recent_log::Layer.with_filter(
+    let recent = peerfold_engine::recent_log::Layer.with_filter(
         tracing_subscriber::filter::Targets::new()
             .with_default(tracing::level_filters::LevelFilter::INFO)
-            .with_target(peerfold::daemon::EVENTS_TARGET, tracing::level_filters::LevelFilter::OFF),
+            .with_target(peerfold_engine::daemon::EVENTS_TARGET, tracing::level_filters::LevelFilter::OFF),
     );
     let _ = tracing_subscriber::registry().with(stderr.with_filter(filter)).with(recent).try_init();
 }
@@ -172,12 +171,12 @@ fn init_logging() {
 fn run_with(args: Args) -> Result<(), AppError> {
     let home = match &args.home {
         Some(h) => h.clone(),
-        None => peerfold::home::default_dir()?,
+        None => peerfold_engine::home::default_dir()?,
     };
     let listen: Vec<Address> =
         args.listen.iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(AppError::Listen)?;
-    let gui = args.gui_address.clone().map_or(GuiListen::Off, GuiListen::At);
-    let options = Options { listen, gui, discovery: !args.no_discovery };
+    // The window reaches the engine in-process; `peerfold serve` is the one with an HTTP API.
+    let options = Options { listen, gui: GuiListen::Off, discovery: !args.no_discovery };
     let daemon = match tauri::async_runtime::block_on(Daemon::start(&home, options)) {
         Ok(daemon) => daemon,
         Err(DaemonError::Home(HomeError::Locked { .. })) => {
@@ -189,9 +188,6 @@ fn run_with(args: Args) -> Result<(), AppError> {
     };
     for addr in daemon.listening() {
         eprintln!("Listening on {addr}");
-    }
-    if let Some(url) = daemon.api_url() {
-        eprintln!("API on {url}api/");
     }
     let engine = Arc::clone(daemon.engine());
     let me = daemon.me();

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use peerfold::engine::{Event, FolderState};
+use peerfold_engine::engine::{Event, FolderState};
 use tauri::{AppHandle, Runtime};
 
 /// Remembers what was shown, so repeats are not.
@@ -103,7 +103,7 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
 mod tests {
     use super::*;
 
-    fn device() -> peerfold::identity::DeviceId {
+    fn device() -> peerfold_engine::identity::DeviceId {
         "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD".parse().unwrap()
     }
 
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn conflicts_always_and_errors_once_until_resolved() {
         let mut n = Notifier::default();
-        let folder: peerfold::config::FolderId = "docs".parse().unwrap();
+        let folder: peerfold_engine::config::FolderId = "docs".parse().unwrap();
         let pulled = Event::Pulled {
             folder: folder.clone(),
             applied: 2,

@@ -8,8 +8,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use peerfold::config::{Config, Edit};
-use peerfold::engine::{Engine, FolderState};
+use peerfold_engine::config::{Config, Edit};
+use peerfold_engine::engine::{Engine, FolderState};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -37,7 +37,7 @@ pub enum Status {
 impl Status {
     /// Paused when every folder is (and there is one); else an error in any folder wins over
     /// syncing, and syncing over up to date.
-    pub fn of(config: &Config, states: &[(peerfold::config::FolderId, FolderState)]) -> Self {
+    pub fn of(config: &Config, states: &[(peerfold_engine::config::FolderId, FolderState)]) -> Self {
         if !config.folders.is_empty() && config.folders.iter().all(|f| f.paused) {
             return Self::Paused;
         }
@@ -222,7 +222,7 @@ pub async fn pause_all(engine: &Engine) -> Result<(), String> {
         engine
             .edit_config(Edit::PauseFolder { id: folder.id.clone(), paused: pause })
             .await
-            .map_err(|e| peerfold::engine::error_chain(&e))?;
+            .map_err(|e| peerfold_engine::engine::error_chain(&e))?;
     }
     Ok(())
 }
@@ -230,7 +230,7 @@ pub async fn pause_all(engine: &Engine) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peerfold::config::FolderConfig;
+    use peerfold_engine::config::FolderConfig;
 
     fn config(folders: &[(&str, bool)]) -> Config {
         let mut config = Config::default();
@@ -242,7 +242,7 @@ mod tests {
         config
     }
 
-    fn states(list: &[(&str, FolderState)]) -> Vec<(peerfold::config::FolderId, FolderState)> {
+    fn states(list: &[(&str, FolderState)]) -> Vec<(peerfold_engine::config::FolderId, FolderState)> {
         list.iter().map(|(id, s)| (id.parse().unwrap(), s.clone())).collect()
     }
 
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn pause_all_pauses_every_folder_then_resumes_them_all() {
-        use peerfold::daemon::{Daemon, GuiListen, Options};
+        use peerfold_engine::daemon::{Daemon, GuiListen, Options};
         let dir = tempfile::tempdir().unwrap();
         tauri::async_runtime::block_on(async {
             let options = Options { listen: Vec::new(), gui: GuiListen::Off, discovery: false };

@@ -1,11 +1,11 @@
-//! The command layer on Tauri's mock runtime (no display): the `api` command forwards to the
-//! engine's control API and answers its status and body; errors stay answers; a stopping app
-//! says so.
+//! The command layer on Tauri's mock runtime (no display): the `call` command hands typed
+//! requests to the engine's service and answers its typed responses; errors stay answers with
+//! their kind; a stopping app says so.
 
 mod common;
 
-use peerfold::daemon::{Daemon, GuiListen, Options};
 use peerfold_desktop::Backend;
+use peerfold_engine::daemon::{Daemon, GuiListen, Options};
 use serde_json::{Value, json};
 use tauri::Manager as _;
 use tauri::test::{MockRuntime, mock_builder, mock_context, noop_assets};
@@ -43,61 +43,68 @@ fn invoke(f: &Fixture, cmd: &str, body: Value) -> Result<Value, Value> {
     common::invoke(&f.webview, cmd, body)
 }
 
-fn api(f: &Fixture, method: &str, path: &str, body: Option<Value>) -> (u64, Value) {
-    let reply = invoke(f, "api", json!({ "method": method, "path": path, "body": body })).unwrap();
-    (reply["status"].as_u64().unwrap(), reply["body"].clone())
+fn call(f: &Fixture, request: Value) -> Result<Value, Value> {
+    invoke(f, "call", json!({ "request": request }))
 }
 
 #[test]
-fn api_answers_status_and_body_from_the_engine() {
+fn call_changes_and_reads_through_the_engine() {
     let f = fixture();
     let me = f.daemon.as_ref().unwrap().me().to_string();
-    let (status, body) = api(&f, "GET", "/api/system", None);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["id"], me);
+    let answer = call(&f, json!({ "command": "system" })).unwrap();
+    assert_eq!(answer["body"]["id"], me, "{answer}");
 
-    // A change with a JSON body goes through, and a read sees it.
+    // A change goes through, and a read sees it.
     let root = f._dir.path().join("docs");
-    let (status, body) =
-        api(&f, "POST", "/api/folders", Some(json!({ "id": "docs", "path": root, "create": true })));
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, folders) = api(&f, "GET", "/api/folders", None);
-    assert_eq!(status, 200);
-    assert_eq!(folders[0]["id"], "docs", "{folders}");
+    let answer =
+        call(&f, json!({ "command": "add-folder", "folder": "docs", "path": root, "create": true })).unwrap();
+    assert_eq!(answer["type"], "edited", "{answer}");
+    let folders = call(&f, json!({ "command": "folders" })).unwrap();
+    assert_eq!(folders["body"][0]["id"], "docs", "{folders}");
     assert!(root.join(".stfolder").exists());
 
-    // Not JSON: the QR code comes back as a string.
-    let (status, svg) = api(&f, "GET", "/api/system/qr.svg", None);
-    assert_eq!(status, 200);
+    // The QR code is its own command: an SVG image, not a service answer.
+    let svg = invoke(&f, "qr_svg", json!({})).unwrap();
     assert!(svg.as_str().unwrap().contains("<svg"), "{svg}");
 }
 
 #[test]
-fn api_errors_are_answers_with_a_sentence() {
+fn call_errors_are_answers_with_a_sentence() {
     let f = fixture();
-    let (status, body) = api(&f, "POST", "/api/devices", Some(json!({ "id": "not-a-device" })));
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not-a-device"), "{body}");
-
-    let (status, body) = api(&f, "GET", "/api/nothing-here", None);
-    assert_eq!(status, 404, "{body}");
-    let (status, body) = api(&f, "GET", "/elsewhere", None);
-    assert_eq!(status, 404, "{body}");
-    let (status, body) = api(&f, "NOT A METHOD", "/api/system", None);
-    assert_eq!(status, 400, "{body}");
-    // The event stream never ends: the app sends events as Tauri events instead.
-    let (status, body) = api(&f, "GET", "/api/events", None);
-    assert_eq!(status, 404, "{body}");
-
+    // A request the service cannot take is refused before it reaches the engine.
+    let err = call(&f, json!({ "command": "add-device", "device": "not-a-device" })).unwrap_err();
+    assert!(err.as_str().is_some_and(|e| e.contains("device ID has 10 characters")), "{err}");
+    let err = call(&f, json!({ "command": "no-such-command" })).unwrap_err();
+    assert!(err.as_str().is_some_and(|e| e.contains("no-such-command")), "{err}");
     // Arguments the command cannot take are the command's error.
-    let err = invoke(&f, "api", json!({ "method": "GET" })).unwrap_err();
-    assert!(err.as_str().unwrap().contains("path"), "{err}");
+    let err = invoke(&f, "call", json!({})).unwrap_err();
+    assert!(err.as_str().unwrap().contains("request"), "{err}");
+    // The engine's refusals keep their kind.
+    let err =
+        call(&f, json!({ "command": "add-device", "device": f.daemon.as_ref().unwrap().me() })).unwrap_err();
+    assert_eq!(err["kind"], "bad-request", "{err}");
+}
+
+/// `call` hands the service's typed request to the engine directly: the same answers as the
+/// routes, errors with their kind.
+#[test]
+fn call_answers_typed_requests_from_the_service() {
+    let f = fixture();
+    let me = f.daemon.as_ref().unwrap().me().to_string();
+    let answer = invoke(&f, "call", json!({ "request": { "command": "system" } })).unwrap();
+    assert_eq!((&answer["type"], &answer["body"]["id"]), (&json!("system"), &json!(me)), "{answer}");
+    let err =
+        invoke(&f, "call", json!({ "request": { "command": "needed", "folder": "nope" } })).unwrap_err();
+    assert_eq!(err, json!({ "kind": "not-found", "error": "there is no folder with ID \"nope\"" }));
+    f.app.state::<Backend>().close();
+    let err = invoke(&f, "call", json!({ "request": { "command": "system" } })).unwrap_err();
+    assert_eq!(err["error"], json!("Peerfold is stopping."));
 }
 
 #[test]
 fn a_stopping_app_says_so() {
     let f = fixture();
     f.app.state::<Backend>().close();
-    let err = invoke(&f, "api", json!({ "method": "GET", "path": "/api/system" })).unwrap_err();
+    let err = invoke(&f, "qr_svg", json!({})).unwrap_err();
     assert_eq!(err, json!("Peerfold is stopping."));
 }

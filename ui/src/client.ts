@@ -1,213 +1,73 @@
-// The one way the UI reaches Peerfold: typed calls over a `Transport`. The browser uses
-// `HttpTransport` (fetch with the session cookie, server-sent events); inside the desktop app
-// (`isTauri()`) it is `TauriTransport` (one Tauri command, events as Tauri events). No screen
-// calls fetch itself.
+// The one way the UI reaches Peerfold: the engine's typed service requests (`ServiceRequest`,
+// the same the CLI sends) over a `Transport`. The browser uses `HttpTransport` (`POST /api/call`
+// with the session cookie, server-sent events); inside the desktop app (`isTauri()`) it is
+// `TauriTransport` (the Tauri command `call`, events as Tauri events). No screen calls fetch
+// or invoke itself.
 
 import { invoke, isTauri as tauriRuntime } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 
-// ---------- resources (the JSON shapes of /api/, see /api/openapi.json) ----------
+import type { components } from "./api.gen";
 
-export type FolderType = "send-receive" | "send-only" | "receive-only";
+// ---------- resources (the JSON shapes of /api/) ----------
+//
+// Generated from the API's OpenAPI document into api.gen.ts (`npm run gen:api`; CI fails when
+// the committed file differs from what the server documents). The names here are the UI's.
 
-export type Versioning = { type: "none" } | { type: "trashcan"; keep_days: number };
+type Schemas = components["schemas"];
 
-export interface SystemInfo {
-  id: string;
-  name: string;
-  version: string;
-  uptime_s: number;
-}
-
-export interface SessionInfo {
-  signed_in: boolean;
-  password_set: boolean;
-  user: string | null;
-}
-
-export interface Counts {
-  files: number;
-  directories: number;
-  bytes: number;
-}
-
-export interface NeedCounts {
-  items: number;
-  bytes: number;
-}
-
-export interface Completion {
-  device: string;
-  percent: number;
-  need: NeedCounts;
-}
-
-export interface FolderStatus {
-  id: string;
-  label: string;
-  path: string;
-  type: FolderType;
-  /** idle, scanning, syncing, error, waiting-for-confirmation, paused or stopped. */
-  state: string;
-  error?: string;
-  receive_only_changes?: number;
-  held_deletes?: { deleted: number; total: number };
-  local: Counts;
-  global: Counts;
-  need: NeedCounts;
-  devices: Completion[];
-  /** Bytes per second being pulled (newer daemons). */
-  rate_bps?: number;
-  /** Seconds until the folder is complete, if known (newer daemons). */
-  eta_s?: number | null;
-}
-
-export interface DeviceStatus {
-  id: string;
-  name: string;
-  paused: boolean;
-  connected: boolean;
-  address?: string;
-  transport?: "tcp" | "quic";
-  client?: string;
-  bytes_in?: number;
-  bytes_out?: number;
-  rate_in_bps?: number;
-  rate_out_bps?: number;
-}
-
-export interface Status {
-  device: string;
-  running: boolean;
-  folders: FolderStatus[];
-  devices: DeviceStatus[];
-}
-
-export interface Device {
-  id: string;
-  name: string;
-  addresses: string[];
-  paused: boolean;
-  folders: string[];
-}
-
-export interface Folder {
-  id: string;
-  label: string;
-  path: string;
-  type: FolderType;
-  devices: string[];
-  versioning: Versioning;
-  paused: boolean;
-  rescan_interval_s?: number;
-  watch?: boolean;
-}
-
-export interface PendingDevice {
-  device: string;
-  name: string;
-  address: string;
-  seen_at: number;
-}
-
-export interface PendingFolder {
-  device: string;
-  folder: string;
-  label: string;
-  seen_at: number;
-}
-
-export interface Pending {
-  devices: PendingDevice[];
-  folders: PendingFolder[];
-}
-
+export type FolderType = Schemas["FolderType"];
+export type Versioning = Schemas["Versioning"];
+export type SystemInfo = Schemas["SystemInfo"];
+export type SessionInfo = Schemas["SessionInfo"];
+export type Counts = Schemas["Counts"];
+export type NeedCounts = Schemas["NeedCounts"];
+export type Completion = Schemas["Completion"];
+export type FolderStatus = Schemas["FolderStatus"];
+export type DeviceStatus = Schemas["DeviceStatus"];
+export type Status = Schemas["Status"];
+export type Device = Schemas["DeviceView"];
+export type Folder = Schemas["FolderView"];
+export type PendingDevice = Schemas["PendingDevice"];
+export type PendingFolder = Schemas["PendingFolder"];
+export type Pending = Schemas["Pending"];
 /** What a change did, in one sentence. */
-export interface Edited {
-  changed: boolean;
-  message: string;
-}
+export type Edited = Schemas["Edited"];
+/** One configuration change as the CLI makes it (`POST /api/config/edits`). */
+export type Edit = Schemas["Edit"];
+export type FileStamp = Schemas["FileStamp"];
+export type Conflict = Schemas["ConflictView"];
+export type Keep = Schemas["Keep"];
+export type FileVersions = Schemas["VersionedFile"];
+export type NeededItem = Schemas["NeededItem"];
+export type FailedItem = Schemas["FailedItem"];
+export type ScanSummary = Schemas["ScanSummary"];
+export type IgnoreLines = Schemas["IgnoreLines"];
+export type Discovery = Schemas["Discovery"];
+export type LogLine = Schemas["LogLine"];
+export type NewDevice = Schemas["NewDevice"];
+export type DevicePatch = Schemas["DevicePatch"];
+export type NewFolder = Schemas["NewFolder"];
+export type FolderPatch = Schemas["FolderPatch"];
+export type SignIn = Schemas["SignIn"];
+export type InviteLink = Schemas["InviteLink"];
+/** Any request of the typed service (`POST /api/call`) and its answer. */
+export type ServiceRequest = Schemas["Request"];
+export type ServiceResponse = Schemas["Response"];
 
-export interface FileStamp {
-  size: number;
-  modified: string;
-}
-
-export interface Conflict {
-  path: string;
-  conflict: string;
-  device: string;
-  device_name: string | null;
-  current: FileStamp;
-  copy: FileStamp;
-}
-
-export interface FileVersions {
-  path: string;
-  versions: { version: string; modified: string; size: number }[];
-}
-
-export interface NeededItem {
-  path: string;
-  size: number;
-  deleted: boolean;
-}
-
-export interface FailedItem {
-  path: string;
-  error: string;
-  at: string;
-}
-
-export interface ScanSummary {
-  [key: string]: unknown;
-}
-
-/** One engine event from the live stream; `type` says which. */
-export interface EngineEvent {
-  type: string;
-  folder?: string;
-  [key: string]: unknown;
-}
-
-export interface NewDevice {
-  id: string;
-  name?: string;
-  addresses?: string[];
-}
-
-export interface DevicePatch {
-  name?: string;
-  addresses?: string[];
-  paused?: boolean;
-}
-
-export interface NewFolder {
-  id: string;
-  path: string;
-  label?: string;
-  type?: FolderType;
-  devices?: string[];
-  versioning?: Versioning;
-  create?: boolean;
-}
-
-export interface FolderPatch {
-  label?: string;
-  devices?: string[];
-  versioning?: Versioning;
-  paused?: boolean;
-  rescan_interval_s?: number;
-  watch?: boolean;
-}
-
-export type SignIn = { api_key: string } | { user: string; password: string };
+/**
+ * One item of the live stream: an engine event (`type` says which), `lagged` when this client
+ * fell behind and missed some, or the transport's own `connected` and `connection-lost`.
+ */
+export type EngineEvent =
+  | Schemas["Event"]
+  | { type: "lagged"; missed: number }
+  | { type: "connected" }
+  | { type: "connection-lost" };
 
 // ---------- transport ----------
 
-export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-
-/** An API error: `message` is the API's own sentence. */
+/** An API error: `message` is the API's own sentence; `status` its HTTP status (0: unreachable). */
 export class ApiError extends Error {
   constructor(
     message: string,
@@ -218,9 +78,18 @@ export class ApiError extends Error {
   }
 }
 
+/** The service's refusal (`{"kind": "not-found", "error": "..."}`) and its HTTP status. */
+const KIND_STATUS: Record<string, number> = { "bad-request": 400, "not-found": 404, "needs-daemon": 409, failed: 500 };
+
 export interface Transport {
-  /** One call; resolves to the parsed JSON answer (undefined for an empty one), or rejects with an ApiError. */
-  request<T>(method: Method, path: string, body?: unknown): Promise<T>;
+  /** One service request; resolves to its typed answer, or rejects with an ApiError. */
+  call(request: ServiceRequest): Promise<ServiceResponse>;
+  /** Whether this UI may call (a browser signs in; the desktop app always may). */
+  session(): Promise<SessionInfo>;
+  signIn(how: SignIn): Promise<void>;
+  signOut(): Promise<void>;
+  /** This device's ID as a QR code, as an image source. */
+  qrImage(): Promise<string>;
   /** Live events until the returned function is called. */
   subscribe(onEvent: (event: EngineEvent) => void): () => void;
 }
@@ -229,7 +98,16 @@ export interface Transport {
 export class HttpTransport implements Transport {
   constructor(private readonly base = "") {}
 
-  async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+  call(request: ServiceRequest): Promise<ServiceResponse> {
+    return this.request<ServiceResponse>("POST", "/api/call", request);
+  }
+
+  session = () => this.request<SessionInfo>("GET", "/api/session");
+  signIn = (how: SignIn) => this.request<void>("POST", "/api/session", how);
+  signOut = () => this.request<void>("DELETE", "/api/session");
+  qrImage = () => Promise.resolve(this.base + "/api/system/qr.svg");
+
+  private async request<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
     let response: Response;
     try {
       response = await fetch(this.base + path, {
@@ -279,7 +157,6 @@ export class HttpTransport implements Transport {
   }
 }
 
-
 /** Whether the UI runs inside the Peerfold desktop app (Tauri) rather than a browser. */
 export function isTauri(): boolean {
   return tauriRuntime();
@@ -289,26 +166,37 @@ export function isTauri(): boolean {
 export const TAURI_EVENT = "peerfold://event";
 
 /**
- * The desktop app's transport: one Tauri command, `api`, forwards each call to the control API
- * in-process (no TCP port), and engine events arrive as the Tauri event `TAURI_EVENT`.
+ * The desktop app's transport: the Tauri command `call` hands each request to the engine's
+ * service in-process (no TCP port, no HTTP), and engine events arrive as the Tauri event
+ * `TAURI_EVENT`. Nobody signs in: the window is the user's own.
  */
 export class TauriTransport implements Transport {
-  async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
-    let reply: { status: number; body: unknown };
+  async call(request: ServiceRequest): Promise<ServiceResponse> {
     try {
-      reply = await invoke<{ status: number; body: unknown }>("api", { method, path, body: body ?? null });
+      return await invoke<ServiceResponse>("call", { request });
+    } catch (e) {
+      const refused = e as { kind?: unknown; error?: unknown } | string;
+      if (typeof refused === "object" && refused !== null && typeof refused.error === "string") {
+        const status = typeof refused.kind === "string" ? (KIND_STATUS[refused.kind] ?? 500) : 500;
+        throw new ApiError(sentence(refused.error), status);
+      }
+      throw new ApiError(typeof refused === "string" ? sentence(refused) : "Peerfold is not reachable.", 0);
+    }
+  }
+
+  session = (): Promise<SessionInfo> => Promise.resolve({ signed_in: true, password_set: false, user: "" });
+  signIn = (): Promise<void> => Promise.resolve();
+  signOut = (): Promise<void> => Promise.resolve();
+
+  qrImage = async (): Promise<string> => {
+    let svg: string;
+    try {
+      svg = await invoke<string>("qr_svg");
     } catch (e) {
       throw new ApiError(typeof e === "string" ? sentence(e) : "Peerfold is not reachable.", 0);
     }
-    if (reply.status >= 400) {
-      const said = (reply.body as { error?: unknown } | null)?.error;
-      throw new ApiError(
-        typeof said === "string" ? sentence(said) : `The request failed (HTTP ${reply.status}).`,
-        reply.status,
-      );
-    }
-    return (reply.body ?? undefined) as T;
-  }
+    return `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+  };
 
   subscribe(onEvent: (event: EngineEvent) => void): () => void {
     let unlisten: (() => void) | undefined;
@@ -336,16 +224,22 @@ export const autostart = {
   set: (enabled: boolean) => invoke<boolean>("autostart_set", { enabled }),
 };
 
-const EVENT_NAMES = [
-  "state-changed",
-  "local-index-updated",
-  "pulled",
-  "pull-issue",
-  "scan-issue",
-  "reverted",
-  "mass-delete-held",
-  "lagged",
-];
+// The SSE event names the server sends (each event's `type`): a named event reaches only the
+// listeners for its name, so every one is listed, and the compiler says when one is missing.
+const EVENT_NAMES = Object.keys({
+  "state-changed": true,
+  "local-index-updated": true,
+  pulled: true,
+  "pull-issue": true,
+  "scan-issue": true,
+  reverted: true,
+  "mass-delete-held": true,
+  "device-pending": true,
+  "folder-offered": true,
+  "device-connected": true,
+  "device-disconnected": true,
+  lagged: true,
+} satisfies Record<Exclude<EngineEvent["type"], "connected" | "connection-lost">, true>);
 
 /** The API's text as a sentence: capital first letter, full stop at the end. */
 export function sentence(text: string): string {
@@ -364,71 +258,86 @@ export function errorText(e: unknown): string {
 
 // ---------- the typed client ----------
 
-const enc = encodeURIComponent;
+type Answer = ServiceResponse["type"];
+type Body<K extends Answer> = Extract<ServiceResponse, { type: K }>["body"];
 
 export class Client {
   constructor(readonly transport: Transport = isTauri() ? new TauriTransport() : new HttpTransport()) {}
 
+  /** Any request of the typed service and its answer. */
+  call = (request: ServiceRequest) => this.transport.call(request);
+
+  /** `request`'s answer, which must be of type `expected`. */
+  private async ask<K extends Answer>(request: ServiceRequest, expected: K): Promise<Body<K>> {
+    const answer = await this.transport.call(request);
+    if (answer.type !== expected) throw new ApiError(`Unexpected answer: ${answer.type}.`, 500);
+    return answer.body as Body<K>;
+  }
+
   // session
-  session = () => this.transport.request<SessionInfo>("GET", "/api/session");
-  signIn = (how: SignIn) => this.transport.request<void>("POST", "/api/session", how);
-  signOut = () => this.transport.request<void>("DELETE", "/api/session");
+  session = () => this.transport.session();
+  signIn = (how: SignIn) => this.transport.signIn(how);
+  signOut = () => this.transport.signOut();
 
   // this device and status
-  system = () => this.transport.request<SystemInfo>("GET", "/api/system");
-  qrUrl = () => "/api/system/qr.svg";
-  /** The QR code as an image source: its URL over HTTP, the SVG itself as a data URL otherwise. */
-  qrImage = async (): Promise<string> => {
-    if (this.transport instanceof HttpTransport) return this.qrUrl();
-    const svg = await this.transport.request<string>("GET", "/api/system/qr.svg");
-    return `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
-  };
+  system = () => this.ask({ command: "system" }, "system");
+  /** The QR code of this device's ID as an image source. */
+  qrImage = () => this.transport.qrImage();
   /** Names this device (peers see the new name when they next connect). */
-  setName = (name: string) =>
-    this.transport.request<Edited>("POST", "/api/config/edits", { edit: "set-name", name: name.trim() });
-  status = () => this.transport.request<Status>("GET", "/api/status");
+  setName = (name: string) => this.edit({ edit: "set-name", name: name.trim() });
+  /** One configuration change as the CLI makes it. */
+  edit = (edit: Edit) => this.ask({ command: "edit", edit }, "edited");
+  status = () => this.ask({ command: "status" }, "status");
 
   // devices
-  devices = () => this.transport.request<Device[]>("GET", "/api/devices");
-  addDevice = (d: NewDevice) => this.transport.request<Edited>("POST", "/api/devices", d);
-  editDevice = (id: string, p: DevicePatch) =>
-    this.transport.request<Edited>("PATCH", `/api/devices/${enc(id)}`, p);
-  removeDevice = (id: string) => this.transport.request<Edited>("DELETE", `/api/devices/${enc(id)}`);
+  devices = () => this.ask({ command: "devices" }, "devices");
+  addDevice = (d: NewDevice) =>
+    this.ask({ command: "add-device", device: d.id, name: d.name, addresses: d.addresses }, "edited");
+  editDevice = (id: string, p: DevicePatch) => this.ask({ command: "update-device", device: id, ...p }, "edited");
+  /** Whether the folders device `id` offers are added without asking (under the default folder path). */
+  setAutoAccept = (id: string, autoAccept: boolean) =>
+    this.edit({ edit: "auto-accept-folders", id, auto_accept: autoAccept });
+  /** Whether device `id` introduces the devices it shares folders with (Syncthing's introducer). */
+  setIntroducer = (id: string, introducer: boolean) => this.edit({ edit: "introducer", id, introducer });
+  removeDevice = (id: string) => this.ask({ command: "remove-device", device: id }, "edited");
 
   // folders
-  folders = () => this.transport.request<Folder[]>("GET", "/api/folders");
-  addFolder = (f: NewFolder) => this.transport.request<Edited>("POST", "/api/folders", f);
-  editFolder = (id: string, p: FolderPatch) =>
-    this.transport.request<Edited>("PATCH", `/api/folders/${enc(id)}`, p);
-  removeFolder = (id: string) => this.transport.request<Edited>("DELETE", `/api/folders/${enc(id)}`);
-  scanFolder = (id: string) => this.transport.request<ScanSummary>("POST", `/api/folders/${enc(id)}/scan`);
-  ignores = (id: string) =>
-    this.transport.request<{ lines: string[] }>("GET", `/api/folders/${enc(id)}/ignores`);
-  setIgnores = (id: string, lines: string[]) =>
-    this.transport.request<{ lines: string[] }>("PUT", `/api/folders/${enc(id)}/ignores`, { lines });
-  conflicts = (id: string) => this.transport.request<Conflict[]>("GET", `/api/folders/${enc(id)}/conflicts`);
-  resolveConflict = (id: string, conflict: string, keep: "current" | "copy") =>
-    this.transport.request<Edited>("POST", `/api/folders/${enc(id)}/conflicts/resolve`, { conflict, keep });
-  versions = (id: string) => this.transport.request<FileVersions[]>("GET", `/api/folders/${enc(id)}/versions`);
+  folders = () => this.ask({ command: "folders" }, "folders");
+  addFolder = (f: NewFolder) => {
+    const { id, ...rest } = f;
+    return this.ask({ command: "add-folder", folder: id, ...rest }, "edited");
+  };
+  editFolder = (id: string, p: FolderPatch) => this.ask({ command: "update-folder", folder: id, ...p }, "edited");
+  removeFolder = (id: string) => this.ask({ command: "remove-folder", folder: id }, "edited");
+  scanFolder = (id: string) => this.ask({ command: "scan", folder: id }, "scanned");
+  ignores = (id: string) => this.ask({ command: "ignores", folder: id }, "ignores");
+  setIgnores = (id: string, lines: string[]) => this.ask({ command: "set-ignores", folder: id, lines }, "ignores");
+  conflicts = (id: string): Promise<Conflict[]> => this.ask({ command: "conflicts", folder: id }, "conflicts");
+  resolveConflict = (id: string, conflict: string, keep: Keep) =>
+    this.ask({ command: "resolve-conflict", folder: id, conflict, keep }, "edited");
+  versions = (id: string) => this.ask({ command: "versions", folder: id }, "versions");
   restoreVersion = (id: string, path: string, version: string) =>
-    this.transport.request<Edited>("POST", `/api/folders/${enc(id)}/versions/restore`, { path, version });
-  needed = (id: string) => this.transport.request<NeededItem[]>("GET", `/api/folders/${enc(id)}/needed`);
-  failed = (id: string) => this.transport.request<FailedItem[]>("GET", `/api/folders/${enc(id)}/errors`);
+    this.ask({ command: "restore", folder: id, path, version }, "edited");
+  needed = (id: string) => this.ask({ command: "needed", folder: id }, "needed");
+  failed = (id: string) => this.ask({ command: "failed-items", folder: id }, "failed-items");
 
   // pending devices and folder offers
-  pending = () => this.transport.request<Pending>("GET", "/api/pending");
+  pending = () => this.ask({ command: "pending" }, "pending");
   acceptDevice = (id: string, name?: string, addresses?: string[]) =>
-    this.transport.request<Edited>("POST", `/api/pending/devices/${enc(id)}/accept`, { name, addresses });
-  dismissDevice = (id: string) =>
-    this.transport.request<Edited>("POST", `/api/pending/devices/${enc(id)}/dismiss`);
+    this.ask({ command: "accept-device", device: id, name, addresses }, "edited");
+  dismissDevice = (id: string) => this.ask({ command: "dismiss-device", device: id }, "edited");
   acceptFolder = (folder: string, device: string, path?: string, create = true) =>
-    this.transport.request<Edited>("POST", `/api/pending/folders/${enc(folder)}/accept`, {
-      device,
-      path,
-      create,
-    });
+    this.ask({ command: "accept-folder", folder, device, path, create }, "edited");
   dismissFolder = (folder: string, device: string) =>
-    this.transport.request<Edited>("POST", `/api/pending/folders/${enc(folder)}/dismiss?device=${enc(device)}`);
+    this.ask({ command: "dismiss-folder", folder, device }, "edited");
+
+  // invitations
+  /** Makes an invitation link offering `folders`. */
+  invite = (folders: string[], expires_s: number, uses = 1): Promise<InviteLink> =>
+    this.ask({ command: "invite", folders, expires_s, uses }, "invite");
+  /** Joins the device that made `link`; its folders go under the home folder unless `paths` says. */
+  join = (link: string, paths: Record<string, string> = {}): Promise<Edited> =>
+    this.ask({ command: "join", link: link.trim(), paths }, "edited");
 
   events = (onEvent: (event: EngineEvent) => void) => this.transport.subscribe(onEvent);
 }

@@ -12,7 +12,7 @@ export function bytes(n: number): string {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
-export function rate(bps: number | undefined): string {
+export function rate(bps: number | null | undefined): string {
   return bps ? `${bytes(bps)}/s` : "—";
 }
 

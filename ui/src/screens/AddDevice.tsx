@@ -1,3 +1,4 @@
+import { useState } from "react";
 import { client, useLive, useNavigate } from "../App";
 import { FormFooter, useAction, useDeviceFields } from "../components";
 import { PendingRequests } from "./Overview";
@@ -8,9 +9,17 @@ export function AddDevice() {
   const navigate = useNavigate();
   const action = useAction();
   const { id, setId, name, setName, addresses, setAddresses, device, clear } = useDeviceFields();
+  const [autoAccept, setAutoAccept] = useState(false);
+  const [introducer, setIntroducer] = useState(false);
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    const ok = await action.run(() => client.addDevice(device()));
+    const d = device();
+    const ok = await action.run(async () => {
+      const said = [(await client.addDevice(d)).message];
+      if (introducer) said.push((await client.setIntroducer(d.id, true)).message);
+      if (autoAccept) said.push((await client.setAutoAccept(d.id, true)).message);
+      return { changed: true, message: said.join(" ") };
+    });
     if (ok) {
       await live.refresh();
       clear();
@@ -53,6 +62,19 @@ export function AddDevice() {
         <p className="hint" id="addresses-hint">
           Comma-separated; leave empty to find it by discovery ("dynamic").
         </p>
+        <label className="check">
+          <input type="checkbox" checked={autoAccept} onChange={(e) => setAutoAccept(e.target.checked)} />
+          Add the folders it offers without asking
+        </label>
+        <p className="hint">
+          Each in a new folder named after it in your home folder. Only for a device you trust to choose
+          what you store.
+        </p>
+        <label className="check">
+          <input type="checkbox" checked={introducer} onChange={(e) => setIntroducer(e.target.checked)} />
+          Introducer: also add the devices it shares your folders with
+        </label>
+        <p className="hint">As Syncthing's introducer; they are removed again when it stops sharing with them.</p>
         <FormFooter action={action} submit="Add device">
           {action.message && (
             <button type="button" onClick={() => navigate("/")}>

@@ -223,9 +223,8 @@ function Conflicts(props: { id: string }) {
             <div className="two">
               <div>
                 <h3>This version</h3>
-                <p>
-                  {bytes(c.current.size)}, {when(c.current.modified)}
-                </p>
+                {/* The file may be gone since the copy was made: the API says null then. */}
+                <p>{c.current ? `${bytes(c.current.size)}, ${when(c.current.modified)}` : "No longer exists."}</p>
                 <button type="button" disabled={action.busy} onClick={async () => (await action.run(() => client.resolveConflict(props.id, c.conflict, "current"))) && reload()}>
                   Keep this
                 </button>

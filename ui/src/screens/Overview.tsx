@@ -98,7 +98,13 @@ export function Overview() {
                     <dt>Address</dt>
                     <dd className="mono">{d.address ?? "—"}</dd>
                     <dt>Transport</dt>
-                    <dd>{d.transport ? d.transport.toUpperCase() : "—"}</dd>
+                    <dd>
+                      {d.transport === "relay"
+                        ? "Relay: reachable only through a relay for now, so transfers are slower than over a direct connection"
+                        : d.transport
+                          ? d.transport.toUpperCase()
+                          : "—"}
+                    </dd>
                     <dt>Rates</dt>
                     <dd>
                       in {rate(d.rate_in_bps)}, out {rate(d.rate_out_bps)}

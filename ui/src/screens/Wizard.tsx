@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import { client, useLive } from "../App";
 import { DeviceChecks, FormFooter, useAction, useDeviceFields } from "../components";
+import { Invite, Join } from "./ThisDevice";
 
 /**
  * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
@@ -97,33 +98,41 @@ function DeviceStep(props: { onNext: () => void }) {
     }
   };
   return (
-    <form className="card form" onSubmit={submit} aria-label="Add a device">
-      <h2>Add a device</h2>
-      <p>The ID of your other device: its "This device" page, or <code>peerfold id</code> there.</p>
-      <label>
-        Device ID
-        <textarea id="wizard-device" rows={2} value={id} onChange={(e) => setId(e.target.value)} required spellCheck={false} />
-      </label>
-      <label>
-        Name
-        <input id="wizard-device-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="laptop" />
-      </label>
-      <label>
-        Addresses
-        <input
-          id="wizard-device-addresses"
-          value={addresses}
-          onChange={(e) => setAddresses(e.target.value)}
-          placeholder="leave empty to find it by discovery"
-          spellCheck={false}
-        />
-      </label>
-      <FormFooter action={action} submit="Add and continue" id="wizard-device-next">
-        <button type="button" onClick={props.onNext}>
-          Later
-        </button>
-      </FormFooter>
-    </form>
+    <>
+      <form className="card form" onSubmit={submit} aria-label="Add a device">
+        <h2>Add a device</h2>
+        <p>The ID of your other device: its "This device" page, or <code>peerfold id</code> there.</p>
+        <label>
+          Device ID
+          <textarea id="wizard-device" rows={2} value={id} onChange={(e) => setId(e.target.value)} required spellCheck={false} />
+        </label>
+        <label>
+          Name
+          <input id="wizard-device-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="laptop" />
+        </label>
+        <label>
+          Addresses
+          <input
+            id="wizard-device-addresses"
+            value={addresses}
+            onChange={(e) => setAddresses(e.target.value)}
+            placeholder="leave empty to find it by discovery"
+            spellCheck={false}
+          />
+        </label>
+        <FormFooter action={action} submit="Add and continue" id="wizard-device-next">
+          <button type="button" onClick={props.onNext}>
+            Later
+          </button>
+        </FormFooter>
+      </form>
+      <p className="hint">
+        Or pair in one step with no ID to copy: make an invitation here and open it on the other device
+        (or <code>peerfold join LINK</code> there), or paste the other device's invitation below.
+      </p>
+      <Invite />
+      <Join />
+    </>
   );
 }
 
