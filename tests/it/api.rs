@@ -169,7 +169,10 @@ fn devices_are_added_edited_paused_and_removed() {
     let (_, devices) = api.get("/api/devices");
     assert_eq!(
         devices,
-        json!([{"id": OTHER, "name": "nas", "addresses": ["tcp://127.0.0.1:1"], "paused": true, "folders": []}])
+        json!([{
+            "id": OTHER, "name": "nas", "addresses": ["tcp://127.0.0.1:1"], "paused": true,
+            "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []
+        }])
     );
     // The daemon saved it, as the CLI shows.
     assert!(ok(&api.t.peerfold(&["device", "list"])).contains("\"nas\""));
@@ -494,6 +497,26 @@ async fn pending_devices_and_folder_offers_are_accepted_or_dismissed() {
     assert_eq!(api.get("/api/pending").1["folders"], json!([]), "an accepted offer is no longer pending");
 }
 
+/// `POST /api/call` takes the service's typed requests, the same the REST routes make, and
+/// answers the typed response, or the error with its kind and the kind's status.
+#[test]
+fn one_typed_call_answers_what_the_routes_answer() {
+    let api = Api::start();
+    let (status, answer) = api.send("POST", "/api/call", json!({"command": "devices"}));
+    assert_eq!((status, &answer["type"]), (200, &json!("devices")), "{answer}");
+    assert_eq!(answer["body"], api.get("/api/devices").1);
+    let (status, answer) = api.send("POST", "/api/call", json!({"command": "needed", "folder": "nope"}));
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer, json!({"kind": "not-found", "error": "there is no folder with ID \"nope\""}));
+    let (status, answer) = api.send("POST", "/api/call", json!({"command": "no-such-thing"}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("bad request body"), "{answer}");
+    let (_, doc) = api.get("/api/openapi.json");
+    let call = &doc["paths"]["/api/call"]["post"];
+    assert!(call["requestBody"].to_string().contains("#/components/schemas/Request"), "{call}");
+    assert!(doc["components"]["schemas"]["Response"].is_object(), "the answers are typed");
+}
+
 #[test]
 fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
     let api = Api::start();
@@ -561,6 +584,7 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "GET /api/session",
         "POST /api/session",
         "DELETE /api/session",
+        "POST /api/call",
     ];
     want.sort();
     assert_eq!(listed, want, "the document lists exactly the routes the tests cover");
@@ -1004,4 +1028,161 @@ fn a_flood_of_wrong_passwords_is_braked_and_never_locks_out_the_key_or_the_contr
     // A session opened with the key is not braked either (the link of `peerfold gui url`).
     let (status, answer, _) = api.without_key("POST", "/api/session", &[], Some(json!({"api_key": api.key})));
     assert_eq!(status, 204, "signing in with the key right after the flood: {answer}");
+}
+
+/// Where `value` does not have the shape `schema` (an OpenAPI 3.1 schema in `doc`) gives it:
+/// a wrong type, a missing required property, or a property the schema does not list. Enough
+/// of JSON Schema for the document utoipa makes: `$ref`, `oneOf`, `allOf`, `type`, `enum`,
+/// `properties`, `required`, `additionalProperties`, `items`.
+fn mismatches(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return mismatches(doc, &doc["components"]["schemas"][name], value, &format!("{at} ({name})"));
+    }
+    if let Some(alternatives) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        let misses: Vec<Vec<String>> =
+            alternatives.iter().map(|alt| mismatches(doc, alt, value, at)).collect();
+        if misses.iter().any(Vec::is_empty) {
+            return Vec::new();
+        }
+        return vec![format!("{at}: {value} is none of {}", misses.concat().join("; "))];
+    }
+    if let Some(parts) = schema["allOf"].as_array() {
+        // One object whose properties are all the parts' (as serde's flatten writes it).
+        let mut merged = json!({"type": "object", "properties": {}, "required": []});
+        for part in parts {
+            let part = match part["$ref"].as_str() {
+                Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+                None => part,
+            };
+            for (name, property) in part["properties"].as_object().into_iter().flatten() {
+                merged["properties"][name] = property.clone();
+            }
+            for name in part["required"].as_array().into_iter().flatten() {
+                merged["required"].as_array_mut().unwrap().push(name.clone());
+            }
+        }
+        return mismatches(doc, &merged, value, at);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => return vec![format!("{at}: the schema {schema} has no type")],
+    };
+    let is = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let number = is == "integer" && types.contains(&"number");
+    if !(types.contains(&is) || number) {
+        return vec![format!("{at}: {value} is not {types:?}")];
+    }
+    if let Some(allowed) = schema["enum"].as_array().filter(|_| !value.is_null())
+        && !allowed.contains(value)
+    {
+        return vec![format!("{at}: {value} is not one of {allowed:?}")];
+    }
+    let mut found = Vec::new();
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                found.extend(mismatches(doc, &schema["items"], item, &format!("{at}[{i}]")));
+            }
+        }
+        Value::Object(fields) => {
+            for name in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                if !fields.contains_key(name) {
+                    found.push(format!("{at}: no {name:?} in {value}"));
+                }
+            }
+            for (name, field) in fields {
+                let at = format!("{at}.{name}");
+                match (schema["properties"].get(name), schema.get("additionalProperties")) {
+                    (Some(property), _) => found.extend(mismatches(doc, property, field, &at)),
+                    (None, Some(values)) if values.is_object() => {
+                        found.extend(mismatches(doc, values, field, &at));
+                    }
+                    _ => found.push(format!("{at}: not in the document")),
+                }
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+/// The web UI's types are generated from the OpenAPI document, so the document must say what
+/// the API really sends and accepts: every call here (bodies as the UI sends them) is checked
+/// against the document, request and answer.
+#[tokio::test]
+async fn every_answer_has_the_shape_the_openapi_document_gives_it() {
+    let api = Api::start();
+    let (_, doc) = api.get("/api/openapi.json");
+    let call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
+        let operation = &doc["paths"][route][method.to_lowercase()];
+        assert!(operation.is_object(), "{method} {route} is not in the document");
+        let (status, answer) = match &body {
+            None if method == "GET" => api.get(path),
+            None => api.send(method, path, json!(null)),
+            Some(body) => {
+                let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+                let wrong = mismatches(&doc, schema, body, &format!("{method} {route} request"));
+                assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+                api.send(method, path, body.clone())
+            }
+        };
+        assert!((200..300).contains(&status), "{method} {path}: {status} {answer}");
+        let schema = &operation["responses"][status.to_string()]["content"]["application/json"]["schema"];
+        let wrong = mismatches(&doc, schema, &answer, &format!("{method} {route} {status}"));
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        answer
+    };
+
+    call("POST", "/api/devices", "/api/devices", Some(json!({"id": OTHER, "name": "laptop"})));
+    let root = api.t.path("docs");
+    std::fs::create_dir(&root).unwrap();
+    api.t.write("docs/doc.txt", b"mine");
+    let copy = conflict_copy("doc", ".txt", &OTHER[..7]);
+    api.t.write(&format!("docs/{copy}"), b"theirs");
+    let folder = json!({"id": "docs", "path": root, "devices": [OTHER], "versioning": {"type": "trashcan", "keep_days": 7}});
+    call("POST", "/api/folders", "/api/folders", Some(folder));
+    let scanned = || api.get("/api/status").1["folders"][0]["local"]["files"].as_u64() == Some(2);
+    wait_for(LIMIT, "the first scan", || async { scanned().then_some(()) }).await;
+
+    let folder_route = |tail: &str| format!("/api/folders/{{id}}{tail}");
+    let in_folder = |tail: &str| format!("/api/folders/docs{tail}");
+    for route in ["/api/system", "/api/session", "/api/status", "/api/devices", "/api/folders"] {
+        call("GET", route, route, None);
+    }
+    for route in ["/api/pending", "/api/discovery", "/api/conflicts", "/api/log"] {
+        call("GET", route, route, None);
+    }
+    call("POST", &folder_route("/scan"), &in_folder("/scan"), None);
+    let conflicts = call("GET", &folder_route("/conflicts"), &in_folder("/conflicts"), None);
+    assert_eq!(conflicts.as_array().map(Vec::len), Some(1), "{conflicts}");
+    let resolve = json!({"conflict": copy, "keep": "copy"});
+    call("POST", &folder_route("/conflicts/resolve"), &in_folder("/conflicts/resolve"), Some(resolve));
+    let versions = call("GET", &folder_route("/versions"), &in_folder("/versions"), None);
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "the replaced file was kept: {versions}");
+    for tail in ["/needed", "/errors", "/ignores"] {
+        call("GET", &folder_route(tail), &in_folder(tail), None);
+    }
+    call("PUT", &folder_route("/ignores"), &in_folder("/ignores"), Some(json!({"lines": ["*.tmp"]})));
+    let patch =
+        json!({"label": "Docs", "versioning": {"type": "none"}, "rescan_interval_s": 600, "watch": false});
+    call("PATCH", &folder_route(""), &in_folder(""), Some(patch));
+    let device = format!("/api/devices/{OTHER}");
+    call("PATCH", "/api/devices/{id}", &device, Some(json!({"paused": true, "addresses": ["dynamic"]})));
+    call("POST", "/api/config/edits", "/api/config/edits", Some(json!({"edit": "set-name", "name": "desk"})));
+    let share = json!({"edit": "unshare", "folder": "docs", "device": OTHER});
+    call("POST", "/api/config/edits", "/api/config/edits", Some(share));
+    // Status again, now with a paused device and a relabelled folder.
+    call("GET", "/api/status", "/api/status", None);
+    call("DELETE", "/api/devices/{id}", &device, None);
+    call("DELETE", &folder_route(""), &in_folder(""), None);
 }

@@ -100,8 +100,12 @@ fn a_home_in_use_is_refused() {
     let t = TestDir::new();
     ok(&t.peerfold(&["id"]));
     let _held = peerfold::home::Home::open(&t.home()).unwrap();
-    let err = fails(&t.peerfold(&["id"]));
+    // `scan` writes the index: it needs the home to itself. (`id` only reads, and works.)
+    let dir = t.path("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = fails(&t.peerfold(&["scan", dir.to_str().unwrap()]));
     assert!(err.contains("in use by another Peerfold process"), "{err}");
+    ok(&t.peerfold(&["id"]));
 }
 
 #[test]
@@ -173,8 +177,10 @@ fn device_add_updates_lists_and_removes() {
     assert_eq!(
         list,
         serde_json::json!([
-            {"id": a, "name": "laptop", "addresses": ["quic://[2001:db8::1]:22000"], "paused": false, "folders": []},
-            {"id": b, "name": "", "addresses": ["tcp://nas.local:22000", "dynamic"], "paused": false, "folders": []},
+            {"id": a, "name": "laptop", "addresses": ["quic://[2001:db8::1]:22000"], "paused": false,
+             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []},
+            {"id": b, "name": "", "addresses": ["tcp://nas.local:22000", "dynamic"], "paused": false,
+             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []},
         ])
     );
     let text = ok(&t.peerfold(&["device", "list"]));

@@ -24,7 +24,8 @@ fn config_with(t: &TestDir, watch: bool, rescan_interval_s: u64) -> Config {
 }
 
 async fn live(index: &Index, name: &str) -> Option<peerfold::bep::FileInfo> {
-    let folder = index.folder("f").await.unwrap();
+    // Read-only: registering here would race the engine's own registration.
+    let folder = index.folder("f").await.unwrap()?;
     index.local_file(folder, name).await.unwrap().filter(|f| !f.deleted)
 }
 
@@ -144,6 +145,37 @@ async fn folders_added_paused_changed_and_removed_while_running() {
     assert!(t.path("made/here/a.txt").is_file());
     assert!(Config::load(&t.path("config.toml")).unwrap().folders.is_empty());
     engine.shutdown().await;
+}
+
+/// A folder removed while no engine ran has its rows dropped at start-up, while the first edit
+/// may already come: added back at once, the folder must scan (no stale row number from the
+/// rows being dropped: `Scan(Db(Query(RowNotFound)))`) and start afresh. Many entries make the
+/// drop long enough that, unless the edit waits for it, the edit lands in the middle of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_removed_while_stopped_and_added_back_at_once_scans() {
+    use peerfold::config::Edit;
+    let t = TestDir::new();
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    {
+        let old = index.register_folder("f").await.unwrap();
+        let mut entries: Vec<_> =
+            (0..40_000).map(|i| crate::hostile::file(&format!("old/{i:05}"), b"old", ME)).collect();
+        index.apply_local(old, &mut entries).await.unwrap();
+    }
+    let mut config = config_with(&t, false, 0);
+    config.folders.clear();
+    let engine = Engine::start(&config, index.clone(), ME);
+
+    t.write("f/a.txt", b"a");
+    let folder = FolderConfig { watch: Some(false), ..FolderConfig::new("f".parse().unwrap(), t.path("f")) };
+    engine.edit_config(Edit::AddFolder { folder: Box::new(folder) }).await.unwrap();
+    engine.scan(&"f".parse().unwrap(), vec![]).await.unwrap();
+    assert!(live(&index, "a.txt").await.is_some());
+    // The drop went first: the folder holds what its scan found, and nothing of before.
+    engine.shutdown().await;
+    let index = Index::open(&t.path("index.db")).await.unwrap();
+    assert!(live(&index, "a.txt").await.is_some());
+    assert!(live(&index, "old/00000").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]

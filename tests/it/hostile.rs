@@ -71,6 +71,10 @@ impl Device {
             name: other.config.name.clone(),
             addresses,
             paused: false,
+            auto_accept_folders: false,
+            introducer: false,
+            skip_introduction_removals: false,
+            introduced_by: None,
         });
         self.config.folders[0].devices.push(other.id);
     }

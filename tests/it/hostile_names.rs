@@ -39,6 +39,10 @@ impl Target {
             name: "rogue".into(),
             addresses: Vec::new(),
             paused: false,
+            auto_accept_folders: false,
+            introducer: false,
+            skip_introduction_removals: false,
+            introduced_by: None,
         });
         let index = Index::open(&t.path("index.db")).await.unwrap();
         let id = identity.device_id();
@@ -121,7 +125,7 @@ async fn refused_names(transport: &str) {
     assert_eq!(files_below(&target.t.path("canary")), before_canary);
     // Nothing refused was recorded, so nothing refused is announced to other peers.
     let local = target.engine.index().clone();
-    let fidx = local.folder("f").await.unwrap();
+    let fidx = local.register_folder("f").await.unwrap();
     for (name, _) in hostile {
         assert!(local.local_file(fidx, name).await.unwrap().is_none(), "{name:?} is in the local index");
     }

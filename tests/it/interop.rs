@@ -16,7 +16,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// One entry of a tree as both sides must agree on it.
 #[derive(Debug, PartialEq, Eq)]
-enum Entry {
+pub(crate) enum Entry {
     Dir { mode: u32 },
     File { data: Vec<u8>, mtime: (i64, i64), mode: u32 },
     Symlink { target: String },
@@ -24,7 +24,7 @@ enum Entry {
 
 /// The tree under `root`, without the folder's own bookkeeping (`.stfolder`, `.stversions`,
 /// `.stignore`). `None` if an entry vanished or changed while it was read (a sync in progress).
-fn snapshot(root: &Path) -> Option<BTreeMap<String, Entry>> {
+pub(crate) fn snapshot(root: &Path) -> Option<BTreeMap<String, Entry>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

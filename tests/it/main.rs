@@ -2,18 +2,25 @@
 //! a module per area, a small harness in `util`.
 
 mod api;
+mod auto_accept;
 mod cli;
 mod crash;
 mod daemon;
 mod dht;
 mod engine;
+mod home_lock;
 mod hostile;
 mod hostile_memory;
 mod hostile_names;
 mod hostile_strangers;
+mod import_syncthing;
 mod interop;
+mod introducer;
+mod invite;
 mod nat;
 mod netns;
+mod punch;
+mod relay;
 mod sync;
 mod syncthing;
 mod util;

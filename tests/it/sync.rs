@@ -45,6 +45,10 @@ impl Node {
             name: other.config.name.clone(),
             addresses: vec![other.addr.to_string()],
             paused: false,
+            auto_accept_folders: false,
+            introducer: false,
+            skip_introduction_removals: false,
+            introduced_by: None,
         });
         self.config.folders[0].devices.push(other.id);
     }
@@ -300,14 +304,14 @@ async fn send_only_and_receive_only(transport: &str) {
     let announced = wait_for(LIMIT, "a to hear of b's local change", || {
         let index = index.clone();
         async move {
-            let f = index.folder("f").await.unwrap();
+            let f = index.register_folder("f").await.unwrap();
             let d = index.device(&b_id).await.unwrap();
             index.remote_file(f, d, "local-only.txt").await.unwrap()
         }
     })
     .await;
     assert!(announced.invalid && announced.version.is_empty(), "{announced:?}");
-    let f = index.folder("f").await.unwrap();
+    let f = index.register_folder("f").await.unwrap();
     assert!(index.needed_page(f, peerfold::db::NeedKind::Changes, None, 10).await.unwrap().is_empty());
     assert!(!a.folder().join("local-only.txt").exists());
     ea.shutdown().await;
@@ -352,7 +356,7 @@ async fn fetched_from_both(transport: &str) {
         wait_for(LIMIT, "a and b to agree", || {
             let index = index.clone();
             async move {
-                let f = index.folder("f").await.unwrap();
+                let f = index.register_folder("f").await.unwrap();
                 let d = index.device(&other).await.unwrap();
                 let g = index.global_file(f, "shared.bin").await.unwrap()?;
                 let local = index.local_file(f, "shared.bin").await.unwrap()?;
@@ -408,14 +412,23 @@ async fn not_shared_device(transport: &str) {
     let mut c = Node::new("c", transport).await;
     // The folder is shared with b only; c is a known device all the same.
     a.knows(&b);
-    a.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    a.config.devices.push(DeviceConfig {
+        id: c.id,
+        name: "c".into(),
+        addresses: Vec::new(),
+        paused: false,
+        auto_accept_folders: false,
+        introducer: false,
+        skip_introduction_removals: false,
+        introduced_by: None,
+    });
     std::fs::write(a.folder().join("secret.txt"), b"secret").unwrap();
     let ea = a.start().await;
     let index = ea.index().clone();
     wait_for(LIMIT, "a to index its file", || {
         let index = index.clone();
         async move {
-            let f = index.folder("f").await.unwrap();
+            let f = index.register_folder("f").await.unwrap();
             index.local_file(f, "secret.txt").await.unwrap().map(|_| ())
         }
     })
@@ -499,7 +512,7 @@ async fn a_mass_delete_is_held_until_the_user_confirms_it() {
     assert_eq!(status.folders[0].held_deletes, Some(held));
     // Nothing was recorded, so there is nothing b could hear of: its files stay.
     let index = ea.index();
-    let f = index.folder("f").await.unwrap();
+    let f = index.register_folder("f").await.unwrap();
     assert!(!index.local_file(f, "file00.txt").await.unwrap().unwrap().deleted);
     assert_eq!(tree(&b.folder()).len(), 12);
 
@@ -534,7 +547,7 @@ async fn reverting_a_receive_only_folder_brings_back_the_global_state() {
     wait_for(LIMIT, "b to record what it pulled", || {
         let index = index.clone();
         async move {
-            let f = index.folder("f").await.unwrap();
+            let f = index.register_folder("f").await.unwrap();
             (index.need_counts(f).await.unwrap().items == 0).then_some(())
         }
     })
@@ -738,7 +751,16 @@ async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_
     let (mut a, mut b) = pair("tcp").await;
     let mut c = Node::new("c", "tcp").await;
     // b shares the folder with a (an engine) and c (a forger that has a 40-block file).
-    b.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    b.config.devices.push(DeviceConfig {
+        id: c.id,
+        name: "c".into(),
+        addresses: Vec::new(),
+        paused: false,
+        auto_accept_folders: false,
+        introducer: false,
+        skip_introduction_removals: false,
+        introduced_by: None,
+    });
     b.config.folders[0].devices.push(c.id);
     let (ea, eb) = (a.start().await, b.start().await);
 
@@ -820,6 +842,10 @@ async fn a_puller_fetches_from_the_temporary_file_of_a_device_still_downloading(
             name: "c".into(),
             addresses: Vec::new(),
             paused: false,
+            auto_accept_folders: false,
+            introducer: false,
+            skip_introduction_removals: false,
+            introduced_by: None,
         });
         n.config.folders[0].devices.push(c.id);
     }
@@ -888,7 +914,16 @@ async fn a_pull_shows_its_rate_and_eta_and_a_file_that_fails_is_listed_until_it_
     use peerfold::bep::wire::ErrorCode;
     let mut b = Node::new("b", "tcp").await;
     let mut c = Node::new("c", "tcp").await;
-    b.config.devices.push(DeviceConfig { id: c.id, name: "c".into(), addresses: Vec::new(), paused: false });
+    b.config.devices.push(DeviceConfig {
+        id: c.id,
+        name: "c".into(),
+        addresses: Vec::new(),
+        paused: false,
+        auto_accept_folders: false,
+        introducer: false,
+        skip_introduction_removals: false,
+        introduced_by: None,
+    });
     b.config.folders[0].devices.push(c.id);
     let eb = b.start().await;
     let folder: peerfold::config::FolderId = "f".parse().unwrap();
@@ -964,7 +999,7 @@ async fn ignored_here(transport: &str) {
     wait_for(LIMIT, "a to index its changes", || {
         let index = index.clone();
         async move {
-            let f = index.folder("f").await.unwrap();
+            let f = index.register_folder("f").await.unwrap();
             index.local_file(f, "disk.iso").await.unwrap()?;
             let x = index.local_file(f, "x.bin").await.unwrap()?;
             (x.blocks.first().map(|b| b.hash) == Some(first)).then_some(())
@@ -978,8 +1013,21 @@ async fn ignored_here(transport: &str) {
         async move { (got.as_deref() == Some(b"after the others".as_slice())).then_some(()) }
     })
     .await;
-    // Settled: whatever b pulled after a's changes is in, and the watcher had its turn.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Settled: the pull that took y.txt (which a indexed after its other changes, and which
+    // sorts after them) has recorded it, so it has dealt with x.bin and disk.iso too, and b's
+    // folder is idle again.
+    let (ia, ib) = (ea.index().clone(), eb.index().clone());
+    wait_for(LIMIT, "b to record y.txt and go idle", || {
+        let (ia, ib) = (ia.clone(), ib.clone());
+        let idle = eb.folder_states().iter().all(|(_, s)| *s == FolderState::Idle);
+        async move {
+            let (fa, fb) = (ia.folder("f").await.unwrap()?, ib.folder("f").await.unwrap()?);
+            let theirs = ia.local_file(fa, "y.txt").await.unwrap()?;
+            let mine = ib.local_file(fb, "y.txt").await.unwrap()?;
+            (idle && mine.version == theirs.version).then_some(())
+        }
+    })
+    .await;
     assert_eq!(std::fs::read(b.folder().join("x.bin")).unwrap(), kept, "b's ignored x.bin is left alone");
     assert_eq!(inode(&b), before, "and not replaced");
     assert!(!b.folder().join("disk.iso").exists(), "an ignored file is not downloaded");
@@ -1004,6 +1052,100 @@ async fn what_a_device_ignores_is_not_pulled_there_over_quic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn what_a_device_ignores_is_not_pulled_there_over_tcp() {
     ignored_here("tcp").await;
+}
+
+/// A directory a peer deleted goes when what blocks its removal here is ignored with `(?d)`
+/// (as in Syncthing: such files are removed with it); a directory holding a file that is
+/// ignored without `(?d)` stays, with that file, and is a failed item.
+async fn deletable_ignored(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
+    for d in ["d1", "d2"] {
+        std::fs::create_dir_all(a.folder().join(d)).unwrap();
+        std::fs::write(a.folder().join(d).join("synced.txt"), d).unwrap();
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let folder: peerfold::config::FolderId = "f".parse().unwrap();
+    eb.set_ignores(&folder, vec!["(?d).DS_Store".into(), "(?d).Trashes".into(), "junk".into()])
+        .await
+        .unwrap();
+    std::fs::write(b.folder().join("d1/.DS_Store"), b"finder").unwrap();
+    std::fs::create_dir_all(b.folder().join("d1/.Trashes/501")).unwrap();
+    std::fs::write(b.folder().join("d1/.Trashes/501/old"), b"trash").unwrap();
+    std::fs::write(b.folder().join("d2/junk"), b"mine").unwrap();
+
+    std::fs::remove_dir_all(a.folder().join("d1")).unwrap();
+    std::fs::remove_dir_all(a.folder().join("d2")).unwrap();
+    let (b1, b2) = (b.folder().join("d1"), b.folder().join("d2"));
+    wait_for(LIMIT, "d1 gone and d2 a failed item at b", || {
+        let d1_gone = !b1.exists();
+        let d2_failed = eb.failed_items(&folder).unwrap().iter().any(|i| i.path == "d2");
+        async move { (d1_gone && d2_failed).then_some(()) }
+    })
+    .await;
+    assert_eq!(std::fs::read(b2.join("junk")).unwrap(), b"mine", "a plainly ignored file is kept");
+    let failed = eb.failed_items(&folder).unwrap();
+    let why = &failed.iter().find(|i| i.path == "d2").unwrap().error;
+    assert!(why.contains("junk") && why.contains("(?d)"), "{why}");
+    assert!(!b2.join("synced.txt").exists(), "the synced file in it is deleted");
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_blocked_only_by_deletable_ignored_files_is_deleted_over_quic() {
+    deletable_ignored("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_blocked_only_by_deletable_ignored_files_is_deleted_over_tcp() {
+    deletable_ignored("tcp").await;
+}
+
+/// A folder removed from the configuration leaves nothing in the index: removed from a
+/// running engine, or from the configuration while no engine ran (dropped when one starts).
+async fn removed_folder(transport: &str) {
+    let (mut a, mut b) = pair(transport).await;
+    std::fs::write(a.folder().join("x.bin"), pseudo_random(300_000, 9)).unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    let (ia, ib) = (ea.index().clone(), eb.index().clone());
+    let fa = ia.folder("f").await.unwrap().unwrap();
+    let fb = ib.folder("f").await.unwrap().unwrap();
+    // Synced: each side holds its own entries and the other's.
+    assert!(ib.folder_row_count(fb).await.unwrap() > 3);
+
+    eb.edit_config(peerfold::config::Edit::RemoveFolder { id: "f".parse().unwrap() }).await.unwrap();
+    assert_eq!(ib.folder("f").await.unwrap(), None);
+    assert_eq!(ib.folder_row_count(fb).await.unwrap(), 0, "no rows of the removed folder are left");
+    assert_eq!(ib.blocklist_count().await.unwrap(), 0, "nor block lists only it used");
+    eb.shutdown().await;
+
+    // Removed while a was stopped: its next start drops the rows.
+    ea.shutdown().await;
+    let index = Index::open(&a.t.path("index.db")).await.unwrap();
+    assert!(index.folder_row_count(fa).await.unwrap() > 1, "a still holds the folder and its file");
+    let mut config = a.config.clone();
+    config.folders.clear();
+    let ea = Engine::start(&config, index.clone(), a.id);
+    wait_for(LIMIT, "a to drop the folder removed while it was stopped", || {
+        let index = index.clone();
+        async move { (index.folder_row_count(fa).await.unwrap() == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(index.folder("f").await.unwrap(), None);
+    assert_eq!(index.blocklist_count().await.unwrap(), 0);
+    ea.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_folder_leaves_no_rows_in_the_index_over_quic() {
+    removed_folder("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_folder_leaves_no_rows_in_the_index_over_tcp() {
+    removed_folder("tcp").await;
 }
 
 mod disks;

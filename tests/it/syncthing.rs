@@ -41,6 +41,8 @@ pub struct Syncthing {
     log: PathBuf,
     /// Local discovery on (only for a Syncthing inside a test's own network namespace).
     pub local_announce: bool,
+    /// Relays on (only with a `relay://` listen address of a relay the test runs on loopback).
+    pub relays: bool,
 }
 
 impl Syncthing {
@@ -66,6 +68,7 @@ impl Syncthing {
             gui: format!("127.0.0.1:{}", free_port()),
             child: None,
             local_announce: false,
+            relays: false,
         }
     }
 
@@ -102,14 +105,14 @@ impl Syncthing {
              <options>\n    <listenAddress>{}</listenAddress>\n    \
              <globalAnnounceEnabled>false</globalAnnounceEnabled>\n    \
              <localAnnounceEnabled>{}</localAnnounceEnabled>\n    \
-             <relaysEnabled>false</relaysEnabled>\n    <natEnabled>false</natEnabled>\n    \
+             <relaysEnabled>{}</relaysEnabled>\n    <natEnabled>false</natEnabled>\n    \
              <startBrowser>false</startBrowser>\n    <urAccepted>-1</urAccepted>\n    \
              <autoUpgradeIntervalH>0</autoUpgradeIntervalH>\n    \
              <crashReportingEnabled>false</crashReportingEnabled>\n    \
              <stunKeepaliveStartS>0</stunKeepaliveStartS>\n    \
              <announceLANAddresses>false</announceLANAddresses>\n    \
              <reconnectionIntervalS>1</reconnectionIntervalS>\n  </options>\n</configuration>\n",
-            self.gui, self.listen, self.local_announce
+            self.gui, self.listen, self.local_announce, self.relays
         );
         std::fs::write(self.home.join("config.xml"), xml).unwrap();
     }
@@ -245,5 +248,17 @@ fn http_request(method: &str, url: &str, body: &Value) -> ureq::http::Request<Ve
 impl Drop for Syncthing {
     fn drop(&mut self) {
         self.kill();
+        // A test that failed shows what Syncthing said (the last lines: its log is long).
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "--- Syncthing {} ({}), last lines of its log:\n{}",
+                self.id,
+                self.listen,
+                tail.join("\n")
+            );
+        }
     }
 }

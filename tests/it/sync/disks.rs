@@ -1,6 +1,7 @@
 //! Hostile disks under a syncing device: an unmounted disk (the folder left as an empty
-//! directory without `.stfolder`), a disk too small or full. The file systems are made by the
-//! tests (tmpfs), so they need root; CI runs as root, and without it these tests fail saying
+//! directory without `.stfolder`), a disk too small or full, a case-insensitive file system.
+//! The file systems are made by the tests (tmpfs, an NTFS image through `lowntfs-3g` with
+//! `ignore_case`), so they need root; CI runs as root, and without it these tests fail saying
 //! so.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,27 @@ impl Mounted {
     fn tmpfs(dir: &Path, size: &str) -> Self {
         need_root("a tmpfs");
         run("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &dir.to_string_lossy()]);
+        Self(dir.to_owned())
+    }
+
+    /// A fresh NTFS image `image` at `dir`, names compared ignoring case (as on Windows and
+    /// macOS). This kernel has neither vfat nor ext4's casefold, so the file system is NTFS
+    /// through FUSE, with the kernel's caches of names and attributes off: the kernel looks
+    /// names up in them case-sensitively, so `a.txt`, looked up before `A.txt` was made, would
+    /// stay missing for a while (a native case-insensitive file system has no such window).
+    fn case_insensitive(image: &Path, dir: &Path) -> Self {
+        need_root("an NTFS image with lowntfs-3g (Debian package ntfs-3g)");
+        std::fs::File::create(image).unwrap().set_len(32 << 20).unwrap();
+        run("mkntfs", &["-q", "-F", "-f", &image.to_string_lossy()]);
+        run(
+            "lowntfs-3g",
+            &[
+                "-o",
+                "ignore_case,permissions,entry_timeout=0,negative_timeout=0,attr_timeout=0",
+                &image.to_string_lossy(),
+                &dir.to_string_lossy(),
+            ],
+        );
         Self(dir.to_owned())
     }
 
@@ -229,4 +251,115 @@ async fn a_disk_that_fills_mid_pull_keeps_no_partial_file() {
     ea.shutdown().await;
     eb.shutdown().await;
     drop(disk);
+}
+
+/// A peer has `A.txt` and `a.txt`, which a case-insensitive file system holds as one name:
+/// one of them is written, the other is a failed item saying why, the written one keeps its
+/// own content, no conflict copy is made, and the peer keeps both. A later rescan of the
+/// receiver announces neither a change nor a delete of either name. With `together`, both
+/// names come at once (either may be written); else `A.txt` comes first, which this disk
+/// then lists as `a.txt`.
+///
+/// Before, the receiver's scan took the listed `a.txt` for a new local file: the peer's
+/// `a.txt` then made a conflict copy of it, and `A.txt` was taken for deleted.
+async fn case_collision(transport: &str, together: bool) {
+    let (mut a, mut b) = pair(transport).await;
+    let bf = b.folder();
+    let _disk = Mounted::case_insensitive(&b.t.path("ntfs.img"), &bf);
+    std::fs::write(bf.join("probe"), b"x").unwrap();
+    assert!(bf.join("PROBE").exists(), "the test's file system ignores case");
+    std::fs::remove_file(bf.join("probe")).unwrap();
+    let af = a.folder();
+    std::fs::write(af.join("A.txt"), b"UPPER CASE").unwrap();
+    if together {
+        std::fs::write(af.join("a.txt"), b"lower case").unwrap();
+    }
+    let (ea, eb) = (a.start().await, b.start().await);
+    if !together {
+        let upper = bf.join("A.txt");
+        wait_for(LIMIT, "A.txt at b", || {
+            let ok = std::fs::read(&upper).is_ok_and(|d| d == b"UPPER CASE");
+            async move { ok.then_some(()) }
+        })
+        .await;
+        save(&a, "a.txt", b"lower case");
+    }
+    let at_a = tree(&af);
+    assert_eq!(at_a.len(), 2, "{at_a:?}");
+
+    let item = wait_for(LIMIT, "a failed item at b", || {
+        let items = eb.failed_items(&folder_id()).unwrap();
+        async move { items.into_iter().find(|i| i.path.eq_ignore_ascii_case("a.txt")) }
+    })
+    .await;
+    if !together {
+        assert_eq!(item.path, "a.txt", "the name that came second fails");
+    }
+    let (kept, content): (&str, &[u8]) =
+        if item.path == "a.txt" { ("A.txt", b"UPPER CASE") } else { ("a.txt", b"lower case") };
+    // This disk lists every name in lower case: b's tree is compared so.
+    let names_at_b =
+        || super::try_tree(&bf).map(|t| t.into_keys().map(|k| k.to_lowercase()).collect::<Vec<_>>());
+    // The one that was written arrives whole (the failed one may be reported first).
+    let kept_path = bf.join(kept);
+    wait_for(LIMIT, "the other name at b", || {
+        let ok = names_at_b().is_ok_and(|n| n == ["a.txt"])
+            && std::fs::read(&kept_path).is_ok_and(|d| d == content);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    assert!(item.error.contains("case"), "{item:?}");
+    assert_eq!(
+        names_at_b().unwrap(),
+        ["a.txt"],
+        "one of the two is on disk, and no conflict copy ({item:?})"
+    );
+    assert_eq!(tree(&af), at_a, "a keeps both, unchanged ({item:?})");
+
+    // b rescans all of its folder, then adds a file: once a has that file, a has seen all
+    // that b announced before it (one connection keeps the order), and pulled it.
+    let summary = eb.scan(&folder_id(), Vec::new()).await.unwrap();
+    std::fs::write(bf.join("after.txt"), b"after").unwrap();
+    eb.scan(&folder_id(), vec!["after.txt".into()]).await.unwrap();
+    let after = af.join("after.txt");
+    wait_for(LIMIT, "after.txt at a", || {
+        let ok = std::fs::read(&after).is_ok_and(|d| d == b"after");
+        async move { ok.then_some(()) }
+    })
+    .await;
+    wait_for(LIMIT, "a to need nothing", || async {
+        ea.needed(&folder_id()).await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    let mut want = at_a.clone();
+    want.insert("after.txt".into(), ('f', b"after".to_vec()));
+    assert_eq!(tree(&af), want, "a keeps both, unchanged, after b rescanned ({summary:?})");
+    assert_eq!(names_at_b().unwrap(), ["a.txt", "after.txt"], "b after its rescan ({summary:?})");
+    assert_eq!(std::fs::read(&kept_path).unwrap(), content, "{kept} after b rescanned");
+    assert!(
+        eb.failed_items(&folder_id()).unwrap().iter().any(|i| i.path == item.path),
+        "the name b cannot hold stays a failed item after the rescan"
+    );
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_differ_only_in_case_never_overwrite_each_other_over_quic() {
+    case_collision("quic", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_differ_only_in_case_never_overwrite_each_other_over_tcp() {
+    case_collision("tcp", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_differ_only_in_case_and_come_together_never_overwrite_each_other_over_quic() {
+    case_collision("quic", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_differ_only_in_case_and_come_together_never_overwrite_each_other_over_tcp() {
+    case_collision("tcp", true).await;
 }
