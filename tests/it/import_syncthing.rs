@@ -68,6 +68,12 @@ async fn case(scheme: &str) {
     st_synced(&s1, files).await;
     assert_eq!(snapshot(&d1), snapshot(&d2));
 
+    // What S2 reports for S1's connection, to tell Peerfold's from it below.
+    let syncthing_client =
+        s2.get("/rest/system/connections").await["connections"][s1.id.as_str()]["clientVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     s1.kill();
     let out = ok(&t.peerfold(&["import-syncthing", s1.home.to_str().unwrap()]));
     assert!(out.contains(&s1.id), "{out}");
@@ -76,19 +82,30 @@ async fn case(scheme: &str) {
 
     // Where S2 dials S1; Peerfold dials S2 at the address S1's configuration had.
     let daemon = Daemon::start(&t, &s1.listen);
+    // Connected is not enough: the Hellos and both indexes must have been exchanged (S2 may
+    // still hold S1's dead connection for a while, and its counters are that connection's).
     t.json_until(LIMIT, &["status", "--json"], "Peerfold in sync with S2", |v| {
         let (folder, device) = (&v["folders"][0], &v["devices"][0]);
         folder["state"] == "idle"
             && folder["need"]["items"] == 0
             && folder["local"]["files"] == 5
             && folder["global"]["files"] == 5
+            && folder["devices"][0]["need"]["items"] == 0
             && device["connected"] == true
+            && device["client"].as_str().is_some_and(|c| c.starts_with("syncthing"))
     })
     .await;
     wait_for(LIMIT, "S2 to see Peerfold complete", || async {
+        let conns = s2.try_get("/rest/system/connections").await?;
+        let conn = &conns["connections"][s1.id.as_str()];
         let c = s2.try_get(&format!("/rest/db/completion?folder=f&device={}", s1.id)).await?;
         let s = s2.try_get("/rest/db/status?folder=f").await?;
-        (c["completion"] == 100 && s["needFiles"] == 0 && s["state"] == "idle").then_some(())
+        (conn["connected"] == true
+            && conn["clientVersion"].as_str().is_some_and(|v| v != syncthing_client)
+            && c["completion"] == 100
+            && s["needFiles"] == 0
+            && s["state"] == "idle")
+            .then_some(())
     })
     .await;
     assert_eq!(snapshot(&d1), snapshot(&d2));

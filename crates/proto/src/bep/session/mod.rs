@@ -21,6 +21,10 @@ use super::{FileInfo, WireError};
 pub const PING_INTERVAL: Duration = Duration::from_secs(45);
 /// Syncthing closes a connection on which nothing arrived for this long.
 pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Syncthing gives up on a connection whose Hello has not arrived after this long. A connection
+/// stuck before its Hello holds the device's slot (a new connection from the device is refused
+/// while it lives), so it must not last the whole receive timeout.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Decoded messages waiting to be polled as events may take at most about this much memory
 /// (as [`decoded_cost`](super::decoded_cost) estimates it) before the session stops decoding
@@ -37,6 +41,7 @@ pub struct SessionConfig {
     pub compression: Compression,
     pub ping_interval: Duration,
     pub receive_timeout: Duration,
+    pub hello_timeout: Duration,
 }
 
 impl SessionConfig {
@@ -46,6 +51,7 @@ impl SessionConfig {
             compression: Compression::Metadata,
             ping_interval: PING_INTERVAL,
             receive_timeout: RECEIVE_TIMEOUT,
+            hello_timeout: HELLO_TIMEOUT,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Session {
     outstanding: HashSet<i32>,
     last_sent: Instant,
     last_received: Instant,
+    /// When the session began: the Hello is due [`SessionConfig::hello_timeout`] after it.
+    started: Instant,
     /// Estimated memory of the messages decoded since the event queue was last empty.
     pending_decoded: usize,
 }
@@ -131,6 +139,7 @@ impl Session {
             outstanding: HashSet::new(),
             last_sent: now,
             last_received: now,
+            started: now,
             pending_decoded: 0,
         };
         if let Err(e) = encode_hello(&s.config.hello, &mut s.transmit) {
@@ -272,17 +281,23 @@ impl Session {
         if self.is_closed() {
             return None;
         }
-        Some(
-            (self.last_sent + self.config.ping_interval)
-                .min(self.last_received + self.config.receive_timeout),
-        )
+        let next = (self.last_sent + self.config.ping_interval)
+            .min(self.last_received + self.config.receive_timeout);
+        Some(match self.phase {
+            Phase::AwaitHello => next.min(self.started + self.config.hello_timeout),
+            _ => next,
+        })
     }
 
     /// Sends a Ping if nothing was written for the ping interval; ends the session if nothing
-    /// was received for the receive timeout.
+    /// was received for the receive timeout, or if the peer's Hello is overdue.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_closed() {
             return;
+        }
+        if self.phase == Phase::AwaitHello && now >= self.started + self.config.hello_timeout {
+            // Syncthing's words when its Hello deadline passes.
+            return self.fail(String::from("exchanging hello: deadline exceeded"));
         }
         if now >= self.last_received + self.config.receive_timeout {
             return self.fail(String::from("read timeout"));

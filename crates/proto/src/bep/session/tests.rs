@@ -237,6 +237,30 @@ fn idle_sessions_ping_and_silent_peers_time_out() {
 }
 
 #[test]
+fn a_peer_that_never_says_hello_is_dropped_after_the_hello_timeout() {
+    let t0 = Instant::now();
+    let mut a = session("a", t0);
+    let mut b = session("b", t0);
+    // b hears a's Hello; a hears nothing from b, even though bytes trickle in (half a Hello).
+    let ours = a.take_transmit();
+    b.receive(&ours, t0);
+    let theirs = b.take_transmit();
+    assert_eq!(a.poll_timeout(), Some(t0 + HELLO_TIMEOUT));
+    a.receive(&theirs[..theirs.len() / 2], t0 + HELLO_TIMEOUT / 2);
+    a.handle_timeout(t0 + HELLO_TIMEOUT - Duration::from_millis(1));
+    assert!(events(&mut a).is_empty(), "not yet overdue");
+    assert_eq!(a.poll_timeout(), Some(t0 + HELLO_TIMEOUT));
+    a.handle_timeout(t0 + HELLO_TIMEOUT);
+    assert_eq!(
+        events(&mut a),
+        vec![Event::Closed { reason: "exchanging hello: deadline exceeded".into(), by_peer: false }]
+    );
+    // b, which got its Hello, does not wait for one any more.
+    assert_eq!(events(&mut b).len(), 1);
+    assert_eq!(b.poll_timeout(), Some(t0 + PING_INTERVAL));
+}
+
+#[test]
 fn a_real_syncthing_hello_and_cluster_config_are_understood() {
     let now = Instant::now();
     let mut s = session("peerfold", now);
