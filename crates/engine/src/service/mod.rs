@@ -4,11 +4,12 @@
 //!
 //! Two backends implement [`Service`]: [`Running`] wraps the running [`crate::engine::Engine`]
 //! (the daemon, the desktop app), and [`Offline`] answers from a home's configuration file and
-//! index when no daemon runs (the CLI). Where both do the same thing — pending devices and
-//! folder offers, accepting and dismissing them, the resource-style configuration changes, the
-//! lists of devices and folders — there is one implementation here both call, over the
-//! crate-private `Backend` trait. Operations only a running engine can do are a
-//! [`ServiceError::NeedsDaemon`] offline.
+//! index when no daemon runs (the CLI). Every request is dispatched once, by one exhaustive
+//! match over the crate-private `Backend` trait, which both implement; what they do alike —
+//! pending devices and folder offers, accepting and dismissing them, the resource-style
+//! configuration changes, the lists of devices and folders, refusing an unknown folder — is
+//! written once here, and a backend supplies only what differs. Operations only a running
+//! engine can do are a [`ServiceError::NeedsDaemon`] offline.
 //!
 //! The front-ends are thin adapters: the CLI turns its arguments into a `Request` and prints the
 //! typed answer, the control socket and `POST /api/call` carry `Request` and `Response` as
@@ -726,13 +727,168 @@ async fn join(
     Ok(Edited::merged(answers))
 }
 
-/// What the two backends share: the configuration, the index, and how a change is applied
-/// (the engine's way, or saved for the next start). The operations they do alike are written
-/// once over it, below.
+/// What a backend provides: the configuration, the index, how a change is applied (the
+/// engine's way, or saved for the next start), and the operations that differ between a
+/// running engine and a home on disk. Everything else is written once, in [`handle`].
 pub(crate) trait Backend: Sync {
     fn config(&self) -> Result<Arc<Config>, ServiceError>;
     fn index(&self) -> &Index;
     fn edit(&self, edit: Edit) -> impl Future<Output = Result<Edited, ServiceError>> + Send;
+    /// This device.
+    fn me(&self) -> DeviceId;
+    /// The running engine, if any (for what only it knows: connections, rates, progress).
+    fn engine(&self) -> Option<&crate::engine::Engine>;
+    /// Seconds since the engine started; 0 without one.
+    fn uptime_s(&self) -> u64;
+    fn scan(&self, folder: &FolderConfig) -> impl Future<Output = Result<ScanSummary, ServiceError>> + Send;
+    fn confirm_deletes(
+        &self,
+        folder: &FolderConfig,
+    ) -> impl Future<Output = Result<Edited, ServiceError>> + Send;
+    fn revert(&self, folder: &FolderConfig) -> impl Future<Output = Result<Edited, ServiceError>> + Send;
+    fn ignores(
+        &self,
+        folder: &FolderConfig,
+    ) -> impl Future<Output = Result<Vec<String>, ServiceError>> + Send;
+    fn set_ignores(
+        &self,
+        folder: &FolderConfig,
+        lines: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<String>, ServiceError>> + Send;
+    fn conflicts(
+        &self,
+        config: &Config,
+        folder: &FolderConfig,
+    ) -> impl Future<Output = Result<Vec<ConflictView>, ServiceError>> + Send;
+    fn resolve_conflict(
+        &self,
+        folder: &FolderConfig,
+        conflict: String,
+        keep: Keep,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+    fn versions(
+        &self,
+        folder: &FolderConfig,
+    ) -> impl Future<Output = Result<Vec<VersionedFile>, ServiceError>> + Send;
+    fn restore(
+        &self,
+        folder: &FolderConfig,
+        path: String,
+        version: String,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+    fn failed_items(&self, folder: &FolderConfig) -> Result<Vec<FailedItem>, ServiceError>;
+    fn needed(
+        &self,
+        folder: &FolderConfig,
+    ) -> impl Future<Output = Result<Vec<NeededItem>, ServiceError>> + Send;
+    fn discovery(&self) -> Result<Discovery, ServiceError>;
+    fn log(&self, since: u64) -> Result<Vec<LogLine>, ServiceError>;
+    fn join(
+        &self,
+        link: String,
+        paths: std::collections::BTreeMap<String, PathBuf>,
+    ) -> impl Future<Output = Result<Edited, ServiceError>> + Send;
+    fn invite(
+        &self,
+        folders: Vec<FolderId>,
+        expires_s: Option<u64>,
+        uses: Option<u32>,
+    ) -> impl Future<Output = Result<InviteLink, ServiceError>> + Send;
+}
+
+/// Answers `request` over backend `b`: the one dispatch of every request, for both backends.
+/// A request that names a folder is refused here, once, when the folder is not configured.
+async fn handle(b: &impl Backend, request: Request) -> Result<Response, ServiceError> {
+    let configured =
+        |id: &FolderId| -> Result<FolderConfig, ServiceError> { folder_config(&*b.config()?, id) };
+    Ok(match request {
+        Request::System => Response::System(SystemInfo {
+            id: b.me().to_string(),
+            name: b.config()?.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_s: b.uptime_s(),
+        }),
+        Request::Status => {
+            let status = crate::status::status(b.me(), &*b.config()?, b.index(), b.engine()).await?;
+            Response::Status(Box::new(status))
+        }
+        Request::Devices => Response::Devices(crate::status::device_views(&*b.config()?)),
+        Request::Folders => Response::Folders(folder_views(&*b.config()?)),
+        Request::Edit { edit } => Response::Edited(b.edit(edit).await?),
+        Request::AddDevice { device, name, addresses } => {
+            Response::Edited(add_device(b, device, name, addresses).await?)
+        }
+        Request::UpdateDevice { device, name, addresses, paused } => {
+            Response::Edited(update_device(b, device, name, addresses, paused).await?)
+        }
+        Request::RemoveDevice { device } => Response::Edited(remove_device(b, device).await?),
+        Request::AddFolder { folder, path, label, folder_type, devices, versioning, create } => {
+            Response::Edited(
+                add_folder(b, folder, path, label, folder_type, devices, versioning, create).await?,
+            )
+        }
+        Request::UpdateFolder { folder, label, devices, versioning, paused, rescan_interval_s, watch } => {
+            Response::Edited(
+                update_folder(b, folder, label, devices, versioning, paused, rescan_interval_s, watch)
+                    .await?,
+            )
+        }
+        Request::RemoveFolder { folder } => Response::Edited(remove_folder(b, folder).await?),
+        Request::Scan { folder: id } => Response::Scanned(Box::new(b.scan(&configured(&id)?).await?)),
+        Request::ConfirmDeletes { folder: id } => {
+            Response::Edited(b.confirm_deletes(&configured(&id)?).await?)
+        }
+        Request::Revert { folder: id } => Response::Edited(b.revert(&configured(&id)?).await?),
+        Request::Ignores { folder: id } => {
+            Response::Ignores(IgnoreLines { lines: b.ignores(&configured(&id)?).await? })
+        }
+        Request::SetIgnores { folder: id, lines } => {
+            Response::Ignores(IgnoreLines { lines: b.set_ignores(&configured(&id)?, lines).await? })
+        }
+        Request::Conflicts { folder: id } => {
+            let config = b.config()?;
+            let folders = match id {
+                Some(id) => vec![folder_config(&config, &id)?],
+                None => config.folders.clone(),
+            };
+            let mut all = Vec::new();
+            for f in folders {
+                let list = b.conflicts(&config, &f).await?;
+                all.extend(
+                    list.into_iter().map(|conflict| FolderConflict { folder: f.id.clone(), conflict }),
+                );
+            }
+            Response::Conflicts(all)
+        }
+        Request::ResolveConflict { folder: id, conflict, keep } => {
+            b.resolve_conflict(&configured(&id)?, conflict.clone(), keep).await?;
+            Response::Edited(resolved(&conflict, keep))
+        }
+        Request::Versions { folder: id } => Response::Versions(b.versions(&configured(&id)?).await?),
+        Request::Restore { folder: id, path, version } => {
+            b.restore(&configured(&id)?, path.clone(), version.clone()).await?;
+            Response::Edited(restored(&path, &version))
+        }
+        Request::FailedItems { folder: id } => Response::FailedItems(b.failed_items(&configured(&id)?)?),
+        Request::Needed { folder: id } => Response::Needed(b.needed(&configured(&id)?).await?),
+        Request::Pending => Response::Pending(pending(b).await?),
+        Request::AcceptDevice { device, name, addresses } => {
+            Response::Edited(accept_device(b, device, name, addresses).await?)
+        }
+        Request::AcceptFolder { folder, device, path, create } => {
+            Response::Edited(accept_folder(b, folder, device, path, create).await?)
+        }
+        Request::DismissDevice { device } => Response::Edited(dismiss_device(b, device).await?),
+        Request::DismissFolder { folder, device } => {
+            Response::Edited(dismiss_folder(b, folder, device).await?)
+        }
+        Request::Discovery => Response::Discovery(b.discovery()?),
+        Request::Log { since } => Response::Log(b.log(since)?),
+        Request::Join { link, paths } => Response::Edited(b.join(link, paths).await?),
+        Request::Invite { folders, expires_s, uses } => {
+            Response::Invite(b.invite(folders, expires_s, uses).await?)
+        }
+    })
 }
 
 fn folder_config(config: &Config, id: &FolderId) -> Result<FolderConfig, ServiceError> {

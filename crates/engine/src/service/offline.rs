@@ -1,16 +1,18 @@
 //! The service of a home with no daemon running: answers from the configuration file and the
 //! index directly, changes saved for the next start (which scans what changed on disk).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{
-    Backend, Edited, FolderConflict, IgnoreLines, Request, Response, Service, ServiceError, SystemInfo,
-};
-use crate::config::{Change, Config, Edit, FolderId};
+use super::{Backend, Discovery, Edited, InviteLink, NeededItem, Request, Response, Service, ServiceError};
+use crate::config::{Change, Config, Edit, FolderConfig, FolderId};
 use crate::db::Index;
-use crate::folder_files;
+use crate::engine::FailedItem;
+use crate::folder_files::{self, ConflictView, Keep, VersionedFile};
 use crate::identity::DeviceId;
+use crate::recent_log::LogLine;
+use crate::scan::ScanSummary;
 
 /// [`Service`] over a home's `config.toml` and index, for device `me`. Whoever makes it for
 /// changes holds the home (its lock), so nothing else writes them meanwhile; for a read-only
@@ -42,14 +44,11 @@ impl Offline {
     fn load(&self) -> Result<Config, ServiceError> {
         Config::load(&self.config_file).map_err(|e| ServiceError::failed(&e))
     }
-
-    fn folder(&self, id: &FolderId) -> Result<crate::config::FolderConfig, ServiceError> {
-        super::folder_config(&self.load()?, id)
-    }
 }
 
 /// Why a request that acts on a running folder cannot be answered without the daemon.
-fn needs_daemon(folder: &FolderId) -> ServiceError {
+fn needs_daemon(folder: &FolderConfig) -> ServiceError {
+    let folder = &folder.id;
     ServiceError::NeedsDaemon(format!(
         "folder \"{folder}\" can be changed this way only while Peerfold runs: start `peerfold serve` and try again"
     ))
@@ -90,165 +89,142 @@ impl Backend for Offline {
         }
         Ok(Edited { changed: change.changed(), message: change.to_string() })
     }
+
+    fn me(&self) -> DeviceId {
+        self.me
+    }
+
+    fn engine(&self) -> Option<&crate::engine::Engine> {
+        None
+    }
+
+    fn uptime_s(&self) -> u64 {
+        0
+    }
+
+    async fn scan(&self, folder: &FolderConfig) -> Result<ScanSummary, ServiceError> {
+        Err(needs_daemon(folder))
+    }
+
+    async fn confirm_deletes(&self, folder: &FolderConfig) -> Result<Edited, ServiceError> {
+        Err(needs_daemon(folder))
+    }
+
+    async fn revert(&self, folder: &FolderConfig) -> Result<Edited, ServiceError> {
+        Err(needs_daemon(folder))
+    }
+
+    async fn ignores(&self, folder: &FolderConfig) -> Result<Vec<String>, ServiceError> {
+        let root = folder.path.clone();
+        blocking(move || folder_files::read_ignores(&root)).await
+    }
+
+    async fn set_ignores(
+        &self,
+        folder: &FolderConfig,
+        lines: Vec<String>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let root = folder.path.clone();
+        blocking(move || {
+            folder_files::write_ignores(&root, &lines)?;
+            folder_files::read_ignores(&root)
+        })
+        .await
+    }
+
+    async fn conflicts(
+        &self,
+        config: &Config,
+        folder: &FolderConfig,
+    ) -> Result<Vec<ConflictView>, ServiceError> {
+        // A folder never indexed has no conflict copies in the index.
+        let Some(idx) = self.index.folder(folder.id.as_str()).await? else { return Ok(Vec::new()) };
+        folder_files::conflicts(&self.index, idx, config, self.me.short())
+            .await
+            .map_err(|e| ServiceError::failed(&e))
+    }
+
+    async fn resolve_conflict(
+        &self,
+        folder: &FolderConfig,
+        conflict: String,
+        keep: Keep,
+    ) -> Result<(), ServiceError> {
+        let (root, versioning) = (folder.path.clone(), folder.versioning != crate::config::Versioning::None);
+        blocking(move || {
+            folder_files::resolve_conflict(&root, &conflict, keep, versioning, std::time::SystemTime::now())
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn versions(&self, folder: &FolderConfig) -> Result<Vec<VersionedFile>, ServiceError> {
+        let root = folder.path.clone();
+        blocking(move || folder_files::list_versions(&root)).await
+    }
+
+    async fn restore(
+        &self,
+        folder: &FolderConfig,
+        path: String,
+        version: String,
+    ) -> Result<(), ServiceError> {
+        let root = folder.path.clone();
+        blocking(move || folder_files::restore_version(&root, &path, &version, std::time::SystemTime::now()))
+            .await
+            .map(drop)
+    }
+
+    fn failed_items(&self, _: &FolderConfig) -> Result<Vec<FailedItem>, ServiceError> {
+        // Failed items live in the daemon's memory: none without it.
+        Ok(Vec::new())
+    }
+
+    async fn needed(&self, folder: &FolderConfig) -> Result<Vec<NeededItem>, ServiceError> {
+        let idx = self.index.folder(folder.id.as_str()).await?.unwrap_or(crate::db::FolderIdx::NONE);
+        let items = self.index.needed_items(idx, crate::engine::NEEDED_LISTED).await?;
+        Ok(items.into_iter().map(Into::into).collect())
+    }
+
+    fn discovery(&self) -> Result<Discovery, ServiceError> {
+        Err(ServiceError::NeedsDaemon(String::from(
+            "candidates are the devices heard on the LAN while Peerfold runs: start `peerfold serve` and try again",
+        )))
+    }
+
+    fn log(&self, _: u64) -> Result<Vec<LogLine>, ServiceError> {
+        Err(ServiceError::NeedsDaemon(String::from(
+            "the log is the running daemon's: start `peerfold serve` and try again",
+        )))
+    }
+
+    async fn join(&self, link: String, paths: BTreeMap<String, PathBuf>) -> Result<Edited, ServiceError> {
+        let Some(tls) = self.tls.clone() else {
+            return Err(ServiceError::NeedsDaemon(
+                "joining needs this device's identity: start `peerfold serve` and try again".into(),
+            ));
+        };
+        let net = crate::net::Net::bind(tls, &[]).await.map_err(|e| ServiceError::failed(&e))?;
+        let joined = super::join(self, &net, link, paths).await;
+        net.shutdown().await;
+        joined
+    }
+
+    async fn invite(
+        &self,
+        _: Vec<FolderId>,
+        _: Option<u64>,
+        _: Option<u32>,
+    ) -> Result<InviteLink, ServiceError> {
+        Err(ServiceError::NeedsDaemon(String::from(
+            "an invitation holds the addresses the daemon listens on, and the daemon answers it: \
+             start `peerfold serve` and try again",
+        )))
+    }
 }
 
 impl Service for Offline {
     async fn handle(&self, request: Request) -> Result<Response, ServiceError> {
-        let now = std::time::SystemTime::now;
-        Ok(match request {
-            Request::System => Response::System(SystemInfo {
-                id: self.me.to_string(),
-                name: self.load()?.name,
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                uptime_s: 0,
-            }),
-            Request::Status => {
-                let config = self.load()?;
-                Response::Status(Box::new(crate::status::status(self.me, &config, &self.index, None).await?))
-            }
-            Request::Devices => Response::Devices(crate::status::device_views(&self.load()?)),
-            Request::Folders => Response::Folders(super::folder_views(&self.load()?)),
-            Request::Edit { edit } => Response::Edited(self.edit(edit).await?),
-            Request::AddDevice { device, name, addresses } => {
-                Response::Edited(super::add_device(self, device, name, addresses).await?)
-            }
-            Request::UpdateDevice { device, name, addresses, paused } => {
-                Response::Edited(super::update_device(self, device, name, addresses, paused).await?)
-            }
-            Request::RemoveDevice { device } => Response::Edited(super::remove_device(self, device).await?),
-            Request::AddFolder { folder, path, label, folder_type, devices, versioning, create } => {
-                Response::Edited(
-                    super::add_folder(self, folder, path, label, folder_type, devices, versioning, create)
-                        .await?,
-                )
-            }
-            Request::UpdateFolder {
-                folder,
-                label,
-                devices,
-                versioning,
-                paused,
-                rescan_interval_s,
-                watch,
-            } => Response::Edited(
-                super::update_folder(
-                    self,
-                    folder,
-                    label,
-                    devices,
-                    versioning,
-                    paused,
-                    rescan_interval_s,
-                    watch,
-                )
-                .await?,
-            ),
-            Request::RemoveFolder { folder } => Response::Edited(super::remove_folder(self, folder).await?),
-            Request::Scan { folder } | Request::ConfirmDeletes { folder } | Request::Revert { folder } => {
-                return Err(needs_daemon(&folder));
-            }
-            Request::Ignores { folder } => {
-                let root = self.folder(&folder)?.path;
-                Response::Ignores(IgnoreLines {
-                    lines: blocking(move || folder_files::read_ignores(&root)).await?,
-                })
-            }
-            Request::SetIgnores { folder, lines } => {
-                let root = self.folder(&folder)?.path;
-                let lines = blocking(move || {
-                    folder_files::write_ignores(&root, &lines)?;
-                    folder_files::read_ignores(&root)
-                })
-                .await?;
-                Response::Ignores(IgnoreLines { lines })
-            }
-            Request::Conflicts { folder } => {
-                let config = self.load()?;
-                let ids: Vec<FolderId> = match folder {
-                    Some(id) => vec![super::folder_config(&config, &id)?.id],
-                    None => config.folders.iter().map(|f| f.id.clone()).collect(),
-                };
-                let mut all = Vec::new();
-                for id in ids {
-                    // A folder never indexed has no conflict copies in the index.
-                    let Some(idx) = self.index.folder(id.as_str()).await? else { continue };
-                    let list = folder_files::conflicts(&self.index, idx, &config, self.me.short())
-                        .await
-                        .map_err(|e| ServiceError::failed(&e))?;
-                    all.extend(
-                        list.into_iter().map(|conflict| FolderConflict { folder: id.clone(), conflict }),
-                    );
-                }
-                Response::Conflicts(all)
-            }
-            Request::ResolveConflict { folder, conflict, keep } => {
-                let f = self.folder(&folder)?;
-                let versioning = f.versioning != crate::config::Versioning::None;
-                let name = conflict.clone();
-                blocking(move || folder_files::resolve_conflict(&f.path, &name, keep, versioning, now()))
-                    .await?;
-                Response::Edited(super::resolved(&conflict, keep))
-            }
-            Request::Versions { folder } => {
-                let root = self.folder(&folder)?.path;
-                Response::Versions(blocking(move || folder_files::list_versions(&root)).await?)
-            }
-            Request::Restore { folder, path, version } => {
-                let root = self.folder(&folder)?.path;
-                let (p, v) = (path.clone(), version.clone());
-                blocking(move || folder_files::restore_version(&root, &p, &v, now())).await?;
-                Response::Edited(super::restored(&path, &version))
-            }
-            Request::FailedItems { folder } => {
-                // Failed items live in the daemon's memory: none without it.
-                self.folder(&folder)?;
-                Response::FailedItems(Vec::new())
-            }
-            Request::Needed { folder } => {
-                self.folder(&folder)?;
-                let idx = self.index.folder(folder.as_str()).await?.unwrap_or(crate::db::FolderIdx::NONE);
-                let items = self.index.needed_items(idx, crate::engine::NEEDED_LISTED).await?;
-                Response::Needed(items.into_iter().map(Into::into).collect())
-            }
-            Request::Pending => Response::Pending(super::pending(self).await?),
-            Request::AcceptDevice { device, name, addresses } => {
-                Response::Edited(super::accept_device(self, device, name, addresses).await?)
-            }
-            Request::AcceptFolder { folder, device, path, create } => {
-                Response::Edited(super::accept_folder(self, folder, device, path, create).await?)
-            }
-            Request::DismissDevice { device } => Response::Edited(super::dismiss_device(self, device).await?),
-            Request::DismissFolder { folder, device } => {
-                Response::Edited(super::dismiss_folder(self, folder, device).await?)
-            }
-            Request::Discovery => {
-                return Err(ServiceError::NeedsDaemon(String::from(
-                    "candidates are the devices heard on the LAN while Peerfold runs: start `peerfold serve` \
-                     and try again",
-                )));
-            }
-            Request::Log { .. } => {
-                return Err(ServiceError::NeedsDaemon(String::from(
-                    "the log is the running daemon's: start `peerfold serve` and try again",
-                )));
-            }
-            Request::Join { link, paths } => {
-                let Some(tls) = self.tls.clone() else {
-                    return Err(ServiceError::NeedsDaemon(
-                        "joining needs this device's identity: start `peerfold serve` and try again".into(),
-                    ));
-                };
-                let net = crate::net::Net::bind(tls, &[]).await.map_err(|e| ServiceError::failed(&e))?;
-                let joined = super::join(self, &net, link, paths).await;
-                net.shutdown().await;
-                Response::Edited(joined?)
-            }
-            Request::Invite { .. } => {
-                return Err(ServiceError::NeedsDaemon(String::from(
-                    "an invitation holds the addresses the daemon listens on, and the daemon answers it: \
-                     start `peerfold serve` and try again",
-                )));
-            }
-        })
+        super::handle(self, request).await
     }
 }

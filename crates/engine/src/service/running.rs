@@ -1,16 +1,21 @@
 //! The service of a running engine: the daemon's, and the desktop app's in-process.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    Backend, DiscoveredDevice, Discovery, Edited, FolderConflict, IgnoreLines, Request, Response, Service,
-    ServiceError, SystemInfo,
+    Backend, DiscoveredDevice, Discovery, Edited, InviteLink, NeededItem, Request, Response, Service,
+    ServiceError,
 };
-use crate::config::{Config, Edit, FolderId};
+use crate::config::{Config, Edit, FolderConfig, FolderId};
 use crate::db::Index;
-use crate::engine::Engine;
+use crate::engine::{Engine, FailedItem};
+use crate::folder_files::{ConflictView, Keep, VersionedFile};
 use crate::identity::DeviceId;
+use crate::recent_log::LogLine;
+use crate::scan::ScanSummary;
 
 /// [`Service`] over the running [`Engine`]: changes apply at once.
 #[derive(Clone)]
@@ -34,11 +39,6 @@ impl Running {
     pub fn me(&self) -> DeviceId {
         self.me
     }
-
-    /// 404 for a folder that is not configured, before asking the engine anything.
-    fn known_folder(&self, id: &FolderId) -> Result<(), ServiceError> {
-        super::folder_config(&self.engine.config(), id).map(drop)
-    }
 }
 
 impl Backend for Running {
@@ -54,159 +54,128 @@ impl Backend for Running {
         let change = self.engine.edit_config(edit).await?;
         Ok(Edited { changed: change.changed(), message: change.to_string() })
     }
+
+    fn me(&self) -> DeviceId {
+        self.me
+    }
+
+    fn engine(&self) -> Option<&Engine> {
+        Some(&self.engine)
+    }
+
+    fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    async fn scan(&self, folder: &FolderConfig) -> Result<ScanSummary, ServiceError> {
+        Ok(self.engine.scan(&folder.id, Vec::new()).await?)
+    }
+
+    async fn confirm_deletes(&self, folder: &FolderConfig) -> Result<Edited, ServiceError> {
+        let summary = self.engine.confirm_deletes(&folder.id).await?;
+        let message = format!(
+            "Confirmed: folder \"{}\" recorded {} deletions and syncs again.",
+            folder.id, summary.deleted
+        );
+        Ok(Edited { changed: true, message })
+    }
+
+    async fn revert(&self, folder: &FolderConfig) -> Result<Edited, ServiceError> {
+        let outcome = self.engine.revert(&folder.id).await?;
+        let message = format!(
+            "Reverting folder \"{}\": {} entries get the other devices' version back, {} added here are removed (to the trash can if it keeps versions).",
+            folder.id, outcome.reverted, outcome.deleted
+        );
+        Ok(Edited { changed: outcome.reverted + outcome.deleted > 0, message })
+    }
+
+    async fn ignores(&self, folder: &FolderConfig) -> Result<Vec<String>, ServiceError> {
+        Ok(self.engine.ignores(&folder.id).await?)
+    }
+
+    async fn set_ignores(
+        &self,
+        folder: &FolderConfig,
+        lines: Vec<String>,
+    ) -> Result<Vec<String>, ServiceError> {
+        self.engine.set_ignores(&folder.id, lines).await?;
+        Ok(self.engine.ignores(&folder.id).await?)
+    }
+
+    async fn conflicts(&self, _: &Config, folder: &FolderConfig) -> Result<Vec<ConflictView>, ServiceError> {
+        Ok(self.engine.conflicts(&folder.id).await?)
+    }
+
+    async fn resolve_conflict(
+        &self,
+        folder: &FolderConfig,
+        conflict: String,
+        keep: Keep,
+    ) -> Result<(), ServiceError> {
+        Ok(self.engine.resolve_conflict(&folder.id, conflict, keep).await?)
+    }
+
+    async fn versions(&self, folder: &FolderConfig) -> Result<Vec<VersionedFile>, ServiceError> {
+        Ok(self.engine.versions(&folder.id).await?)
+    }
+
+    async fn restore(
+        &self,
+        folder: &FolderConfig,
+        path: String,
+        version: String,
+    ) -> Result<(), ServiceError> {
+        Ok(self.engine.restore_version(&folder.id, path, version).await?)
+    }
+
+    fn failed_items(&self, folder: &FolderConfig) -> Result<Vec<FailedItem>, ServiceError> {
+        Ok(self.engine.failed_items(&folder.id)?)
+    }
+
+    async fn needed(&self, folder: &FolderConfig) -> Result<Vec<NeededItem>, ServiceError> {
+        Ok(self.engine.needed(&folder.id).await?.into_iter().map(Into::into).collect())
+    }
+
+    fn discovery(&self) -> Result<Discovery, ServiceError> {
+        let config = self.engine.config();
+        let devices = self
+            .engine
+            .discovered()
+            .into_iter()
+            .map(|s| DiscoveredDevice {
+                known: config.devices.iter().any(|d| d.id == s.device),
+                device: s.device,
+                addresses: s.addresses,
+                source: s.source,
+                age_s: s.age_s,
+            })
+            .collect();
+        Ok(Discovery { announced: self.engine.announced(), devices })
+    }
+
+    fn log(&self, since: u64) -> Result<Vec<LogLine>, ServiceError> {
+        Ok(crate::recent_log::RECENT.since(since))
+    }
+
+    async fn join(&self, link: String, paths: BTreeMap<String, PathBuf>) -> Result<Edited, ServiceError> {
+        let Some(net) = self.engine.net() else {
+            return Err(ServiceError::NeedsDaemon("this engine runs without networking".into()));
+        };
+        super::join(self, net, link, paths).await
+    }
+
+    async fn invite(
+        &self,
+        folders: Vec<FolderId>,
+        expires_s: Option<u64>,
+        uses: Option<u32>,
+    ) -> Result<InviteLink, ServiceError> {
+        super::invite(&self.engine, self.me, folders, expires_s, uses).await
+    }
 }
 
 impl Service for Running {
     async fn handle(&self, request: Request) -> Result<Response, ServiceError> {
-        let engine = &self.engine;
-        Ok(match request {
-            Request::System => Response::System(SystemInfo {
-                id: self.me.to_string(),
-                name: engine.config().name.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                uptime_s: self.started.elapsed().as_secs(),
-            }),
-            Request::Status => {
-                let config = engine.config();
-                let status = crate::status::status(self.me, &config, engine.index(), Some(engine)).await?;
-                Response::Status(Box::new(status))
-            }
-            Request::Devices => Response::Devices(crate::status::device_views(&engine.config())),
-            Request::Folders => Response::Folders(super::folder_views(&engine.config())),
-            Request::Edit { edit } => Response::Edited(self.edit(edit).await?),
-            Request::AddDevice { device, name, addresses } => {
-                Response::Edited(super::add_device(self, device, name, addresses).await?)
-            }
-            Request::UpdateDevice { device, name, addresses, paused } => {
-                Response::Edited(super::update_device(self, device, name, addresses, paused).await?)
-            }
-            Request::RemoveDevice { device } => Response::Edited(super::remove_device(self, device).await?),
-            Request::AddFolder { folder, path, label, folder_type, devices, versioning, create } => {
-                Response::Edited(
-                    super::add_folder(self, folder, path, label, folder_type, devices, versioning, create)
-                        .await?,
-                )
-            }
-            Request::UpdateFolder {
-                folder,
-                label,
-                devices,
-                versioning,
-                paused,
-                rescan_interval_s,
-                watch,
-            } => Response::Edited(
-                super::update_folder(
-                    self,
-                    folder,
-                    label,
-                    devices,
-                    versioning,
-                    paused,
-                    rescan_interval_s,
-                    watch,
-                )
-                .await?,
-            ),
-            Request::RemoveFolder { folder } => Response::Edited(super::remove_folder(self, folder).await?),
-            Request::Scan { folder } => {
-                self.known_folder(&folder)?;
-                Response::Scanned(Box::new(engine.scan(&folder, Vec::new()).await?))
-            }
-            Request::ConfirmDeletes { folder } => {
-                self.known_folder(&folder)?;
-                let summary = engine.confirm_deletes(&folder).await?;
-                let message = format!(
-                    "Confirmed: folder \"{folder}\" recorded {} deletions and syncs again.",
-                    summary.deleted
-                );
-                Response::Edited(Edited { changed: true, message })
-            }
-            Request::Revert { folder } => {
-                self.known_folder(&folder)?;
-                let outcome = engine.revert(&folder).await?;
-                let message = format!(
-                    "Reverting folder \"{folder}\": {} entries get the other devices' version back, {} added here are removed (to the trash can if it keeps versions).",
-                    outcome.reverted, outcome.deleted
-                );
-                Response::Edited(Edited { changed: outcome.reverted + outcome.deleted > 0, message })
-            }
-            Request::Ignores { folder } => {
-                Response::Ignores(IgnoreLines { lines: engine.ignores(&folder).await? })
-            }
-            Request::SetIgnores { folder, lines } => {
-                self.known_folder(&folder)?;
-                engine.set_ignores(&folder, lines).await?;
-                Response::Ignores(IgnoreLines { lines: engine.ignores(&folder).await? })
-            }
-            Request::Conflicts { folder } => {
-                let ids = match folder {
-                    Some(id) => {
-                        self.known_folder(&id)?;
-                        vec![id]
-                    }
-                    None => engine.config().folders.iter().map(|f| f.id.clone()).collect(),
-                };
-                let mut all = Vec::new();
-                for folder in ids {
-                    let list = engine.conflicts(&folder).await?;
-                    all.extend(
-                        list.into_iter().map(|conflict| FolderConflict { folder: folder.clone(), conflict }),
-                    );
-                }
-                Response::Conflicts(all)
-            }
-            Request::ResolveConflict { folder, conflict, keep } => {
-                self.known_folder(&folder)?;
-                engine.resolve_conflict(&folder, conflict.clone(), keep).await?;
-                Response::Edited(super::resolved(&conflict, keep))
-            }
-            Request::Versions { folder } => Response::Versions(engine.versions(&folder).await?),
-            Request::Restore { folder, path, version } => {
-                self.known_folder(&folder)?;
-                engine.restore_version(&folder, path.clone(), version.clone()).await?;
-                Response::Edited(super::restored(&path, &version))
-            }
-            Request::FailedItems { folder } => Response::FailedItems(engine.failed_items(&folder)?),
-            Request::Needed { folder } => {
-                Response::Needed(engine.needed(&folder).await?.into_iter().map(Into::into).collect())
-            }
-            Request::Pending => Response::Pending(super::pending(self).await?),
-            Request::AcceptDevice { device, name, addresses } => {
-                Response::Edited(super::accept_device(self, device, name, addresses).await?)
-            }
-            Request::AcceptFolder { folder, device, path, create } => {
-                Response::Edited(super::accept_folder(self, folder, device, path, create).await?)
-            }
-            Request::DismissDevice { device } => Response::Edited(super::dismiss_device(self, device).await?),
-            Request::DismissFolder { folder, device } => {
-                Response::Edited(super::dismiss_folder(self, folder, device).await?)
-            }
-            Request::Discovery => {
-                let config = engine.config();
-                let devices = engine
-                    .discovered()
-                    .into_iter()
-                    .map(|s| DiscoveredDevice {
-                        known: config.devices.iter().any(|d| d.id == s.device),
-                        device: s.device,
-                        addresses: s.addresses,
-                        source: s.source,
-                        age_s: s.age_s,
-                    })
-                    .collect();
-                Response::Discovery(Discovery { announced: engine.announced(), devices })
-            }
-            Request::Log { since } => Response::Log(crate::recent_log::RECENT.since(since)),
-            Request::Join { link, paths } => {
-                let Some(net) = engine.net() else {
-                    return Err(ServiceError::NeedsDaemon("this engine runs without networking".into()));
-                };
-                Response::Edited(super::join(self, net, link, paths).await?)
-            }
-            Request::Invite { folders, expires_s, uses } => {
-                Response::Invite(super::invite(engine, self.me, folders, expires_s, uses).await?)
-            }
-        })
+        super::handle(self, request).await
     }
 }
