@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Relay vs direct benchmark (issue 18): `sudo python3 bench/relay.py [--runs N]
 [--cases relay,direct-quic,direct-tcp] [--shaped MBIT] [--shaped-cases relay,direct-quic]
-[--syncthing] [--binary PATH] [--out DIR] [--keep-data]`.
+[--shaped-runs N] [--syncthing] [--binary PATH] [--out DIR] [--keep-data]`.
 
 Needs root (it makes network namespaces with `ip netns`), and `ip`, `nft` (nftables), `tc`
 (iproute2, only with --shaped), `strelaysrv` (syncthing-relaysrv) and, with --syncthing,
@@ -36,13 +36,15 @@ staging directory beside A's folder) is renamed into A's folder. The time runs f
 (A's watcher sees it and scans) until B's `status --json` shows every file and byte and
 nothing needed; then B's copy is compared with the original (sizes and SHA-256 of every file).
 The transport is read at every poll: a run whose transport changed is reported as such. Each
-case runs --runs times (default 3); the table shows the median.
+case runs --runs times (default 3; shaped cases --shaped-runs, default 2), the cases taking
+turns run by run; the table (Markdown) shows the median, each run, and the 1-minute load
+average before each run.
 
 --shaped MBIT adds the --shaped-cases again with every WAN link (both directions of each NAT's
 link to the public namespace) shaped to MBIT Mbit/s by `tc tbf`: the home links are then the
 bottleneck, as on a real line, and what is left of the difference is the relay's own cost.
 --syncthing adds two Syncthing 1.19.2 in the same homes syncing the same set through the same
-relay (relay listen and device addresses only, discovery and NAT traversal off; the scan is
+relay, unshaped and (with --shaped) shaped (relay listen and device addresses only, discovery and NAT traversal off; the scan is
 asked for with POST /rest/db/scan right after the rename; its REST API listens on its
 namespace's loopback and is reached with sockets made in that namespace).
 
@@ -53,8 +55,6 @@ import argparse, ctypes, hashlib, http.client, json, os, pathlib, queue, random,
 import statistics, subprocess, sys, tempfile, threading, time
 
 from benchlib import build
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 PUBLIC_IP = "203.0.113.1"  # the relay's address (TEST-NET-3), on the public namespace's lo
 # Each NAT's public (WAN) address and the public router's address on that link.
@@ -658,6 +658,7 @@ def main():
     ap.add_argument("--cases", default="relay,direct-quic,direct-tcp")
     ap.add_argument("--shaped", type=int, metavar="MBIT", help="also run --shaped-cases on MBIT Mbit/s links")
     ap.add_argument("--shaped-cases", default="relay,direct-quic")
+    ap.add_argument("--shaped-runs", type=int, default=2, help="runs of each shaped case (link-bound, steadier)")
     ap.add_argument("--syncthing", action="store_true", help="also run Syncthing's relay case")
     ap.add_argument("--binary", help="use this peerfold binary instead of building one")
     ap.add_argument("--keep-data", action="store_true", help="keep the generated data set in --out")
@@ -685,36 +686,40 @@ def main():
     size = sum(s for s, _ in expected.values())
     print(f"data set: {len(expected)} files, {size / 1e6:.1f} MB", flush=True)
 
-    plan = [(c, None) for c in cases] + [(c, args.shaped) for c in shaped_cases]
-    rows = []
+    # Each group's cases take turns, run by run, so that a change in the machine's load falls
+    # on all of them alike.
+    groups = [([("peerfold", c, None) for c in cases], args.runs)]
+    if args.syncthing and "relay" in cases:
+        groups[0][0].append(("syncthing", "relay", None))
+    if args.shaped:
+        shaped = [("peerfold", c, args.shaped) for c in shaped_cases]
+        if args.syncthing and "relay" in shaped_cases:
+            shaped.append(("syncthing", "relay", args.shaped))
+        groups.append((shaped, args.shaped_runs))
+    results = {item: [] for group, _ in groups for item in group}
+    print(f"load before: {fmt_load(os.getloadavg())}", flush=True)
     net = Internet()
     try:
         net.create()
         relay_url, relay_uri = start_relay(net, out / f"relay-keys-{os.getpid()}")
         print(f"relay: {relay_url} (no rate limit)", flush=True)
-        programs = [("peerfold", c, shaped) for c, shaped in plan]
-        if args.syncthing:
-            programs.append(("syncthing", "relay", None))
-            if args.shaped and "relay" in shaped_cases:
-                programs.append(("syncthing", "relay", args.shaped))
-        for prog, case, shaped in programs:
-            net.set_case(case)
-            net.shape(shaped)
-            label = case + (f", {shaped} Mbit/s" if shaped else "")
-            runs = []
-            for r in range(args.runs):
-                work = pathlib.Path(tempfile.mkdtemp(dir=out, prefix="run-"))
-                try:
-                    if prog == "peerfold":
-                        secs, seen, load = peerfold_run(binary, net, work, relay_url, case, data, expected)
-                    else:
-                        secs, seen, load = syncthing_run(net, work, relay_uri, data, expected)
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
-                runs.append((secs, seen, load))
-                print(f"  {prog:9} {label:24} run {r + 1}: {secs:7.2f} s  {size / 1e6 / secs:7.1f} MB/s  "
-                      f"via {'+'.join(seen)}  load before {fmt_load(load)}", flush=True)
-            rows.append((prog, label, runs))
+        for group, runs in groups:
+            for r in range(runs):
+                for item in group:
+                    prog, case, shaped = item
+                    net.set_case(case)
+                    net.shape(shaped)
+                    work = pathlib.Path(tempfile.mkdtemp(dir=out, prefix="run-"))
+                    try:
+                        if prog == "peerfold":
+                            secs, seen, load = peerfold_run(binary, net, work, relay_url, case, data, expected)
+                        else:
+                            secs, seen, load = syncthing_run(net, work, relay_uri, data, expected)
+                    finally:
+                        shutil.rmtree(work, ignore_errors=True)
+                    results[item].append((secs, seen, load))
+                    print(f"  {prog:9} {label(item):24} run {r + 1}: {secs:7.2f} s  {size / 1e6 / secs:7.1f} MB/s  "
+                          f"via {'+'.join(seen)}  load before {fmt_load(load)}", flush=True)
         net.shape(None)
     finally:
         net.close()
@@ -727,15 +732,23 @@ def main():
             out.rmdir()
         except OSError:
             pass
-
-    print(f"\n{'program':9} {'case':24} {'transport':10} {'MB':>6} {'median s':>9} {'MB/s':>7}  "
-          f"runs (s)  load before each run (1 min)")
-    for prog, label, runs in rows:
+    print(f"load after: {fmt_load(os.getloadavg())}\n")
+    # Markdown, as BENCHMARKS.md has it.
+    print("| program | case | transport | MB | median s | MB/s | runs (s) | load before each run (1 min) |")
+    print("|---|---|---|---:|---:|---:|---|---|")
+    for item, runs in results.items():
+        if not runs:
+            continue
         med = statistics.median(s for s, _, _ in runs)
         transports = sorted({"+".join(seen) for _, seen, _ in runs})
-        print(f"{prog:9} {label:24} {','.join(transports):10} {size / 1e6:>6.1f} {med:>9.2f} "
-              f"{size / 1e6 / med:>7.1f}  {' '.join(f'{s:.2f}' for s, _, _ in runs)}  "
-              f"{' '.join(f'{l[0]:.2f}' for _, _, l in runs)}")
+        print(f"| {item[0]} | {label(item)} | {', '.join(transports)} | {size / 1e6:.1f} | {med:.2f} | "
+              f"{size / 1e6 / med:.1f} | {', '.join(f'{s:.2f}' for s, _, _ in runs)} | "
+              f"{', '.join(f'{l[0]:.2f}' for _, _, l in runs)} |")
+
+
+def label(item):
+    _, case, shaped = item
+    return case + (f", {shaped} Mbit/s links" if shaped else "")
 
 
 if __name__ == "__main__":
