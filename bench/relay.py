@@ -37,8 +37,9 @@ staging directory beside A's folder) is renamed into A's folder. The time runs f
 nothing needed; then B's copy is compared with the original (sizes and SHA-256 of every file).
 The transport is read at every poll: a run whose transport changed is reported as such. Each
 case runs --runs times (default 3; shaped cases --shaped-runs, default 2), the cases taking
-turns run by run; the table (Markdown) shows the median, each run, and the 1-minute load
-average before each run.
+turns run by run; the table (Markdown) shows the median, each run, how long each run's
+daemons took from their start to the case's connection (not part of the time), and the
+1-minute load average before each run.
 
 --shaped MBIT adds the --shaped-cases again with every WAN link (both directions of each NAT's
 link to the public namespace) shaped to MBIT Mbit/s by `tc tbf`: the home links are then the
@@ -411,7 +412,8 @@ def complete(s, files, size):
 
 
 def peerfold_run(binary, net, work, relay_url, case, data, expected):
-    """One transfer of `data` from A to B; returns (seconds, transports seen, load before)."""
+    """One transfer of `data` from A to B; returns (seconds, transports seen, load before, seconds
+    from starting the daemons until both had the case's transport)."""
     want = EXPECTED[case]
     files, size = len(expected), sum(s for s, _ in expected.values())
     a = Peerfold(binary, work / "pf-a", net.home(0))
@@ -431,12 +433,14 @@ def peerfold_run(binary, net, work, relay_url, case, data, expected):
     # Hard links: the data set's bytes stay in the page cache and take no new space.
     subprocess.run(["cp", "-al", str(data), str(stage / "set")], check=True)
     try:
+        started = time.perf_counter()
         a.serve(net)
         b.serve(net)
         for d in (a, b):
             wait("the daemon to listen", d.listening, 60, 0.05)
         for d in (a, b):
             wait(f"a {want} connection", lambda: transport(d.status()) == want, CONNECT_LIMIT_S, 0.2)
+        connect = time.perf_counter() - started
         # Both folders idle and empty: nothing but the transfer to measure.
         for d in (a, b):
             wait("the folders to be idle", lambda: (s := d.status()) and s["folders"][0]["state"] == "idle",
@@ -460,7 +464,7 @@ def peerfold_run(binary, net, work, relay_url, case, data, expected):
         b.stop()
         a.stop()
     check_copy(expected, manifest(work / "b" / "set"), f"peerfold {case}")
-    return secs, sorted(t or "none" for t in seen), load
+    return secs, sorted(t or "none" for t in seen), load, connect
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,10 +610,12 @@ def syncthing_run(net, work, relay_uri, data, expected):
                     and s["needBytes"] == 0 and s["needTotalItems"] == 0)
 
     try:
+        started = time.perf_counter()
         a.serve(net)
         b.serve(net)
         for me, peer in [(a, b), (b, a)]:
             wait("a relayed Syncthing connection", lambda: me.relayed(peer), CONNECT_LIMIT_S, 0.2)
+        connect = time.perf_counter() - started
         for me in (a, b):
             wait("Syncthing's folder to be idle",
                  lambda: (s := me.call("GET", "/rest/db/status?folder=f")) and s["state"] == "idle", 60, 0.1)
@@ -626,7 +632,7 @@ def syncthing_run(net, work, relay_uri, data, expected):
         b.stop()
         a.stop()
     check_copy(expected, manifest(work / "b" / "set"), "syncthing relay")
-    return secs, ["relay" if relayed else "not relay at the end"], load
+    return secs, ["relay" if relayed else "not relay at the end"], load, connect
 
 
 # ---------------------------------------------------------------------------------------------
@@ -712,14 +718,16 @@ def main():
                     work = pathlib.Path(tempfile.mkdtemp(dir=out, prefix="run-"))
                     try:
                         if prog == "peerfold":
-                            secs, seen, load = peerfold_run(binary, net, work, relay_url, case, data, expected)
+                            secs, seen, load, connect = peerfold_run(binary, net, work, relay_url, case, data,
+                                                                     expected)
                         else:
-                            secs, seen, load = syncthing_run(net, work, relay_uri, data, expected)
+                            secs, seen, load, connect = syncthing_run(net, work, relay_uri, data, expected)
                     finally:
                         shutil.rmtree(work, ignore_errors=True)
-                    results[item].append((secs, seen, load))
+                    results[item].append((secs, seen, load, connect))
                     print(f"  {prog:9} {label(item):24} run {r + 1}: {secs:7.2f} s  {size / 1e6 / secs:7.1f} MB/s  "
-                          f"via {'+'.join(seen)}  load before {fmt_load(load)}", flush=True)
+                          f"via {'+'.join(seen)}  connected after {connect:.1f} s  load before {fmt_load(load)}",
+                          flush=True)
         net.shape(None)
     finally:
         net.close()
@@ -734,16 +742,17 @@ def main():
             pass
     print(f"load after: {fmt_load(os.getloadavg())}\n")
     # Markdown, as BENCHMARKS.md has it.
-    print("| program | case | transport | MB | median s | MB/s | runs (s) | load before each run (1 min) |")
-    print("|---|---|---|---:|---:|---:|---|---|")
+    print("| program | case | transport | MB | median s | MB/s | runs (s) | connected after (s) "
+          "| load before each run (1 min) |")
+    print("|---|---|---|---:|---:|---:|---|---|---|")
     for item, runs in results.items():
         if not runs:
             continue
-        med = statistics.median(s for s, _, _ in runs)
-        transports = sorted({"+".join(seen) for _, seen, _ in runs})
+        med = statistics.median(r[0] for r in runs)
+        transports = sorted({"+".join(r[1]) for r in runs})
         print(f"| {item[0]} | {label(item)} | {', '.join(transports)} | {size / 1e6:.1f} | {med:.2f} | "
-              f"{size / 1e6 / med:.1f} | {', '.join(f'{s:.2f}' for s, _, _ in runs)} | "
-              f"{', '.join(f'{l[0]:.2f}' for _, _, l in runs)} |")
+              f"{size / 1e6 / med:.1f} | {', '.join(f'{r[0]:.2f}' for r in runs)} | "
+              f"{', '.join(f'{r[3]:.1f}' for r in runs)} | {', '.join(f'{r[2][0]:.2f}' for r in runs)} |")
 
 
 def label(item):
