@@ -403,12 +403,14 @@ def transport(s):
 
 
 def complete(s, files, size):
+    """B has every file and byte and needs nothing. Only exact figures: `global` may lag the
+    index by up to a second while it changes (crates/db/src/memo.rs), `local` and `need` not;
+    B starts empty, so its own counts reaching the set's are the whole set."""
     try:
         f = s["folders"][0]
     except (TypeError, KeyError, IndexError):
         return False
-    return (f["global"]["files"] == files and f["local"]["files"] == files and f["global"]["bytes"] == size
-            and f["local"]["bytes"] == size and f["need"]["items"] == 0)
+    return f["local"]["files"] == files and f["local"]["bytes"] == size and f["need"]["items"] == 0
 
 
 def peerfold_run(binary, net, work, relay_url, case, data, expected):
