@@ -31,10 +31,10 @@ reservation on the relay (`[options] relays`). A case is a filter on both NATs:
 
 Per run: two fresh homes, both daemons started with empty folders and waited for until both
 report the case's transport in `status --json`; then the data set (one 256 MiB file and 1,000
-files of 1-64 KiB, random bytes, ~290 MB; generated once into --out, hard-linked into a
+files of 1-64 KiB, random bytes, 301.6 MB; generated once into --out, hard-linked into a
 staging directory beside A's folder) is renamed into A's folder. The time runs from that rename
-(A's watcher sees it and scans) until B's `status --json` shows every file and byte and
-nothing needed; then B's copy is compared with the original (sizes and SHA-256 of every file).
+(A's watcher sees it and scans) until B's `status --json` shows it holding every file and
+byte and needing nothing; then B's copy is compared with the original (sizes and SHA-256 of every file).
 The transport is read at every poll: a run whose transport changed is reported as such. Each
 case runs --runs times (default 3; shaped cases --shaped-runs, default 2), the cases taking
 turns run by run; the table (Markdown) shows the median, each run, how long each run's
@@ -45,9 +45,10 @@ daemons took from their start to the case's connection (not part of the time), a
 link to the public namespace) shaped to MBIT Mbit/s by `tc tbf`: the home links are then the
 bottleneck, as on a real line, and what is left of the difference is the relay's own cost.
 --syncthing adds two Syncthing 1.19.2 in the same homes syncing the same set through the same
-relay, unshaped and (with --shaped) shaped (relay listen and device addresses only, discovery and NAT traversal off; the scan is
-asked for with POST /rest/db/scan right after the rename; its REST API listens on its
-namespace's loopback and is reached with sockets made in that namespace).
+relay, unshaped and (with --shaped) shaped: relay listen and device addresses only, discovery
+and NAT traversal off, the scan asked for with POST /rest/db/scan right after the rename. Its
+REST API listens on its namespace's loopback and is reached with sockets made in that
+namespace.
 
 Everything is torn down at the end, on errors and on SIGTERM too: processes killed, namespaces
 deleted, work directories removed, and the data set unless --keep-data.
