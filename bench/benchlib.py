@@ -4,9 +4,10 @@ import os, pathlib, shutil, socket, subprocess
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def build():
+def build(*extra):
+    """Builds the release binary (`extra`: more arguments for cargo) and returns its path."""
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", *extra], cwd=ROOT, check=True)
     return target / "release" / "peerfold"
 
 
