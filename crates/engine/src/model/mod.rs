@@ -413,36 +413,85 @@ fn dial_all(
         }
         let (ctx, net, id, shutdown) = (Arc::clone(ctx), Arc::clone(net), device.id, shutdown.clone());
         tasks.spawn(async move {
-            let mut reached = None;
-            for (addr, found) in &addresses {
-                match net.dial(addr, id).await {
-                    Ok(conn) => {
-                        reached = Some((conn, *found));
-                        break;
-                    }
-                    Err(e) => tracing::debug!(device = %id, address = %addr, error = %e, "dial failed"),
-                }
+            let mut direct: Vec<Attempt<_>> = Vec::new();
+            for (addr, found) in addresses {
+                let net = Arc::clone(&net);
+                direct.push(Box::pin(async move {
+                    let conn = net.dial(&addr, id).await;
+                    let conn = conn.inspect_err(|e| tracing::debug!(device = %id, address = %addr, error = %e, "dial failed"));
+                    conn.ok().map(|conn| (conn, found))
+                }));
             }
-            // Relays last: they are the slowest path, for when no direct one works.
-            for url in &relays {
-                if reached.is_some() {
-                    break;
-                }
-                match net.dial_relay(url, id).await {
-                    Ok(conn) => {
-                        reached = Some((conn, Source::Configured));
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::debug!(device = %id, relay = %url, error = %e, "dial through relay failed")
-                    }
-                }
+            let mut relayed: Vec<Attempt<_>> = Vec::new();
+            for url in relays {
+                let net = Arc::clone(&net);
+                relayed.push(Box::pin(async move {
+                    let conn = net.dial_relay(&url, id).await;
+                    let conn = conn.inspect_err(|e| tracing::debug!(device = %id, relay = %url, error = %e, "dial through relay failed"));
+                    conn.ok().map(|conn| (conn, Source::Configured))
+                }));
             }
+            let reached = race(direct, relayed).await;
             ctx.redial.finish(id, reached.is_some(), std::time::Instant::now());
             if let Some((conn, found)) = reached {
                 connection::run(ctx, conn, Some(found), shutdown).await;
             }
         });
+    }
+}
+
+/// How long a dial runs alone before the next address is tried beside it (Happy Eyeballs,
+/// RFC 8305): a NAT that drops packets silently makes a dial wait its whole timeout (10 s),
+/// and each such address used to hold up the next, the relay last.
+const DIAL_STAGGER: Duration = Duration::from_millis(500);
+/// How long the direct dials have to themselves before the relays join them: a relayed
+/// connection is the slowest path, taken only when no direct one comes up soon.
+const RELAY_GRACE: Duration = Duration::from_secs(2);
+
+/// One dial: a connection, or `None` when it failed (it logs why).
+type Attempt<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>> + Send>>;
+
+/// Races dial attempts in preference order: the first starts at once, each next one
+/// [`DIAL_STAGGER`] after the one before it, the first relay [`RELAY_GRACE`] after the last
+/// direct one, and any of them at once when every attempt started so far has failed. The
+/// first connection wins and the attempts still running are dropped; a better address that
+/// lost the race is tried again by the next round while connected (see [`dial_all`]).
+async fn race<T: Send + 'static>(direct: Vec<Attempt<T>>, relayed: Vec<Attempt<T>>) -> Option<T> {
+    use futures_util::StreamExt as _;
+    use futures_util::stream::FuturesUnordered;
+
+    let direct_count = direct.len();
+    let mut waiting: std::collections::VecDeque<Attempt<T>> = direct.into_iter().chain(relayed).collect();
+    let mut running: FuturesUnordered<Attempt<T>> = FuturesUnordered::new();
+    let (mut started, mut last_start) = (0, tokio::time::Instant::now());
+    loop {
+        let due = if waiting.is_empty() {
+            if running.is_empty() {
+                return None;
+            }
+            None
+        } else if running.is_empty() {
+            Some(tokio::time::Instant::now())
+        } else if started == direct_count {
+            Some(last_start + RELAY_GRACE)
+        } else {
+            Some(last_start + DIAL_STAGGER)
+        };
+        let next_start = tokio::time::sleep_until(due.unwrap_or(last_start));
+        tokio::select! {
+            biased;
+            Some(result) = running.next(), if !running.is_empty() => {
+                if result.is_some() {
+                    return result;
+                }
+            }
+            () = next_start, if due.is_some() => {
+                if let Some(attempt) = waiting.pop_front() {
+                    running.push(attempt);
+                    (started, last_start) = (started + 1, tokio::time::Instant::now());
+                }
+            }
+        }
     }
 }
 
@@ -500,6 +549,63 @@ mod dial_tests {
             priority(Transport::Quic, wan),
         ];
         assert!(ranks.is_sorted() && ranks[0] < ranks[1] && ranks[2] < ranks[3], "{ranks:?}");
+    }
+
+    /// An attempt that answers `result` after `after`, noting when it started.
+    fn attempt(
+        started: &Arc<Mutex<Vec<(&'static str, Duration)>>>,
+        t0: tokio::time::Instant,
+        name: &'static str,
+        after: Option<Duration>,
+        result: bool,
+    ) -> Attempt<&'static str> {
+        let started = Arc::clone(started);
+        Box::pin(async move {
+            started.lock().unwrap().push((name, t0.elapsed()));
+            match after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+            result.then_some(name)
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_address_does_not_hold_up_the_next_one() {
+        let (started, t0) = (Arc::default(), tokio::time::Instant::now());
+        let silent = attempt(&started, t0, "silent", None, true);
+        let good = attempt(&started, t0, "good", Some(Duration::from_millis(100)), true);
+        let relay = attempt(&started, t0, "relay", Some(Duration::ZERO), true);
+        assert_eq!(race(vec![silent, good], vec![relay]).await, Some("good"));
+        assert_eq!(t0.elapsed(), DIAL_STAGGER + Duration::from_millis(100));
+        assert_eq!(*started.lock().unwrap(), [("silent", Duration::ZERO), ("good", DIAL_STAGGER)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relays_join_after_a_grace_or_once_every_direct_dial_failed() {
+        let (started, t0) = (Arc::default(), tokio::time::Instant::now());
+        let silent = attempt(&started, t0, "silent", None, true);
+        let relay = attempt(&started, t0, "relay", Some(Duration::from_millis(300)), true);
+        assert_eq!(race(vec![silent], vec![relay]).await, Some("relay"));
+        assert_eq!(*started.lock().unwrap(), [("silent", Duration::ZERO), ("relay", RELAY_GRACE)]);
+
+        let (started, t0) = (Arc::default(), tokio::time::Instant::now());
+        let refused = attempt(&started, t0, "refused", Some(Duration::from_millis(50)), false);
+        let relay_down = attempt(&started, t0, "relay-down", Some(Duration::from_millis(10)), false);
+        let relay = attempt(&started, t0, "relay", Some(Duration::from_millis(10)), true);
+        assert_eq!(race(vec![refused], vec![relay_down, relay]).await, Some("relay"));
+        let ms = Duration::from_millis;
+        assert_eq!(*started.lock().unwrap(), [("refused", ms(0)), ("relay-down", ms(50)), ("relay", ms(60))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_race_of_failures_ends_when_the_last_fails() {
+        let (started, t0) = (Arc::default(), tokio::time::Instant::now());
+        let a = attempt(&started, t0, "a", Some(Duration::from_secs(10)), false);
+        let b = attempt(&started, t0, "b", Some(Duration::from_secs(1)), false);
+        assert_eq!(race(vec![a, b], Vec::new()).await, None);
+        assert_eq!(t0.elapsed(), Duration::from_secs(10));
+        assert_eq!(race::<()>(Vec::new(), Vec::new()).await, None);
     }
 
     #[test]
