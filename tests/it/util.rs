@@ -99,10 +99,28 @@ pub fn init_logging() {
 /// A port that was free a moment ago over both TCP and UDP, so that it suits either transport
 /// (daemons are told it explicitly, as peers must know it).
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Below the kernel's ephemeral range (32768–60999 here), which every `bind(:0)` and every
+    // outgoing connection draws from: a port picked there could be taken by another test's
+    // connection before the daemon it is meant for binds it, and that daemon then fails to
+    // start. Here only another `free_port` could take it, and each call moves on.
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 20_000;
+    // Where this run starts: differs from run to run, so that ports a previous run left in
+    // TIME_WAIT are not the first tried.
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        (std::process::id().wrapping_mul(2_654_435_761) ^ nanos) % COUNT
+    });
     loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = (FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
@@ -157,16 +175,16 @@ impl Daemon {
                 break;
             }
         }
-        let api = log
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| {
-                let url = l.strip_prefix("API on ")?;
-                url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?.strip_suffix("/api/")
-            })
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no API address in the log:\n{}", log.lock().unwrap()));
+        // The guard must be gone before the panic below reads the log again (it would wait
+        // for itself forever).
+        let api = log.lock().unwrap().lines().find_map(|l| {
+            let url = l.strip_prefix("API on ")?;
+            url.strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))?
+                .strip_suffix("/api/")
+                .map(str::to_owned)
+        });
+        let api = api.unwrap_or_else(|| panic!("no API address in the log:\n{}", log.lock().unwrap()));
         let keep = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
