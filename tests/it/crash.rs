@@ -169,7 +169,21 @@ async fn case(transport: &str) {
 
     let (fa, fb) = (a.path("f"), b.path("f"));
     let deadline = tokio::time::Instant::now() + CONVERGE;
+    let mut checked = tokio::time::Instant::now();
     while tree(&fa) != tree(&fb) && tokio::time::Instant::now() < deadline {
+        // The writer removes and renames whole directories of a tree of tens of files, so a
+        // rescan of A can find more than half of them gone at once; the mass-delete guard then
+        // holds those deletions back until confirmed, as a user would confirm these real ones.
+        if checked.elapsed() >= Duration::from_secs(1) {
+            checked = tokio::time::Instant::now();
+            let status = a.peerfold(&["status", "--json"]);
+            let held = serde_json::from_slice::<serde_json::Value>(&status.stdout)
+                .is_ok_and(|v| v["folders"][0]["state"] == "waiting-for-confirmation");
+            if held {
+                eprintln!("A held back a mass delete: confirming it");
+                let _ = a.peerfold(&["folder", "confirm-deletes", "f"]);
+            }
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if tree(&fa) != tree(&fb) {
