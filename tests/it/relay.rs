@@ -156,6 +156,20 @@ async fn the_relay_is_pinned_and_absent_devices_are_not_found() {
     }
 }
 
+/// The TLS side of a fake relay: `identity`'s certificate, TLS 1.3 and the relay protocol's
+/// ALPN, as a real relay presents them.
+fn fake_relay_acceptor(identity: &Identity) -> tokio_rustls::TlsAcceptor {
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![identity.cert().clone()], identity.key_der().clone_key())
+            .unwrap();
+    config.alpn_protocols = vec![b"bep-relay".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// A fake relay with a valid certificate that answers the join with garbage: the reservation
 /// fails with a protocol error (no panic, nothing else touched), and the client reconnects.
 #[tokio::test]
@@ -163,15 +177,7 @@ async fn a_relay_that_sends_garbage_ends_only_its_connection_and_is_retried() {
     init_logging();
     let relay_home = TestDir::new();
     let relay_identity = Identity::load_or_generate(&relay_home.home()).unwrap();
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![relay_identity.cert().clone()], relay_identity.key_der().clone_key())
-            .unwrap();
-    config.alpn_protocols = vec![b"bep-relay".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = fake_relay_acceptor(&relay_identity);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
@@ -403,15 +409,7 @@ async fn sessions_that_go_wrong_leave_the_reservation_up() {
     init_logging();
     let relay_home = TestDir::new();
     let relay_identity = Identity::load_or_generate(&relay_home.home()).unwrap();
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![relay_identity.cert().clone()], relay_identity.key_der().clone_key())
-            .unwrap();
-    config.alpn_protocols = vec![b"bep-relay".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = fake_relay_acceptor(&relay_identity);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
