@@ -8,14 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::syncthing::{StDevice, StFolder, Syncthing};
-use crate::util::{Daemon, TestDir, ok, set_options, wait_for};
+use crate::util::{Daemon, TestDir, ip, ok, set_options, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip: {e}"));
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
 
 /// Two network namespaces joined by a veth pair (`10.77.0.1/24` and `10.77.0.2/24`), each with
 /// loopback up; deleted when dropped, also when the test fails.
@@ -26,9 +21,7 @@ struct Lan {
 impl Lan {
     fn new() -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-        assert!(root, "these tests create network namespaces with `ip netns` and must run as root");
+        crate::util::require_root();
         let tag = format!("pf{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let names = [format!("{tag}a"), format!("{tag}b")];
         // Constructed before the first `ip` call so that Drop cleans up whatever was made.

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::relay::{RELAY_BIN, RealRelay};
-use crate::util::{Daemon, TestDir, ok, pseudo_random, set_options, wait_for};
+use crate::util::{Daemon, TestDir, ip, ok, pseudo_random, set_options, wait_for};
 
 /// Discovery, STUN and the punch on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -32,11 +32,6 @@ const QUIC_PORT: u16 = 22000;
 /// The public port each NAT maps the QUIC socket to: not the listening port, so only STUN can
 /// tell it (the DHT records the IP an announcement comes from, but the port it is told).
 const MAPPED_PORT: u16 = 30000;
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip: {e}"));
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
 
 fn in_ns(ns: &str, program: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("ip");
@@ -59,9 +54,7 @@ impl Internet {
     fn new() -> Self {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-        assert!(root, "this test creates network namespaces with `ip netns` and must run as root");
+        crate::util::require_root();
         assert!(
             std::path::Path::new("/usr/sbin/nft").exists(),
             "this test needs nftables for its NATs: apt-get install nftables"

@@ -15,7 +15,7 @@ use peerfold::net::{Net, TlsIdentity, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::syncthing::{StDevice, StFolder, Syncthing};
-use crate::util::{Daemon, TestDir, free_port, init_logging, ok, pseudo_random, set_options, wait_for};
+use crate::util::{Daemon, TestDir, free_port, init_logging, ip, ok, pseudo_random, set_options, wait_for};
 
 /// How long a sync through the relay may take on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -499,11 +499,6 @@ async fn sessions_that_go_wrong_leave_the_reservation_up() {
     fake.abort();
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip: {e}"));
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
 /// A small Internet in network namespaces, deleted on drop: a public namespace where
 /// 203.0.113.1 (TEST-NET-3, on its loopback) is the relay's address, and two homes
 /// (192.168.1.2 and 192.168.2.2), each behind a NAT namespace that masquerades outgoing
@@ -521,9 +516,7 @@ impl Internet {
     fn new() -> Self {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-        assert!(root, "this test creates network namespaces with `ip netns` and must run as root");
+        crate::util::require_root();
         assert!(
             std::path::Path::new("/usr/sbin/nft").exists(),
             "this test needs nftables for its NATs: apt-get install nftables"

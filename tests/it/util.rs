@@ -257,3 +257,17 @@ pub async fn bound_device(
     let addr = net.local_addresses()[0].clone();
     (t, identity, net, addr)
 }
+
+/// Runs `ip` with `args` (network namespaces, links, addresses, routes); panics with what it
+/// said if it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip: {e}"));
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Stops a test that builds network namespaces when it does not run as root.
+pub fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    assert!(root, "this test creates network namespaces with `ip netns` and must run as root");
+}
