@@ -43,6 +43,10 @@ pub const RELAY_SILENCE: Duration = Duration::from_secs(150);
 /// The first and the longest wait before reconnecting to a relay.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How often a session join refused as "already connected" is tried, and the first pause
+/// between tries (it grows linearly); all within one [`RELAY_TIMEOUT`].
+const SESSION_JOIN_ATTEMPTS: u32 = 5;
+const SESSION_JOIN_RETRY: Duration = Duration::from_millis(50);
 /// Sessions being joined at once from invitations; more are refused, so a relay cannot make
 /// us open unbounded sockets.
 const MAX_PENDING_SESSIONS: usize = 16;
@@ -312,11 +316,26 @@ async fn session(
     let ip = inv.ip().map_err(|source| RelayError::Protocol { remote: relay, source })?;
     let remote = SocketAddr::new(ip.unwrap_or(relay.ip()), inv.port);
     let socket = within(|| format!("joining a session at {remote}"), async {
-        let mut socket =
-            TcpStream::connect(remote).await.map_err(|source| RelayError::Io { remote, source })?;
-        write_message(&mut socket, &Message::JoinSessionRequest { key: inv.key.clone() }, remote).await?;
-        expect_success(&mut socket, remote).await?;
-        Ok(socket)
+        let mut attempt = 1;
+        loop {
+            let mut socket =
+                TcpStream::connect(remote).await.map_err(|source| RelayError::Io { remote, source })?;
+            let join = Message::JoinSessionRequest { key: inv.key.clone() };
+            write_message(&mut socket, &join, remote).await?;
+            match expect_success(&mut socket, remote).await {
+                Ok(()) => return Ok(socket),
+                // `strelaysrv` starts a session's goroutine as it sends the invitations and
+                // answers "already connected" to a join that comes before that goroutine
+                // listens; the session still waits for us, so a moment later the join works.
+                Err(RelayError::Refused { code: protocol::CODE_ALREADY_CONNECTED, .. })
+                    if attempt < SESSION_JOIN_ATTEMPTS =>
+                {
+                    tokio::time::sleep(SESSION_JOIN_RETRY * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     })
     .await?;
     let _ = socket.set_nodelay(true);
@@ -561,5 +580,67 @@ mod tests {
         ] {
             assert!(bad.parse::<RelayUrl>().is_err(), "{bad}");
         }
+    }
+
+    fn node() -> (tempfile::TempDir, TlsIdentity) {
+        let home = tempfile::tempdir().unwrap();
+        let identity = crate::identity::Identity::load_or_generate(home.path()).unwrap();
+        (home, TlsIdentity::new(&identity).unwrap())
+    }
+
+    /// A session endpoint like `strelaysrv`'s: it answers the first join with "already
+    /// connected" (what the real relay says when a join arrives before the session's goroutine
+    /// listens for it), then takes two joins and pipes them together.
+    async fn racy_session_endpoint() -> (SocketAddr, tokio::task::JoinHandle<usize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut refused = 0;
+            let mut joined = Vec::new();
+            while joined.len() < 2 {
+                let (mut socket, peer) = listener.accept().await.unwrap();
+                let Message::JoinSessionRequest { .. } = read_message(&mut socket, peer).await.unwrap()
+                else {
+                    panic!("expected a JoinSessionRequest");
+                };
+                let code =
+                    if refused == 0 { protocol::CODE_ALREADY_CONNECTED } else { protocol::CODE_SUCCESS };
+                let answer = Message::Response { code, message: String::new() };
+                write_message(&mut socket, &answer, peer).await.unwrap();
+                if code == protocol::CODE_SUCCESS {
+                    joined.push(socket);
+                } else {
+                    refused += 1;
+                }
+            }
+            let (mut x, mut y) = (joined.pop().unwrap(), joined.pop().unwrap());
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut x, &mut y).await;
+            });
+            refused
+        });
+        (addr, task)
+    }
+
+    /// `strelaysrv` refuses a join that comes before its session listens ("already connected");
+    /// the session is still there, so joining again a moment later must work.
+    #[tokio::test]
+    async fn a_session_join_refused_as_already_connected_is_tried_again() {
+        let ((_ha, a), (_hb, b)) = (node(), node());
+        let (addr, endpoint) = racy_session_endpoint().await;
+        let invitation = |server_socket| SessionInvitation {
+            from: Vec::new(),
+            key: vec![7; 32],
+            address: Vec::new(),
+            port: addr.port(),
+            server_socket,
+        };
+        let (at_a, at_b) = (invitation(true), invitation(false));
+        let (x, y) =
+            tokio::join!(session(&a, addr, &at_a, b.device_id()), session(&b, addr, &at_b, a.device_id()));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!((x.device, x.outgoing), (b.device_id(), false));
+        assert_eq!((y.device, y.outgoing), (a.device_id(), true));
+        assert_eq!(endpoint.await.unwrap(), 1);
     }
 }
