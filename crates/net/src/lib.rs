@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 mod addr;
+pub mod limit;
 pub mod errors;
 pub mod fsutil;
 pub mod identity;
