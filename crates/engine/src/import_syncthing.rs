@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    self, ChangeError, Config, ConfigError, DeviceConfig, FolderConfig, FolderId, FolderType, MinFree,
+    self, ChangeError, Config, ConfigError, DeviceConfig, Edit, FolderConfig, FolderId, FolderType, MinFree,
     Versioning,
 };
 use crate::home::{self, Home, HomeError};
@@ -175,6 +175,9 @@ pub fn parse(xml: &str, me: DeviceId) -> Result<Imported, ImportError> {
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            // Syncthing's "Kbps" are KiB/s too; a value that is no number is no limit.
+            max_send_kibps: child_text(d, "maxSendKbps").and_then(|t| t.trim().parse().ok()).unwrap_or(0),
+            max_recv_kibps: child_text(d, "maxRecvKbps").and_then(|t| t.trim().parse().ok()).unwrap_or(0),
         });
     }
 
@@ -446,6 +449,15 @@ pub fn merge(config: &mut Config, me: DeviceId, imported: &Imported) -> Result<V
         lines.push(c.to_string());
         if d.paused {
             let c = config.pause_device(d.id, true).map_err(change(format!("device {}", d.id)))?;
+            lines.push(c.to_string());
+        }
+        if d.max_send_kibps != 0 || d.max_recv_kibps != 0 {
+            let limits = Edit::DeviceLimits {
+                id: d.id,
+                max_send_kibps: Some(d.max_send_kibps),
+                max_recv_kibps: Some(d.max_recv_kibps),
+            };
+            let c = config.edit(me, limits).map_err(change(format!("device {}", d.id)))?;
             lines.push(c.to_string());
         }
     }
@@ -787,6 +799,8 @@ mod tests {
         <address>relay://192.0.2.9:22067/?id=X</address>
         <paused>false</paused>
         <autoAcceptFolders>false</autoAcceptFolders>
+        <maxSendKbps>512</maxSendKbps>
+        <maxRecvKbps>0</maxRecvKbps>
     </device>
     <device id="{b}" name="" compression="metadata" introducer="true">
         <address>quic4://192.0.2.8:22000</address>
@@ -844,6 +858,8 @@ mod tests {
                     introducer: false,
                     skip_introduction_removals: false,
                     introduced_by: None,
+                    max_send_kibps: 512,
+                    max_recv_kibps: 0,
                 },
                 DeviceConfig {
                     id: id(2),
@@ -854,6 +870,8 @@ mod tests {
                     introducer: false,
                     skip_introduction_removals: false,
                     introduced_by: None,
+                    max_send_kibps: 0,
+                    max_recv_kibps: 0,
                 },
             ]
         );

@@ -31,10 +31,10 @@
 #![deny(unsafe_code)]
 
 mod addr;
-pub mod limit;
 pub mod errors;
 pub mod fsutil;
 pub mod identity;
+pub mod limit;
 mod quic;
 pub mod relay;
 mod stun;

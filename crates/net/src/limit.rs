@@ -19,8 +19,9 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -123,14 +124,32 @@ fn refill(s: &mut State, rate: u64, now: Instant) {
     s.at = Some(now);
 }
 
+/// Whether `ip` is on a local network, which limits leave alone unless told otherwise:
+/// loopback, private (RFC 1918), link-local, or IPv6 unique-local.
+pub fn is_lan(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(ip) => ip.is_private() || ip.is_link_local() || ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback() || ip.is_unicast_link_local() || ip.is_unique_local(),
+    }
+}
+
+/// A switch that, while on, lets a stream's bytes past its buckets (a LAN connection while
+/// limits leave the LAN alone). Clones share it.
+pub type Exempt = Arc<AtomicBool>;
+
 /// The buckets one direction of a stream passes, and its wait in progress.
 #[derive(Default)]
 struct Direction {
     limiters: Vec<Limiter>,
+    exempt: Option<Exempt>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Direction {
+    fn exempt(&self) -> bool {
+        self.exempt.as_ref().is_some_and(|e| e.load(Relaxed))
+    }
+
     /// Ready when every bucket is out of debt; otherwise sleeps (at most [`RECHECK`]) and
     /// looks again.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -138,6 +157,9 @@ impl Direction {
             if let Some(sleep) = self.sleep.as_mut() {
                 ready!(sleep.as_mut().poll(cx));
                 self.sleep = None;
+            }
+            if self.exempt() {
+                return Poll::Ready(());
             }
             let now = Instant::now();
             let wait = self.limiters.iter().map(|l| l.wait(now)).max().unwrap_or_default();
@@ -149,6 +171,9 @@ impl Direction {
     }
 
     fn charge(&self, n: usize) {
+        if self.exempt() {
+            return;
+        }
         let now = Instant::now();
         for l in &self.limiters {
             l.charge(n, now);
@@ -157,7 +182,7 @@ impl Direction {
 
     /// How many bytes to move at once: a chunk when limited, anything otherwise.
     fn cap(&self, len: usize) -> usize {
-        if self.limiters.iter().any(|l| l.rate() > 0) { len.min(CHUNK) } else { len }
+        if !self.exempt() && self.limiters.iter().any(|l| l.rate() > 0) { len.min(CHUNK) } else { len }
     }
 }
 
@@ -169,12 +194,13 @@ pub struct LimitedStream {
 }
 
 impl LimitedStream {
-    /// Wraps `inner`: every byte read passes each of `recv`, every byte written each of `send`.
-    pub fn new(inner: BoxStream, recv: Vec<Limiter>, send: Vec<Limiter>) -> Self {
+    /// Wraps `inner`: every byte read passes each of `recv`, every byte written each of `send`,
+    /// except while `exempt` is on.
+    pub fn new(inner: BoxStream, recv: Vec<Limiter>, send: Vec<Limiter>, exempt: Option<Exempt>) -> Self {
         Self {
             inner,
-            recv: Direction { limiters: recv, sleep: None },
-            send: Direction { limiters: send, sleep: None },
+            recv: Direction { limiters: recv, exempt: exempt.clone(), sleep: None },
+            send: Direction { limiters: send, exempt, sleep: None },
         }
     }
 }
@@ -227,7 +253,7 @@ mod tests {
     /// at the other end); returns how long it took on the paused clock.
     async fn send_through(send: Vec<Limiter>, total: usize) -> Duration {
         let (a, mut b) = tokio::io::duplex(64 << 10);
-        let mut a = LimitedStream::new(Box::new(a), Vec::new(), send);
+        let mut a = LimitedStream::new(Box::new(a), Vec::new(), send, None);
         let reader = tokio::spawn(async move {
             let mut sink = Vec::new();
             b.read_to_end(&mut sink).await.map(|_| sink.len())
@@ -264,7 +290,7 @@ mod tests {
         let mut readers = Vec::new();
         for _ in 0..2 {
             let (a, mut b) = tokio::io::duplex(1 << 20);
-            let mut a = LimitedStream::new(Box::new(a), vec![shared.clone()], Vec::new());
+            let mut a = LimitedStream::new(Box::new(a), vec![shared.clone()], Vec::new(), None);
             tokio::spawn(async move {
                 b.write_all(&vec![1u8; 320 << 10]).await.unwrap();
                 b.shutdown().await.unwrap();
@@ -297,9 +323,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_exempt_stream_passes_while_the_switch_is_on() {
+        let exempt = Exempt::default();
+        exempt.store(true, Relaxed);
+        let limiter = Limiter::new(1 << 10);
+        let (a, _b) = tokio::io::duplex(1 << 20);
+        let mut a = LimitedStream::new(Box::new(a), Vec::new(), vec![limiter.clone()], Some(exempt.clone()));
+        let start = Instant::now();
+        a.write_all(&[0u8; 64 << 10]).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        exempt.store(false, Relaxed);
+        // A chunk from the full bucket, a chunk into debt, then 16 s to pay it at 1 KiB/s.
+        a.write_all(&[0u8; 40 << 10]).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(16), "limited again");
+    }
+
+    #[test]
+    fn the_lan_is_loopback_private_and_link_local() {
+        for lan in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:192.168.0.1",
+        ] {
+            assert!(is_lan(lan.parse().unwrap()), "{lan}");
+        }
+        for wan in ["8.8.8.8", "203.0.113.5", "2001:db8::1", "100.64.0.1"] {
+            assert!(!is_lan(wan.parse().unwrap()), "{wan}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_small_message_waits_at_most_one_chunk() {
         let limiter = Limiter::new(16 << 10);
-        let d = Direction { limiters: vec![limiter.clone()], sleep: None };
+        let d = Direction { limiters: vec![limiter.clone()], ..Direction::default() };
         assert_eq!(d.cap(1 << 20), CHUNK, "data moves a chunk at a time");
         // The bucket starts with one chunk; a chunk of data takes it, and the next message
         // (a ping) goes once that chunk has been paid for: one second at 16 KiB/s.
