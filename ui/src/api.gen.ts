@@ -1066,6 +1066,13 @@ export interface components {
         };
         /** @description The limits and pauses in force now, as status shows them. */
         InForce: {
+            /** Format: int64 */
+            configured_recv_kibps: number;
+            /**
+             * Format: int64
+             * @description `[options]`' own limits, which hold outside the schedule's windows.
+             */
+            configured_send_kibps: number;
             /** @description Whether limits apply to LAN devices too. */
             limit_lan: boolean;
             /** Format: int64 */
@@ -1078,6 +1085,8 @@ export interface components {
             /** @description Empty unless every device is paused; then why. */
             paused: components["schemas"]["PauseReason"][];
             rule?: components["schemas"]["RuleInForce"] | null;
+            /** @description `[[options.schedule]]`, in order. */
+            schedule: components["schemas"]["ScheduleRule"][];
         };
         /** @description An invitation just made. */
         InviteLink: {

@@ -58,6 +58,11 @@ pub struct InForce {
     pub rule: Option<RuleInForce>,
     /// Empty unless every device is paused; then why.
     pub paused: Vec<PauseReason>,
+    /// `[options]`' own limits, which hold outside the schedule's windows.
+    pub configured_send_kibps: u64,
+    pub configured_recv_kibps: u64,
+    /// `[[options.schedule]]`, in order.
+    pub schedule: Vec<crate::schedule::ScheduleRule>,
 }
 
 /// What is in force under `config` at local time `local`, Unix time `unix`.
@@ -67,6 +72,9 @@ pub fn in_force(config: &Config, local: LocalTime, unix: u64) -> InForce {
         max_send_kibps: o.max_send_kibps,
         max_recv_kibps: o.max_recv_kibps,
         limit_lan: o.limit_lan,
+        configured_send_kibps: o.max_send_kibps,
+        configured_recv_kibps: o.max_recv_kibps,
+        schedule: o.schedule.clone(),
         ..InForce::default()
     };
     if let Some(pause) = o.pause_all.filter(|p| p.holds(unix)) {
