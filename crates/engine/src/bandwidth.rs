@@ -169,9 +169,11 @@ impl Bandwidth {
         transport: Transport,
         stream: BoxStream,
     ) -> BoxStream {
+        // A device that is not configured (refused after its Hello) gets buckets of its own
+        // that are not kept: strangers add nothing to the map.
         let pair = {
-            let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
-            devices.entry(device).or_default().clone()
+            let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+            devices.get(&device).cloned().unwrap_or_default()
         };
         let lan = transport != Transport::Relay && is_lan(remote.ip());
         let exempt = lan.then(|| Arc::clone(&self.lan_exempt));
@@ -319,6 +321,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         let device = bw.devices.lock().unwrap().get(&id).cloned().unwrap();
         assert_eq!(device.send.rate(), 5 << 10);
+
+        // A device that is not configured connecting keeps nothing.
+        let (stream, _peer) = tokio::io::duplex(64);
+        let stranger = DeviceId::from_bytes([9; 32]);
+        let _ = bw.stream(stranger, "203.0.113.1:22000".parse().unwrap(), Transport::Tcp, Box::new(stream));
+        assert_eq!(bw.devices.lock().unwrap().len(), 1, "a stranger adds no buckets");
     }
 
     #[tokio::test(start_paused = true)]

@@ -326,8 +326,8 @@ impl Engine {
             engine.shutdown.subscribe(),
         ));
         if let Some(net) = engine.net.clone() {
-            // The model works from the configuration with pauses in force applied.
-            // Applied once before the model starts, so that a pause in force holds from the start.
+            // The model works from the configuration with the pauses in force applied, applied
+            // once before it starts so that a pause holds from the start.
             let clock = Arc::new(crate::clock::SystemClock);
             let first = engine.shared.bandwidth.apply_now(&Arc::new(config.clone()), &*clock);
             let (model_config, model_config_rx) = watch::channel(first);
