@@ -1630,8 +1630,8 @@ export interface components {
          */
         Source: "configured" | "lan" | "dht";
         Status: {
-            /** @description The global limits, schedule rule and pauses in force. */
-            bandwidth: components["schemas"]["InForce"];
+            /** @description The global limits, schedule rule and pauses in force (none from a daemon older than them). */
+            bandwidth?: components["schemas"]["InForce"];
             device: string;
             devices: components["schemas"]["DeviceStatus"][];
             folders: components["schemas"]["FolderStatus"][];

@@ -22,7 +22,8 @@ pub struct Status {
     pub running: bool,
     pub folders: Vec<FolderStatus>,
     pub devices: Vec<DeviceStatus>,
-    /// The global limits, schedule rule and pauses in force.
+    /// The global limits, schedule rule and pauses in force (none from a daemon older than them).
+    #[serde(default)]
     pub bandwidth: crate::bandwidth::InForce,
 }
 

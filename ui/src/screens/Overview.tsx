@@ -133,7 +133,7 @@ export function Overview() {
 function PauseAll() {
   const live = useLive();
   const [action, act] = useLiveAction();
-  const paused = live.status?.bandwidth.paused ?? [];
+  const paused = live.status?.bandwidth?.paused ?? [];
   const why = paused.map((r) =>
     r.reason === "user"
       ? r.until
