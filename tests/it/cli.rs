@@ -178,9 +178,11 @@ fn device_add_updates_lists_and_removes() {
         list,
         serde_json::json!([
             {"id": a, "name": "laptop", "addresses": ["quic://[2001:db8::1]:22000"], "paused": false,
-             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []},
+             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": [],
+             "max_send_kibps": 0, "max_recv_kibps": 0},
             {"id": b, "name": "", "addresses": ["tcp://nas.local:22000", "dynamic"], "paused": false,
-             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []},
+             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": [],
+             "max_send_kibps": 0, "max_recv_kibps": 0},
         ])
     );
     let text = ok(&t.peerfold(&["device", "list"]));
