@@ -103,6 +103,8 @@ pub struct Imported {
     pub global_discovery: Option<bool>,
     pub port_mapping: Option<bool>,
     pub min_home_disk_free: Option<MinFree>,
+    /// `maxSendKbps`, `maxRecvKbps` (KiB/s, as ours) and `limitBandwidthInLan`.
+    pub limits: Option<(u64, u64, bool)>,
     /// What did not carry over as it was, one sentence each.
     pub notes: Vec<String>,
 }
@@ -200,7 +202,11 @@ pub fn parse(xml: &str, me: DeviceId) -> Result<Imported, ImportError> {
 
     let (mut local_discovery, mut global_discovery, mut port_mapping, mut min_home_disk_free) =
         (None, None, None, None);
+    let mut limits = None;
     if let Some(o) = elements(root, "options").next() {
+        let kibps = |name| child_text(o, name).and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+        let lan = flag(child_text(o, "limitBandwidthInLan"))?.unwrap_or(false);
+        limits = Some((kibps("maxSendKbps"), kibps("maxRecvKbps"), lan));
         local_discovery = flag(child_text(o, "localAnnounceEnabled"))?;
         global_discovery = flag(child_text(o, "globalAnnounceEnabled"))?;
         port_mapping = flag(child_text(o, "natEnabled"))?;
@@ -233,6 +239,7 @@ pub fn parse(xml: &str, me: DeviceId) -> Result<Imported, ImportError> {
         global_discovery,
         port_mapping,
         min_home_disk_free,
+        limits,
         notes,
     })
 }
@@ -498,6 +505,19 @@ pub fn merge(config: &mut Config, me: DeviceId, imported: &Imported) -> Result<V
     if let Some(m) = imported.min_home_disk_free.filter(|m| *m != options.min_home_disk_free) {
         options.min_home_disk_free = m;
         lines.push(format!("The home's disk keeps {m} free."));
+    }
+    if let Some((send, recv, lan)) = imported
+        .limits
+        .filter(|&(s, r, l)| (s, r, l) != (options.max_send_kibps, options.max_recv_kibps, options.limit_lan))
+    {
+        let edit = Edit::SetLimits {
+            max_send_kibps: Some(send),
+            max_recv_kibps: Some(recv),
+            limit_lan: Some(lan),
+            schedule: None,
+        };
+        let c = config.edit(me, edit).map_err(change("the bandwidth limits".to_owned()))?;
+        lines.push(c.to_string());
     }
     config.validate().map_err(ImportError::Config)?;
     Ok(lines)
@@ -816,6 +836,8 @@ mod tests {
     <options>
         <listenAddress>default</listenAddress>
         <globalAnnounceEnabled>true</globalAnnounceEnabled>
+        <maxRecvKbps>4096</maxRecvKbps>
+        <limitBandwidthInLan>true</limitBandwidthInLan>
         <localAnnounceEnabled>false</localAnnounceEnabled>
         <natEnabled>false</natEnabled>
         <minHomeDiskFree unit="%">2</minHomeDiskFree>
@@ -978,6 +1000,8 @@ mod tests {
         assert!(config.gui.tls);
         assert!(!config.options.local_discovery && config.options.global_discovery);
         assert!(!config.options.port_mapping);
+        let o = &config.options;
+        assert_eq!((o.max_send_kibps, o.max_recv_kibps, o.limit_lan), (0, 4096, true));
         assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
 
         // Again: the folders are there already and left alone; nothing else changes.
