@@ -12,7 +12,7 @@
 pub mod api;
 
 pub use peerfold_engine::{
-    bep, check, config, control, daemon, db, discovery, disks, engine, errors, events, folder_files, fsutil,
-    home, identity, ignore, import_syncthing, invite, layout, model, names, net, pull, rates, recent_log,
-    scan, service, status, units, watch,
+    bandwidth, bep, check, config, control, daemon, db, discovery, disks, engine, errors, events,
+    folder_files, fsutil, home, identity, ignore, import_syncthing, invite, layout, model, names, net, pull,
+    rates, recent_log, scan, schedule, service, status, units, watch,
 };

@@ -28,6 +28,7 @@ use peerfold::home::{self, Home, HomeError};
 use peerfold::identity::{self, DeviceId, Identity};
 use peerfold::net::Address;
 use peerfold::scan::{Progress, ScanSummary, Scanner};
+use peerfold::schedule::{PauseAll, ScheduleRule};
 use peerfold::service::{
     self, FolderConflict, FromResponse, NeededItem, Offline, Pending, Request, Service as _, ServiceError,
 };
@@ -152,8 +153,56 @@ async fn run_command(command: Command, home_dir: &Path) -> anyhow::Result<ExitCo
             print::invite(&ask(home_dir, request).await?, json)
         }
         Command::Join { link, paths } => join(home_dir, &link, paths).await,
+        Command::Limits { max_send_kibps, max_recv_kibps, limit_lan, schedule, no_schedule } => {
+            let schedule = match schedule {
+                Some(file) => Some(read_schedule(&file)?),
+                None => no_schedule.then(Vec::new),
+            };
+            if max_send_kibps.is_none()
+                && max_recv_kibps.is_none()
+                && limit_lan.is_none()
+                && schedule.is_none()
+            {
+                let config = listed_config(home_dir)?;
+                let status: Box<status::Status> = ask(home_dir, Request::Status).await?;
+                print::limits(&config, &status.bandwidth);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let edit = Edit::SetLimits { max_send_kibps, max_recv_kibps, limit_lan, schedule };
+            edited(home_dir, Request::Edit { edit }).await
+        }
+        Command::Pause { duration } => {
+            let pause = match duration {
+                None => PauseAll::UntilResumed,
+                Some(d) => {
+                    let secs = peerfold::invite::parse_duration(&d).map_err(|e| anyhow!(e))?;
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                    PauseAll::Until(now.saturating_add(secs))
+                }
+            };
+            edited(home_dir, Request::Edit { edit: Edit::PauseAll { pause: Some(pause) } }).await
+        }
+        Command::Resume => edited(home_dir, Request::Edit { edit: Edit::PauseAll { pause: None } }).await,
     };
     done.map(|()| ExitCode::SUCCESS)
+}
+
+/// The `[[schedule]]` entries of a TOML file (`-`: stdin).
+fn read_schedule(file: &Path) -> anyhow::Result<Vec<ScheduleRule>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        schedule: Vec<ScheduleRule>,
+    }
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let parsed: File =
+        toml::from_str(&text).with_context(|| format!("{} is not a schedule", file.display()))?;
+    Ok(parsed.schedule)
 }
 
 /// The home, this device's identity and the configuration, for the commands that work on the
@@ -211,13 +260,29 @@ async fn device(home_dir: &Path, command: DeviceCommand) -> anyhow::Result<()> {
         DeviceCommand::Dismiss { device_id } => {
             return edited(home_dir, Request::DismissDevice { device: parse_device(&device_id)? }).await;
         }
-        DeviceCommand::Add { device_id, name, addresses, auto_accept, introducer } => {
+        DeviceCommand::Add {
+            device_id,
+            name,
+            addresses,
+            auto_accept,
+            introducer,
+            max_send_kibps,
+            max_recv_kibps,
+        } => {
             let id = parse_device(&device_id)?;
-            edited(
-                home_dir,
-                Request::Edit { edit: Edit::AddDevice { id, name, addresses: addresses_of(addresses) } },
-            )
-            .await?;
+            let only_limits = name.is_none()
+                && addresses.is_empty()
+                && (max_send_kibps.is_some() || max_recv_kibps.is_some())
+                && listed_config(home_dir)?.device(&id).is_some();
+            // A configured device given only limits: just those change.
+            if !only_limits {
+                let add = Edit::AddDevice { id, name, addresses: addresses_of(addresses) };
+                edited(home_dir, Request::Edit { edit: add }).await?;
+            }
+            if max_send_kibps.is_some() || max_recv_kibps.is_some() {
+                let limits = Edit::DeviceLimits { id, max_send_kibps, max_recv_kibps };
+                edited(home_dir, Request::Edit { edit: limits }).await?;
+            }
             if let Some(introducer) = introducer {
                 edited(home_dir, Request::Edit { edit: Edit::Introducer { id, introducer } }).await?;
             }

@@ -1,6 +1,6 @@
 //! The tray icon: what the engine is doing at a glance (up to date, syncing, error, paused) and
-//! a menu — Open, Pause all / Resume all, one entry per folder that opens it in the file
-//! manager, Quit.
+//! a menu — Open, Pause all / Resume all (folders), pause every device for 1 h / 8 h / until
+//! resumed (or resume them), one entry per folder that opens it in the file manager, Quit.
 //!
 //! A task redraws it when an engine event says something changed, and every few seconds in any
 //! case; it changes the icon and rebuilds the menu only when what they show changed.
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use peerfold_engine::config::{Config, Edit};
 use peerfold_engine::engine::{Engine, FolderState};
+use peerfold_engine::schedule::PauseAll;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -21,6 +22,9 @@ const REFRESH: Duration = Duration::from_secs(3);
 
 const OPEN: &str = "open";
 const PAUSE_ALL: &str = "pause-all";
+/// Menu IDs pausing every device: this prefix and the seconds (`forever`: until resumed).
+const PAUSE_DEVICES: &str = "pause-devices:";
+const RESUME_DEVICES: &str = "resume-devices";
 const QUIT: &str = "quit";
 /// Menu IDs of folder entries: this prefix and the folder's ID.
 const FOLDER: &str = "folder:";
@@ -77,6 +81,8 @@ impl Status {
 struct MenuModel {
     folders: Vec<(String, String, std::path::PathBuf)>,
     all_paused: bool,
+    /// Every device paused by the user (`pause_all`), and not yet over.
+    devices_paused: bool,
 }
 
 impl MenuModel {
@@ -91,6 +97,7 @@ impl MenuModel {
                 })
                 .collect(),
             all_paused: !config.folders.is_empty() && config.folders.iter().all(|f| f.paused),
+            devices_paused: config.options.pause_all.is_some_and(|p| p.holds(unix_now())),
         }
     }
 }
@@ -172,6 +179,29 @@ fn menu<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::Result<Menu
     menu.append(&MenuItem::with_id(app, OPEN, "Open Peerfold", true, None::<&str>)?)?;
     let pause = if model.all_paused { "Resume all" } else { "Pause all" };
     menu.append(&MenuItem::with_id(app, PAUSE_ALL, pause, !model.folders.is_empty(), None::<&str>)?)?;
+    if model.devices_paused {
+        menu.append(&MenuItem::with_id(
+            app,
+            RESUME_DEVICES,
+            "Resume syncing with devices",
+            true,
+            None::<&str>,
+        )?)?;
+    } else {
+        for (secs, text) in [
+            ("3600", "Pause devices for 1 h"),
+            ("28800", "Pause devices for 8 h"),
+            ("forever", "Pause devices"),
+        ] {
+            menu.append(&MenuItem::with_id(
+                app,
+                format!("{PAUSE_DEVICES}{secs}"),
+                text,
+                true,
+                None::<&str>,
+            )?)?;
+        }
+    }
     if !model.folders.is_empty() {
         menu.append(&PredefinedMenuItem::separator(app)?)?;
         for (id, label, _) in &model.folders {
@@ -199,6 +229,11 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 changed(&app);
             });
         }
+        RESUME_DEVICES => pause_devices_from_menu(app, None),
+        _ if id.starts_with(PAUSE_DEVICES) => {
+            let secs = id.strip_prefix(PAUSE_DEVICES).and_then(|s| s.parse::<u64>().ok());
+            pause_devices_from_menu(app, Some(secs));
+        }
         _ => {
             let Some(folder) = id.strip_prefix(FOLDER) else { return };
             let Some(engine) = app.state::<Tray>().engine() else { return };
@@ -212,6 +247,36 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             }
         }
     }
+}
+
+/// Runs [`pause_devices`] from a menu entry, telling the user if it fails.
+fn pause_devices_from_menu<R: Runtime>(app: &AppHandle<R>, pause: Option<Option<u64>>) {
+    let Some(engine) = app.state::<Tray>().engine() else { return };
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = pause_devices(&engine, pause).await {
+            crate::notify::show(&app, "Peerfold", &e);
+        }
+        changed(&app);
+    });
+}
+
+/// Pauses every device for `Some(Some(seconds))` or until resumed (`Some(None)`); `None`
+/// resumes them.
+pub async fn pause_devices(engine: &Engine, pause: Option<Option<u64>>) -> Result<(), String> {
+    let pause = pause.map(|secs| match secs {
+        Some(s) => PauseAll::Until(unix_now().saturating_add(s)),
+        None => PauseAll::UntilResumed,
+    });
+    engine
+        .edit_config(Edit::PauseAll { pause })
+        .await
+        .map_err(|e| peerfold_engine::engine::error_chain(&e))?;
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    peerfold_engine::clock::unix_now()
 }
 
 /// Pauses every folder, or resumes them all when all are paused.
@@ -303,6 +368,12 @@ mod tests {
             // All paused: the same entry resumes them all.
             pause_all(&engine).await.unwrap();
             assert_eq!(paused(&engine), [false, false]);
+            // Pausing the devices for an hour shows Resume; resuming shows the pauses again.
+            pause_devices(&engine, Some(Some(3600))).await.unwrap();
+            assert!(MenuModel::of(&engine.config()).devices_paused);
+            assert!(matches!(engine.config().options.pause_all, Some(PauseAll::Until(_))));
+            pause_devices(&engine, None).await.unwrap();
+            assert!(!MenuModel::of(&engine.config()).devices_paused);
             drop(engine);
             daemon.shutdown().await;
         });

@@ -91,6 +91,10 @@ pub(super) struct NewDevice {
     name: Option<String>,
     /// `tcp://host[:port]`, `quic://host[:port]` or `dynamic` (the default).
     addresses: Option<Vec<String>>,
+    /// KiB/s sent to it; 0 or absent: unlimited.
+    max_send_kibps: Option<u64>,
+    /// KiB/s received from it; 0 or absent: unlimited.
+    max_recv_kibps: Option<u64>,
 }
 
 /// Adds a device by its ID.
@@ -102,7 +106,13 @@ pub(super) async fn add_device(
 ) -> Answer<(StatusCode, Json<Edited>)> {
     let new = body(new)?;
     let device = device_id(&new.id)?;
-    let request = Request::AddDevice { device, name: new.name, addresses: new.addresses };
+    let request = Request::AddDevice {
+        device,
+        name: new.name,
+        addresses: new.addresses,
+        max_send_kibps: new.max_send_kibps,
+        max_recv_kibps: new.max_recv_kibps,
+    };
     Ok((StatusCode::CREATED, edited(&state, request).await?))
 }
 
@@ -112,9 +122,13 @@ pub(super) struct DevicePatch {
     name: Option<String>,
     addresses: Option<Vec<String>>,
     paused: Option<bool>,
+    /// KiB/s sent to it; 0: unlimited.
+    max_send_kibps: Option<u64>,
+    /// KiB/s received from it; 0: unlimited.
+    max_recv_kibps: Option<u64>,
 }
 
-/// Changes a device's name or addresses, or pauses or resumes it.
+/// Changes a device's name, addresses or limits, or pauses or resumes it.
 #[utoipa::path(patch, path = "/api/devices/{id}", request_body = DevicePatch,
     params(("id" = String, Path, description = "device ID")),
     responses((status = 200, body = Edited), (status = 400), (status = 404)))]
@@ -125,8 +139,9 @@ pub(super) async fn edit_device(
 ) -> Answer<Json<Edited>> {
     let patch = body(patch)?;
     let device = device_id(&id)?;
-    let DevicePatch { name, addresses, paused } = patch;
-    edited(&state, Request::UpdateDevice { device, name, addresses, paused }).await
+    let DevicePatch { name, addresses, paused, max_send_kibps, max_recv_kibps } = patch;
+    let request = Request::UpdateDevice { device, name, addresses, paused, max_send_kibps, max_recv_kibps };
+    edited(&state, request).await
 }
 
 /// Removes a device and stops sharing every folder with it.
@@ -266,7 +281,11 @@ pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) 
 /// Applies one configuration change, as the CLI asks for it: the body is a tagged
 /// `{"edit": "add-device" | "remove-device" | "add-folder" | "remove-folder" | "share" |
 /// "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder" |
-/// "set-name", ...}` (`set-name` names this device: `{"edit": "set-name", "name": "laptop"}`).
+/// "set-name" | "device-limits" | "set-limits" | "pause-all", ...}` (`set-name` names this device:
+/// `{"edit": "set-name", "name": "laptop"}`; `set-limits` sets the global limits in KiB/s, 0 for
+/// none, and the schedule: `{"edit": "set-limits", "max_recv_kibps": 10240, "limit_lan": false}`;
+/// `pause-all` pauses every device, `{"edit": "pause-all", "pause": {"until": UNIX_SECONDS}}` or
+/// `"pause": "until-resumed"`, and resumes them with no `pause`).
 /// The resource routes above make the same changes one at a time.
 #[utoipa::path(post, path = "/api/config/edits", request_body = Edit,
     responses((status = 200, body = Edited), (status = 400, description = "refused; nothing changed")))]

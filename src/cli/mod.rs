@@ -148,6 +148,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set the bandwidth limits of every connection together, and the schedule
+    /// (with no option: show them, and what is in force now)
+    Limits {
+        /// Send at most this many KiB/s in all (0: unlimited)
+        #[arg(long, value_name = "KIB/S")]
+        max_send_kibps: Option<u64>,
+        /// Receive at most this many KiB/s in all (0: unlimited)
+        #[arg(long, value_name = "KIB/S")]
+        max_recv_kibps: Option<u64>,
+        /// Whether the limits (the global and each device's) apply to devices on the LAN too
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        limit_lan: Option<bool>,
+        /// Replace the schedule with the [[schedule]] entries of this TOML file (`-`: stdin);
+        /// each has days = ["mon", ...] (none: every day), from = "HH:MM", to = "HH:MM", and
+        /// either max_send_kibps / max_recv_kibps or pause = true
+        #[arg(long, value_name = "FILE", conflicts_with = "no_schedule")]
+        schedule: Option<PathBuf>,
+        /// Remove every schedule entry
+        #[arg(long)]
+        no_schedule: bool,
+    },
+    /// Pause every device (nothing is sent or received; folders are still scanned) for a while
+    /// or until `peerfold resume`
+    Pause {
+        /// How long: 90s, 30m, 2h, 7d [default: until resumed]
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// End `peerfold pause`: connect to every device again
+    Resume,
     /// Join the device that made an invitation link: it is added here, this device is added
     /// there, and the folders it offers are added here, shared with it
     Join {
@@ -276,6 +306,12 @@ pub enum DeviceCommand {
         /// it off again
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         introducer: Option<bool>,
+        /// Send to it at most this many KiB/s (0: unlimited); its bytes pass the global limit too
+        #[arg(long, value_name = "KIB/S")]
+        max_send_kibps: Option<u64>,
+        /// Receive from it at most this many KiB/s (0: unlimited)
+        #[arg(long, value_name = "KIB/S")]
+        max_recv_kibps: Option<u64>,
     },
     /// Remove a device, and stop sharing every folder with it
     Remove {

@@ -1,5 +1,7 @@
 //! One printing function per typed answer: JSON (`--json`) or the lines a person reads.
 
+use peerfold::bandwidth::InForce;
+use peerfold::config::{Config, kibps};
 use peerfold::discovery::Seen;
 use peerfold::engine::FailedItem;
 use peerfold::folder_files::VersionedFile;
@@ -128,7 +130,16 @@ pub fn devices(devices: &[DeviceView], json: bool) -> anyhow::Result<()> {
         let auto = if d.auto_accept_folders { ", accepts its folders" } else { "" };
         let intro = if d.introducer { ", introducer" } else { "" };
         let by = d.introduced_by.as_ref().map(|i| format!(", introduced by {i}")).unwrap_or_default();
-        format!("{}{name}: {}; shares {shared}{paused}{auto}{intro}{by}", d.id, d.addresses.join(", "))
+        let limits = if d.max_send_kibps != 0 || d.max_recv_kibps != 0 {
+            format!(", sending {}, receiving {}", kibps(d.max_send_kibps), kibps(d.max_recv_kibps))
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{name}: {}; shares {shared}{paused}{auto}{intro}{by}{limits}",
+            d.id,
+            d.addresses.join(", ")
+        )
     })
 }
 
@@ -202,4 +213,29 @@ pub fn conflicts(conflicts: &[FolderConflict], json: bool) -> anyhow::Result<()>
             c_.copy.modified
         )
     })
+}
+
+/// The configured limits and schedule, and what is in force now.
+pub fn limits(config: &Config, now: &InForce) {
+    let o = &config.options;
+    let lan = if o.limit_lan { "also on the LAN" } else { "not on the LAN" };
+    println!("Limits: sending {}, receiving {}, {lan}.", kibps(o.max_send_kibps), kibps(o.max_recv_kibps));
+    for (i, rule) in o.schedule.iter().enumerate() {
+        let what = if rule.pause {
+            "every device paused".to_owned()
+        } else {
+            format!("sending {}, receiving {}", kibps(rule.max_send_kibps), kibps(rule.max_recv_kibps))
+        };
+        let marker = if now.rule.as_ref().is_some_and(|r| r.index == i) { "  (in force now)" } else { "" };
+        println!("Schedule {}: {}: {what}{marker}", i + 1, rule.window());
+    }
+    if !now.paused.is_empty() {
+        println!("Every device is paused now (`peerfold status` says why).");
+    } else {
+        println!(
+            "In force now: sending {}, receiving {}.",
+            kibps(now.max_send_kibps),
+            kibps(now.max_recv_kibps)
+        );
+    }
 }

@@ -148,6 +148,14 @@ test("two daemons pair, share a folder and sync a file, all through the web UI",
   await pageB.getByRole("heading", { name: "Docs", level: 1 }).waitFor();
   await pageB.getByText("Up to date", { exact: true }).first().waitFor();
   await pageB.screenshot({ path: join(ARTIFACTS, "folder-b.png"), fullPage: true });
+
+  // Pausing every device for an hour disconnects B, and says until when; resuming connects again.
+  await go(pageA, "Overview");
+  await pageA.getByRole("button", { name: "Pause all for 1 h" }).click();
+  await pageA.getByRole("status").filter({ hasText: /Every device is paused until/ }).waitFor();
+  await cardB.getByText("Connected", { exact: true }).waitFor({ state: "detached" });
+  await pageA.getByRole("button", { name: "Resume all" }).click();
+  await cardB.getByText("Connected", { exact: true }).waitFor();
   console.log(`screenshots in ${ARTIFACTS}`);
 
   // Without the link, the sign-in form: a wrong key is refused with the API's sentence.

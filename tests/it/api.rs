@@ -166,14 +166,41 @@ fn devices_are_added_edited_paused_and_removed() {
     let (status, edited) =
         api.send("PATCH", &path, json!({"name": "nas", "addresses": ["tcp://127.0.0.1:1"], "paused": true}));
     assert_eq!(status, 200, "{edited}");
+    let (status, limited) = api.send("PATCH", &path, json!({"max_send_kibps": 256}));
+    assert_eq!(status, 200, "{limited}");
+    assert!(
+        limited["message"].as_str().unwrap().contains("sending 256 KiB/s, receiving unlimited"),
+        "{limited}"
+    );
     let (_, devices) = api.get("/api/devices");
     assert_eq!(
         devices,
         json!([{
             "id": OTHER, "name": "nas", "addresses": ["tcp://127.0.0.1:1"], "paused": true,
-            "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []
+            "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": [],
+            "max_send_kibps": 256, "max_recv_kibps": 0
         }])
     );
+    // The global limits and pausing every device are configuration edits; status shows them.
+    let (status, set) =
+        api.send("POST", "/api/config/edits", json!({"edit": "set-limits", "max_recv_kibps": 1024}));
+    assert_eq!(status, 200, "{set}");
+    let (status, paused) =
+        api.send("POST", "/api/config/edits", json!({"edit": "pause-all", "pause": "until-resumed"}));
+    assert_eq!(status, 200, "{paused}");
+    // The engine applies it a moment later: a bounded wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let st = loop {
+        let (_, st) = api.get("/api/status");
+        if !st["bandwidth"]["paused"].as_array().is_some_and(Vec::is_empty) {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pause never showed in status: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(st["bandwidth"]["max_recv_kibps"], 1024);
+    assert_eq!(st["bandwidth"]["paused"], json!([{"reason": "user", "until": null}]));
+    api.send("POST", "/api/config/edits", json!({"edit": "pause-all"}));
     // The daemon saved it, as the CLI shows.
     assert!(ok(&api.t.peerfold(&["device", "list"])).contains("\"nas\""));
 

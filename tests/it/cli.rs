@@ -178,9 +178,11 @@ fn device_add_updates_lists_and_removes() {
         list,
         serde_json::json!([
             {"id": a, "name": "laptop", "addresses": ["quic://[2001:db8::1]:22000"], "paused": false,
-             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []},
+             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": [],
+             "max_send_kibps": 0, "max_recv_kibps": 0},
             {"id": b, "name": "", "addresses": ["tcp://nas.local:22000", "dynamic"], "paused": false,
-             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": []},
+             "auto_accept_folders": false, "introducer": false, "introduced_by": null, "folders": [],
+             "max_send_kibps": 0, "max_recv_kibps": 0},
         ])
     );
     let text = ok(&t.peerfold(&["device", "list"]));
@@ -482,4 +484,38 @@ fn check_lists_what_changed_behind_the_index_and_exits_1() {
     let err = fails(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("neither a folder ID nor a directory"), "{err}");
+}
+
+#[test]
+fn limits_schedules_and_pause_are_set_from_the_command_line() {
+    let t = TestDir::new();
+    ok(&t.peerfold(&["id"]));
+    let said = ok(&t.peerfold(&["limits", "--max-recv-kibps", "10240", "--limit-lan"]));
+    assert!(said.contains("receiving 10240 KiB/s") && said.contains("also on the LAN"), "{said}");
+    let schedule = t.write(
+        "schedule.toml",
+        b"[[schedule]]\ndays = [\"sat\", \"sun\"]\nfrom = \"00:00\"\nto = \"00:00\"\npause = true\n",
+    );
+    ok(&t.peerfold(&["limits", "--schedule", schedule.to_str().unwrap()]));
+    let shown = ok(&t.peerfold(&["limits"]));
+    assert!(shown.contains("Schedule 1: sat,sun 00:00-00:00: every device paused"), "{shown}");
+    // A rule that both pauses and limits is refused, and nothing changes.
+    let bad = t.write(
+        "bad.toml",
+        b"[[schedule]]\nfrom = \"09:00\"\nto = \"17:00\"\npause = true\nmax_send_kibps = 5\n",
+    );
+    assert!(fails(&t.peerfold(&["limits", "--schedule", bad.to_str().unwrap()])).contains("either pause"));
+
+    let peer = DeviceId::from_bytes([7; 32]).to_string();
+    ok(&t.peerfold(&["device", "add", &peer, "--name", "nas", "--max-send-kibps", "512"]));
+    let only_limits = ok(&t.peerfold(&["device", "add", &peer, "--max-recv-kibps", "64"]));
+    assert!(only_limits.contains("sending 512 KiB/s, receiving 64 KiB/s"), "{only_limits}");
+    assert!(ok(&t.peerfold(&["device", "list"])).contains("sending 512 KiB/s, receiving 64 KiB/s"));
+
+    assert!(ok(&t.peerfold(&["pause", "--for", "2h"])).contains("Paused every device until"));
+    let status = ok(&t.peerfold(&["status"]));
+    assert!(status.contains("Every device is paused until"), "{status}");
+    assert!(ok(&t.peerfold(&["resume"])).contains("Resumed every device"));
+    let config = std::fs::read_to_string(t.home().join("config.toml")).unwrap();
+    assert!(config.contains("max_recv_kibps = 10240") && !config.contains("pause_all"), "{config}");
 }

@@ -75,6 +75,8 @@ impl Device {
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            max_send_kibps: 0,
+            max_recv_kibps: 0,
         });
         self.config.folders[0].devices.push(other.id);
     }

@@ -43,6 +43,8 @@ impl Target {
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            max_send_kibps: 0,
+            max_recv_kibps: 0,
         });
         let index = Index::open(&t.path("index.db")).await.unwrap();
         let id = identity.device_id();

@@ -17,6 +17,7 @@ mod import_syncthing;
 mod interop;
 mod introducer;
 mod invite;
+mod limits;
 mod nat;
 mod netns;
 mod punch;

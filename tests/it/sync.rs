@@ -16,12 +16,12 @@ use crate::util::{TestDir, pseudo_random, wait_for};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A device before it starts: identity, bound listener, folder.
-struct Node {
-    t: TestDir,
-    id: DeviceId,
+pub(crate) struct Node {
+    pub(crate) t: TestDir,
+    pub(crate) id: DeviceId,
     net: Option<Net>,
     addr: Address,
-    config: Config,
+    pub(crate) config: Config,
 }
 
 impl Node {
@@ -34,7 +34,7 @@ impl Node {
         Self { id: identity.device_id(), t, net: Some(net), addr, config }
     }
 
-    fn folder(&self) -> PathBuf {
+    pub(crate) fn folder(&self) -> PathBuf {
         self.t.path("f")
     }
 
@@ -49,18 +49,20 @@ impl Node {
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            max_send_kibps: 0,
+            max_recv_kibps: 0,
         });
         self.config.folders[0].devices.push(other.id);
     }
 
-    async fn start(&mut self) -> Engine {
+    pub(crate) async fn start(&mut self) -> Engine {
         let index = Index::open(&self.t.path("index.db")).await.unwrap();
         Engine::start_networked(&self.config, index, self.id, self.net.take().unwrap())
     }
 }
 
 /// Two nodes that know each other.
-async fn pair(transport: &str) -> (Node, Node) {
+pub(crate) async fn pair(transport: &str) -> (Node, Node) {
     let (mut a, mut b) = (Node::new("a", transport).await, Node::new("b", transport).await);
     a.knows(&b);
     b.knows(&a);
@@ -421,6 +423,8 @@ async fn not_shared_device(transport: &str) {
         introducer: false,
         skip_introduction_removals: false,
         introduced_by: None,
+        max_send_kibps: 0,
+        max_recv_kibps: 0,
     });
     std::fs::write(a.folder().join("secret.txt"), b"secret").unwrap();
     let ea = a.start().await;
@@ -760,6 +764,8 @@ async fn a_download_in_progress_is_announced_and_its_blocks_are_served_from_the_
         introducer: false,
         skip_introduction_removals: false,
         introduced_by: None,
+        max_send_kibps: 0,
+        max_recv_kibps: 0,
     });
     b.config.folders[0].devices.push(c.id);
     let (ea, eb) = (a.start().await, b.start().await);
@@ -846,6 +852,8 @@ async fn a_puller_fetches_from_the_temporary_file_of_a_device_still_downloading(
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            max_send_kibps: 0,
+            max_recv_kibps: 0,
         });
         n.config.folders[0].devices.push(c.id);
     }
@@ -923,6 +931,8 @@ async fn a_pull_shows_its_rate_and_eta_and_a_file_that_fails_is_listed_until_it_
         introducer: false,
         skip_introduction_removals: false,
         introduced_by: None,
+        max_send_kibps: 0,
+        max_recv_kibps: 0,
     });
     b.config.folders[0].devices.push(c.id);
     let eb = b.start().await;

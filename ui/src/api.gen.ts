@@ -42,7 +42,11 @@ export interface paths {
          * Applies one configuration change, as the CLI asks for it: the body is a tagged
          *     `{"edit": "add-device" | "remove-device" | "add-folder" | "remove-folder" | "share" |
          *     "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder" |
-         *     "set-name", ...}` (`set-name` names this device: `{"edit": "set-name", "name": "laptop"}`).
+         *     "set-name" | "device-limits" | "set-limits" | "pause-all", ...}` (`set-name` names this device:
+         *     `{"edit": "set-name", "name": "laptop"}`; `set-limits` sets the global limits in KiB/s, 0 for
+         *     none, and the schedule: `{"edit": "set-limits", "max_recv_kibps": 10240, "limit_lan": false}`;
+         *     `pause-all` pauses every device, `{"edit": "pause-all", "pause": {"until": UNIX_SECONDS}}` or
+         *     `"pause": "until-resumed"`, and resumes them with no `pause`).
          *     The resource routes above make the same changes one at a time.
          */
         post: operations["edit_config"];
@@ -101,7 +105,7 @@ export interface paths {
         delete: operations["remove_device"];
         options?: never;
         head?: never;
-        /** Changes a device's name or addresses, or pauses or resumes it. */
+        /** Changes a device's name, addresses or limits, or pauses or resumes it. */
         patch: operations["edit_device"];
         trace?: never;
     };
@@ -612,8 +616,23 @@ export interface components {
             /** Format: int64 */
             files: number;
         };
+        /**
+         * @description A day of the week, as `days = ["mon", "tue"]` names it.
+         * @enum {string}
+         */
+        Day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
         DevicePatch: {
             addresses?: string[] | null;
+            /**
+             * Format: int64
+             * @description KiB/s received from it; 0: unlimited.
+             */
+            max_recv_kibps?: number | null;
+            /**
+             * Format: int64
+             * @description KiB/s sent to it; 0: unlimited.
+             */
+            max_send_kibps?: number | null;
             name?: string | null;
             paused?: boolean | null;
         };
@@ -659,6 +678,16 @@ export interface components {
             introduced_by?: string | null;
             /** @description Whether it introduces the devices it shares folders with. */
             introducer: boolean;
+            /**
+             * Format: int64
+             * @description KiB/s received from it (0: unlimited).
+             */
+            max_recv_kibps?: number;
+            /**
+             * Format: int64
+             * @description KiB/s sent to it (0: unlimited).
+             */
+            max_send_kibps?: number;
             name: string;
             paused: boolean;
         };
@@ -778,6 +807,27 @@ export interface components {
             introducer: boolean;
             name: string;
             skip_introduction_removals: boolean;
+        } | {
+            /** @enum {string} */
+            edit: "device-limits";
+            id: string;
+            /** Format: int64 */
+            max_recv_kibps?: number | null;
+            /** Format: int64 */
+            max_send_kibps?: number | null;
+        } | {
+            /** @enum {string} */
+            edit: "set-limits";
+            limit_lan?: boolean | null;
+            /** Format: int64 */
+            max_recv_kibps?: number | null;
+            /** Format: int64 */
+            max_send_kibps?: number | null;
+            schedule?: components["schemas"]["ScheduleRule"][] | null;
+        } | {
+            /** @enum {string} */
+            edit: "pause-all";
+            pause?: components["schemas"]["PauseAll"] | null;
         };
         /** @description The answer to a change: whether something changed, and the line to show. */
         Edited: {
@@ -1014,6 +1064,30 @@ export interface components {
         IgnoreLines: {
             lines: string[];
         };
+        /** @description The limits and pauses in force now, as status shows them. */
+        InForce: {
+            /** Format: int64 */
+            configured_recv_kibps: number;
+            /**
+             * Format: int64
+             * @description `[options]`' own limits, which hold outside the schedule's windows.
+             */
+            configured_send_kibps: number;
+            /** @description Whether limits apply to LAN devices too. */
+            limit_lan: boolean;
+            /** Format: int64 */
+            max_recv_kibps: number;
+            /**
+             * Format: int64
+             * @description KiB/s over all connections (0: unlimited): the schedule rule's, else `[options]`'.
+             */
+            max_send_kibps: number;
+            /** @description Empty unless every device is paused; then why. */
+            paused: components["schemas"]["PauseReason"][];
+            rule?: components["schemas"]["RuleInForce"] | null;
+            /** @description `[[options.schedule]]`, in order. */
+            schedule: components["schemas"]["ScheduleRule"][];
+        };
         /** @description An invitation just made. */
         InviteLink: {
             /** @description The addresses the link gives for this device. */
@@ -1095,6 +1169,16 @@ export interface components {
             /** @description `tcp://host[:port]`, `quic://host[:port]` or `dynamic` (the default). */
             addresses?: string[] | null;
             id: string;
+            /**
+             * Format: int64
+             * @description KiB/s received from it; 0 or absent: unlimited.
+             */
+            max_recv_kibps?: number | null;
+            /**
+             * Format: int64
+             * @description KiB/s sent to it; 0 or absent: unlimited.
+             */
+            max_send_kibps?: number | null;
             name?: string | null;
         };
         NewFolder: {
@@ -1114,6 +1198,26 @@ export interface components {
         OfferedFolder: {
             id: string;
             label: string;
+        };
+        /** @description "Pause all" as the user asked for it: until a moment, or until resumed. */
+        PauseAll: "until-resumed" | {
+            /**
+             * Format: int64
+             * @description Until this Unix time (seconds), or `peerfold resume` before it.
+             */
+            until: number;
+        };
+        /** @description Why every device is paused. */
+        PauseReason: {
+            /** @enum {string} */
+            reason: "user";
+            /** Format: int64 */
+            until?: number | null;
+        } | {
+            /** @enum {string} */
+            reason: "schedule";
+            rule: number;
+            window: string;
         };
         /** @description Devices and folder offers waiting for the user. */
         Pending: {
@@ -1167,12 +1271,32 @@ export interface components {
             /** @enum {string} */
             command: "add-device";
             device: string;
+            /**
+             * Format: int64
+             * @description KiB/s received from it; 0 or absent: unlimited.
+             */
+            max_recv_kibps?: number | null;
+            /**
+             * Format: int64
+             * @description KiB/s sent to it; 0 or absent: unlimited.
+             */
+            max_send_kibps?: number | null;
             name?: string | null;
         } | {
             addresses?: string[] | null;
             /** @enum {string} */
             command: "update-device";
             device: string;
+            /**
+             * Format: int64
+             * @description KiB/s received from it; 0: unlimited.
+             */
+            max_recv_kibps?: number | null;
+            /**
+             * Format: int64
+             * @description KiB/s sent to it; 0: unlimited.
+             */
+            max_send_kibps?: number | null;
             name?: string | null;
             paused?: boolean | null;
         } | {
@@ -1381,6 +1505,14 @@ export interface components {
             /** @description `YYYYMMDD-HHMMSS`, as the versions list gives it. */
             version: string;
         };
+        /** @description The schedule rule in force. */
+        RuleInForce: {
+            /** @description Its position in `[[options.schedule]]`, from 0. */
+            index: number;
+            pause: boolean;
+            /** @description `mon,tue 09:00-17:00`. */
+            window: string;
+        };
         /** @description A file or directory the scan had to pass over, and why. */
         ScanIssue: {
             /** @description Folder-relative path (lossy for names that are not UTF-8). */
@@ -1425,6 +1557,29 @@ export interface components {
             sequence: number;
             /** Format: int64 */
             symlinks: number;
+        };
+        /**
+         * @description One `[[options.schedule]]` entry: on `days` (every day if empty), from `from` to `to` local
+         *     time, either the limits given (each 0 = unlimited) replace the `[options]` ones, or, with
+         *     `pause = true`, every device is paused. A window whose `to` is not after its `from` runs past
+         *     midnight into the next day (`from = "22:00"`, `to = "06:00"`); `days` name the day it
+         *     starts. Equal times make a whole day. The first rule whose window holds the time is in force.
+         */
+        ScheduleRule: {
+            days?: components["schemas"]["Day"][];
+            from: string;
+            /**
+             * Format: int64
+             * @description KiB/s received in the window; 0 = unlimited.
+             */
+            max_recv_kibps?: number;
+            /**
+             * Format: int64
+             * @description KiB/s sent in the window; 0 = unlimited.
+             */
+            max_send_kibps?: number;
+            pause?: boolean;
+            to: string;
         };
         /**
          * @description Why a request was not carried out. Each is one sentence for the user; nothing changed.
@@ -1475,6 +1630,8 @@ export interface components {
          */
         Source: "configured" | "lan" | "dht";
         Status: {
+            /** @description The global limits, schedule rule and pauses in force (none from a daemon older than them). */
+            bandwidth?: components["schemas"]["InForce"];
             device: string;
             devices: components["schemas"]["DeviceStatus"][];
             folders: components["schemas"]["FolderStatus"][];

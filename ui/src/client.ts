@@ -51,6 +51,9 @@ export type NewFolder = Schemas["NewFolder"];
 export type FolderPatch = Schemas["FolderPatch"];
 export type SignIn = Schemas["SignIn"];
 export type InviteLink = Schemas["InviteLink"];
+export type InForce = Schemas["InForce"];
+export type PauseReason = Schemas["PauseReason"];
+export type ScheduleRule = Schemas["ScheduleRule"];
 /** Any request of the typed service (`POST /api/call`) and its answer. */
 export type ServiceRequest = Schemas["Request"];
 export type ServiceResponse = Schemas["Response"];
@@ -292,7 +295,17 @@ export class Client {
   // devices
   devices = () => this.ask({ command: "devices" }, "devices");
   addDevice = (d: NewDevice) =>
-    this.ask({ command: "add-device", device: d.id, name: d.name, addresses: d.addresses }, "edited");
+    this.ask(
+      {
+        command: "add-device",
+        device: d.id,
+        name: d.name,
+        addresses: d.addresses,
+        max_send_kibps: d.max_send_kibps,
+        max_recv_kibps: d.max_recv_kibps,
+      },
+      "edited",
+    );
   editDevice = (id: string, p: DevicePatch) => this.ask({ command: "update-device", device: id, ...p }, "edited");
   /** Whether the folders device `id` offers are added without asking (under the default folder path). */
   setAutoAccept = (id: string, autoAccept: boolean) =>
@@ -300,6 +313,18 @@ export class Client {
   /** Whether device `id` introduces the devices it shares folders with (Syncthing's introducer). */
   setIntroducer = (id: string, introducer: boolean) => this.edit({ edit: "introducer", id, introducer });
   removeDevice = (id: string) => this.ask({ command: "remove-device", device: id }, "edited");
+
+  // bandwidth and pausing every device
+  /** The global limits in KiB/s (0: unlimited) and whether they apply on the LAN; unset ones stay. */
+  setLimits = (l: { max_send_kibps?: number; max_recv_kibps?: number; limit_lan?: boolean }) =>
+    this.edit({ edit: "set-limits", ...l });
+  /** Pauses every device for `seconds`, or until resumed when `null`. */
+  pauseAll = (seconds: number | null) =>
+    this.edit({
+      edit: "pause-all",
+      pause: seconds === null ? "until-resumed" : { until: Math.floor(Date.now() / 1000) + seconds },
+    });
+  resumeAll = () => this.edit({ edit: "pause-all" });
 
   // folders
   folders = () => this.ask({ command: "folders" }, "folders");

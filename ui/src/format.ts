@@ -70,3 +70,8 @@ export function unixWhen(seconds: number): string {
 export function count(n: number, noun: string, plural = `${noun}s`): string {
   return `${n} ${n === 1 ? noun : plural}`;
 }
+
+/** KiB/s as a limit: `512 KiB/s`, or `unlimited` for 0. */
+export function kibps(n: number): string {
+  return n === 0 ? "unlimited" : `${n} KiB/s`;
+}

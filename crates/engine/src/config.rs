@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::DeviceId;
 use crate::net::DeviceAddress;
+use crate::schedule::{PauseAll, ScheduleRule};
 
 /// Errors loading or saving the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +171,31 @@ pub enum Change {
         /// False when it already was so.
         changed: bool,
     },
+    /// A device's limits, in KiB/s (0 = unlimited).
+    DeviceLimits {
+        id: DeviceId,
+        max_send_kibps: u64,
+        max_recv_kibps: u64,
+        changed: bool,
+    },
+    /// The global limits, as they now are.
+    Limits {
+        max_send_kibps: u64,
+        max_recv_kibps: u64,
+        limit_lan: bool,
+        schedule_rules: usize,
+        changed: bool,
+    },
+    /// Every device paused (until a Unix time, or until resumed), or resumed (`None`).
+    PausedAll {
+        pause: Option<PauseAll>,
+        changed: bool,
+    },
+}
+
+/// `512 KiB/s`, or `unlimited` for 0.
+pub fn kibps(n: u64) -> String {
+    if n == 0 { "unlimited".to_owned() } else { format!("{n} KiB/s") }
 }
 
 /// A change to the configuration as a front-end asks for it, for sending to the daemon: each
@@ -268,6 +294,32 @@ pub enum Edit {
         introducer: bool,
         skip_introduction_removals: bool,
     },
+    /// Sets a configured device's limits (each that is `Some`; 0 = unlimited), in KiB/s.
+    DeviceLimits {
+        #[schema(value_type = String)]
+        id: DeviceId,
+        #[serde(default)]
+        max_send_kibps: Option<u64>,
+        #[serde(default)]
+        max_recv_kibps: Option<u64>,
+    },
+    /// Sets the global limits (each that is `Some`; 0 = unlimited), whether they apply on the
+    /// LAN, and the schedule (the whole list).
+    SetLimits {
+        #[serde(default)]
+        max_send_kibps: Option<u64>,
+        #[serde(default)]
+        max_recv_kibps: Option<u64>,
+        #[serde(default)]
+        limit_lan: Option<bool>,
+        #[serde(default)]
+        schedule: Option<Vec<ScheduleRule>>,
+    },
+    /// Pauses every device until a moment or until resumed; `None` resumes.
+    PauseAll {
+        #[serde(default)]
+        pause: Option<PauseAll>,
+    },
 }
 
 /// The settings [`Config::update_folder`] sets: each `Some` one; `None` keeps it as it is.
@@ -294,6 +346,9 @@ impl Change {
                 | Self::NameUnchanged { .. }
                 | Self::AutoAccept { changed: false, .. }
                 | Self::Introducer { changed: false, .. }
+                | Self::DeviceLimits { changed: false, .. }
+                | Self::Limits { changed: false, .. }
+                | Self::PausedAll { changed: false, .. }
         )
     }
 }
@@ -379,6 +434,40 @@ impl std::fmt::Display for Change {
             }
             Self::NameUnchanged { name } => {
                 write!(f, "This device is already called {name:?}; nothing changed.")
+            }
+            Self::DeviceLimits { id, max_send_kibps, max_recv_kibps, changed } => {
+                let already = if *changed { "" } else { " (as before)" };
+                write!(
+                    f,
+                    "Device {id}: sending {}, receiving {}{already}.",
+                    kibps(*max_send_kibps),
+                    kibps(*max_recv_kibps)
+                )
+            }
+            Self::Limits { max_send_kibps, max_recv_kibps, limit_lan, schedule_rules, changed } => {
+                let already = if *changed { "" } else { " (as before)" };
+                let lan = if *limit_lan { "also on the LAN" } else { "not on the LAN" };
+                let rules = match schedule_rules {
+                    0 => String::new(),
+                    1 => ", 1 schedule rule".to_owned(),
+                    n => format!(", {n} schedule rules"),
+                };
+                write!(
+                    f,
+                    "Limits: sending {}, receiving {}, {lan}{rules}{already}.",
+                    kibps(*max_send_kibps),
+                    kibps(*max_recv_kibps)
+                )
+            }
+            Self::PausedAll { pause, changed } => {
+                let already = if *changed { "" } else { " (as before)" };
+                match pause {
+                    None => write!(f, "Resumed every device{already}."),
+                    Some(PauseAll::UntilResumed) => write!(f, "Paused every device until resumed{already}."),
+                    Some(PauseAll::Until(t)) => {
+                        write!(f, "Paused every device until {}{already}.", crate::clock::local_text(*t))
+                    }
+                }
             }
         }
     }
@@ -569,9 +658,44 @@ pub struct Options {
     /// (or ID): Syncthing's default folder path. Unset, the user's home directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_folder_path: Option<PathBuf>,
+    /// KiB/s sent over all connections together; 0 = unlimited. A schedule rule in force
+    /// replaces it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_send_kibps: u64,
+    /// KiB/s received over all connections together; 0 = unlimited.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_recv_kibps: u64,
+    /// Whether limits (the global and each device's) apply to devices on the LAN too: a
+    /// connection from or to a loopback, private or link-local address. Relayed connections
+    /// are never LAN. Off, as in Syncthing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub limit_lan: bool,
+    /// `[[options.schedule]]`: windows of the week with other limits, or paused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleRule>,
+    /// Every device paused by the user (`peerfold pause --for 2h`), until then or until resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_all: Option<PauseAll>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Options {
+    /// The options with those that only the connections' limits read cleared: folder tasks
+    /// restart when the rest differ, not when a limit or a pause changes.
+    pub fn for_folders(&self) -> Self {
+        Self {
+            max_send_kibps: 0,
+            max_recv_kibps: 0,
+            limit_lan: false,
+            schedule: Vec::new(),
+            pause_all: None,
+            ..self.clone()
+        }
+    }
+
     /// [`Options::default_folder_path`], or the user's home directory; `None` when neither is
     /// known.
     pub fn folder_base(&self) -> Option<PathBuf> {
@@ -596,6 +720,11 @@ impl Default for Options {
             relays: Vec::new(),
             stun: Vec::new(),
             default_folder_path: None,
+            max_send_kibps: 0,
+            max_recv_kibps: 0,
+            limit_lan: false,
+            schedule: Vec::new(),
+            pause_all: None,
         }
     }
 }
@@ -825,6 +954,12 @@ pub struct DeviceConfig {
     /// removes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introduced_by: Option<DeviceId>,
+    /// KiB/s sent to this device; 0 = unlimited. Its bytes pass the global limit too.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_send_kibps: u64,
+    /// KiB/s received from this device; 0 = unlimited.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_recv_kibps: u64,
 }
 
 /// Longest name kept for a device an introducer names, in characters.
@@ -936,6 +1071,9 @@ impl Config {
                 return Err(format!("[options] stun: {server:?} is not HOST:PORT"));
             }
         }
+        for rule in &self.options.schedule {
+            rule.check().map_err(|e| format!("[[options.schedule]]: {e}"))?;
+        }
         Ok(())
     }
 
@@ -983,6 +1121,8 @@ impl Config {
                     introducer: false,
                     skip_introduction_removals: false,
                     introduced_by: None,
+                    max_send_kibps: 0,
+                    max_recv_kibps: 0,
                 };
                 let change = Change::DeviceAdded {
                     id,
@@ -1254,6 +1394,38 @@ impl Config {
                 }
                 Ok(change)
             }
+            Edit::DeviceLimits { id, max_send_kibps, max_recv_kibps } => self.apply(|c| {
+                let d = c.devices.iter_mut().find(|d| d.id == id).ok_or(ChangeError::UnknownDevice(id))?;
+                let before = (d.max_send_kibps, d.max_recv_kibps);
+                d.max_send_kibps = max_send_kibps.unwrap_or(d.max_send_kibps);
+                d.max_recv_kibps = max_recv_kibps.unwrap_or(d.max_recv_kibps);
+                let (max_send_kibps, max_recv_kibps) = (d.max_send_kibps, d.max_recv_kibps);
+                let changed = before != (max_send_kibps, max_recv_kibps);
+                Ok(Change::DeviceLimits { id, max_send_kibps, max_recv_kibps, changed })
+            }),
+            Edit::SetLimits { max_send_kibps, max_recv_kibps, limit_lan, schedule } => self.apply(|c| {
+                let o = &mut c.options;
+                let before = (o.max_send_kibps, o.max_recv_kibps, o.limit_lan, o.schedule.clone());
+                o.max_send_kibps = max_send_kibps.unwrap_or(o.max_send_kibps);
+                o.max_recv_kibps = max_recv_kibps.unwrap_or(o.max_recv_kibps);
+                o.limit_lan = limit_lan.unwrap_or(o.limit_lan);
+                if let Some(schedule) = schedule {
+                    o.schedule = schedule;
+                }
+                let changed = before != (o.max_send_kibps, o.max_recv_kibps, o.limit_lan, o.schedule.clone());
+                Ok(Change::Limits {
+                    max_send_kibps: o.max_send_kibps,
+                    max_recv_kibps: o.max_recv_kibps,
+                    limit_lan: o.limit_lan,
+                    schedule_rules: o.schedule.len(),
+                    changed,
+                })
+            }),
+            Edit::PauseAll { pause } => self.apply(|c| {
+                let changed = c.options.pause_all != pause;
+                c.options.pause_all = pause;
+                Ok(Change::PausedAll { pause, changed })
+            }),
         }
     }
 
@@ -1519,7 +1691,13 @@ rescan_interval_s = 60
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            max_send_kibps: 512,
+            max_recv_kibps: 0,
         });
+        c.options.max_recv_kibps = 2048;
+        c.options.schedule =
+            vec![toml::from_str("days = [\"sat\"]\nfrom = \"22:00\"\nto = \"06:00\"\npause = true").unwrap()];
+        c.options.pause_all = Some(crate::schedule::PauseAll::Until(1_800_000_000));
         c.folders.push(FolderConfig {
             folder_type: FolderType::SendOnly,
             devices: vec![DEV.parse().unwrap()],

@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::clock::sleep_until;
+use crate::clock::{Clock as _, sleep_until};
 use crate::config::{Change, ChangeError, Config, ConfigError, Edit, FolderConfig, FolderId, FolderType};
 use crate::db::{DbError, FolderIdx, Index, NeededItem};
 pub use crate::errors::error_chain;
@@ -166,6 +166,7 @@ struct Shared {
     rates: Arc<Rates>,
     failed: Arc<FailedItems>,
     discovered: Arc<crate::discovery::Cache>,
+    bandwidth: Arc<crate::bandwidth::Bandwidth>,
 }
 
 /// The handle to a running engine. Cheap to share behind an `Arc`.
@@ -295,6 +296,7 @@ impl Engine {
                 rates: Arc::new(Rates::default()),
                 failed: Arc::default(),
                 discovered: Arc::default(),
+                bandwidth: Arc::new(crate::bandwidth::Bandwidth::new()),
             },
             tasks: JoinSet::new(),
             shutdown,
@@ -324,9 +326,21 @@ impl Engine {
             engine.shutdown.subscribe(),
         ));
         if let Some(net) = engine.net.clone() {
+            // The model works from the configuration with the pauses in force applied, applied
+            // once before it starts so that a pause holds from the start.
+            let clock = Arc::new(crate::clock::SystemClock);
+            let first = engine.shared.bandwidth.apply_now(&Arc::new(config.clone()), &*clock);
+            let (model_config, model_config_rx) = watch::channel(first);
+            engine.tasks.spawn(crate::bandwidth::run(
+                Arc::clone(&engine.shared.bandwidth),
+                clock,
+                config_rx.clone(),
+                model_config,
+                engine.shutdown.subscribe(),
+            ));
             let ctx = Arc::new(model::Context {
                 me,
-                config: config_rx,
+                config: model_config_rx,
                 index: engine.shared.index.clone(),
                 peers: Arc::clone(&engine.shared.peers),
                 remote_changed: Arc::clone(&engine.shared.remote_changed),
@@ -335,6 +349,7 @@ impl Engine {
                 discovered: Arc::clone(&engine.shared.discovered),
                 redial: model::Redial::default(),
                 peer_edits,
+                bandwidth: Arc::clone(&engine.shared.bandwidth),
             });
             engine.tasks.spawn(model::serve(ctx, net, engine.shutdown.subscribe()));
         }
@@ -496,6 +511,15 @@ impl Engine {
         self.shared.peers.total_bytes()
     }
 
+    /// The limits and pauses in force (without networking: as the configuration says now).
+    pub fn bandwidth(&self) -> crate::bandwidth::InForce {
+        if self.net.is_none() {
+            let clock = crate::clock::SystemClock;
+            return crate::bandwidth::in_force(&self.config(), clock.local(), clock.unix());
+        }
+        self.shared.bandwidth.current()
+    }
+
     /// The configuration the engine runs with.
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
@@ -555,7 +579,7 @@ impl Engine {
     /// the configuration (so connections re-announce), then starts the new and changed ones.
     async fn apply_config(&self, next: Config) {
         // Engine-wide options (watch delay, rescan interval) are read when a task starts.
-        let options_changed = self.config().options != next.options;
+        let options_changed = self.config().options.for_folders() != next.options.for_folders();
         let stopped: Vec<FolderHandle> = {
             let mut folders = self.lock_folders();
             let outdated: Vec<FolderId> = folders

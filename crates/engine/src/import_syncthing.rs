@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    self, ChangeError, Config, ConfigError, DeviceConfig, FolderConfig, FolderId, FolderType, MinFree,
+    self, ChangeError, Config, ConfigError, DeviceConfig, Edit, FolderConfig, FolderId, FolderType, MinFree,
     Versioning,
 };
 use crate::home::{self, Home, HomeError};
@@ -103,6 +103,8 @@ pub struct Imported {
     pub global_discovery: Option<bool>,
     pub port_mapping: Option<bool>,
     pub min_home_disk_free: Option<MinFree>,
+    /// `maxSendKbps`, `maxRecvKbps` (KiB/s, as ours) and `limitBandwidthInLan`.
+    pub limits: Option<(u64, u64, bool)>,
     /// What did not carry over as it was, one sentence each.
     pub notes: Vec<String>,
 }
@@ -175,6 +177,9 @@ pub fn parse(xml: &str, me: DeviceId) -> Result<Imported, ImportError> {
             introducer: false,
             skip_introduction_removals: false,
             introduced_by: None,
+            // Syncthing's "Kbps" are KiB/s too; a value that is no number is no limit.
+            max_send_kibps: child_text(d, "maxSendKbps").and_then(|t| t.trim().parse().ok()).unwrap_or(0),
+            max_recv_kibps: child_text(d, "maxRecvKbps").and_then(|t| t.trim().parse().ok()).unwrap_or(0),
         });
     }
 
@@ -197,7 +202,11 @@ pub fn parse(xml: &str, me: DeviceId) -> Result<Imported, ImportError> {
 
     let (mut local_discovery, mut global_discovery, mut port_mapping, mut min_home_disk_free) =
         (None, None, None, None);
+    let mut limits = None;
     if let Some(o) = elements(root, "options").next() {
+        let kibps = |name| child_text(o, name).and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+        let lan = flag(child_text(o, "limitBandwidthInLan"))?.unwrap_or(false);
+        limits = Some((kibps("maxSendKbps"), kibps("maxRecvKbps"), lan));
         local_discovery = flag(child_text(o, "localAnnounceEnabled"))?;
         global_discovery = flag(child_text(o, "globalAnnounceEnabled"))?;
         port_mapping = flag(child_text(o, "natEnabled"))?;
@@ -230,6 +239,7 @@ pub fn parse(xml: &str, me: DeviceId) -> Result<Imported, ImportError> {
         global_discovery,
         port_mapping,
         min_home_disk_free,
+        limits,
         notes,
     })
 }
@@ -448,6 +458,15 @@ pub fn merge(config: &mut Config, me: DeviceId, imported: &Imported) -> Result<V
             let c = config.pause_device(d.id, true).map_err(change(format!("device {}", d.id)))?;
             lines.push(c.to_string());
         }
+        if d.max_send_kibps != 0 || d.max_recv_kibps != 0 {
+            let limits = Edit::DeviceLimits {
+                id: d.id,
+                max_send_kibps: Some(d.max_send_kibps),
+                max_recv_kibps: Some(d.max_recv_kibps),
+            };
+            let c = config.edit(me, limits).map_err(change(format!("device {}", d.id)))?;
+            lines.push(c.to_string());
+        }
     }
     for f in &imported.folders {
         if let Some(existing) = config.folder(&f.id) {
@@ -486,6 +505,19 @@ pub fn merge(config: &mut Config, me: DeviceId, imported: &Imported) -> Result<V
     if let Some(m) = imported.min_home_disk_free.filter(|m| *m != options.min_home_disk_free) {
         options.min_home_disk_free = m;
         lines.push(format!("The home's disk keeps {m} free."));
+    }
+    if let Some((send, recv, lan)) = imported
+        .limits
+        .filter(|&(s, r, l)| (s, r, l) != (options.max_send_kibps, options.max_recv_kibps, options.limit_lan))
+    {
+        let edit = Edit::SetLimits {
+            max_send_kibps: Some(send),
+            max_recv_kibps: Some(recv),
+            limit_lan: Some(lan),
+            schedule: None,
+        };
+        let c = config.edit(me, edit).map_err(change("the bandwidth limits".to_owned()))?;
+        lines.push(c.to_string());
     }
     config.validate().map_err(ImportError::Config)?;
     Ok(lines)
@@ -787,6 +819,8 @@ mod tests {
         <address>relay://192.0.2.9:22067/?id=X</address>
         <paused>false</paused>
         <autoAcceptFolders>false</autoAcceptFolders>
+        <maxSendKbps>512</maxSendKbps>
+        <maxRecvKbps>0</maxRecvKbps>
     </device>
     <device id="{b}" name="" compression="metadata" introducer="true">
         <address>quic4://192.0.2.8:22000</address>
@@ -802,6 +836,8 @@ mod tests {
     <options>
         <listenAddress>default</listenAddress>
         <globalAnnounceEnabled>true</globalAnnounceEnabled>
+        <maxRecvKbps>4096</maxRecvKbps>
+        <limitBandwidthInLan>true</limitBandwidthInLan>
         <localAnnounceEnabled>false</localAnnounceEnabled>
         <natEnabled>false</natEnabled>
         <minHomeDiskFree unit="%">2</minHomeDiskFree>
@@ -844,6 +880,8 @@ mod tests {
                     introducer: false,
                     skip_introduction_removals: false,
                     introduced_by: None,
+                    max_send_kibps: 512,
+                    max_recv_kibps: 0,
                 },
                 DeviceConfig {
                     id: id(2),
@@ -854,6 +892,8 @@ mod tests {
                     introducer: false,
                     skip_introduction_removals: false,
                     introduced_by: None,
+                    max_send_kibps: 0,
+                    max_recv_kibps: 0,
                 },
             ]
         );
@@ -960,6 +1000,8 @@ mod tests {
         assert!(config.gui.tls);
         assert!(!config.options.local_discovery && config.options.global_discovery);
         assert!(!config.options.port_mapping);
+        let o = &config.options;
+        assert_eq!((o.max_send_kibps, o.max_recv_kibps, o.limit_lan), (0, 4096, true));
         assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
 
         // Again: the folders are there already and left alone; nothing else changes.

@@ -22,6 +22,9 @@ pub struct Status {
     pub running: bool,
     pub folders: Vec<FolderStatus>,
     pub devices: Vec<DeviceStatus>,
+    /// The global limits, schedule rule and pauses in force (none from a daemon older than them).
+    #[serde(default)]
+    pub bandwidth: crate::bandwidth::InForce,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -202,12 +205,47 @@ pub async fn status(
             }
         })
         .collect();
-    Ok(Status { device: me, running: engine.is_some(), folders, devices })
+    let bandwidth = match engine {
+        Some(e) => e.bandwidth(),
+        None => {
+            use crate::clock::Clock as _;
+            let clock = crate::clock::SystemClock;
+            crate::bandwidth::in_force(config, clock.local(), clock.unix())
+        }
+    };
+    Ok(Status { device: me, running: engine.is_some(), folders, devices, bandwidth })
 }
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "This device: {}{}", self.device, if self.running { "" } else { " (not running)" })?;
+        let b = &self.bandwidth;
+        for reason in &b.paused {
+            match reason {
+                crate::bandwidth::PauseReason::User { until: None } => {
+                    writeln!(f, "Every device is paused until resumed (`peerfold resume`)")?
+                }
+                crate::bandwidth::PauseReason::User { until: Some(t) } => writeln!(
+                    f,
+                    "Every device is paused until {} (`peerfold resume` ends it now)",
+                    crate::clock::local_text(*t)
+                )?,
+                crate::bandwidth::PauseReason::Schedule { window, .. } => {
+                    writeln!(f, "Every device is paused by the schedule rule {window}")?
+                }
+            }
+        }
+        if b.max_send_kibps != 0 || b.max_recv_kibps != 0 || b.rule.as_ref().is_some_and(|r| !r.pause) {
+            let rule = b.rule.as_ref().filter(|r| !r.pause).map(|r| format!(" (schedule rule {})", r.window));
+            writeln!(
+                f,
+                "Limits: sending {}, receiving {}{}{}",
+                crate::config::kibps(b.max_send_kibps),
+                crate::config::kibps(b.max_recv_kibps),
+                if b.limit_lan { ", also on the LAN" } else { ", not on the LAN" },
+                rule.unwrap_or_default()
+            )?;
+        }
         for folder in &self.folders {
             write!(f, "Folder {} ({}) at {}: {}", folder.id, folder.folder_type, folder.path, folder.state)?;
             if let Some(e) = &folder.error {
@@ -323,6 +361,12 @@ pub struct DeviceView {
     pub introduced_by: Option<String>,
     /// The folders shared with it.
     pub folders: Vec<String>,
+    /// KiB/s sent to it (0: unlimited).
+    #[serde(default)]
+    pub max_send_kibps: u64,
+    /// KiB/s received from it (0: unlimited).
+    #[serde(default)]
+    pub max_recv_kibps: u64,
 }
 
 /// Every configured device, with the folders shared with it.
@@ -344,6 +388,8 @@ pub fn device_views(config: &Config) -> Vec<DeviceView> {
                 .filter(|f| f.devices.contains(&d.id))
                 .map(|f| f.id.to_string())
                 .collect(),
+            max_send_kibps: d.max_send_kibps,
+            max_recv_kibps: d.max_recv_kibps,
         })
         .collect()
 }

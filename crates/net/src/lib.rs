@@ -34,6 +34,7 @@ mod addr;
 pub mod errors;
 pub mod fsutil;
 pub mod identity;
+pub mod limit;
 mod quic;
 pub mod relay;
 mod stun;

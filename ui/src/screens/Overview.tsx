@@ -2,7 +2,7 @@ import { useState } from "react";
 import { client, Link, useLive, useLiveAction } from "../App";
 import type { PendingFolder } from "../client";
 import { Badge, Outcome, Progress } from "../components";
-import { bytes, count, duration, folderState, percent, rate, shortId, unixWhen } from "../format";
+import { bytes, count, duration, folderState, kibps, percent, rate, shortId, unixWhen } from "../format";
 
 /** Folders, devices, and what other devices asked for. */
 export function Overview() {
@@ -12,6 +12,7 @@ export function Overview() {
   return (
     <>
       <h1>Overview</h1>
+      <PauseAll />
       <PendingRequests />
       <section aria-labelledby="folders-title">
         <div className="section-head">
@@ -119,11 +120,91 @@ export function Overview() {
                 )}
               </dl>
               <DeviceActions id={d.id} paused={d.paused} />
+              <DeviceLimits id={d.id} />
             </li>
           ))}
         </ul>
       </section>
     </>
+  );
+}
+
+/** Pausing every device for a while, or until resumed; and why they are paused, if they are. */
+function PauseAll() {
+  const live = useLive();
+  const [action, act] = useLiveAction();
+  const paused = live.status?.bandwidth?.paused ?? [];
+  const why = paused.map((r) =>
+    r.reason === "user"
+      ? r.until
+        ? `until ${unixWhen(r.until)}`
+        : "until you resume"
+      : `by the schedule (${r.window})`,
+  );
+  return (
+    <section className="card" aria-label="Pause all devices">
+      {paused.length > 0 ? (
+        <p role="status">Every device is paused {why.join(" and ")}: nothing is sent or received.</p>
+      ) : (
+        <p>Syncing with every device.</p>
+      )}
+      <div className="actions">
+        {paused.some((r) => r.reason === "user") ? (
+          <button type="button" disabled={action.busy} onClick={() => act(() => client.resumeAll())}>
+            Resume all
+          </button>
+        ) : (
+          <>
+            <button type="button" disabled={action.busy} onClick={() => act(() => client.pauseAll(3600))}>
+              Pause all for 1 h
+            </button>
+            <button type="button" disabled={action.busy} onClick={() => act(() => client.pauseAll(8 * 3600))}>
+              Pause all for 8 h
+            </button>
+            <button type="button" disabled={action.busy} onClick={() => act(() => client.pauseAll(null))}>
+              Pause all until resumed
+            </button>
+          </>
+        )}
+      </div>
+      <Outcome action={action} />
+    </section>
+  );
+}
+
+/** A device's own limits, in KiB/s (0: unlimited); its bytes pass the global limits too. */
+function DeviceLimits(props: { id: string }) {
+  const live = useLive();
+  const [action, act] = useLiveAction();
+  const d = live.devices.find((x) => x.id === props.id);
+  const [send, setSend] = useState(String(d?.max_send_kibps ?? 0));
+  const [recv, setRecv] = useState(String(d?.max_recv_kibps ?? 0));
+  return (
+    <form
+      className="form inline"
+      aria-label="Device limits"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        await act(() =>
+          client.editDevice(props.id, { max_send_kibps: Number(send) || 0, max_recv_kibps: Number(recv) || 0 }),
+        );
+      }}
+    >
+      <label>
+        Send (KiB/s, 0 = {kibps(0)})
+        <input type="number" min="0" value={send} onChange={(e) => setSend(e.target.value)} />
+      </label>
+      <label>
+        Receive (KiB/s)
+        <input type="number" min="0" value={recv} onChange={(e) => setRecv(e.target.value)} />
+      </label>
+      <div className="actions">
+        <button type="submit" disabled={action.busy}>
+          Set limits
+        </button>
+      </div>
+      <Outcome action={action} />
+    </form>
   );
 }
 

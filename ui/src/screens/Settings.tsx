@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import { client, useLive, useLiveAction } from "../App";
 import { autostart, errorText, isTauri } from "../client";
+import { kibps } from "../format";
 import { Outcome, useAction } from "../components";
 
 /** This device's name, how signing in works (browser) or starting at login (desktop app). */
@@ -11,6 +12,7 @@ export function Settings(props: { onSignOut: () => void }) {
     <>
       <h1>Settings</h1>
       <DeviceName />
+      <Bandwidth />
       {app && <StartAtLogin />}
       {!app && (
         <section className="card">
@@ -101,5 +103,77 @@ function StartAtLogin() {
         </p>
       )}
     </section>
+  );
+}
+
+/** The global limits (KiB/s, 0 for none), whether they apply on the LAN, and the schedule. */
+function Bandwidth() {
+  const live = useLive();
+  const [action, act] = useLiveAction();
+  const b = live.status?.bandwidth;
+  const [send, setSend] = useState("0");
+  const [recv, setRecv] = useState("0");
+  const [lan, setLan] = useState(false);
+  useEffect(() => {
+    if (!b) return;
+    setSend(String(b.configured_send_kibps));
+    setRecv(String(b.configured_recv_kibps));
+    setLan(b.limit_lan);
+  }, [b?.configured_send_kibps, b?.configured_recv_kibps, b?.limit_lan]);
+  return (
+    <form
+      className="card form"
+      aria-label="Bandwidth"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        await act(() =>
+          client.setLimits({ max_send_kibps: Number(send) || 0, max_recv_kibps: Number(recv) || 0, limit_lan: lan }),
+        );
+      }}
+    >
+      <h2>Bandwidth</h2>
+      <p>Limits for all devices together, in KiB/s; 0 is unlimited. A device's own limits are set on its card.</p>
+      <label>
+        Send at most (KiB/s)
+        <input type="number" min="0" value={send} onChange={(e) => setSend(e.target.value)} />
+      </label>
+      <label>
+        Receive at most (KiB/s)
+        <input type="number" min="0" value={recv} onChange={(e) => setRecv(e.target.value)} />
+      </label>
+      <label className="check">
+        <input type="checkbox" checked={lan} onChange={(e) => setLan(e.target.checked)} />
+        Limit devices on the local network too
+      </label>
+      {b && b.schedule.length > 0 && (
+        <>
+          <h3>Schedule</h3>
+          <ul>
+            {b.schedule.map((r, i) => (
+              <li key={i}>
+                {(r.days ?? []).join(", ") || "every day"} {r.from}–{r.to}:{" "}
+                {r.pause ? "every device paused" : `send ${kibps(r.max_send_kibps ?? 0)}, receive ${kibps(r.max_recv_kibps ?? 0)}`}
+                {b.rule?.index === i && <strong> (in force now)</strong>}
+              </li>
+            ))}
+          </ul>
+          <p>
+            Change the schedule with <code>peerfold limits --schedule FILE</code>.
+          </p>
+        </>
+      )}
+      {b && (
+        <p aria-label="Limits in force">
+          In force now: send {kibps(b.max_send_kibps)}, receive {kibps(b.max_recv_kibps)}
+          {b.rule && !b.rule.pause ? ` (schedule: ${b.rule.window})` : ""}.
+        </p>
+      )}
+      <div className="actions">
+        <button type="submit" disabled={action.busy}>
+          Save limits
+        </button>
+      </div>
+      <Outcome action={action} />
+    </form>
   );
 }

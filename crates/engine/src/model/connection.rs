@@ -67,7 +67,8 @@ pub(super) async fn run(
     let known = config.devices.iter().any(|d| d.id == device && !d.paused);
     let counters = Arc::new(Counters::default());
     let (remote, transport, outgoing) = (conn.remote, conn.transport, conn.outgoing);
-    let (mut reader, writer) = tokio::io::split(conn.stream);
+    let stream = ctx.bandwidth.stream(device, remote, transport, conn.stream);
+    let (mut reader, writer) = tokio::io::split(stream);
     let queued = Arc::new(AtomicUsize::new(0));
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let write_task = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&queued), Arc::clone(&counters)));

@@ -231,6 +231,8 @@ pub struct Context {
     /// offers), for the engine to make. Bounded: a full queue drops the edit, and the next
     /// ClusterConfig asks again.
     pub peer_edits: mpsc::Sender<Vec<crate::config::Edit>>,
+    /// The buckets every connection's bytes pass.
+    pub bandwidth: Arc<crate::bandwidth::Bandwidth>,
 }
 
 impl Context {
@@ -529,10 +531,7 @@ fn is_local_network(addr: &Address) -> bool {
 }
 
 fn is_local_ip(ip: std::net::IpAddr) -> bool {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_link_local() || ip.is_loopback(),
-        std::net::IpAddr::V6(ip) => ip.is_loopback() || ip.is_unicast_link_local() || ip.is_unique_local(),
-    }
+    crate::net::limit::is_lan(ip)
 }
 
 #[cfg(test)]

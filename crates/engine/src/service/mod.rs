@@ -63,8 +63,14 @@ pub enum Request {
         name: Option<String>,
         /// `tcp://host[:port]`, `quic://host[:port]` or `dynamic` (the default).
         addresses: Option<Vec<String>>,
+        /// KiB/s sent to it; 0 or absent: unlimited.
+        #[serde(default)]
+        max_send_kibps: Option<u64>,
+        /// KiB/s received from it; 0 or absent: unlimited.
+        #[serde(default)]
+        max_recv_kibps: Option<u64>,
     },
-    /// Changes a configured device's name or addresses, or pauses or resumes it:
+    /// Changes a configured device's name, addresses or limits, or pauses or resumes it:
     /// [`Response::Edited`].
     UpdateDevice {
         #[schema(value_type = String)]
@@ -72,6 +78,12 @@ pub enum Request {
         name: Option<String>,
         addresses: Option<Vec<String>>,
         paused: Option<bool>,
+        /// KiB/s sent to it; 0: unlimited.
+        #[serde(default)]
+        max_send_kibps: Option<u64>,
+        /// KiB/s received from it; 0: unlimited.
+        #[serde(default)]
+        max_recv_kibps: Option<u64>,
     },
     /// Removes a configured device and stops sharing every folder with it: [`Response::Edited`].
     RemoveDevice {
@@ -815,11 +827,12 @@ async fn handle(b: &impl Backend, request: Request) -> Result<Response, ServiceE
         Request::Devices => Response::Devices(crate::status::device_views(&*b.config()?)),
         Request::Folders => Response::Folders(folder_views(&*b.config()?)),
         Request::Edit { edit } => Response::Edited(b.edit(edit).await?),
-        Request::AddDevice { device, name, addresses } => {
-            Response::Edited(add_device(b, device, name, addresses).await?)
+        Request::AddDevice { device, name, addresses, max_send_kibps, max_recv_kibps } => {
+            Response::Edited(add_device(b, device, name, addresses, (max_send_kibps, max_recv_kibps)).await?)
         }
-        Request::UpdateDevice { device, name, addresses, paused } => {
-            Response::Edited(update_device(b, device, name, addresses, paused).await?)
+        Request::UpdateDevice { device, name, addresses, paused, max_send_kibps, max_recv_kibps } => {
+            let limits = (max_send_kibps, max_recv_kibps);
+            Response::Edited(update_device(b, device, name, addresses, paused, limits).await?)
         }
         Request::RemoveDevice { device } => Response::Edited(remove_device(b, device).await?),
         Request::AddFolder { folder, path, label, folder_type, devices, versioning, create } => {
@@ -917,18 +930,26 @@ async fn pending(b: &impl Backend) -> Result<Pending, ServiceError> {
     })
 }
 
+/// A device's (send, receive) limits as a request gives them, each `None` to leave alone.
+type Limits = (Option<u64>, Option<u64>);
+
 async fn add_device(
     b: &impl Backend,
     id: DeviceId,
     name: Option<String>,
     addresses: Option<Vec<String>>,
+    (max_send_kibps, max_recv_kibps): Limits,
 ) -> Result<Edited, ServiceError> {
     if b.config()?.device(&id).is_some() {
         return Err(ServiceError::BadRequest(format!(
             "device {id} is already configured; change it with PATCH"
         )));
     }
-    b.edit(Edit::AddDevice { id, name, addresses }).await
+    let mut answers = vec![b.edit(Edit::AddDevice { id, name, addresses }).await?];
+    if max_send_kibps.is_some_and(|n| n > 0) || max_recv_kibps.is_some_and(|n| n > 0) {
+        answers.push(b.edit(Edit::DeviceLimits { id, max_send_kibps, max_recv_kibps }).await?);
+    }
+    Ok(Edited::merged(answers))
 }
 
 async fn update_device(
@@ -937,6 +958,7 @@ async fn update_device(
     name: Option<String>,
     addresses: Option<Vec<String>>,
     paused: Option<bool>,
+    (max_send_kibps, max_recv_kibps): Limits,
 ) -> Result<Edited, ServiceError> {
     known_device(&*b.config()?, &id)?;
     let mut answers = Vec::new();
@@ -946,8 +968,13 @@ async fn update_device(
     if let Some(paused) = paused {
         answers.push(b.edit(Edit::PauseDevice { id, paused }).await?);
     }
+    if max_send_kibps.is_some() || max_recv_kibps.is_some() {
+        answers.push(b.edit(Edit::DeviceLimits { id, max_send_kibps, max_recv_kibps }).await?);
+    }
     if answers.is_empty() {
-        return Err(ServiceError::BadRequest("nothing to change: give name, addresses or paused".into()));
+        return Err(ServiceError::BadRequest(
+            "nothing to change: give name, addresses, paused, max_send_kibps or max_recv_kibps".into(),
+        ));
     }
     Ok(Edited::merged(answers))
 }

@@ -113,7 +113,14 @@ async fn running_and_offline_answer_alike() {
             Request::Ignores { folder: "nope".parse().unwrap() },
             Request::DismissDevice { device: dev(9) },
             Request::DismissFolder { folder: "g".parse().unwrap(), device: Some(dev(3)) },
-            Request::UpdateDevice { device: dev(9), name: None, addresses: None, paused: Some(true) },
+            Request::UpdateDevice {
+                device: dev(9),
+                name: None,
+                addresses: None,
+                paused: Some(true),
+                max_send_kibps: None,
+                max_recv_kibps: None,
+            },
         ]
     };
     let offline = Offline::new(dev(1), &config_file, index.clone());
