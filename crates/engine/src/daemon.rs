@@ -391,6 +391,34 @@ mod tests {
         daemon.shutdown().await;
     }
 
+    /// A QUIC listen address the system will not let us use (Wine refuses a UDP socket option
+    /// with OS error 10045; an address in use stands in for it here) leaves the daemon running
+    /// on TCP, and both the status and the system information say why QUIC is missing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_daemon_whose_quic_address_fails_runs_on_tcp_and_says_why() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let quic: Address = format!("quic://{}", taken.local_addr().unwrap()).parse().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let listen = vec![quic.clone(), "tcp://127.0.0.1:0".parse().unwrap()];
+        let options = Options { listen, gui: GuiListen::Off, discovery: false };
+        let daemon = Daemon::start(home.path(), options).await.unwrap();
+        assert_eq!(daemon.listening().len(), 1);
+        assert_eq!(daemon.listening()[0].transport, crate::net::Transport::Tcp);
+        let why = format!("cannot listen on {quic}: ");
+        let Ok(Response::Status(status)) = control::call(home.path(), &Request::Status).await else {
+            panic!("no status")
+        };
+        assert_eq!(status.quic_unavailable.len(), 1, "{:?}", status.quic_unavailable);
+        assert!(status.quic_unavailable[0].starts_with(&why), "{:?}", status.quic_unavailable);
+        assert!(status.to_string().contains(&format!("QUIC unavailable: {why}")), "{status}");
+        let Ok(Response::System(system)) = control::call(home.path(), &Request::System).await else {
+            panic!("no system information")
+        };
+        assert_eq!(system.quic_unavailable, status.quic_unavailable);
+        assert_eq!(system.listening, vec![daemon.listening()[0].to_string()]);
+        daemon.shutdown().await;
+    }
+
     /// A program with no HTTP front-end says so when asked to listen over HTTP.
     #[tokio::test]
     async fn without_an_http_front_end_a_gui_address_is_refused() {

@@ -22,6 +22,10 @@ pub struct Status {
     pub running: bool,
     pub folders: Vec<FolderStatus>,
     pub devices: Vec<DeviceStatus>,
+    /// Why QUIC is unavailable on a listen address, one sentence each: the daemon runs on TCP
+    /// alone there (see `SystemInfo`).
+    #[serde(default)]
+    pub quic_unavailable: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -202,12 +206,16 @@ pub async fn status(
             }
         })
         .collect();
-    Ok(Status { device: me, running: engine.is_some(), folders, devices })
+    let quic_unavailable = engine.map(Engine::quic_unavailable).unwrap_or_default();
+    Ok(Status { device: me, running: engine.is_some(), folders, devices, quic_unavailable })
 }
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "This device: {}{}", self.device, if self.running { "" } else { " (not running)" })?;
+        for reason in &self.quic_unavailable {
+            writeln!(f, "QUIC unavailable: {reason} (connections use TCP)")?;
+        }
         for folder in &self.folders {
             write!(f, "Folder {} ({}) at {}: {}", folder.id, folder.folder_type, folder.path, folder.state)?;
             if let Some(e) = &folder.error {

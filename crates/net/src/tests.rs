@@ -445,12 +445,41 @@ async fn bind_reports_an_address_in_use() {
     let a = node();
     let (net_a, tcp) = bind(&a.tls, Transport::Tcp).await;
     let (_net_q, quic) = bind(&a.tls, Transport::Quic).await;
-    for taken in [tcp, quic] {
-        let err = Net::bind(a.tls.clone(), &[loopback(Transport::Tcp), taken.clone()]).await.unwrap_err();
+    // TCP is the transport that must work; a QUIC address is fatal only when nothing else
+    // listens (see `a_quic_address_that_cannot_be_used_leaves_tcp_listening`).
+    for (taken, listen) in [(tcp.clone(), vec![loopback(Transport::Quic), tcp]), (quic.clone(), vec![quic])] {
+        let err = Net::bind(a.tls.clone(), &listen).await.unwrap_err();
         assert!(matches!(&err, NetError::Listen { addr, .. } if *addr == taken), "{err:?}");
         assert_eq!(err.to_string(), format!("cannot listen on {taken}"));
     }
     net_a.shutdown().await;
+}
+
+/// A system that refuses QUIC's UDP socket (Wine refuses one of its options with OS error
+/// 10045; a locked-down system may refuse the socket) leaves the device on TCP, saying why,
+/// instead of not starting. An address in use fails the same call, so it stands in here.
+#[tokio::test]
+async fn a_quic_address_that_cannot_be_used_leaves_tcp_listening() {
+    let (a, b) = (node(), node());
+    let (_holder, quic) = bind(&a.tls, Transport::Quic).await;
+    let net = Net::bind(a.tls.clone(), &[quic.clone(), loopback(Transport::Tcp)]).await.unwrap();
+    let local = net.local_addresses();
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(local[0].transport, Transport::Tcp);
+    let failed = net.quic_unavailable();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].addr, quic);
+    // The system's own words follow (they differ between systems).
+    let prefix = format!("cannot listen on {quic}: ");
+    assert!(failed[0].reason.starts_with(&prefix), "{}", failed[0].reason);
+    assert!(failed[0].reason.len() > prefix.len() + 4, "{}", failed[0].reason);
+    let dialer = Net::bind(b.tls.clone(), &[]).await.unwrap();
+    assert_reachable(&dialer, &net, &local[0]).await;
+    // A QUIC dial still goes out from a client endpoint of its own.
+    let (quic_peer, quic_addr) = bind(&b.tls, Transport::Quic).await;
+    assert_reachable(&net, &quic_peer, &quic_addr).await;
+    net.shutdown().await;
+    quic_peer.shutdown().await;
 }
 
 #[tokio::test]
