@@ -262,7 +262,9 @@ impl Daemon {
                 F::serve_control(listener, engine, me, stopped)
             }))
         };
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        let control = tokio::spawn(control::serve_pipe(bound, Arc::clone(&engine), me, stopped));
+        #[cfg(not(any(unix, windows)))]
         let control = tokio::spawn(control::serve(bound, stopped));
         Ok(Self { home, me, engine, listening, relays, api_url, discovery, stop, control, api })
     }
@@ -339,7 +341,7 @@ pub fn load_config(home: &Home) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::service::{Request, Response};
@@ -359,8 +361,23 @@ mod tests {
         }
     }
 
+    /// Once the daemon has stopped, a command is told it cannot reach one (and the CLI then
+    /// answers offline), on the socket as on Windows' pipe.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_shutdown_the_control_channel_cannot_be_reached() {
+        let home = tempfile::tempdir().unwrap();
+        let listen = vec!["tcp://127.0.0.1:0".parse().unwrap()];
+        let options = Options { listen, gui: GuiListen::Off, discovery: false };
+        let daemon = Daemon::start(home.path(), options).await.unwrap();
+        assert!(control::call(home.path(), &Request::System).await.is_ok());
+        daemon.shutdown().await;
+        let answer = control::call(home.path(), &Request::System).await;
+        assert!(matches!(answer, Err(ControlError::Connect { .. })), "{answer:?}");
+    }
+
     /// Without an HTTP front-end the socket answers the typed route alone: anything else is the
     /// service's refusal with its status, not a hang or a dropped connection.
+    #[cfg(unix)] // It speaks to the Unix socket itself; Windows' pipe serves only this route.
     #[tokio::test(flavor = "multi_thread")]
     async fn without_an_http_front_end_the_control_socket_answers_only_the_typed_route() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
