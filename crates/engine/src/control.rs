@@ -331,7 +331,7 @@ pub async fn call(home: &Path, request: &Request) -> Result<Response, ControlErr
     let path = home.join(SOCKET_FILE);
     let connect_error = |source| ControlError::Connect { path: path.clone(), source };
     let stream = tokio::net::UnixStream::connect(&path).await.map_err(connect_error)?;
-    call_over(stream, request).await
+    call_over(stream, &path, request).await
 }
 
 /// Asks the daemon running on the home at `home` through its control pipe (see the Unix
@@ -354,12 +354,13 @@ pub async fn call(home: &Path, request: &Request) -> Result<Response, ControlErr
             Err(e) => return Err(connect_error(e)),
         }
     };
-    call_over(stream, request).await
+    call_over(stream, Path::new(&name), request).await
 }
 
 /// `request` as JSON to `POST /api/call` over `stream`, and the daemon's typed answer.
 async fn call_over(
     stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    path: &Path,
     request: &Request,
 ) -> Result<Response, ControlError> {
     use http_body_util::BodyExt as _;
@@ -377,7 +378,17 @@ async fn call_over(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| bad(&e))?;
-    let response = sender.send_request(call).await.map_err(|e| bad(&e))?;
+    let response = sender.send_request(call).await.map_err(|e| {
+        // Closed with no answer at all: the daemon is stopping (on Windows a pipe instance
+        // outlives its server for a moment, until its cancelled wait completes), so there is
+        // no daemon to answer, as when the connection is refused.
+        if e.is_incomplete_message() {
+            let source = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e);
+            ControlError::Connect { path: path.to_owned(), source }
+        } else {
+            bad(&e)
+        }
+    })?;
     let status = response.status();
     let bytes = response.into_body().collect().await.map_err(|e| bad(&e))?.to_bytes();
     connection.abort();
