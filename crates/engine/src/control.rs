@@ -3,7 +3,7 @@
 //! The daemon (`peerfold serve` or the desktop app) serves the typed service on
 //! `<home>/control.sock`: a Unix socket, mode 0600, so only the owner can talk to it, and no API
 //! key is needed. On Windows it is a named pipe instead, named after the home
-//! ([`pipe_name`]), local clients only, with the default pipe security (full access for the
+//! (`pipe_name`), local clients only, with the default pipe security (full access for the
 //! user, SYSTEM and administrators; others may open it only to read, so cannot send a request).
 //! On Windows the typed route is all it serves, whatever the front-end. The CLI sends each [`Request`] as it is to `POST /api/call` ([`CALL_PATH`],
 //! [`call`]) and gets the typed [`Response`] back, or the [`ServiceError`] with its status code.
