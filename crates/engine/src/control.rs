@@ -106,7 +106,7 @@ pub fn bind(home: &Path) -> Result<Bound, ControlError> {
     Ok(Bound { server, name })
 }
 
-/// Serves the typed route on the control pipe until `shutdown` turns true, as [`serve_typed`]
+/// Serves the typed route on the control pipe until `shutdown` turns true, as `serve_typed`
 /// does on the Unix socket.
 #[cfg(windows)]
 pub async fn serve_pipe(
