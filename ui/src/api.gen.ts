@@ -1635,13 +1635,25 @@ export interface components {
             device: string;
             devices: components["schemas"]["DeviceStatus"][];
             folders: components["schemas"]["FolderStatus"][];
+            /**
+             * @description Why QUIC is unavailable on a listen address, one sentence each: the daemon runs on TCP
+             *     alone there (see `SystemInfo`).
+             */
+            quic_unavailable?: string[];
             running: boolean;
         };
         /** @description This device, as `GET /api/system` shows it. */
         SystemInfo: {
             /** @description This device's ID. */
             id: string;
+            /** @description The addresses it listens on for devices, as bound (empty without a daemon). */
+            listening?: string[];
             name: string;
+            /**
+             * @description Why QUIC is unavailable on a listen address, one sentence each; the daemon then listens
+             *     on TCP alone there. Empty while QUIC works (and without a daemon).
+             */
+            quic_unavailable?: string[];
             /**
              * Format: int64
              * @description Seconds the engine has run (0 without a daemon).

@@ -2,7 +2,10 @@
 //!
 //! The daemon (`peerfold serve` or the desktop app) serves the typed service on
 //! `<home>/control.sock`: a Unix socket, mode 0600, so only the owner can talk to it, and no API
-//! key is needed. The CLI sends each [`Request`] as it is to `POST /api/call` ([`CALL_PATH`],
+//! key is needed. On Windows it is a named pipe instead, named after the home
+//! (`pipe_name`), local clients only, with the default pipe security (full access for the
+//! user, SYSTEM and administrators; others may open it only to read, so cannot send a request).
+//! On Windows the typed route is all it serves, whatever the front-end. The CLI sends each [`Request`] as it is to `POST /api/call` ([`CALL_PATH`],
 //! [`call`]) and gets the typed [`Response`] back, or the [`ServiceError`] with its status code.
 //! With no daemon running, the CLI asks [`crate::service::Offline`] instead, so every command
 //! behaves the same either way.
@@ -13,23 +16,19 @@
 //! that one route itself, with hyper, so the engine crate and the app need no HTTP API.
 
 use std::path::{Path, PathBuf};
-#[cfg(unix)]
 use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-#[cfg(unix)]
 use crate::engine::Engine;
-#[cfg(unix)]
 use crate::identity::DeviceId;
 use crate::service::{Request, Response, ServiceError};
 
 /// The largest request body the socket reads: a request is a few hundred bytes (an ignore file
 /// or a list of folders at most).
-#[cfg(unix)]
 const MAX_REQUEST: usize = 1 << 20;
 /// How long open requests may take to finish once the daemon stops.
-#[cfg(unix)]
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The socket's file name in the home.
@@ -66,9 +65,83 @@ pub struct Bound {
     path: PathBuf,
 }
 
-/// Without Unix sockets there is no control socket yet (a named pipe would be Windows' way).
-#[cfg(not(unix))]
-pub struct Bound;
+/// The control pipe's first instance, created and not yet served (see the Unix [`Bound`]).
+#[cfg(windows)]
+pub struct Bound {
+    server: tokio::net::windows::named_pipe::NamedPipeServer,
+    name: String,
+}
+
+/// The name of the control pipe of the home at `home`: one per home, as the socket is, from
+/// the SHA-256 of its absolute path (a pipe name cannot hold every path).
+#[cfg(windows)]
+pub fn pipe_name(home: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let home = std::path::absolute(home)?;
+    let digest = sha2::Sha256::digest(home.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Ok(format!(r"\\.\pipe\peerfold-control-{hex}"))
+}
+
+/// One more instance of the pipe `name`, for the next client; only local clients may connect.
+#[cfg(windows)]
+fn pipe_instance(
+    name: &str,
+    first: bool,
+) -> std::io::Result<tokio::net::windows::named_pipe::NamedPipeServer> {
+    tokio::net::windows::named_pipe::ServerOptions::new()
+        // The first instance fails if another process already owns the name: nobody can sit on
+        // a home's pipe before its daemon.
+        .first_pipe_instance(first)
+        .reject_remote_clients(true)
+        .create(name)
+}
+
+/// Creates the control pipe of the home at `home`.
+#[cfg(windows)]
+pub fn bind(home: &Path) -> Result<Bound, ControlError> {
+    let listen_error = |path: PathBuf, source| ControlError::Listen { path, source };
+    let name = pipe_name(home).map_err(|e| listen_error(home.to_owned(), e))?;
+    let server = pipe_instance(&name, true).map_err(|e| listen_error(PathBuf::from(&name), e))?;
+    Ok(Bound { server, name })
+}
+
+/// Serves the typed route on the control pipe until `shutdown` turns true, as `serve_typed`
+/// does on the Unix socket.
+#[cfg(windows)]
+pub async fn serve_pipe(
+    bound: Bound,
+    engine: Arc<Engine>,
+    me: DeviceId,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ControlError> {
+    let Bound { mut server, name } = bound;
+    let service = crate::service::Running::new(engine, me);
+    let mut connections = tokio::task::JoinSet::new();
+    let stop = stopped(shutdown.clone());
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            connected = server.connect() => {
+                // The next instance is made before this one is handed on, so a client never
+                // finds the pipe missing between two.
+                let next = pipe_instance(&name, false)
+                    .map_err(|source| ControlError::Listen { path: PathBuf::from(&name), source })?;
+                let client = std::mem::replace(&mut server, next);
+                match connected {
+                    Ok(()) => {
+                        connections.spawn(connection(client, service.clone(), shutdown.clone()));
+                    }
+                    Err(e) => tracing::debug!(error = %e, "control pipe: connect failed"),
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drain(connections).await;
+    Ok(())
+}
 
 /// Binds the control socket of the home at `home`. The socket is the owner's alone (mode
 /// 0600), which is the whole of its authentication.
@@ -85,10 +158,14 @@ pub fn bind(home: &Path) -> Result<Bound, ControlError> {
 }
 
 /// See the other [`bind`].
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub fn bind(_home: &Path) -> Result<Bound, ControlError> {
     Ok(Bound)
 }
+
+/// Neither Unix sockets nor named pipes: no control channel.
+#[cfg(not(any(unix, windows)))]
+pub struct Bound;
 
 /// Serves the bound socket with `serve` (the daemon's choice of server: see
 /// `daemon::HttpFrontEnd::serve_control`) until it returns, then removes the socket.
@@ -134,18 +211,22 @@ pub async fn serve_typed(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    drain(connections).await;
+    Ok(())
+}
+
+/// Lets open requests finish, for up to [`DRAIN`].
+async fn drain(mut connections: tokio::task::JoinSet<()>) {
     let drained =
         tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("control socket: requests still open after {DRAIN:?}; ending them");
     }
-    Ok(())
 }
 
 /// Answers the requests of one connection, closing it gracefully when the daemon stops.
-#[cfg(unix)]
 async fn connection(
-    stream: tokio::net::UnixStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     service: crate::service::Running,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -170,14 +251,12 @@ async fn connection(
 }
 
 /// Returns once `shutdown` turns true (or its sender is gone), holding no borrow of it.
-#[cfg(unix)]
 async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// One request's answer: `POST /api/call` with a [`Request`] gets the [`Response`], or the
 /// [`ServiceError`] with its status code, exactly as from the HTTP API's route.
-#[cfg(unix)]
 async fn answer(
     service: &crate::service::Running,
     request: http::Request<hyper::body::Incoming>,
@@ -213,7 +292,6 @@ async fn answer(
 }
 
 /// `value` as a JSON answer with `status`.
-#[cfg(unix)]
 fn json(status: u16, value: &impl serde::Serialize) -> http::Response<http_body_util::Full<bytes::Bytes>> {
     // Our own types always serialize; an empty body would still be a well-formed answer.
     let body = serde_json::to_vec(value).unwrap_or_default();
@@ -226,16 +304,16 @@ fn json(status: u16, value: &impl serde::Serialize) -> http::Response<http_body_
     response
 }
 
-/// The daemon serves no control socket here, and the CLI says that a running daemon cannot be
+/// The daemon serves no control channel here, and the CLI says that a running daemon cannot be
 /// reached.
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub async fn serve(_bound: Bound, mut shutdown: watch::Receiver<bool>) -> Result<(), ControlError> {
     let _ = shutdown.wait_for(|stop| *stop).await;
     Ok(())
 }
 
 /// See the other [`call`].
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub async fn call(home: &Path, _request: &Request) -> Result<Response, ControlError> {
     Err(ControlError::Connect {
         path: home.join(SOCKET_FILE),
@@ -250,11 +328,42 @@ pub async fn call(home: &Path, _request: &Request) -> Result<Response, ControlEr
 /// its control socket, and its typed answer back.
 #[cfg(unix)]
 pub async fn call(home: &Path, request: &Request) -> Result<Response, ControlError> {
-    use http_body_util::BodyExt as _;
-    use tokio::net::UnixStream;
     let path = home.join(SOCKET_FILE);
     let connect_error = |source| ControlError::Connect { path: path.clone(), source };
-    let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
+    let stream = tokio::net::UnixStream::connect(&path).await.map_err(connect_error)?;
+    call_over(stream, &path, request).await
+}
+
+/// Asks the daemon running on the home at `home` through its control pipe (see the Unix
+/// [`call`]).
+#[cfg(windows)]
+pub async fn call(home: &Path, request: &Request) -> Result<Response, ControlError> {
+    use tokio::net::windows::named_pipe::ClientOptions;
+    /// Every instance busy: Windows' answer while the server makes the next one.
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let name = pipe_name(home).map_err(|source| ControlError::Connect { path: home.to_owned(), source })?;
+    let connect_error = |source| ControlError::Connect { path: PathBuf::from(&name), source };
+    let mut waited = 0;
+    let stream = loop {
+        match ClientOptions::new().open(&name) {
+            Ok(stream) => break stream,
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && waited < 50 => {
+                waited += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(connect_error(e)),
+        }
+    };
+    call_over(stream, Path::new(&name), request).await
+}
+
+/// `request` as JSON to `POST /api/call` over `stream`, and the daemon's typed answer.
+async fn call_over(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    path: &Path,
+    request: &Request,
+) -> Result<Response, ControlError> {
+    use http_body_util::BodyExt as _;
     let bad = |e: &dyn std::fmt::Display| ControlError::BadReply(e.to_string());
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -269,7 +378,17 @@ pub async fn call(home: &Path, request: &Request) -> Result<Response, ControlErr
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| bad(&e))?;
-    let response = sender.send_request(call).await.map_err(|e| bad(&e))?;
+    let response = sender.send_request(call).await.map_err(|e| {
+        // Closed with no answer at all: the daemon is stopping (on Windows a pipe instance
+        // outlives its server for a moment, until its cancelled wait completes), so there is
+        // no daemon to answer, as when the connection is refused.
+        if e.is_incomplete_message() {
+            let source = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e);
+            ControlError::Connect { path: path.to_owned(), source }
+        } else {
+            bad(&e)
+        }
+    })?;
     let status = response.status();
     let bytes = response.into_body().collect().await.map_err(|e| bad(&e))?.to_bytes();
     connection.abort();

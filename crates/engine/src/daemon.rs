@@ -262,7 +262,9 @@ impl Daemon {
                 F::serve_control(listener, engine, me, stopped)
             }))
         };
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        let control = tokio::spawn(control::serve_pipe(bound, Arc::clone(&engine), me, stopped));
+        #[cfg(not(any(unix, windows)))]
         let control = tokio::spawn(control::serve(bound, stopped));
         Ok(Self { home, me, engine, listening, relays, api_url, discovery, stop, control, api })
     }
@@ -339,7 +341,7 @@ pub fn load_config(home: &Home) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::service::{Request, Response};
@@ -359,8 +361,23 @@ mod tests {
         }
     }
 
+    /// Once the daemon has stopped, a command is told it cannot reach one (and the CLI then
+    /// answers offline), on the socket as on Windows' pipe.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_shutdown_the_control_channel_cannot_be_reached() {
+        let home = tempfile::tempdir().unwrap();
+        let listen = vec!["tcp://127.0.0.1:0".parse().unwrap()];
+        let options = Options { listen, gui: GuiListen::Off, discovery: false };
+        let daemon = Daemon::start(home.path(), options).await.unwrap();
+        assert!(control::call(home.path(), &Request::System).await.is_ok());
+        daemon.shutdown().await;
+        let answer = control::call(home.path(), &Request::System).await;
+        assert!(matches!(answer, Err(ControlError::Connect { .. })), "{answer:?}");
+    }
+
     /// Without an HTTP front-end the socket answers the typed route alone: anything else is the
     /// service's refusal with its status, not a hang or a dropped connection.
+    #[cfg(unix)] // It speaks to the Unix socket itself; Windows' pipe serves only this route.
     #[tokio::test(flavor = "multi_thread")]
     async fn without_an_http_front_end_the_control_socket_answers_only_the_typed_route() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -388,6 +405,34 @@ mod tests {
         .await;
         assert!(text.starts_with("HTTP/1.1 400"), "{text}");
         assert!(text.contains(r#""kind":"bad-request""#), "{text}");
+        daemon.shutdown().await;
+    }
+
+    /// A QUIC listen address the system will not let us use (Wine refuses a UDP socket option
+    /// with OS error 10045; an address in use stands in for it here) leaves the daemon running
+    /// on TCP, and both the status and the system information say why QUIC is missing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_daemon_whose_quic_address_fails_runs_on_tcp_and_says_why() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let quic: Address = format!("quic://{}", taken.local_addr().unwrap()).parse().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let listen = vec![quic.clone(), "tcp://127.0.0.1:0".parse().unwrap()];
+        let options = Options { listen, gui: GuiListen::Off, discovery: false };
+        let daemon = Daemon::start(home.path(), options).await.unwrap();
+        assert_eq!(daemon.listening().len(), 1);
+        assert_eq!(daemon.listening()[0].transport, crate::net::Transport::Tcp);
+        let why = format!("cannot listen on {quic}: ");
+        let Ok(Response::Status(status)) = control::call(home.path(), &Request::Status).await else {
+            panic!("no status")
+        };
+        assert_eq!(status.quic_unavailable.len(), 1, "{:?}", status.quic_unavailable);
+        assert!(status.quic_unavailable[0].starts_with(&why), "{:?}", status.quic_unavailable);
+        assert!(status.to_string().contains(&format!("QUIC unavailable: {why}")), "{status}");
+        let Ok(Response::System(system)) = control::call(home.path(), &Request::System).await else {
+            panic!("no system information")
+        };
+        assert_eq!(system.quic_unavailable, status.quic_unavailable);
+        assert_eq!(system.listening, vec![daemon.listening()[0].to_string()]);
         daemon.shutdown().await;
     }
 

@@ -239,6 +239,13 @@ impl Engine {
         self.net.as_ref().map(|n| n.local_addresses()).unwrap_or_default()
     }
 
+    /// Why QUIC is unavailable on a listen address, one sentence each (the system refused its
+    /// UDP socket, or the address is taken); empty while QUIC listens everywhere it was asked to.
+    pub fn quic_unavailable(&self) -> Vec<String> {
+        let Some(net) = &self.net else { return Vec::new() };
+        net.quic_unavailable().iter().map(|q| q.reason.clone()).collect()
+    }
+
     /// The network layer, to dial with outside BEP (an invitation); none without networking.
     pub fn net(&self) -> Option<&Arc<Net>> {
         self.net.as_ref()

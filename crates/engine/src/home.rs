@@ -34,6 +34,11 @@ pub enum HomeError {
 /// The per-user default home: `$XDG_STATE_HOME/peerfold` (`~/.local/state/peerfold`) on Linux,
 /// `~/Library/Application Support/Peerfold` on macOS, `%LOCALAPPDATA%\Peerfold` on Windows.
 pub fn default_dir() -> Result<PathBuf, HomeError> {
+    // ProjectDirs would add `\data` on Windows.
+    #[cfg(windows)]
+    if let Some(base) = directories::BaseDirs::new() {
+        return Ok(base.data_local_dir().join("Peerfold"));
+    }
     let dirs = directories::ProjectDirs::from("", "", "Peerfold").ok_or(HomeError::NoDefault)?;
     // State, not config: the home holds the index and keys as well as the settings.
     Ok(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_owned())
@@ -130,5 +135,7 @@ mod tests {
     fn default_home_is_per_user() {
         let d = default_dir().unwrap();
         assert!(d.ends_with("peerfold") || d.ends_with("Peerfold"), "{}", d.display());
+        #[cfg(windows)]
+        assert_eq!(d, directories::BaseDirs::new().unwrap().data_local_dir().join("Peerfold"));
     }
 }

@@ -137,8 +137,9 @@ mod tests {
     fn times_before_1970_split_like_bep() {
         let t = UNIX_EPOCH - std::time::Duration::new(1, 250_000_000);
         assert_eq!(split_time(t), (-2, 750_000_000));
-        let t = UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 5);
-        assert_eq!(split_time(t), (1_600_000_000, 5));
+        // Whole hundreds of nanoseconds: Windows keeps times in units of 100 ns.
+        let t = UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 500);
+        assert_eq!(split_time(t), (1_600_000_000, 500));
     }
 
     #[cfg(unix)]

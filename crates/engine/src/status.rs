@@ -25,6 +25,10 @@ pub struct Status {
     /// The global limits, schedule rule and pauses in force (none from a daemon older than them).
     #[serde(default)]
     pub bandwidth: crate::bandwidth::InForce,
+    /// Why QUIC is unavailable on a listen address, one sentence each: the daemon runs on TCP
+    /// alone there (see `SystemInfo`).
+    #[serde(default)]
+    pub quic_unavailable: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -213,12 +217,16 @@ pub async fn status(
             crate::bandwidth::in_force(config, clock.local(), clock.unix())
         }
     };
-    Ok(Status { device: me, running: engine.is_some(), folders, devices, bandwidth })
+    let quic_unavailable = engine.map(Engine::quic_unavailable).unwrap_or_default();
+    Ok(Status { device: me, running: engine.is_some(), folders, devices, bandwidth, quic_unavailable })
 }
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "This device: {}{}", self.device, if self.running { "" } else { " (not running)" })?;
+        for reason in &self.quic_unavailable {
+            writeln!(f, "QUIC unavailable: {reason} (connections use TCP)")?;
+        }
         let b = &self.bandwidth;
         for reason in &b.paused {
             match reason {

@@ -350,6 +350,9 @@ fn key_matches_cert(key: &PrivateKeyDer<'_>, cert_der: &[u8]) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Permission bits are Unix's: on Windows the key is private through the profile
+    // directory's ACL, so the tests of modes below are Unix-only.
+    #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
     use x509_parser::oid_registry::{
         OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_SIG_ECDSA_WITH_SHA384,
@@ -467,10 +470,12 @@ jAxXXgP3nBEEPMN8Wg==
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(CERT_FILE), cert).unwrap();
         fs::write(dir.path().join(KEY_FILE), key).unwrap();
+        #[cfg(unix)]
         fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o600)).unwrap();
         dir
     }
 
+    #[cfg(unix)]
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
@@ -484,6 +489,7 @@ jAxXXgP3nBEEPMN8Wg==
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("config"); // created on demand
         let generated = Identity::load_or_generate(&home).unwrap();
+        #[cfg(unix)]
         assert_eq!(mode(&home), 0o700);
         let loaded = Identity::load(&home).unwrap();
         assert_eq!(loaded.device_id(), generated.device_id());
@@ -506,6 +512,7 @@ jAxXXgP3nBEEPMN8Wg==
         assert!(!format!("{generated:?}").contains("key"));
     }
 
+    #[cfg(unix)]
     #[test]
     fn generated_key_file_is_0600() {
         let dir = tempfile::tempdir().unwrap();
@@ -662,6 +669,7 @@ jAxXXgP3nBEEPMN8Wg==
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn group_readable_key_is_tightened_to_0600() {
         let home = home_with(EC_CERT, EC_SEC1_KEY);

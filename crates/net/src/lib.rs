@@ -309,6 +309,16 @@ impl NetError {
     }
 }
 
+/// A QUIC listen address this device could not use, and why. The [`Net`] listens on its other
+/// addresses: the system refused a UDP socket or one of its options (Wine refuses one with OS
+/// error 10045; a locked-down system may refuse more), or the address is taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuicUnavailable {
+    pub addr: Address,
+    /// The error as one sentence ([`errors::error_chain`]).
+    pub reason: String,
+}
+
 /// The listening and dialling side of this device.
 ///
 /// Dropping a `Net` shuts it down without waiting (see [`Net::shutdown`]).
@@ -319,6 +329,8 @@ pub struct Net {
     quic_listeners: Vec<quinn::Endpoint>,
     /// The STUN side of each listener's socket, in the same order.
     quic_stun: Vec<std::sync::Arc<stun::Demux>>,
+    /// QUIC listen addresses that could not be used.
+    quic_unavailable: Vec<QuicUnavailable>,
     /// Client-only QUIC endpoints for families no listener serves, made on first use.
     quic_dialers: Mutex<QuicDialers>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
@@ -348,8 +360,11 @@ impl fmt::Debug for Net {
 impl Net {
     /// Binds every listen address (port 0 picks a free port) and starts accepting on each.
     ///
-    /// Fails on the first address that cannot be bound (or resolved), closing what was already
-    /// bound. An empty host (`tcp://:22000`) listens on every address: `0.0.0.0` for the `4`
+    /// Fails on the first TCP address that cannot be bound (or resolved), closing what was
+    /// already bound. A QUIC address that cannot be used is logged as a warning and listed in
+    /// [`Net::quic_unavailable`] instead: TCP carries the same connections, and some systems
+    /// refuse what QUIC asks of a UDP socket. It fails the call only when nothing at all
+    /// listens then. An empty host (`tcp://:22000`) listens on every address: `0.0.0.0` for the `4`
     /// schemes, `[::]` (dual-stack where the system allows) otherwise. An empty `listen` gives
     /// a `Net` that only dials.
     pub async fn bind(tls: TlsIdentity, listen: &[Address]) -> Result<Self, NetError> {
@@ -362,6 +377,7 @@ impl Net {
             local: Vec::new(),
             quic_listeners: Vec::new(),
             quic_stun: Vec::new(),
+            quic_unavailable: Vec::new(),
             quic_dialers: Mutex::default(),
             incoming: tokio::sync::Mutex::new(rx),
             invites: Mutex::new(Some(invite_rx)),
@@ -369,6 +385,7 @@ impl Net {
             stop,
             tasks: Mutex::default(),
         };
+        let mut first_quic_error = None;
         for addr in listen {
             let listen_err = |source| NetError::Listen { addr: addr.clone(), source };
             let socket_addr = listen_socket_addr(addr).await.map_err(listen_err)?;
@@ -380,8 +397,17 @@ impl Net {
                     (local, tokio::spawn(task))
                 }
                 Transport::Quic => {
-                    let (endpoint, demux) =
-                        quic::listen_endpoint(&net.tls, socket_addr).map_err(listen_err)?;
+                    let (endpoint, demux) = match quic::listen_endpoint(&net.tls, socket_addr) {
+                        Ok(bound) => bound,
+                        Err(source) => {
+                            let error = listen_err(source);
+                            let reason = errors::error_chain(&error);
+                            tracing::warn!("{reason}; QUIC is unavailable there, TCP still listens");
+                            net.quic_unavailable.push(QuicUnavailable { addr: addr.clone(), reason });
+                            first_quic_error.get_or_insert(error);
+                            continue;
+                        }
+                    };
                     net.quic_listeners.push(endpoint.clone());
                     net.quic_stun.push(demux);
                     let local = endpoint.local_addr().map_err(listen_err)?;
@@ -395,7 +421,10 @@ impl Net {
             net.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).push(task);
             net.local.push(Address::bound(addr.transport, addr.family, local));
         }
-        Ok(net)
+        match first_quic_error {
+            Some(error) if net.local.is_empty() => Err(error),
+            _ => Ok(net),
+        }
     }
 
     /// Starts keeping a reservation on a relay; connections that devices open to us through
@@ -464,6 +493,11 @@ impl Net {
     /// This device's ID.
     pub fn device_id(&self) -> DeviceId {
         self.tls.device_id()
+    }
+
+    /// The QUIC listen addresses that could not be used, in the order given to [`Net::bind`].
+    pub fn quic_unavailable(&self) -> &[QuicUnavailable] {
+        &self.quic_unavailable
     }
 
     /// The bound listen addresses, with the ports actually bound, in the order given to

@@ -459,6 +459,13 @@ pub struct SystemInfo {
     pub version: String,
     /// Seconds the engine has run (0 without a daemon).
     pub uptime_s: u64,
+    /// The addresses it listens on for devices, as bound (empty without a daemon).
+    #[serde(default)]
+    pub listening: Vec<String>,
+    /// Why QUIC is unavailable on a listen address, one sentence each; the daemon then listens
+    /// on TCP alone there. Empty while QUIC works (and without a daemon).
+    #[serde(default)]
+    pub quic_unavailable: Vec<String>,
 }
 
 /// The answer to a change: whether something changed, and the line to show.
@@ -819,6 +826,11 @@ async fn handle(b: &impl Backend, request: Request) -> Result<Response, ServiceE
             name: b.config()?.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_s: b.uptime_s(),
+            listening: b
+                .engine()
+                .map(|e| e.listening().iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            quic_unavailable: b.engine().map(crate::engine::Engine::quic_unavailable).unwrap_or_default(),
         }),
         Request::Status => {
             let status = crate::status::status(b.me(), &*b.config()?, b.index(), b.engine()).await?;
