@@ -1041,6 +1041,40 @@ async fn ignored_here(transport: &str) {
     assert_eq!(std::fs::read(b.folder().join("x.bin")).unwrap(), kept, "b's ignored x.bin is left alone");
     assert_eq!(inode(&b), before, "and not replaced");
     assert!(!b.folder().join("disk.iso").exists(), "an ignored file is not downloaded");
+    // What b ignores is not needed there: nothing to pull, status complete (as in Syncthing,
+    // which records such a name as ignored with the global version).
+    let ignored_need = || async {
+        let status = peerfold::status::status(b.id, &eb.config(), eb.index(), Some(&eb)).await.unwrap();
+        (eb.needed(&folder).await.unwrap(), status.folders[0].need)
+    };
+    let (needed, need) = ignored_need().await;
+    assert!(needed.is_empty() && need.items == 0 && need.bytes == 0, "b needs {needed:?} ({need:?})");
+
+    // The user removes the ignored x.bin at b: that is no delete to announce, a keeps its copy.
+    std::fs::remove_file(b.folder().join("x.bin")).unwrap();
+    eb.scan(&folder, Vec::new()).await.unwrap();
+    let (needed, need) = ignored_need().await;
+    assert!(needed.is_empty() && need.items == 0, "b needs {needed:?} ({need:?})");
+    let fb = eb.index().folder("f").await.unwrap().unwrap();
+    let x = eb.index().local_file(fb, "x.bin").await.unwrap().unwrap();
+    assert!(x.invalid, "b records x.bin as ignored, not deleted: {x:?}");
+    // a hears of x.bin from b as ignored there, the global version: not as a delete.
+    let (ia, b_id) = (ea.index().clone(), b.id);
+    wait_for(LIMIT, "a to hear b's x.bin as ignored", || {
+        let ia = ia.clone();
+        async move {
+            let fa = ia.folder("f").await.unwrap()?;
+            let db = ia.known_device(&b_id).await.unwrap()?;
+            let theirs = ia.remote_file(fa, db, "x.bin").await.unwrap()?;
+            assert!(!theirs.deleted, "b announced x.bin as deleted: {theirs:?}");
+            theirs.invalid.then_some(())
+        }
+    })
+    .await;
+    let fa = ia.folder("f").await.unwrap().unwrap();
+    let mine = ia.local_file(fa, "x.bin").await.unwrap().unwrap();
+    assert!(!mine.deleted, "a's x.bin is not deleted: {mine:?}");
+    assert_eq!(std::fs::read(a.folder().join("x.bin")).unwrap(), changed, "a keeps its x.bin");
 
     // Not ignored any more: b gets a's versions.
     eb.set_ignores(&folder, Vec::new()).await.unwrap();
@@ -1050,6 +1084,7 @@ async fn ignored_here(transport: &str) {
         async move { (x == Some(changed) && iso).then_some(()) }
     })
     .await;
+    assert_eq!(std::fs::read(a.folder().join("x.bin")).unwrap(), changed, "a's x.bin was never deleted");
     ea.shutdown().await;
     eb.shutdown().await;
 }

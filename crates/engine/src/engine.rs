@@ -926,6 +926,9 @@ impl FolderTask {
                         reason: reason.clone(),
                     });
                 }
+                if outcome.ignored > 0 && outcome.applied == 0 {
+                    self.local_changed.send_modify(|n| *n += 1);
+                }
                 if outcome.applied > 0 {
                     self.local_changed.send_modify(|n| *n += 1);
                     self.emit(Event::Pulled {

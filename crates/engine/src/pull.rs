@@ -101,6 +101,8 @@ pub struct PullOutcome {
     pub issues: Vec<(String, String)>,
     /// Conflict copies made (folder-relative names).
     pub conflicts: Vec<String>,
+    /// Needed entries recorded as ignored here (nothing on disk changed).
+    pub ignored: u64,
 }
 
 /// What reverting a receive-only folder's local changes did.
@@ -180,6 +182,11 @@ struct Page {
 /// Why an entry waits: no device that has it is connected.
 const NO_HOLDER: &str = "no connected device has this version";
 
+/// This device's entry for a needed name it ignores: the global version, invalid.
+fn ignored_entry(global: FileInfo) -> FileInfo {
+    FileInfo { invalid: true, sequence: 0, ..global }
+}
+
 /// One entry's result.
 enum Applied {
     Recorded { entry: FileInfo, fetched: u64, copied: u64, conflict: Option<String> },
@@ -197,6 +204,9 @@ impl Puller {
         let ignores = self.ignores().await?;
         let names = crate::names::Rules::for_folder(&self.root);
         self.case_locks.forget_written();
+        // Needed entries this device ignores, recorded as ignored in batches (pages continue
+        // after the last name seen, so recording them does not disturb the paging).
+        let mut ignored: Vec<FileInfo> = Vec::new();
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Changes, &mut after).await? {
             for (global, local) in page.entries {
@@ -209,6 +219,10 @@ impl Puller {
                 // What the user ignores here is neither downloaded nor replaced, as in
                 // Syncthing; the scanner marks a local file that became ignored invalid.
                 if ignores.is_ignored(&global.file.name) {
+                    ignored.push(ignored_entry(global.file));
+                    if ignored.len() >= RECORD_BATCH {
+                        self.record_ignored(&mut ignored, &mut out).await?;
+                    }
                     continue;
                 }
                 if global.file.file_type == FileType::File {
@@ -233,6 +247,7 @@ impl Puller {
             self.collect(Some(done), &mut out, &mut records).await?;
         }
         self.record(&mut records).await?;
+        self.record_ignored(&mut ignored, &mut out).await?;
 
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Deletes, &mut after).await? {
@@ -242,6 +257,10 @@ impl Puller {
                     continue;
                 }
                 if ignores.is_ignored(&global.file.name) {
+                    ignored.push(ignored_entry(global.file));
+                    if ignored.len() >= RECORD_BATCH {
+                        self.record_ignored(&mut ignored, &mut out).await?;
+                    }
                     continue;
                 }
                 let ignores = Arc::clone(&ignores);
@@ -251,7 +270,26 @@ impl Puller {
             }
         }
         self.record(&mut records).await?;
+        self.record_ignored(&mut ignored, &mut out).await?;
         Ok(out)
+    }
+
+    /// Records needed entries this device ignores as Syncthing does: this device's entry
+    /// becomes the global version, invalid (announced so: peers never take it, and count this
+    /// device as up to date). So an ignored name is not needed, nor counted as needed, until
+    /// its global version changes; the scanner turns such an entry back into a need once the
+    /// name is no longer ignored, and never into a delete. Nothing on disk is touched.
+    async fn record_ignored(
+        &self,
+        ignored: &mut Vec<FileInfo>,
+        out: &mut PullOutcome,
+    ) -> Result<(), PullError> {
+        for chunk in ignored.chunks_mut(RECORD_BATCH) {
+            self.index.apply_local(self.folder, chunk).await?;
+            out.ignored += chunk.len() as u64;
+        }
+        ignored.clear();
+        Ok(())
     }
 
     /// Reverts the local changes `me` made in this (receive-only) folder, as Syncthing 1.19

@@ -759,7 +759,12 @@ impl Walk {
                 let unchanged = live_prev.is_some_and(|p| {
                     !p.invalid && p.file_type == FileType::Directory && p.permissions == stat.permissions
                 });
-                if !unchanged {
+                if let Some(p) = live_prev.filter(|p| {
+                    p.invalid && p.file_type == FileType::Directory && p.permissions == stat.permissions
+                }) {
+                    // No longer ignored and as recorded: that version, valid again.
+                    self.record(FileInfo { invalid: false, ..p.clone() })?;
+                } else if !unchanged {
                     let info = self.new_info(name, FileType::Directory, &stat, prev);
                     self.record(info)?;
                 }
@@ -778,9 +783,10 @@ impl Walk {
                     self.issue(name, "symlink target is not valid UTF-8; skipped");
                     return Ok(false);
                 };
-                let unchanged =
-                    live_prev.is_some_and(|p| !p.invalid && p.is_symlink() && p.symlink_target == target);
-                if !unchanged {
+                let same = live_prev.filter(|p| p.is_symlink() && p.symlink_target == target);
+                if let Some(p) = same.filter(|p| p.invalid) {
+                    self.record(FileInfo { invalid: false, ..p.clone() })?;
+                } else if same.is_none() {
                     let mut info = self.new_info(name, FileType::Symlink, &stat, prev);
                     info.symlink_target = target;
                     self.record(info)?;
@@ -805,7 +811,7 @@ impl Walk {
             modified_by: self.me,
             deleted: false,
             invalid: false,
-            version: prev.map_or_else(Vector::new, |p| p.version.clone()).updated(self.me, self.now),
+            version: base_version(prev, self.me).updated(self.me, self.now),
             sequence: 0,
             block_size: 0,
             blocks: Vec::new(),
@@ -818,10 +824,54 @@ impl Walk {
         if known.is_directory() {
             self.delete_below(&known.name)?;
         }
-        if !known.deleted {
-            self.record(self.tombstone(known))?;
+        self.record_gone(known)
+    }
+
+    /// Records what [`Walk::gone`] makes of an entry not on disk. What it makes of an ignored
+    /// name deletes nothing anywhere, so it is not held back as part of a mass delete.
+    fn record_gone(&mut self, known: &FileInfo) -> Result<(), ScanError> {
+        match self.gone(known) {
+            Some((info, false)) => {
+                self.summary.changed += 1;
+                self.record_unheld(info)
+            }
+            Some((info, true)) => self.record(info),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// What to record for an index entry whose path is not on disk, if anything, and whether it
+    /// is a deletion (to hold back if it is part of a mass delete). A name ignored now is no
+    /// deletion to announce: its entry is recorded as ignored (invalid) if it was not, and stays
+    /// so — the user may remove an ignored file, or deselect a directory and move its copy
+    /// away. An entry recorded as ignored whose name no longer is (the puller's record of a
+    /// name this device ignored, or a file removed while ignored) becomes a deletion with the
+    /// empty version, older than any other (as Syncthing 1.19 does), so that the global version
+    /// is needed again and never loses to it.
+    fn gone(&self, known: &FileInfo) -> Option<(FileInfo, bool)> {
+        if self.ignores.matches(&known.name).is_ignored() {
+            return (!known.invalid && !known.deleted)
+                .then(|| (FileInfo { invalid: true, ..known.clone() }, false));
+        }
+        if !known.invalid {
+            return (!known.deleted).then(|| (self.tombstone(known), true));
+        }
+        if known.deleted {
+            // The deletion of an ignored name, at the global version: nothing is on disk, so
+            // this device has it.
+            return Some((FileInfo { invalid: false, ..known.clone() }, false));
+        }
+        let forgotten = FileInfo {
+            deleted: true,
+            invalid: false,
+            size: 0,
+            blocks: Vec::new(),
+            modified_by: self.me,
+            version: Vector::new(),
+            sequence: 0,
+            ..known.clone()
+        };
+        Some((forgotten, false))
     }
 
     fn tombstone(&self, known: &FileInfo) -> FileInfo {
@@ -839,9 +889,18 @@ impl Walk {
         }
     }
 
-    /// Tombstones every live index entry below `dir`.
+    /// Tombstones every live index entry below `dir` (see [`Walk::record_gone`]).
     fn delete_below(&mut self, dir: &str) -> Result<(), ScanError> {
-        self.for_each_below(dir, |walk, f| if f.deleted { None } else { Some(walk.tombstone(f)) })
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                self.block_on(self.index.local_below(self.folder, dir, after.as_deref(), SUBTREE_PAGE))?;
+            let Some(last) = page.last() else { return Ok(()) };
+            after = Some(last.name.clone());
+            for f in &page {
+                self.record_gone(f)?;
+            }
+        }
     }
 
     /// Marks every valid index entry below `dir` invalid (the directory became ignored).
@@ -903,6 +962,16 @@ impl Walk {
                     let mut info = self.new_info(&job.name, FileType::File, &job.stat, job.prev.as_ref());
                     info.block_size = block_size_of(&job);
                     info.blocks = blocks;
+                    if let Some(p) = job.prev.as_ref().filter(|p| p.invalid && !p.deleted) {
+                        // Listings carry no blocks: the ignored entry's own, if it kept any.
+                        let recorded = self.block_on(self.index.local_file(self.folder, &p.name))?;
+                        if recorded.as_ref().is_some_and(|r| same_file(r, &info)) {
+                            // No longer ignored and exactly the version recorded while it was:
+                            // that version, valid again (not a change to announce as new).
+                            info.version = p.version.clone();
+                            info.modified_by = p.modified_by;
+                        }
+                    }
                     self.adopt_pulled(&mut info, job.prev.as_ref())?;
                     self.record(info)?;
                 }
@@ -956,6 +1025,11 @@ impl Walk {
         if info.deleted {
             self.summary.deleted += 1;
         }
+        self.record_unheld(info)
+    }
+
+    /// Records an entry without the mass-delete guard.
+    fn record_unheld(&mut self, info: FileInfo) -> Result<(), ScanError> {
         self.batch.push(info);
         if self.batch.len() >= WRITE_BATCH {
             self.send_batch()?;
@@ -1027,6 +1101,34 @@ fn outermost(mut paths: Vec<String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// The version a new local entry is bumped from. An entry recorded as ignored (invalid) may
+/// hold a version this device's disk never had (the puller records the global version of an
+/// ignored name): as Syncthing does, only this device's own counter is kept, so the new entry
+/// is concurrent with the others' and the conflict rules decide instead of it silently
+/// replacing a newer version.
+fn base_version(prev: Option<&FileInfo>, me: ShortId) -> Vector {
+    match prev {
+        None => Vector::new(),
+        Some(p) if p.invalid => {
+            Vector::from_counters(p.version.counters().iter().copied().filter(|c| c.id == me))
+        }
+        Some(p) => p.version.clone(),
+    }
+}
+
+/// A hashed file that is the (live) entry `prev`: same size, modification time and permissions
+/// (what the scanner trusts everywhere to skip hashing) and, when `prev` kept its blocks, the
+/// same content.
+fn same_file(prev: &FileInfo, now: &FileInfo) -> bool {
+    !prev.deleted
+        && prev.file_type == FileType::File
+        && prev.size == now.size
+        && prev.modified_s == now.modified_s
+        && prev.modified_ns == now.modified_ns
+        && prev.permissions == now.permissions
+        && (prev.blocks.is_empty() || prev.blocks == now.blocks)
 }
 
 /// Same type, size, modification time and permissions as recorded: not rehashed.

@@ -334,6 +334,87 @@ async fn ignored_files_are_not_recorded_and_newly_ignored_become_invalid() {
     assert!(fx.get(".stignore").await.is_none(), ".stignore is never synced");
 }
 
+/// A name recorded as ignored is no deletion: removing the file while it is ignored changes
+/// nothing; once no longer ignored, an entry not on disk becomes a deletion with the empty
+/// version (older than any other, so the global version is needed again), and one on disk
+/// exactly as recorded becomes valid again under its version.
+#[tokio::test(flavor = "multi_thread")]
+async fn ignored_entries_are_never_recorded_as_deletes() {
+    let fx = Fixture::new().await;
+    fx.write("gone.bin", b"g");
+    fx.write("kept.bin", b"k");
+    fx.write("d/inner.bin", b"i");
+    fx.scan().await;
+    let kept = fx.live("kept.bin").await;
+    fx.write(".stignore", b"*.bin\nd\n");
+    fx.scan().await;
+    fs::remove_file(fx.path("gone.bin")).unwrap();
+    fs::remove_dir_all(fx.path("d")).unwrap();
+    let s = fx.scan().await;
+    assert_eq!(s.deleted, 0, "{s:?}");
+    for name in ["gone.bin", "d", "d/inner.bin"] {
+        let f = fx.get(name).await.unwrap();
+        assert!(f.invalid && !f.deleted, "{name} is still ignored, not deleted: {f:?}");
+    }
+    // Ignored and removed before any scan saw it ignored (a deselected directory whose local
+    // copy went to the trash): recorded as ignored, not deleted.
+    fx.write("late/x.txt", b"x");
+    fx.scan().await;
+    fx.write(".stignore", b"*.bin\nd\nlate\n");
+    fs::remove_dir_all(fx.path("late")).unwrap();
+    let s = fx.scan().await;
+    assert_eq!(s.deleted, 0, "{s:?}");
+    for name in ["late", "late/x.txt"] {
+        let f = fx.get(name).await.unwrap();
+        assert!(f.invalid && !f.deleted, "{name} is ignored, not deleted: {f:?}");
+    }
+
+    fs::remove_file(fx.path(".stignore")).unwrap();
+    let s = fx.scan().await;
+    assert!(s.held_deletes.is_none(), "{s:?}");
+    for name in ["gone.bin", "d", "d/inner.bin", "late", "late/x.txt"] {
+        let f = fx.get(name).await.unwrap();
+        assert!(f.deleted && !f.invalid && f.version.is_empty(), "{name}: {f:?}");
+    }
+    let k = fx.live("kept.bin").await;
+    assert_eq!(k.version, kept.version, "unchanged while ignored: the same version");
+}
+
+/// A file on disk whose entry was recorded as ignored with a version it does not hold (the
+/// puller's record of a peer's newer version) is, once no longer ignored, a new version that
+/// drops the others' counters: concurrent with theirs, never silently newer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unignored_file_unlike_its_ignored_entry_is_concurrent() {
+    let fx = Fixture::new().await;
+    fx.write("f.bin", b"mine");
+    fx.write(".stignore", b"f.bin\n");
+    fx.scan().await;
+    let other = ShortId(7);
+    let theirs = FileInfo {
+        name: "f.bin".into(),
+        file_type: FileType::File,
+        size: 6,
+        permissions: 0o644,
+        no_permissions: false,
+        modified_s: 1,
+        modified_ns: 0,
+        modified_by: other,
+        deleted: false,
+        invalid: true,
+        version: Vector::new().updated(ME, 5).updated(other, 10),
+        sequence: 0,
+        block_size: 131072,
+        blocks: vec![bep::BlockInfo { offset: 0, size: 6, hash: sha(b"theirs") }],
+        symlink_target: String::new(),
+    };
+    fx.index.apply_local(fx.folder, &mut [theirs.clone()]).await.unwrap();
+    fs::remove_file(fx.path(".stignore")).unwrap();
+    fx.scan().await;
+    let f = fx.live("f.bin").await;
+    assert_eq!(f.version.counter(other), 0, "{f:?}");
+    assert!(f.version.compare(&theirs.version).is_concurrent(), "{f:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_and_temporary_files_are_skipped() {
     let fx = Fixture::new().await;

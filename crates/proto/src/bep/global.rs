@@ -54,14 +54,16 @@ pub fn global_index(entries: &[&FileInfo]) -> Option<usize> {
 
 /// True when a device holding `have` (`None`: nothing) must act to reach `global`: fetch it,
 /// apply its metadata, or delete. An invalid global is never needed, and a delete is not needed
-/// by a device that never had the file.
+/// by a device that never had the file. An invalid entry with the global version is what a
+/// device that ignores the name records (Syncthing's "ignored" local flag): it needs nothing
+/// until the global version changes or the name is no longer ignored.
 pub fn needs(have: Option<&FileInfo>, global: &FileInfo) -> bool {
     if global.invalid {
         return false;
     }
     match have {
         None => !global.deleted,
-        Some(have) => have.version != global.version || (have.invalid && !global.deleted),
+        Some(have) => have.version != global.version,
     }
 }
 
@@ -146,5 +148,20 @@ mod tests {
         let mut invalid = entry(Vector::new(), 1);
         invalid.invalid = true;
         assert!(!needs(None, &invalid));
+    }
+
+    #[test]
+    fn an_ignored_name_recorded_with_the_global_version_is_not_needed() {
+        let v = Vector::new().updated(A, 10);
+        let global = entry(v.updated(B, 11), 1);
+        let ignored = FileInfo { invalid: true, ..global.clone() };
+        assert!(!needs(Some(&ignored), &global));
+        let mut gone = global.clone();
+        gone.deleted = true;
+        assert!(!needs(Some(&FileInfo { invalid: true, ..gone.clone() }), &gone));
+        // Ignored with an older version (the scanner marked the local file): the global
+        // version moved on, so the puller looks again (and records that one as ignored).
+        let older = FileInfo { invalid: true, ..entry(v, 1) };
+        assert!(needs(Some(&older), &global));
     }
 }
