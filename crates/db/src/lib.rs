@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(unsafe_code)]
 
+mod browse;
 mod codec;
 mod files;
 mod invites;
@@ -20,6 +21,7 @@ mod remote;
 // The protocol's types, under the names the index's modules use for them.
 use peerfold_proto::{bep, identity};
 
+pub use browse::{BrowseEntry, BrowsePage, MAX_BROWSE_PAGE};
 pub use files::{BlockLocation, FolderCounts, LocalWriter, PullIntent};
 pub use invites::StoredInvite;
 pub use remote::{
