@@ -52,6 +52,7 @@ pub mod rates;
 pub mod recent_log;
 pub mod scan;
 pub mod schedule;
+pub mod selection;
 pub mod service;
 mod stat;
 pub mod status;
