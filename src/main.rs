@@ -30,7 +30,8 @@ use peerfold::net::Address;
 use peerfold::scan::{Progress, ScanSummary, Scanner};
 use peerfold::schedule::{PauseAll, ScheduleRule};
 use peerfold::service::{
-    self, FolderConflict, FromResponse, NeededItem, Offline, Pending, Request, Service as _, ServiceError,
+    self, BrowsePage, FolderConflict, FromResponse, NeededItem, Offline, Pending, Request, Service as _,
+    ServiceError,
 };
 use peerfold::{control, status};
 
@@ -367,6 +368,27 @@ async fn folder(home_dir: &Path, command: FolderCommand) -> anyhow::Result<()> {
         }
         FolderCommand::ConfirmDeletes { folder_id } => {
             Request::ConfirmDeletes { folder: parse_folder(&folder_id)? }
+        }
+        FolderCommand::Browse { folder_id, dir, after, limit, json } => {
+            let folder = parse_folder(&folder_id)?;
+            let dir = dir.unwrap_or_default();
+            let mut after = after;
+            loop {
+                let request =
+                    Request::Browse { folder: folder.clone(), dir: dir.clone(), after: after.clone(), limit };
+                let page = ask::<BrowsePage>(home_dir, request).await?;
+                print::browse_page(&page, json)?;
+                match page.next {
+                    Some(next) if limit.is_none() => after = Some(next),
+                    _ => return Ok(()),
+                }
+            }
+        }
+        FolderCommand::Select { folder_id, paths } => {
+            Request::Select { folder: parse_folder(&folder_id)?, paths }
+        }
+        FolderCommand::Deselect { folder_id, paths, delete_local } => {
+            Request::Deselect { folder: parse_folder(&folder_id)?, paths, delete_local }
         }
         FolderCommand::Revert { folder_id } => Request::Revert { folder: parse_folder(&folder_id)? },
         FolderCommand::Restore { folder_id, path, version } => {

@@ -478,6 +478,44 @@ pub enum FolderCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List a directory's children in the folder's global tree (every device's index, not only
+    /// this disk): type, size (a directory's total), whether it is here, whether it is
+    /// selected, which connected devices have it
+    Browse {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// The directory (its path in the folder; the root if left out)
+        dir: Option<String>,
+        /// Start after this name (as a page ends: see --limit)
+        #[arg(long, value_name = "NAME")]
+        after: Option<String>,
+        /// List at most this many (one page); all of them if left out, a page at a time
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Print one JSON object per child (JSON Lines)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Selective sync: sync these paths (and what is below them) here again
+    Select {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// Paths in the folder
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Selective sync: stop syncing these paths (and what is below them) here; their local
+    /// copy is kept unless --delete-local. Written to the folder's .stignore in a marked block
+    Deselect {
+        #[arg(value_name = "FOLDER-ID")]
+        folder_id: String,
+        /// Paths in the folder
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Move the local copy to the folder's trash can (.stversions) instead of keeping it
+        #[arg(long)]
+        delete_local: bool,
+    },
     /// Forget a folder offer, from one device or from all
     Dismiss {
         #[arg(value_name = "FOLDER-ID")]

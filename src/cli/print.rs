@@ -6,8 +6,8 @@ use peerfold::discovery::Seen;
 use peerfold::engine::FailedItem;
 use peerfold::folder_files::VersionedFile;
 use peerfold::service::{
-    Discovery, Edited, FolderConflict, FolderView, IgnoreLines, NeededItem, Pending, PendingDevice,
-    PendingFolder,
+    BrowsePage, Discovery, Edited, EntryKind, FolderConflict, FolderView, IgnoreLines, NeededItem, Pending,
+    PendingDevice, PendingFolder,
 };
 use peerfold::status::{self, DeviceView, Status};
 use serde::Serialize;
@@ -185,6 +185,31 @@ pub fn failed_items(items: &[FailedItem], json: bool) -> anyhow::Result<()> {
         let path = if i.path.is_empty() { "(the whole pull)" } else { &i.path };
         format!("{path}: {} (since {})", i.error, i.at)
     })
+}
+
+/// One page of a browsed directory: a line per child, or one JSON object per child.
+pub fn browse_page(page: &BrowsePage, json: bool) -> anyhow::Result<()> {
+    for item in &page.items {
+        if json {
+            println!("{}", serde_json::to_string(item)?);
+            continue;
+        }
+        let mark = match (item.selected, item.partial) {
+            (true, false) => "[x]",
+            (_, true) => "[-]",
+            (false, false) => "[ ]",
+        };
+        let slash = if item.kind == EntryKind::Directory { "/" } else { "" };
+        let here = if item.local { "here" } else { "not here" };
+        let on = if item.devices.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = item.devices.iter().map(|d| d.short().to_string()).collect();
+            format!(", on {}", ids.join(" "))
+        };
+        println!("{mark} {}{slash}  {}, {here}{on}", item.name, status::human_bytes(item.size));
+    }
+    Ok(())
 }
 
 pub fn needed(items: &[NeededItem], json: bool) -> anyhow::Result<()> {

@@ -101,8 +101,19 @@ pub const NEEDED_LISTED: u32 = 500;
 #[derive(Debug)]
 enum FilesOp {
     SetIgnores(Vec<String>),
-    Resolve { conflict: String, keep: Keep },
-    Restore { path: String, version: String },
+    Resolve {
+        conflict: String,
+        keep: Keep,
+    },
+    Restore {
+        path: String,
+        version: String,
+    },
+    /// New `.stignore` lines (a selective-sync change), then local copies moved to the trash.
+    Select {
+        lines: Vec<String>,
+        trash: Vec<String>,
+    },
 }
 
 impl FilesOp {
@@ -116,6 +127,16 @@ impl FilesOp {
             }
             Self::Restore { path, version } => {
                 folder_files::restore_version(root, &path, &version, SystemTime::now()).map(|p| vec![p])
+            }
+            // The patterns first: the scan that follows finds the moved files ignored, which is
+            // no deletion to announce.
+            Self::Select { lines, trash } => {
+                folder_files::write_ignores(root, &lines)?;
+                let now = SystemTime::now();
+                for path in &trash {
+                    folder_files::trash_subtree(root, path, now)?;
+                }
+                Ok(Vec::new())
             }
         }
     }
@@ -448,6 +469,18 @@ impl Engine {
     /// written), then rescans the folder so newly ignored and unignored files take effect.
     pub async fn set_ignores(&self, folder: &FolderId, lines: Vec<String>) -> Result<(), EngineError> {
         self.files_op(folder, FilesOp::SetIgnores(lines)).await
+    }
+
+    /// Replaces the folder's ignore patterns with a selective-sync change (`lines`, checked
+    /// first) and moves the local copies of `trash` (deselected paths) to the trash can, then
+    /// rescans the folder.
+    pub async fn set_selection(
+        &self,
+        folder: &FolderId,
+        lines: Vec<String>,
+        trash: Vec<String>,
+    ) -> Result<(), EngineError> {
+        self.files_op(folder, FilesOp::Select { lines, trash }).await
     }
 
     /// The folder's conflict copies (from the index), each with the file it belongs to.

@@ -393,6 +393,48 @@ fn archive(root: &Path, rel: &str, now: SystemTime, how: Archive) -> Result<(), 
     .map_err(io_error("keep a version of", &from))
 }
 
+/// Moves what is at `rel` (a file, or a directory with everything in it) into `.stversions`,
+/// as the puller moves what it deletes, whatever the folder's versioning: the user asked for
+/// the local copy to go (deselecting it), and nothing is lost. Symbolic links inside are
+/// moved as themselves, never followed; names that are not UTF-8 are left where they are (and
+/// so is their directory). Returns how many files (and links) were moved.
+pub fn trash_subtree(root: &Path, rel: &str, now: SystemTime) -> Result<u64, FilesError> {
+    let path = inside(root, rel)?;
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error("read", &path)(e)),
+    };
+    if !meta.is_dir() {
+        archive(root, rel, now, Archive::Move)?;
+        return Ok(1);
+    }
+    let mut moved = 0;
+    let mut pending = vec![rel.to_owned()];
+    let mut walked = Vec::new();
+    while let Some(dir) = pending.pop() {
+        let abs = root.join(&dir);
+        for entry in fs::read_dir(&abs).map_err(io_error("list", &abs))? {
+            let entry = entry.map_err(io_error("list", &abs))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let child = format!("{dir}/{name}");
+            // `DirEntry::file_type` does not follow a symbolic link.
+            if entry.file_type().map_err(io_error("read", &entry.path()))?.is_dir() {
+                pending.push(child);
+            } else {
+                archive(root, &child, now, Archive::Move)?;
+                moved += 1;
+            }
+        }
+        walked.push(dir);
+    }
+    // Deepest first; a directory still holding something (a name that is not UTF-8) stays.
+    for dir in walked.iter().rev() {
+        let _ = fs::remove_dir(root.join(dir));
+    }
+    Ok(moved)
+}
+
 /// `dir/base~YYYYMMDD-HHMMSS.ext` (relative to `.stversions`) as the original path and the
 /// version; `None` for any other name.
 fn parse_version(rel: &str) -> Option<(String, String)> {

@@ -187,6 +187,33 @@ pub enum Request {
         #[schema(value_type = String)]
         folder: FolderId,
     },
+    /// The children of directory `dir` (`""`: the root) in the folder's global tree, from
+    /// every device's index: a page of at most `limit` (default 200, at most 1000) after the
+    /// child named `after`: [`Response::Browse`].
+    Browse {
+        #[schema(value_type = String)]
+        folder: FolderId,
+        #[serde(default)]
+        dir: String,
+        after: Option<String>,
+        limit: Option<u32>,
+    },
+    /// Selective sync: takes `paths` (folder-relative, with what is below them) again:
+    /// [`Response::Edited`].
+    Select {
+        #[schema(value_type = String)]
+        folder: FolderId,
+        paths: Vec<String>,
+    },
+    /// Selective sync: leaves `paths` out. A local copy is kept (the answer says so), or with
+    /// `delete_local` moved to the trash can (`.stversions`): [`Response::Edited`].
+    Deselect {
+        #[schema(value_type = String)]
+        folder: FolderId,
+        paths: Vec<String>,
+        #[serde(default)]
+        delete_local: bool,
+    },
     /// Devices asking to connect and folder offers: [`Response::Pending`].
     Pending,
     /// Adds a pending device (its announced name unless `name` is given): [`Response::Edited`].
@@ -265,6 +292,7 @@ impl Request {
                 | Self::Versions { .. }
                 | Self::FailedItems { .. }
                 | Self::Needed { .. }
+                | Self::Browse { .. }
                 | Self::Pending
                 | Self::Discovery
                 | Self::Log { .. }
@@ -287,6 +315,7 @@ pub enum Response {
     Versions(Vec<VersionedFile>),
     FailedItems(Vec<FailedItem>),
     Needed(Vec<NeededItem>),
+    Browse(BrowsePage),
     Pending(Pending),
     Discovery(Discovery),
     Log(Vec<LogLine>),
@@ -308,6 +337,7 @@ impl Response {
             Self::Versions(_) => "versions",
             Self::FailedItems(_) => "failed-items",
             Self::Needed(_) => "needed",
+            Self::Browse(_) => "browse",
             Self::Pending(_) => "pending",
             Self::Discovery(_) => "discovery",
             Self::Log(_) => "log",
@@ -351,6 +381,7 @@ from_response!(
     Versions(Vec<VersionedFile>),
     FailedItems(Vec<FailedItem>),
     Needed(Vec<NeededItem>),
+    Browse(BrowsePage),
     Pending(Pending),
     Discovery(Discovery),
     Log(Vec<LogLine>),
@@ -515,6 +546,46 @@ impl From<crate::db::NeededItem> for NeededItem {
     fn from(i: crate::db::NeededItem) -> Self {
         Self { path: i.path, size: i.size, deleted: i.deleted }
     }
+}
+
+/// What kind of entry a browsed child is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+}
+
+/// One child of a browsed directory, as the folder's global state has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BrowseItem {
+    /// Its name in the directory.
+    pub name: String,
+    /// Folder-relative.
+    pub path: String,
+    pub kind: EntryKind,
+    /// A file's size; a directory's is the total of the files below it.
+    pub size: u64,
+    /// This device has it.
+    pub local: bool,
+    /// This device takes it (its `.stignore` does not leave it out).
+    pub selected: bool,
+    /// Some of what is below it is chosen otherwise (selective sync).
+    pub partial: bool,
+    /// Connected devices that have its current version.
+    #[schema(value_type = Vec<String>)]
+    pub devices: Vec<DeviceId>,
+}
+
+/// A page of a directory's children, in name order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BrowsePage {
+    /// The directory browsed (`""`: the folder root).
+    pub dir: String,
+    pub items: Vec<BrowseItem>,
+    /// The name to ask for the next page after; `null` when this is the last page.
+    pub next: Option<String>,
 }
 
 /// A device that tried to connect without being configured.
@@ -774,6 +845,14 @@ pub(crate) trait Backend: Sync {
         folder: &FolderConfig,
         lines: Vec<String>,
     ) -> impl Future<Output = Result<Vec<String>, ServiceError>> + Send;
+    /// Writes a selective-sync change's `.stignore` lines and moves the local copies of
+    /// `trash` to the trash can.
+    fn set_selection(
+        &self,
+        folder: &FolderConfig,
+        lines: Vec<String>,
+        trash: Vec<String>,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
     fn conflicts(
         &self,
         config: &Config,
@@ -896,6 +975,15 @@ async fn handle(b: &impl Backend, request: Request) -> Result<Response, ServiceE
         }
         Request::FailedItems { folder: id } => Response::FailedItems(b.failed_items(&configured(&id)?)?),
         Request::Needed { folder: id } => Response::Needed(b.needed(&configured(&id)?).await?),
+        Request::Browse { folder: id, dir, after, limit } => {
+            Response::Browse(browse(b, &configured(&id)?, dir, after, limit).await?)
+        }
+        Request::Select { folder: id, paths } => {
+            Response::Edited(change_selection(b, &configured(&id)?, paths, None).await?)
+        }
+        Request::Deselect { folder: id, paths, delete_local } => {
+            Response::Edited(change_selection(b, &configured(&id)?, paths, Some(delete_local)).await?)
+        }
         Request::Pending => Response::Pending(pending(b).await?),
         Request::AcceptDevice { device, name, addresses } => {
             Response::Edited(accept_device(b, device, name, addresses).await?)
@@ -914,6 +1002,135 @@ async fn handle(b: &impl Backend, request: Request) -> Result<Response, ServiceE
             Response::Invite(b.invite(folders, expires_s, uses).await?)
         }
     })
+}
+
+/// Children listed per browse page unless asked otherwise.
+const BROWSE_PAGE: u32 = 200;
+
+async fn browse(
+    b: &impl Backend,
+    folder: &FolderConfig,
+    dir: String,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<BrowsePage, ServiceError> {
+    let dir = dir.trim_matches('/').to_owned();
+    if !dir.is_empty() && !crate::bep::is_canonical_name(&dir) {
+        return Err(ServiceError::BadRequest(format!("{dir:?} is not a directory inside the folder")));
+    }
+    if after.as_deref().is_some_and(|a| a.contains('/')) {
+        return Err(ServiceError::BadRequest(String::from(
+            "`after` is a name in the directory, without '/'",
+        )));
+    }
+    let idx = b.index().folder(folder.id.as_str()).await?.unwrap_or(crate::db::FolderIdx::NONE);
+    let after = after.map(|a| if dir.is_empty() { a } else { format!("{dir}/{a}") });
+    let page = b.index().browse(idx, &dir, after.as_deref(), limit.unwrap_or(BROWSE_PAGE)).await?;
+    let lines = b.ignores(folder).await?;
+    let root = folder.path.clone();
+    let ignores = tokio::task::spawn_blocking(move || crate::ignore::Ignores::load(&root))
+        .await
+        .map_err(|e| ServiceError::Failed(format!("reading the ignore patterns did not finish: {e}")))?
+        .map_err(|e| ServiceError::failed(&e))?;
+    let selection = crate::selection::Split::of(&lines)
+        .map(|s| crate::selection::Selection::parse(&s.block))
+        .unwrap_or_default();
+    let connected: std::collections::HashSet<DeviceId> =
+        b.engine().map(|e| e.connections().into_iter().map(|c| c.device).collect()).unwrap_or_default();
+    let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
+    let items = page
+        .entries
+        .into_iter()
+        .filter(|e| !e.deleted)
+        .map(|e| BrowseItem {
+            name: base(&e.name),
+            kind: match e.file_type {
+                crate::bep::FileType::File => EntryKind::File,
+                crate::bep::FileType::Directory => EntryKind::Directory,
+                crate::bep::FileType::Symlink => EntryKind::Symlink,
+            },
+            size: e.size,
+            local: e.local,
+            selected: !ignores.is_ignored(&e.name),
+            partial: selection
+                .rules()
+                .any(|(p, _)| p.strip_prefix(e.name.as_str()).is_some_and(|r| r.starts_with('/'))),
+            devices: e.holders.into_iter().filter(|d| connected.contains(d)).collect(),
+            path: e.name,
+        })
+        .collect();
+    Ok(BrowsePage { dir, items, next: page.next.map(|n| base(&n)) })
+}
+
+/// Selects `paths` (`deselect` `None`) or deselects them (`Some(delete_local)`): the folder's
+/// selective-sync block in `.stignore` rewritten, the user's own lines left as they are.
+async fn change_selection(
+    b: &impl Backend,
+    folder: &FolderConfig,
+    paths: Vec<String>,
+    deselect: Option<bool>,
+) -> Result<Edited, ServiceError> {
+    use crate::selection::{Selection, Split};
+    if paths.is_empty() {
+        return Err(ServiceError::BadRequest(String::from("name at least one path in the folder")));
+    }
+    let bad = |e: crate::selection::SelectionError| ServiceError::BadRequest(e.to_string());
+    let lines = b.ignores(folder).await?;
+    let split = Split::of(&lines).map_err(bad)?;
+    let mut selection = Selection::parse(&split.block);
+    let before = selection.clone();
+    let paths: Vec<String> = paths.iter().map(|p| p.trim_end_matches('/').to_owned()).collect();
+    for p in &paths {
+        match deselect {
+            None => selection.select(p),
+            Some(_) => selection.deselect(p),
+        }
+        .map_err(bad)?;
+    }
+    let idx = b.index().folder(folder.id.as_str()).await?.unwrap_or(crate::db::FolderIdx::NONE);
+    let (mut notes, mut trash) = (Vec::new(), Vec::new());
+    if let Some(delete_local) = deselect {
+        for p in &paths {
+            let on_disk = crate::folder_files::inside(&folder.path, p)
+                .ok()
+                .is_some_and(|abs| std::fs::symlink_metadata(abs).is_ok());
+            if !on_disk {
+                continue;
+            }
+            let (files, bytes) = b.index().local_subtree(idx, p).await?;
+            let what = if files > 0 {
+                format!("{files} files, {}", crate::units::binary_bytes(bytes))
+            } else {
+                String::from("what is on disk")
+            };
+            if delete_local {
+                trash.push(p.clone());
+                notes.push(format!(
+                    "The local copy of \"{p}\" ({what}) was moved to the trash can (.stversions)."
+                ));
+            } else {
+                notes.push(format!(
+                    "The local copy of \"{p}\" ({what}) is kept; deselect it with --delete-local to move it to the trash can."
+                ));
+            }
+        }
+    }
+    let changed = selection != before || !trash.is_empty();
+    if changed {
+        b.set_selection(folder, split.join(selection.lines()), trash).await?;
+    }
+    let list = paths.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    let mut message = match (selection != before, deselect.is_some()) {
+        (true, true) => format!("Deselected {list} in folder \"{}\": not synced here.", folder.id),
+        (true, false) => format!("Selected {list} in folder \"{}\": synced here again.", folder.id),
+        (false, true) => format!("{list} in folder \"{}\" was not synced here already.", folder.id),
+        (false, false) => format!("{list} in folder \"{}\" was synced here already.", folder.id),
+    };
+    for n in notes {
+        message.push(' ');
+        message.push_str(&n);
+    }
+    Ok(Edited { changed, message })
 }
 
 fn folder_config(config: &Config, id: &FolderId) -> Result<FolderConfig, ServiceError> {

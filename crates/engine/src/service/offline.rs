@@ -132,6 +132,24 @@ impl Backend for Offline {
         .await
     }
 
+    async fn set_selection(
+        &self,
+        folder: &FolderConfig,
+        lines: Vec<String>,
+        trash: Vec<String>,
+    ) -> Result<(), ServiceError> {
+        let root = folder.path.clone();
+        blocking(move || {
+            folder_files::write_ignores(&root, &lines)?;
+            let now = std::time::SystemTime::now();
+            for path in &trash {
+                folder_files::trash_subtree(&root, path, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn conflicts(
         &self,
         config: &Config,

@@ -102,6 +102,15 @@ impl Backend for Running {
         Ok(self.engine.ignores(&folder.id).await?)
     }
 
+    async fn set_selection(
+        &self,
+        folder: &FolderConfig,
+        lines: Vec<String>,
+        trash: Vec<String>,
+    ) -> Result<(), ServiceError> {
+        Ok(self.engine.set_selection(&folder.id, lines, trash).await?)
+    }
+
     async fn conflicts(&self, _: &Config, folder: &FolderConfig) -> Result<Vec<ConflictView>, ServiceError> {
         Ok(self.engine.conflicts(&folder.id).await?)
     }
