@@ -121,11 +121,11 @@ impl Index {
                 .ok_or_else(|| DbError::Corrupt { what: "file type", name: name.clone() })?;
             let size = row.try_get::<i64, _>(3)?.max(0) as u64;
             let (deleted, invalid): (bool, bool) = (row.try_get(4)?, row.try_get(5)?);
-            // The global entry: the device `globals` names, or this device's (valid) entry for a
-            // name only it has.
+            // The global entry: the device `globals` names, or this device's entry for a name
+            // only it has (listed even when ignored here, so that it can be selected again).
             let global = match row.try_get::<Option<i64>, _>(6)? {
                 Some(g) => g == device,
-                None => device == 0 && !invalid,
+                None => device == 0,
             };
             if device == 0 {
                 local[i] = (!deleted && !invalid, invalid);
@@ -152,7 +152,7 @@ impl Index {
         }
         let mut out = Vec::with_capacity(names.len());
         for (i, entry) in entries.into_iter().enumerate() {
-            // A name whose only entries are invalid has no global version: nothing to offer.
+            // A name only peers have, each entry invalid, has no global version: nothing to offer.
             let Some(mut e) = entry else { continue };
             (e.local, e.ignored_here) = local[i];
             e.holders = std::mem::take(&mut holders[i]);

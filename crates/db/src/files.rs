@@ -39,14 +39,15 @@ pub struct PullIntent {
     pub blocklist_hash: BlockHash,
 }
 
-/// What a folder's local index holds, for summaries and status.
+/// What a folder's local index holds, for summaries and status: live entries that are not
+/// ignored (invalid), and deletions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FolderCounts {
     pub files: u64,
     pub directories: u64,
     pub symlinks: u64,
     pub deleted: u64,
-    /// Bytes in files that are neither deleted nor invalid.
+    /// Bytes in those files.
     pub bytes: u64,
 }
 
@@ -62,12 +63,15 @@ impl FolderCounts {
                 c.deleted += n;
                 continue;
             }
+            // An invalid entry is a name ignored here: not what this device has (the puller
+            // records names it never downloaded that way too).
+            if invalid {
+                continue;
+            }
             match FileType::from_wire(ty) {
                 Some(FileType::File) => {
                     c.files += n;
-                    if !invalid {
-                        c.bytes += row.try_get::<f64, _>(4)?.max(0.0) as u64;
-                    }
+                    c.bytes += row.try_get::<f64, _>(4)?.max(0.0) as u64;
                 }
                 Some(FileType::Directory) => c.directories += n,
                 Some(FileType::Symlink) => c.symlinks += n,

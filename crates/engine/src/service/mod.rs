@@ -567,7 +567,7 @@ pub struct BrowseItem {
     pub kind: EntryKind,
     /// A file's size; a directory's is the total of the files below it.
     pub size: u64,
-    /// This device has it.
+    /// It is on this device's disk.
     pub local: bool,
     /// This device takes it (its `.stignore` does not leave it out).
     pub selected: bool,
@@ -1038,11 +1038,19 @@ async fn browse(
     let connected: std::collections::HashSet<DeviceId> =
         b.engine().map(|e| e.connections().into_iter().map(|c| c.device).collect()).unwrap_or_default();
     let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
-    let items = page
-        .entries
+    // What is on this disk (an ignored file kept here is, though its entry is only "ignored"):
+    // one stat per listed child, on a blocking thread.
+    let entries: Vec<crate::db::BrowseEntry> = page.entries.into_iter().filter(|e| !e.deleted).collect();
+    let (root, names) = (folder.path.clone(), entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>());
+    let on_disk: Vec<bool> = tokio::task::spawn_blocking(move || {
+        names.iter().map(|n| std::fs::symlink_metadata(root.join(n)).is_ok()).collect()
+    })
+    .await
+    .map_err(|e| ServiceError::Failed(format!("looking at the folder did not finish: {e}")))?;
+    let items = entries
         .into_iter()
-        .filter(|e| !e.deleted)
-        .map(|e| BrowseItem {
+        .zip(on_disk)
+        .map(|(e, here)| BrowseItem {
             name: base(&e.name),
             kind: match e.file_type {
                 crate::bep::FileType::File => EntryKind::File,
@@ -1050,7 +1058,7 @@ async fn browse(
                 crate::bep::FileType::Symlink => EntryKind::Symlink,
             },
             size: e.size,
-            local: e.local,
+            local: here,
             selected: !ignores.is_ignored(&e.name),
             partial: selection
                 .rules()
@@ -1099,7 +1107,8 @@ async fn change_selection(
             }
             let (files, bytes) = b.index().local_subtree(idx, p).await?;
             let what = if files > 0 {
-                format!("{files} files, {}", crate::units::binary_bytes(bytes))
+                let s = if files == 1 { "" } else { "s" };
+                format!("{files} file{s}, {}", crate::units::binary_bytes(bytes))
             } else {
                 String::from("what is on disk")
             };
