@@ -1,5 +1,5 @@
 //! The routes of a folder's details: ignore patterns, conflict copies, old versions, needed and
-//! failed items. Each is one service [`Request`]; the service checks the folder exists (404) and
+//! failed items, and selective sync (browsing the global tree, selecting, deselecting). Each is one service [`Request`]; the service checks the folder exists (404) and
 //! the engine owns the file operations and their checks (a bad pattern or path is a 400 naming
 //! it).
 
@@ -13,7 +13,7 @@ use super::handlers::{ask, body, edited, folder_in_path};
 use super::{ApiError, Shared};
 use crate::engine::FailedItem;
 use crate::folder_files::{ConflictView, Keep, VersionedFile};
-use crate::service::{Edited, FolderConflict, IgnoreLines, NeededItem, Request};
+use crate::service::{BrowsePage, Edited, FolderConflict, IgnoreLines, NeededItem, Request};
 
 type Answer<T> = Result<T, ApiError>;
 
@@ -153,4 +153,72 @@ pub(super) async fn errors(
     Path(id): Path<String>,
 ) -> Answer<Json<Vec<FailedItem>>> {
     ask(&state, Request::FailedItems { folder: folder_in_path(&id)? }).await.map(Json)
+}
+
+#[derive(Deserialize)]
+pub(super) struct BrowseQuery {
+    prefix: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The children of directory `prefix` (the root if left out) in the folder's global tree, from
+/// every device's index and not only this disk: a page of at most `limit` (default 200, at
+/// most 1000) in name order after the child named `after`; `next` names where the next page
+/// starts.
+#[utoipa::path(get, path = "/api/folders/{id}/browse",
+    params(("id" = String, Path, description = "folder ID"),
+        ("prefix" = Option<String>, Query, description = "the directory (its path in the folder)"),
+        ("after" = Option<String>, Query, description = "the name the page starts after"),
+        ("limit" = Option<u32>, Query, description = "children at most (default 200, at most 1000)")),
+    responses((status = 200, body = BrowsePage), (status = 400), (status = 404)))]
+pub(super) async fn browse(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<BrowseQuery>,
+) -> Answer<Json<BrowsePage>> {
+    let folder = folder_in_path(&id)?;
+    let BrowseQuery { prefix, after, limit } = query;
+    ask(&state, Request::Browse { folder, dir: prefix.unwrap_or_default(), after, limit }).await.map(Json)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Choose {
+    /// Paths in the folder.
+    paths: Vec<String>,
+    /// Deselecting: move the local copy to the trash can (`.stversions`) instead of keeping it.
+    #[serde(default)]
+    delete_local: bool,
+}
+
+/// Selective sync: syncs `paths` here again (their lines leave the marked block of `.stignore`).
+#[utoipa::path(post, path = "/api/folders/{id}/select", request_body = Choose,
+    params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = Edited), (status = 400, description = "a path that is not in the folder"),
+        (status = 404)))]
+pub(super) async fn select(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    choose: Result<Json<Choose>, JsonRejection>,
+) -> Answer<Json<Edited>> {
+    let folder = folder_in_path(&id)?;
+    let Choose { paths, .. } = body(choose)?;
+    edited(&state, Request::Select { folder, paths }).await
+}
+
+/// Selective sync: stops syncing `paths` here (Syncthing-compatible lines in a marked block of
+/// `.stignore`). A local copy is kept, and the answer says so, unless `delete_local`.
+#[utoipa::path(post, path = "/api/folders/{id}/deselect", request_body = Choose,
+    params(("id" = String, Path, description = "folder ID")),
+    responses((status = 200, body = Edited), (status = 400, description = "a path that is not in the folder"),
+        (status = 404)))]
+pub(super) async fn deselect(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    choose: Result<Json<Choose>, JsonRejection>,
+) -> Answer<Json<Edited>> {
+    let folder = folder_in_path(&id)?;
+    let Choose { paths, delete_local } = body(choose)?;
+    edited(&state, Request::Deselect { folder, paths, delete_local }).await
 }

@@ -600,6 +600,9 @@ fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
         "POST /api/folders/{id}/versions/restore",
         "GET /api/folders/{id}/needed",
         "GET /api/folders/{id}/errors",
+        "GET /api/folders/{id}/browse",
+        "POST /api/folders/{id}/select",
+        "POST /api/folders/{id}/deselect",
         "GET /api/pending",
         "GET /api/discovery",
         "POST /api/pending/devices/{id}/accept",
@@ -1200,6 +1203,32 @@ async fn every_answer_has_the_shape_the_openapi_document_gives_it() {
         call("GET", &folder_route(tail), &in_folder(tail), None);
     }
     call("PUT", &folder_route("/ignores"), &in_folder("/ignores"), Some(json!({"lines": ["*.tmp"]})));
+    // Selective sync: the tree, a deselect that keeps the local copy (and says so), a select.
+    // The resolved conflict copy's deletion is a name of the index too, not listed: a page of
+    // one is empty, and says where the next starts.
+    let page = call("GET", &folder_route("/browse"), &in_folder("/browse?prefix=&limit=1"), None);
+    assert_eq!((page["items"].as_array().map(Vec::len), page["next"].is_string()), (Some(0), true), "{page}");
+    let page = call("GET", &folder_route("/browse"), &in_folder("/browse?prefix="), None);
+    assert_eq!(page["items"][0]["name"], "doc.txt", "{page}");
+    assert_eq!(page["items"][0]["selected"], true, "{page}");
+    let deselect = json!({"paths": ["doc.txt"], "delete_local": false});
+    let answer = call("POST", &folder_route("/deselect"), &in_folder("/deselect"), Some(deselect));
+    assert!(answer["message"].as_str().unwrap().contains("is kept"), "{answer}");
+    assert!(api.t.path("docs/doc.txt").exists());
+    let page = call("GET", &folder_route("/browse"), &in_folder("/browse"), None);
+    assert_eq!(page["items"][0]["selected"], false, "{page}");
+    let ignores = api.get("/api/folders/docs/ignores").1;
+    assert_eq!(
+        ignores["lines"],
+        json!([
+            "*.tmp",
+            "// peerfold selective sync: begin (managed by `peerfold folder select`/`deselect`)",
+            "/doc.txt",
+            "// peerfold selective sync: end"
+        ])
+    );
+    call("POST", &folder_route("/select"), &in_folder("/select"), Some(json!({"paths": ["doc.txt"]})));
+    assert_eq!(api.get("/api/folders/docs/ignores").1["lines"], json!(["*.tmp"]));
     let patch =
         json!({"label": "Docs", "versioning": {"type": "none"}, "rescan_interval_s": 600, "watch": false});
     call("PATCH", &folder_route(""), &in_folder(""), Some(patch));

@@ -523,3 +523,93 @@ async fn delta_indexes_after_a_reconnect_over_quic() {
 async fn delta_indexes_after_a_reconnect_over_tcp() {
     delta_indexes_after_a_reconnect("tcp").await;
 }
+
+/// Selective sync against Syncthing: Peerfold deselects a subtree (its CLI, no daemon yet),
+/// takes only the rest, is idle with nothing needed, and Syncthing counts it 100 % complete
+/// (Peerfold announces what it ignores as ignored, not as missing or deleted); selecting again
+/// brings everything; Syncthing's copy is never deleted. Then the lines Peerfold wrote are put
+/// in Syncthing's own `.stignore`: Syncthing ignores exactly what Peerfold left out.
+async fn selective_sync(scheme: &str) {
+    let mut p = Pair::new(scheme, Setup::default());
+    let st_root = p.st_root();
+    let files = [
+        ("Photos/2023/a.jpg", pseudo_random(200_000, 1)),
+        ("Photos/2024/b.jpg", pseudo_random(200_000, 2)),
+        ("Photos/x.jpg", b"x".to_vec()),
+        ("Docs/d.txt", b"doc".to_vec()),
+    ];
+    for (name, data) in &files {
+        write(&st_root, name, data);
+    }
+    std::fs::create_dir_all(p.pf_root()).unwrap();
+    ok(&p.pf.peerfold(&["folder", "deselect", "f", "Photos"]));
+    ok(&p.pf.peerfold(&["folder", "select", "f", "Photos/2024"]));
+    let lines = std::fs::read_to_string(p.pf_root().join(".stignore")).unwrap();
+    assert!(lines.contains("!/Photos/2024\n/Photos/*\n"), "{lines}");
+    p.start().await;
+
+    let (pf_root, pf_id) = (p.pf_root(), p.pf_id.clone());
+    wait_for(LIMIT, "Peerfold to take what it selected, complete at both ends", || {
+        let taken = pf_root.join("Photos/2024/b.jpg").exists() && pf_root.join("Docs/d.txt").exists();
+        let pf_done = p.pf_status().is_some_and(|s| {
+            let f = &s["folders"][0];
+            f["need"]["items"] == 0 && f["state"] == "idle"
+        });
+        let st = &p.st;
+        let url = format!("/rest/db/completion?folder=f&device={pf_id}");
+        async move {
+            let st_done =
+                st.try_get(&url).await.is_some_and(|c| c["completion"] == 100.0 || c["completion"] == 100);
+            (taken && pf_done && st_done).then_some(())
+        }
+    })
+    .await;
+    assert!(!pf_root.join("Photos/2023").exists() && !pf_root.join("Photos/x.jpg").exists());
+    // What Peerfold's browse calls selected, from its own reading of the lines.
+    let browsed = ok(&p.pf.peerfold(&["folder", "browse", "f", "Photos", "--json"]));
+    let mut selected: BTreeMap<String, bool> = BTreeMap::new();
+    for line in browsed.lines() {
+        let item: Value = serde_json::from_str(line).unwrap();
+        selected.insert(item["path"].as_str().unwrap().to_owned(), item["selected"].as_bool().unwrap());
+    }
+    let expected: BTreeMap<String, bool> =
+        [("Photos/2023", false), ("Photos/2024", true), ("Photos/x.jpg", false)]
+            .map(|(p, s)| (p.to_owned(), s))
+            .into();
+    assert_eq!(selected, expected, "{browsed}");
+    for (name, data) in &files {
+        assert_eq!(std::fs::read(st_root.join(name)).unwrap(), *data, "Syncthing's {name} is kept");
+    }
+
+    ok(&p.pf.peerfold(&["folder", "select", "f", "Photos"]));
+    let all = p.in_sync().await;
+    assert!(files.iter().all(|(n, _)| all.contains_key(*n)), "{:?}", all.keys());
+
+    // Syncthing reads the lines as Peerfold does.
+    std::fs::write(st_root.join(".stignore"), &lines).unwrap();
+    p.st.scan("f").await;
+    for (path, taken) in expected.iter().map(|(p, s)| (p.as_str(), *s)).chain([
+        ("Photos", true),
+        ("Photos/2023/a.jpg", false),
+        ("Photos/2024/b.jpg", true),
+        ("Docs", true),
+        ("Docs/d.txt", true),
+    ]) {
+        let f = p.st.get(&format!("/rest/db/file?folder=f&file={path}")).await;
+        let local = &f["local"];
+        let ignored =
+            local["ignored"].as_bool().unwrap_or_else(|| local["localFlags"].as_u64().unwrap_or(0) & 2 != 0);
+        assert_eq!(ignored, !taken, "Syncthing on {path}: {f}");
+    }
+    p.no_protocol_errors();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selective_sync_against_syncthing_over_quic() {
+    selective_sync("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selective_sync_against_syncthing_over_tcp() {
+    selective_sync("tcp").await;
+}

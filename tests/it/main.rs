@@ -22,6 +22,7 @@ mod nat;
 mod netns;
 mod punch;
 mod relay;
+mod selective;
 mod sync;
 mod syncthing;
 mod util;
