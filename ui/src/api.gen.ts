@@ -190,6 +190,28 @@ export interface paths {
         patch: operations["edit_folder"];
         trace?: never;
     };
+    "/api/folders/{id}/browse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The children of directory `prefix` (the root if left out) in the folder's global tree, from
+         *     every device's index and not only this disk: a page of at most `limit` (default 200, at
+         *     most 1000) in name order after the child named `after`; `next` names where the next page
+         *     starts.
+         */
+        get: operations["browse"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/folders/{id}/confirm-deletes": {
         parameters: {
             query?: never;
@@ -244,6 +266,26 @@ export interface paths {
          *     get the result.
          */
         post: operations["resolve_conflict"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/folders/{id}/deselect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Selective sync: stops syncing `paths` here (Syncthing-compatible lines in a marked block of
+         *     `.stignore`). A local copy is kept, and the answer says so, unless `delete_local`.
+         */
+        post: operations["deselect"];
         delete?: never;
         options?: never;
         head?: never;
@@ -336,6 +378,23 @@ export interface paths {
         put?: never;
         /** Scans a folder now and answers when the scan is done, with its summary. */
         post: operations["scan_folder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/folders/{id}/select": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Selective sync: syncs `paths` here again (their lines leave the marked block of `.stignore`). */
+        post: operations["select"];
         delete?: never;
         options?: never;
         head?: never;
@@ -584,6 +643,41 @@ export interface components {
             device: string;
             /** @description Where to keep the folder (absolute); not needed when it is already configured here. */
             path?: string | null;
+        };
+        /** @description One child of a browsed directory, as the folder's global state has it. */
+        BrowseItem: {
+            /** @description Connected devices that have its current version. */
+            devices: string[];
+            kind: components["schemas"]["EntryKind"];
+            /** @description It is on this device's disk. */
+            local: boolean;
+            /** @description Its name in the directory. */
+            name: string;
+            /** @description Some of what is below it is chosen otherwise (selective sync). */
+            partial: boolean;
+            /** @description Folder-relative. */
+            path: string;
+            /** @description This device takes it (its `.stignore` does not leave it out). */
+            selected: boolean;
+            /**
+             * Format: int64
+             * @description A file's size; a directory's is the total of the files below it.
+             */
+            size: number;
+        };
+        /** @description A page of a directory's children, in name order. */
+        BrowsePage: {
+            /** @description The directory browsed (`""`: the folder root). */
+            dir: string;
+            items: components["schemas"]["BrowseItem"][];
+            /** @description The name to ask for the next page after; `null` when this is the last page. */
+            next?: string | null;
+        };
+        Choose: {
+            /** @description Deselecting: move the local copy to the trash can (`.stversions`) instead of keeping it. */
+            delete_local?: boolean;
+            /** @description Paths in the folder. */
+            paths: string[];
         };
         /** @description How much of the folder a sharing device has, judged from the index it announced. */
         Completion: {
@@ -834,6 +928,11 @@ export interface components {
             changed: boolean;
             message: string;
         };
+        /**
+         * @description What kind of entry a browsed child is.
+         * @enum {string}
+         */
+        EntryKind: "file" | "directory" | "symlink";
         /** @description Something that happened, for front-ends to show. */
         Event: {
             folder: string;
@@ -1379,6 +1478,25 @@ export interface components {
             command: "needed";
             folder: string;
         } | {
+            after?: string | null;
+            /** @enum {string} */
+            command: "browse";
+            dir?: string;
+            folder: string;
+            /** Format: int32 */
+            limit?: number | null;
+        } | {
+            /** @enum {string} */
+            command: "select";
+            folder: string;
+            paths: string[];
+        } | {
+            /** @enum {string} */
+            command: "deselect";
+            delete_local?: boolean;
+            folder: string;
+            paths: string[];
+        } | {
             /** @enum {string} */
             command: "pending";
         } | {
@@ -1482,6 +1600,10 @@ export interface components {
             body: components["schemas"]["NeededItem"][];
             /** @enum {string} */
             type: "needed";
+        } | {
+            body: components["schemas"]["BrowsePage"];
+            /** @enum {string} */
+            type: "browse";
         } | {
             body: components["schemas"]["Pending"];
             /** @enum {string} */
@@ -2100,6 +2222,47 @@ export interface operations {
             };
         };
     };
+    browse: {
+        parameters: {
+            query?: {
+                /** @description the directory (its path in the folder) */
+                prefix?: string;
+                /** @description the name the page starts after */
+                after?: string;
+                /** @description children at most (default 200, at most 1000) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description folder ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrowsePage"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     confirm_deletes: {
         parameters: {
             query?: never;
@@ -2195,6 +2358,45 @@ export interface operations {
                 content?: never;
             };
             /** @description no such folder or file */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    deselect: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description folder ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Choose"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Edited"];
+                };
+            };
+            /** @description a path that is not in the folder */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2382,6 +2584,45 @@ export interface operations {
                 };
             };
             /** @description paused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    select: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description folder ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Choose"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Edited"];
+                };
+            };
+            /** @description a path that is not in the folder */
             400: {
                 headers: {
                     [name: string]: unknown;

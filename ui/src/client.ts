@@ -41,6 +41,9 @@ export type Keep = Schemas["Keep"];
 export type FileVersions = Schemas["VersionedFile"];
 export type NeededItem = Schemas["NeededItem"];
 export type FailedItem = Schemas["FailedItem"];
+/** A page of a directory's children in a folder's global tree (selective sync). */
+export type BrowsePage = Schemas["BrowsePage"];
+export type BrowseItem = Schemas["BrowseItem"];
 export type ScanSummary = Schemas["ScanSummary"];
 export type IgnoreLines = Schemas["IgnoreLines"];
 export type Discovery = Schemas["Discovery"];
@@ -345,6 +348,14 @@ export class Client {
     this.ask({ command: "restore", folder: id, path, version }, "edited");
   needed = (id: string) => this.ask({ command: "needed", folder: id }, "needed");
   failed = (id: string) => this.ask({ command: "failed-items", folder: id }, "failed-items");
+  /** A page of directory `dir`'s children in folder `id`'s global tree, after the child named `after`. */
+  browse = (id: string, dir: string, after?: string | null): Promise<BrowsePage> =>
+    this.ask({ command: "browse", folder: id, dir, after: after ?? null, limit: null }, "browse");
+  /** Selective sync: syncs `paths` here again. */
+  select = (id: string, paths: string[]) => this.ask({ command: "select", folder: id, paths }, "edited");
+  /** Selective sync: stops syncing `paths` here, keeping the local copy unless `deleteLocal` (then: the trash can). */
+  deselect = (id: string, paths: string[], deleteLocal: boolean) =>
+    this.ask({ command: "deselect", folder: id, paths, delete_local: deleteLocal }, "edited");
 
   // pending devices and folder offers
   pending = () => this.ask({ command: "pending" }, "pending");

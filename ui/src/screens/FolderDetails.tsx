@@ -1,12 +1,14 @@
 import { useCallback, useEffect, useState } from "react";
 import { client, useLive, useLiveAction, useNavigate } from "../App";
-import type { Conflict, FailedItem, FileVersions, Folder, NeededItem } from "../client";
+import type { BrowseItem, Conflict, FailedItem, FileVersions, Folder, NeededItem } from "../client";
 import { Badge, DeviceChecks, FormFooter, Outcome, Progress, useAction, useLoad } from "../components";
 import { bytes, count, duration, folderState, percent, rate, shortId, when } from "../format";
 
-/** One folder: its state, actions, settings, ignore patterns, conflicts, failed and needed items, versions. */
+/** One folder: its state, actions, settings, selective sync, ignore patterns, conflicts, failed and needed items, versions. */
 export function FolderDetails(props: { id: string }) {
   const live = useLive();
+  // Bumped by a selective-sync change: the ignore patterns and the trash can are read again.
+  const [selectionChanges, setSelectionChanges] = useState(0);
   const folder = live.folders.find((f) => f.id === props.id);
   const status = live.status?.folders.find((f) => f.id === props.id);
   if (!folder) {
@@ -57,11 +59,12 @@ export function FolderDetails(props: { id: string }) {
         </section>
       )}
       <FolderSettings folder={folder} />
-      <Ignores id={folder.id} />
+      <SelectiveSync id={folder.id} onChanged={() => setSelectionChanges((n) => n + 1)} />
+      <Ignores key={`ignores-${selectionChanges}`} id={folder.id} />
       <Conflicts id={folder.id} />
       <Failed id={folder.id} />
       <Needed id={folder.id} />
-      <Versions id={folder.id} />
+      <Versions key={`versions-${selectionChanges}`} id={folder.id} />
     </>
   );
 }
@@ -320,5 +323,140 @@ function Versions(props: { id: string }) {
       </ul>
       <Outcome action={action} />
     </section>
+  );
+}
+
+/**
+ * Selective sync: the folder's global tree (every device's index) as checkboxes, each directory
+ * fetched when it is expanded, a page at a time. Unchecking what is on this device asks whether
+ * to keep the local copy or move it to the trash can; the answer says which was done.
+ */
+function SelectiveSync(props: { id: string; onChanged: () => void }) {
+  const live = useLive();
+  const action = useAction();
+  // Bumped after every change, so that every open level loads again.
+  const [generation, setGeneration] = useState(0);
+  const [asking, setAsking] = useState<BrowseItem>();
+  const change = async (call: () => Promise<unknown>) => {
+    setAsking(undefined);
+    if (await action.run(call)) {
+      setGeneration((g) => g + 1);
+      props.onChanged();
+      // The folder's figures changed (what is here, what is needed).
+      await live.refresh();
+    }
+  };
+  const toggle = (item: BrowseItem) => {
+    if (!item.selected) void change(() => client.select(props.id, [item.path]));
+    else if (item.local) setAsking(item);
+    else void change(() => client.deselect(props.id, [item.path], false));
+  };
+  return (
+    <section className="card" aria-labelledby="selective-title">
+      <h2 id="selective-title">Selective sync</h2>
+      <p className="muted">What is unchecked is not synced to this device (written to .stignore in a marked block).</p>
+      {asking && (
+        <div role="group" aria-label="Local copy" className="ask">
+          <p>
+            <span className="mono">{asking.path}</span> is on this device. Keep the local copy, or move it to the trash can (.stversions)?
+          </p>
+          <div className="actions">
+            <button type="button" disabled={action.busy} onClick={() => change(() => client.deselect(props.id, [asking.path], false))}>
+              Keep the local copy
+            </button>
+            <button type="button" className="danger" disabled={action.busy} onClick={() => change(() => client.deselect(props.id, [asking.path], true))}>
+              Move it to the trash can
+            </button>
+            <button type="button" disabled={action.busy} onClick={() => setAsking(undefined)}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      )}
+      <TreeLevel id={props.id} dir="" generation={generation} busy={action.busy} onToggle={toggle} />
+      <Outcome action={action} />
+    </section>
+  );
+}
+
+function TreeLevel(props: { id: string; dir: string; generation: number; busy: boolean; onToggle: (item: BrowseItem) => void }) {
+  const { id, dir, generation } = props;
+  const [items, setItems] = useState<BrowseItem[]>();
+  const [next, setNext] = useState<string | null>(null);
+  const [error, setError] = useState<string>();
+  const [open, setOpen] = useState<Set<string>>(new Set());
+  const loadFrom = useCallback(
+    async (after: string | null, keep: BrowseItem[]) => {
+      try {
+        const page = await client.browse(id, dir, after);
+        setItems([...keep, ...page.items]);
+        setNext(page.next ?? null);
+        setError(undefined);
+      } catch (e) {
+        setError(e instanceof Error ? e.message : String(e));
+      }
+    },
+    [id, dir],
+  );
+  useEffect(() => {
+    void loadFrom(null, []);
+  }, [loadFrom, generation]);
+  if (error) return <p className="error">{error}</p>;
+  if (!items) return <p className="loading">Loading…</p>;
+  if (items.length === 0 && dir === "") return <p className="empty">Nothing in this folder yet.</p>;
+  return (
+    <ul className="tree">
+      {items.map((item) => {
+        const isDir = item.kind === "directory";
+        const expanded = open.has(item.path);
+        return (
+          <li key={item.path}>
+            {isDir ? (
+              <button
+                type="button"
+                className="expand"
+                aria-expanded={expanded}
+                aria-label={`${expanded ? "Collapse" : "Expand"} ${item.path}`}
+                onClick={() => {
+                  const o = new Set(open);
+                  if (expanded) o.delete(item.path);
+                  else o.add(item.path);
+                  setOpen(o);
+                }}
+              >
+                {expanded ? "▾" : "▸"}
+              </button>
+            ) : (
+              <span className="expand" />
+            )}
+            <label className="check">
+              <input
+                type="checkbox"
+                aria-label={`Sync ${item.path}`}
+                checked={item.selected}
+                disabled={props.busy}
+                ref={(el) => {
+                  if (el) el.indeterminate = item.partial;
+                }}
+                onChange={() => props.onToggle(item)}
+              />
+              <span className="mono">{item.name}{isDir ? "/" : ""}</span>
+            </label>{" "}
+            <span className="muted small">
+              {bytes(item.size)}, {item.local ? "on this device" : "not on this device"}
+              {item.devices.length > 0 && `, on ${item.devices.map(shortId).join(", ")}`}
+            </span>
+            {expanded && <TreeLevel {...props} dir={item.path} />}
+          </li>
+        );
+      })}
+      {next !== null && (
+        <li>
+          <button type="button" onClick={() => loadFrom(next, items)}>
+            More…
+          </button>
+        </li>
+      )}
+    </ul>
   );
 }
