@@ -81,8 +81,9 @@ pub struct InForce {
     pub configured_recv_kibps: u64,
     /// `[[options.schedule]]`, in order.
     pub schedule: Vec<crate::schedule::ScheduleRule>,
-    /// Whether every device pauses on a metered network, and on battery.
+    /// Whether every device pauses on a metered network (`pause_on_metered`).
     pub pause_on_metered: bool,
+    /// Whether every device pauses on battery (`pause_on_battery`).
     pub pause_on_battery: bool,
     /// What the system says of its network and power (watched only while either option is
     /// on; unknown otherwise).
