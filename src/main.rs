@@ -154,7 +154,15 @@ async fn run_command(command: Command, home_dir: &Path) -> anyhow::Result<ExitCo
             print::invite(&ask(home_dir, request).await?, json)
         }
         Command::Join { link, paths } => join(home_dir, &link, paths).await,
-        Command::Limits { max_send_kibps, max_recv_kibps, limit_lan, schedule, no_schedule } => {
+        Command::Limits {
+            max_send_kibps,
+            max_recv_kibps,
+            limit_lan,
+            schedule,
+            no_schedule,
+            pause_on_metered,
+            pause_on_battery,
+        } => {
             let schedule = match schedule {
                 Some(file) => Some(read_schedule(&file)?),
                 None => no_schedule.then(Vec::new),
@@ -163,13 +171,22 @@ async fn run_command(command: Command, home_dir: &Path) -> anyhow::Result<ExitCo
                 && max_recv_kibps.is_none()
                 && limit_lan.is_none()
                 && schedule.is_none()
+                && pause_on_metered.is_none()
+                && pause_on_battery.is_none()
             {
                 let config = listed_config(home_dir)?;
                 let status: Box<status::Status> = ask(home_dir, Request::Status).await?;
                 print::limits(&config, &status.bandwidth);
                 return Ok(ExitCode::SUCCESS);
             }
-            let edit = Edit::SetLimits { max_send_kibps, max_recv_kibps, limit_lan, schedule };
+            let edit = Edit::SetLimits {
+                max_send_kibps,
+                max_recv_kibps,
+                limit_lan,
+                schedule,
+                pause_on_metered,
+                pause_on_battery,
+            };
             edited(home_dir, Request::Edit { edit }).await
         }
         Command::Pause { duration } => {

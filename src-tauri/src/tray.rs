@@ -1,6 +1,8 @@
-//! The tray icon: what the engine is doing at a glance (up to date, syncing, error, paused) and
-//! a menu — Open, Pause all / Resume all (folders), pause every device for 1 h / 8 h / until
-//! resumed (or resume them), one entry per folder that opens it in the file manager, Quit.
+//! The tray icon: what the engine is doing at a glance (up to date, syncing, error, paused; the
+//! tooltip and a line of the menu say why every device is paused, when it is: the user, the
+//! schedule, a metered network, battery) and a menu — Open, Pause all / Resume all (folders),
+//! pause every device for 1 h / 8 h / until resumed (or resume them), one entry per folder that
+//! opens it in the file manager, Quit.
 //!
 //! A task redraws it when an engine event says something changed, and every few seconds in any
 //! case; it changes the icon and rebuilds the menu only when what they show changed.
@@ -8,6 +10,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use peerfold_engine::bandwidth::PauseReason;
 use peerfold_engine::config::{Config, Edit};
 use peerfold_engine::engine::{Engine, FolderState};
 use peerfold_engine::schedule::PauseAll;
@@ -26,6 +29,8 @@ const PAUSE_ALL: &str = "pause-all";
 const PAUSE_DEVICES: &str = "pause-devices:";
 const RESUME_DEVICES: &str = "resume-devices";
 const QUIT: &str = "quit";
+/// The menu line saying why every device is paused (not clickable).
+const WHY_PAUSED: &str = "why-paused";
 /// Menu IDs of folder entries: this prefix and the folder's ID.
 const FOLDER: &str = "folder:";
 
@@ -57,6 +62,14 @@ impl Status {
         status
     }
 
+    /// The tooltip: the status, and why every device is paused if it is.
+    pub fn tooltip_with(self, paused: &[PauseReason]) -> String {
+        match why_paused(paused) {
+            Some(why) => format!("{}; {why}", self.tooltip()),
+            None => self.tooltip().to_owned(),
+        }
+    }
+
     pub fn tooltip(self) -> &'static str {
         match self {
             Self::UpToDate => "Peerfold: up to date",
@@ -76,6 +89,16 @@ impl Status {
     }
 }
 
+/// `devices paused on a metered network and on battery`, or `None` when none pauses them.
+pub fn why_paused(paused: &[PauseReason]) -> Option<String> {
+    if paused.is_empty() {
+        return None;
+    }
+    let reasons: Vec<String> =
+        paused.iter().map(|r| r.to_string().trim_start_matches("paused ").to_owned()).collect();
+    Some(format!("devices paused {}", reasons.join(" and ")))
+}
+
 /// What the menu lists: (ID, label, path) per folder, and whether all are paused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct MenuModel {
@@ -83,10 +106,12 @@ struct MenuModel {
     all_paused: bool,
     /// Every device paused by the user (`pause_all`), and not yet over.
     devices_paused: bool,
+    /// Why every device is paused now, if it is (any reason).
+    why_paused: Option<String>,
 }
 
 impl MenuModel {
-    fn of(config: &Config) -> Self {
+    fn of(config: &Config, paused: &[PauseReason]) -> Self {
         Self {
             folders: config
                 .folders
@@ -98,6 +123,7 @@ impl MenuModel {
                 .collect(),
             all_paused: !config.folders.is_empty() && config.folders.iter().all(|f| f.paused),
             devices_paused: config.options.pause_all.is_some_and(|p| p.holds(unix_now())),
+            why_paused: why_paused(paused),
         }
     }
 }
@@ -118,17 +144,18 @@ impl Tray {
 pub fn start<R: Runtime>(app: &AppHandle<R>, engine: Arc<Engine>) -> tauri::Result<()> {
     let config = engine.config();
     let status = Status::of(&config, &engine.folder_states());
-    let model = MenuModel::of(&config);
+    let paused = engine.bandwidth().paused;
+    let model = MenuModel::of(&config, &paused);
     app.manage(Tray { engine: Mutex::new(Some(engine)), wake: tokio::sync::Notify::new() });
     let tray = TrayIconBuilder::with_id(TRAY_ID)
         .icon(Image::from_bytes(status.icon())?)
-        .tooltip(status.tooltip())
+        .tooltip(status.tooltip_with(&paused))
         .menu(&menu(app, &model)?)
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
         .build(app)?;
     let app = app.clone();
-    tauri::async_runtime::spawn(redraw(app, tray, status, model));
+    tauri::async_runtime::spawn(redraw(app, tray, (status, paused), model));
     Ok(())
 }
 
@@ -147,7 +174,12 @@ pub fn stop<R: Runtime>(app: &AppHandle<R>) {
     }
 }
 
-async fn redraw<R: Runtime>(app: AppHandle<R>, tray: TrayIcon<R>, mut status: Status, mut model: MenuModel) {
+async fn redraw<R: Runtime>(
+    app: AppHandle<R>,
+    tray: TrayIcon<R>,
+    mut status: (Status, Vec<PauseReason>),
+    mut model: MenuModel,
+) {
     loop {
         {
             let state = app.state::<Tray>();
@@ -155,16 +187,18 @@ async fn redraw<R: Runtime>(app: AppHandle<R>, tray: TrayIcon<R>, mut status: St
         }
         let Some(engine) = app.state::<Tray>().engine() else { return };
         let config = engine.config();
-        let now = Status::of(&config, &engine.folder_states());
+        let now = (Status::of(&config, &engine.folder_states()), engine.bandwidth().paused);
         drop(engine);
         if now != status {
-            status = now;
-            if let Ok(icon) = Image::from_bytes(status.icon()) {
+            if now.0 != status.0
+                && let Ok(icon) = Image::from_bytes(now.0.icon())
+            {
                 let _ = tray.set_icon(Some(icon));
             }
-            let _ = tray.set_tooltip(Some(status.tooltip()));
+            status = now;
+            let _ = tray.set_tooltip(Some(status.0.tooltip_with(&status.1)));
         }
-        let new_model = MenuModel::of(&config);
+        let new_model = MenuModel::of(&config, &status.1);
         if new_model != model {
             model = new_model;
             if let Ok(menu) = menu(&app, &model) {
@@ -177,6 +211,13 @@ async fn redraw<R: Runtime>(app: AppHandle<R>, tray: TrayIcon<R>, mut status: St
 fn menu<R: Runtime>(app: &AppHandle<R>, model: &MenuModel) -> tauri::Result<Menu<R>> {
     let menu = Menu::new(app)?;
     menu.append(&MenuItem::with_id(app, OPEN, "Open Peerfold", true, None::<&str>)?)?;
+    if let Some(why) = &model.why_paused {
+        let mut line = why.clone();
+        if let Some(first) = line.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        menu.append(&MenuItem::with_id(app, WHY_PAUSED, line, false, None::<&str>)?)?;
+    }
     let pause = if model.all_paused { "Resume all" } else { "Pause all" };
     menu.append(&MenuItem::with_id(app, PAUSE_ALL, pause, !model.folders.is_empty(), None::<&str>)?)?;
     if model.devices_paused {
@@ -282,7 +323,7 @@ fn unix_now() -> u64 {
 /// Pauses every folder, or resumes them all when all are paused.
 pub async fn pause_all(engine: &Engine) -> Result<(), String> {
     let config = engine.config();
-    let pause = !MenuModel::of(&config).all_paused;
+    let pause = !MenuModel::of(&config, &[]).all_paused;
     for folder in config.folders.iter().filter(|f| f.paused != pause) {
         engine
             .edit_config(Edit::PauseFolder { id: folder.id.clone(), paused: pause })
@@ -340,6 +381,14 @@ mod tests {
         // No folders yet: nothing to worry about, and nothing paused.
         assert_eq!(Status::of(&config(&[]), &[]), Status::UpToDate);
         assert_eq!(Status::Error.tooltip(), "Peerfold: a folder has a problem");
+        assert_eq!(Status::UpToDate.tooltip_with(&[]), "Peerfold: up to date");
+        assert_eq!(
+            Status::UpToDate.tooltip_with(&[PauseReason::Metered, PauseReason::Battery]),
+            "Peerfold: up to date; devices paused on a metered network and on battery"
+        );
+        let m = MenuModel::of(&c, &[PauseReason::Metered]);
+        assert_eq!(m.why_paused.as_deref(), Some("devices paused on a metered network"));
+        assert!(!m.devices_paused, "not the user's pause: no Resume entry");
         for status in [Status::UpToDate, Status::Syncing, Status::Error, Status::Paused] {
             assert!(Image::from_bytes(status.icon()).is_ok(), "{status:?} has a usable icon");
         }
@@ -370,10 +419,10 @@ mod tests {
             assert_eq!(paused(&engine), [false, false]);
             // Pausing the devices for an hour shows Resume; resuming shows the pauses again.
             pause_devices(&engine, Some(Some(3600))).await.unwrap();
-            assert!(MenuModel::of(&engine.config()).devices_paused);
+            assert!(MenuModel::of(&engine.config(), &[]).devices_paused);
             assert!(matches!(engine.config().options.pause_all, Some(PauseAll::Until(_))));
             pause_devices(&engine, None).await.unwrap();
-            assert!(!MenuModel::of(&engine.config()).devices_paused);
+            assert!(!MenuModel::of(&engine.config(), &[]).devices_paused);
             drop(engine);
             daemon.shutdown().await;
         });
@@ -383,7 +432,7 @@ mod tests {
     fn the_menu_lists_each_folder_by_label_and_offers_resume_when_all_are_paused() {
         let mut c = config(&[("photos", false), ("docs", false)]);
         c.folders[0].label = "Photos".into();
-        let m = MenuModel::of(&c);
+        let m = MenuModel::of(&c, &[]);
         assert_eq!(
             m.folders,
             vec![
@@ -393,9 +442,9 @@ mod tests {
         );
         assert!(!m.all_paused);
         c.folders[0].paused = true;
-        assert!(!MenuModel::of(&c).all_paused, "one running folder: Pause all");
+        assert!(!MenuModel::of(&c, &[]).all_paused, "one running folder: Pause all");
         c.folders[1].paused = true;
-        assert!(MenuModel::of(&c).all_paused);
-        assert!(!MenuModel::of(&config(&[])).all_paused);
+        assert!(MenuModel::of(&c, &[]).all_paused);
+        assert!(!MenuModel::of(&config(&[]), &[]).all_paused);
     }
 }

@@ -283,7 +283,8 @@ pub(super) async fn revert(State(state): State<Shared>, Path(id): Path<String>) 
 /// "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder" |
 /// "set-name" | "device-limits" | "set-limits" | "pause-all", ...}` (`set-name` names this device:
 /// `{"edit": "set-name", "name": "laptop"}`; `set-limits` sets the global limits in KiB/s, 0 for
-/// none, and the schedule: `{"edit": "set-limits", "max_recv_kibps": 10240, "limit_lan": false}`;
+/// none, the schedule (`schedule`, the whole list) and the metered and battery pauses:
+/// `{"edit": "set-limits", "max_recv_kibps": 10240, "limit_lan": false, "pause_on_metered": true}`;
 /// `pause-all` pauses every device, `{"edit": "pause-all", "pause": {"until": UNIX_SECONDS}}` or
 /// `"pause": "until-resumed"`, and resumes them with no `pause`).
 /// The resource routes above make the same changes one at a time.

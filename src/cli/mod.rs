@@ -168,6 +168,13 @@ pub enum Command {
         /// Remove every schedule entry
         #[arg(long)]
         no_schedule: bool,
+        /// Whether every device pauses while the system is on a metered network (Linux:
+        /// NetworkManager)
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        pause_on_metered: Option<bool>,
+        /// Whether every device pauses while the system runs on battery (Linux: UPower)
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        pause_on_battery: Option<bool>,
     },
     /// Pause every device (nothing is sent or received; folders are still scanned) for a while
     /// or until `peerfold resume`

@@ -254,6 +254,19 @@ pub fn limits(config: &Config, now: &InForce) {
         let marker = if now.rule.as_ref().is_some_and(|r| r.index == i) { "  (in force now)" } else { "" };
         println!("Schedule {}: {}: {what}{marker}", i + 1, rule.window());
     }
+    let state = |v: Option<bool>, yes: &str, no: &str| match v {
+        Some(true) => yes.to_owned(),
+        Some(false) => no.to_owned(),
+        None => "unknown".to_owned(),
+    };
+    if o.pause_on_metered {
+        let now = state(now.power.metered, "metered now", "not metered now");
+        println!("Every device pauses on a metered network ({now}).");
+    }
+    if o.pause_on_battery {
+        let now = state(now.power.on_battery, "on battery now", "on mains power now");
+        println!("Every device pauses on battery ({now}).");
+    }
     if !now.paused.is_empty() {
         println!("Every device is paused now (`peerfold status` says why).");
     } else {

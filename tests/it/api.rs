@@ -201,6 +201,27 @@ fn devices_are_added_edited_paused_and_removed() {
     assert_eq!(st["bandwidth"]["max_recv_kibps"], 1024);
     assert_eq!(st["bandwidth"]["paused"], json!([{"reason": "user", "until": null}]));
     api.send("POST", "/api/config/edits", json!({"edit": "pause-all"}));
+    // The schedule is the whole list in one set-limits edit (the web UI's rule editor sends
+    // it so); status lists it once the engine applied it.
+    let rule = json!({"days": ["mon", "fri"], "from": "09:00", "to": "17:30", "max_send_kibps": 64});
+    let (status, set) =
+        api.send("POST", "/api/config/edits", json!({"edit": "set-limits", "schedule": [rule]}));
+    assert_eq!(status, 200, "{set}");
+    assert!(set["message"].as_str().unwrap().contains("1 schedule rule"), "{set}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while api.get("/api/status").1["bandwidth"]["schedule"] != json!([rule]) {
+        assert!(std::time::Instant::now() < deadline, "the schedule never showed in status");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let both = json!({"from": "09:00", "to": "17:00", "pause": true, "max_send_kibps": 5});
+    api.refused(
+        "POST",
+        "/api/config/edits",
+        json!({"edit": "set-limits", "schedule": [both]}),
+        400,
+        "either pause",
+    );
+    assert!(ok(&api.t.peerfold(&["limits"])).contains("Schedule 1: mon,fri 09:00-17:30: sending 64 KiB/s"));
     // The daemon saved it, as the CLI shows.
     assert!(ok(&api.t.peerfold(&["device", "list"])).contains("\"nas\""));
 

@@ -86,8 +86,14 @@ async fn a_limit_change_reaches_a_live_connection_without_reconnecting() {
     .await;
     // (256 - 16) KiB at 128 KiB/s: the limit was in force.
     assert!(start.elapsed() >= Duration::from_secs(1), "limited: {:?}", start.elapsed());
-    let edit =
-        Edit::SetLimits { max_send_kibps: None, max_recv_kibps: Some(0), limit_lan: None, schedule: None };
+    let edit = Edit::SetLimits {
+        max_send_kibps: None,
+        max_recv_kibps: Some(0),
+        limit_lan: None,
+        schedule: None,
+        pause_on_metered: None,
+        pause_on_battery: None,
+    };
     eb.edit_config(edit).await.unwrap();
     arrived(&b, &data, start).await;
     let now = eb.connections();

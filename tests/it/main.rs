@@ -18,6 +18,8 @@ mod interop;
 mod introducer;
 mod invite;
 mod limits;
+#[cfg(target_os = "linux")]
+mod metered;
 mod nat;
 mod netns;
 mod punch;

@@ -59,6 +59,15 @@ impl Node {
         let index = Index::open(&self.t.path("index.db")).await.unwrap();
         Engine::start_networked(&self.config, index, self.id, self.net.take().unwrap())
     }
+
+    /// [`Node::start`], learning of metered networks and battery from `power`.
+    pub(crate) async fn start_with_power(
+        &mut self,
+        power: std::sync::Arc<dyn peerfold::power::PowerNetworkSource>,
+    ) -> Engine {
+        let index = Index::open(&self.t.path("index.db")).await.unwrap();
+        Engine::start_networked_with_power(&self.config, index, self.id, self.net.take().unwrap(), power)
+    }
 }
 
 /// Two nodes that know each other.

@@ -44,7 +44,8 @@ export interface paths {
          *     "unshare" | "pause-folder" | "pause-device" | "update-device" | "update-folder" |
          *     "set-name" | "device-limits" | "set-limits" | "pause-all", ...}` (`set-name` names this device:
          *     `{"edit": "set-name", "name": "laptop"}`; `set-limits` sets the global limits in KiB/s, 0 for
-         *     none, and the schedule: `{"edit": "set-limits", "max_recv_kibps": 10240, "limit_lan": false}`;
+         *     none, the schedule (`schedule`, the whole list) and the metered and battery pauses:
+         *     `{"edit": "set-limits", "max_recv_kibps": 10240, "limit_lan": false, "pause_on_metered": true}`;
          *     `pause-all` pauses every device, `{"edit": "pause-all", "pause": {"until": UNIX_SECONDS}}` or
          *     `"pause": "until-resumed"`, and resumes them with no `pause`).
          *     The resource routes above make the same changes one at a time.
@@ -917,6 +918,10 @@ export interface components {
             max_recv_kibps?: number | null;
             /** Format: int64 */
             max_send_kibps?: number | null;
+            /** @description Whether every device pauses on battery. */
+            pause_on_battery?: boolean | null;
+            /** @description Whether every device pauses on a metered network. */
+            pause_on_metered?: boolean | null;
             schedule?: components["schemas"]["ScheduleRule"][] | null;
         } | {
             /** @enum {string} */
@@ -1181,8 +1186,17 @@ export interface components {
              * @description KiB/s over all connections (0: unlimited): the schedule rule's, else `[options]`'.
              */
             max_send_kibps: number;
+            /** @description Whether every device pauses on battery (`pause_on_battery`). */
+            pause_on_battery: boolean;
+            /** @description Whether every device pauses on a metered network (`pause_on_metered`). */
+            pause_on_metered: boolean;
             /** @description Empty unless every device is paused; then why. */
             paused: components["schemas"]["PauseReason"][];
+            /**
+             * @description What the system says of its network and power (watched only while either option is
+             *     on; unknown otherwise).
+             */
+            power: components["schemas"]["PowerNetwork"];
             rule?: components["schemas"]["RuleInForce"] | null;
             /** @description `[[options.schedule]]`, in order. */
             schedule: components["schemas"]["ScheduleRule"][];
@@ -1317,6 +1331,12 @@ export interface components {
             reason: "schedule";
             rule: number;
             window: string;
+        } | {
+            /** @enum {string} */
+            reason: "metered";
+        } | {
+            /** @enum {string} */
+            reason: "battery";
         };
         /** @description Devices and folder offers waiting for the user. */
         Pending: {
@@ -1346,6 +1366,16 @@ export interface components {
              * @description Unix seconds.
              */
             seen_at: number;
+        };
+        /**
+         * @description What the system says about its network and power; `None` where it says nothing (no such
+         *     service, or a platform without a source).
+         */
+        PowerNetwork: {
+            /** @description Whether the primary connection is metered (NetworkManager: yes or guess-yes). */
+            metered?: boolean | null;
+            /** @description Whether the system runs on battery (UPower's `OnBattery`). */
+            on_battery?: boolean | null;
         };
         /** @description Everything a front-end can ask. Serialized as `{"command": "kebab-case-name", ...fields}`. */
         Request: {

@@ -35,6 +35,7 @@ export type Pending = Schemas["Pending"];
 export type Edited = Schemas["Edited"];
 /** One configuration change as the CLI makes it (`POST /api/config/edits`). */
 export type Edit = Schemas["Edit"];
+export type Day = Schemas["Day"];
 export type FileStamp = Schemas["FileStamp"];
 export type Conflict = Schemas["ConflictView"];
 export type Keep = Schemas["Keep"];
@@ -318,9 +319,19 @@ export class Client {
   removeDevice = (id: string) => this.ask({ command: "remove-device", device: id }, "edited");
 
   // bandwidth and pausing every device
-  /** The global limits in KiB/s (0: unlimited) and whether they apply on the LAN; unset ones stay. */
-  setLimits = (l: { max_send_kibps?: number; max_recv_kibps?: number; limit_lan?: boolean }) =>
-    this.edit({ edit: "set-limits", ...l });
+  /**
+   * The global limits in KiB/s (0: unlimited), whether they apply on the LAN, and whether every
+   * device pauses on a metered network or on battery; unset ones stay.
+   */
+  setLimits = (l: {
+    max_send_kibps?: number;
+    max_recv_kibps?: number;
+    limit_lan?: boolean;
+    pause_on_metered?: boolean;
+    pause_on_battery?: boolean;
+  }) => this.edit({ edit: "set-limits", ...l });
+  /** Replaces the whole `[[options.schedule]]` list. */
+  setSchedule = (schedule: ScheduleRule[]) => this.edit({ edit: "set-limits", schedule });
   /** Pauses every device for `seconds`, or until resumed when `null`. */
   pauseAll = (seconds: number | null) =>
     this.edit({

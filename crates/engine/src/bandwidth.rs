@@ -8,8 +8,9 @@
 //! while `limit_lan` is off. Which rule is in force is [`in_force`], a pure function of the
 //! configuration and the [`Clock`]; [`run`] is the task that applies it, and publishes the
 //! configuration the model works from: the user's, with every device paused while a pause is
-//! in force. Pauses have reasons ([`PauseReason`]), so a metered network or battery can be
-//! added as further ones.
+//! in force. Pauses have reasons ([`PauseReason`]): the user's, a schedule rule's, and a
+//! metered network or battery (what `power` observes, counted only while `pause_on_metered` /
+//! `pause_on_battery` is on).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::identity::DeviceId;
 use crate::net::limit::{Exempt, LimitedStream, Limiter, is_lan};
 use crate::net::{BoxStream, Transport};
+use crate::power::PowerNetwork;
 use crate::schedule::{LocalTime, PauseAll};
 
 /// Why every device is paused.
@@ -35,6 +37,22 @@ pub enum PauseReason {
     User { until: Option<u64> },
     /// A schedule rule with `pause = true`.
     Schedule { rule: usize, window: String },
+    /// The system is on a metered network and `pause_on_metered` is on.
+    Metered,
+    /// The system runs on battery and `pause_on_battery` is on.
+    Battery,
+}
+
+impl std::fmt::Display for PauseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User { until: None } => write!(f, "paused until resumed"),
+            Self::User { until: Some(t) } => write!(f, "paused until {}", crate::clock::local_text(*t)),
+            Self::Schedule { window, .. } => write!(f, "paused by the schedule rule {window}"),
+            Self::Metered => write!(f, "paused on a metered network"),
+            Self::Battery => write!(f, "paused on battery"),
+        }
+    }
 }
 
 /// The schedule rule in force.
@@ -63,10 +81,18 @@ pub struct InForce {
     pub configured_recv_kibps: u64,
     /// `[[options.schedule]]`, in order.
     pub schedule: Vec<crate::schedule::ScheduleRule>,
+    /// Whether every device pauses on a metered network (`pause_on_metered`).
+    pub pause_on_metered: bool,
+    /// Whether every device pauses on battery (`pause_on_battery`).
+    pub pause_on_battery: bool,
+    /// What the system says of its network and power (watched only while either option is
+    /// on; unknown otherwise).
+    pub power: PowerNetwork,
 }
 
-/// What is in force under `config` at local time `local`, Unix time `unix`.
-pub fn in_force(config: &Config, local: LocalTime, unix: u64) -> InForce {
+/// What is in force under `config` at local time `local`, Unix time `unix`, with the system's
+/// network and power as `power` says.
+pub fn in_force(config: &Config, local: LocalTime, unix: u64, power: PowerNetwork) -> InForce {
     let o = &config.options;
     let mut f = InForce {
         max_send_kibps: o.max_send_kibps,
@@ -75,6 +101,9 @@ pub fn in_force(config: &Config, local: LocalTime, unix: u64) -> InForce {
         configured_send_kibps: o.max_send_kibps,
         configured_recv_kibps: o.max_recv_kibps,
         schedule: o.schedule.clone(),
+        pause_on_metered: o.pause_on_metered,
+        pause_on_battery: o.pause_on_battery,
+        power,
         ..InForce::default()
     };
     if let Some(pause) = o.pause_all.filter(|p| p.holds(unix)) {
@@ -95,6 +124,13 @@ pub fn in_force(config: &Config, local: LocalTime, unix: u64) -> InForce {
             f.max_recv_kibps = rule.max_recv_kibps;
         }
         f.rule = Some(RuleInForce { index, window, pause: rule.pause });
+    }
+    // Unknown is not metered and not on battery: a machine that cannot tell keeps syncing.
+    if o.pause_on_metered && power.metered == Some(true) {
+        f.paused.push(PauseReason::Metered);
+    }
+    if o.pause_on_battery && power.on_battery == Some(true) {
+        f.paused.push(PauseReason::Battery);
     }
     f
 }
@@ -144,10 +180,10 @@ impl Bandwidth {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = f.clone();
     }
 
-    /// Applies what is in force under `config` now by `clock`; returns the configuration the
-    /// model works from.
-    pub fn apply_now(&self, config: &Arc<Config>, clock: &dyn Clock) -> Arc<Config> {
-        let f = in_force(config, clock.local(), clock.unix());
+    /// Applies what is in force under `config` now by `clock` and `power`; returns the
+    /// configuration the model works from.
+    pub fn apply_now(&self, config: &Arc<Config>, clock: &dyn Clock, power: PowerNetwork) -> Arc<Config> {
+        let f = in_force(config, clock.local(), clock.unix(), power);
         if f != self.current() {
             tracing::info!(in_force = ?f, "bandwidth limits or pause changed");
         }
@@ -199,20 +235,25 @@ fn for_model(config: &Arc<Config>, f: &InForce) -> Arc<Config> {
     Arc::new(paused)
 }
 
-/// Applies what is in force whenever the configuration changes and at every minute of the
-/// clock (schedule windows start and end on the minute; a timed pause ends at its second), and
-/// publishes the model's configuration, until `shutdown`.
+/// Applies what is in force whenever the configuration or the system's network and power
+/// (`power`) change and at every minute of the clock (schedule windows start and end on the
+/// minute; a timed pause ends at its second), and publishes the model's configuration, until
+/// `shutdown`.
 pub async fn run(
     bandwidth: Arc<Bandwidth>,
     clock: Arc<dyn Clock>,
     mut config: watch::Receiver<Arc<Config>>,
+    mut power: watch::Receiver<PowerNetwork>,
     model_config: watch::Sender<Arc<Config>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A power source that stopped publishing leaves the last state in force.
+    let mut power_open = true;
     loop {
         let current = config.borrow_and_update().clone();
         let (local, unix) = (clock.local(), clock.unix());
-        let next = bandwidth.apply_now(&current, &*clock);
+        let state = *power.borrow_and_update();
+        let next = bandwidth.apply_now(&current, &*clock, state);
         model_config.send_if_modified(|old| {
             let differs = **old != *next;
             if differs {
@@ -229,6 +270,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.changed() => return,
             changed = config.changed() => if changed.is_err() { return },
+            changed = power.changed(), if power_open => power_open = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -292,7 +334,8 @@ mod tests {
         let (model_tx, model_rx) = watch::channel(Arc::new(Config::default()));
         let (_shutdown_tx, shutdown) = watch::channel(false);
         let bw = Arc::new(Bandwidth::new());
-        tokio::spawn(run(Arc::clone(&bw), Arc::new(clock), config_rx, model_tx, shutdown));
+        let (_power_tx, power) = watch::channel(PowerNetwork::default());
+        tokio::spawn(run(Arc::clone(&bw), Arc::new(clock), config_rx, power, model_tx, shutdown));
         let rates = |bw: &Bandwidth| (bw.global.send.rate(), bw.global.recv.rate());
 
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -329,6 +372,22 @@ mod tests {
         assert_eq!(bw.devices.lock().unwrap().len(), 1, "a stranger adds no buckets");
     }
 
+    #[test]
+    fn a_metered_network_or_battery_pauses_only_when_asked_and_known() {
+        let mut c = config_with(Vec::new());
+        let t = LocalTime::at(Day::Mon, 12, 0, 0);
+        let both = PowerNetwork { metered: Some(true), on_battery: Some(true) };
+        assert!(in_force(&c, t, 0, both).paused.is_empty(), "both options off");
+        c.options.pause_on_metered = true;
+        assert_eq!(in_force(&c, t, 0, both).paused, [PauseReason::Metered]);
+        c.options.pause_on_battery = true;
+        assert_eq!(in_force(&c, t, 0, both).paused, [PauseReason::Metered, PauseReason::Battery]);
+        assert_eq!(in_force(&c, t, 0, both).power, both, "status shows what the system says");
+        assert!(in_force(&c, t, 0, PowerNetwork::default()).paused.is_empty(), "unknown pauses nothing");
+        let neither = PowerNetwork { metered: Some(false), on_battery: Some(false) };
+        assert!(in_force(&c, t, 0, neither).paused.is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_timed_pause_ends_on_its_second() {
         let mut config = config_with(Vec::new());
@@ -343,7 +402,8 @@ mod tests {
         let (model_tx, _model_rx) = watch::channel(Arc::new(Config::default()));
         let (_shutdown_tx, shutdown) = watch::channel(false);
         let bw = Arc::new(Bandwidth::new());
-        tokio::spawn(run(Arc::clone(&bw), Arc::new(clock), config_rx, model_tx, shutdown));
+        let (_power_tx, power) = watch::channel(PowerNetwork::default());
+        tokio::spawn(run(Arc::clone(&bw), Arc::new(clock), config_rx, power, model_tx, shutdown));
         tokio::time::sleep(Duration::from_secs(89)).await;
         assert_eq!(bw.current().paused, [PauseReason::User { until: Some(now + 90) }]);
         tokio::time::sleep(Duration::from_secs(1)).await;

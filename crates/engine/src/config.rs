@@ -184,6 +184,8 @@ pub enum Change {
         max_recv_kibps: u64,
         limit_lan: bool,
         schedule_rules: usize,
+        pause_on_metered: bool,
+        pause_on_battery: bool,
         changed: bool,
     },
     /// Every device paused (until a Unix time, or until resumed), or resumed (`None`).
@@ -314,6 +316,12 @@ pub enum Edit {
         limit_lan: Option<bool>,
         #[serde(default)]
         schedule: Option<Vec<ScheduleRule>>,
+        /// Whether every device pauses on a metered network.
+        #[serde(default)]
+        pause_on_metered: Option<bool>,
+        /// Whether every device pauses on battery.
+        #[serde(default)]
+        pause_on_battery: Option<bool>,
     },
     /// Pauses every device until a moment or until resumed; `None` resumes.
     PauseAll {
@@ -444,7 +452,15 @@ impl std::fmt::Display for Change {
                     kibps(*max_recv_kibps)
                 )
             }
-            Self::Limits { max_send_kibps, max_recv_kibps, limit_lan, schedule_rules, changed } => {
+            Self::Limits {
+                max_send_kibps,
+                max_recv_kibps,
+                limit_lan,
+                schedule_rules,
+                pause_on_metered,
+                pause_on_battery,
+                changed,
+            } => {
                 let already = if *changed { "" } else { " (as before)" };
                 let lan = if *limit_lan { "also on the LAN" } else { "not on the LAN" };
                 let rules = match schedule_rules {
@@ -452,9 +468,15 @@ impl std::fmt::Display for Change {
                     1 => ", 1 schedule rule".to_owned(),
                     n => format!(", {n} schedule rules"),
                 };
+                let pauses = match (pause_on_metered, pause_on_battery) {
+                    (false, false) => "",
+                    (true, false) => ", paused on metered networks",
+                    (false, true) => ", paused on battery",
+                    (true, true) => ", paused on metered networks and on battery",
+                };
                 write!(
                     f,
-                    "Limits: sending {}, receiving {}, {lan}{rules}{already}.",
+                    "Limits: sending {}, receiving {}, {lan}{rules}{pauses}{already}.",
                     kibps(*max_send_kibps),
                     kibps(*max_recv_kibps)
                 )
@@ -676,6 +698,13 @@ pub struct Options {
     /// Every device paused by the user (`peerfold pause --for 2h`), until then or until resumed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_all: Option<PauseAll>,
+    /// Every device paused while the system is on a metered network (NetworkManager's
+    /// `Metered`: yes or guess-yes). Off by default; the desktop app's first run offers it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pause_on_metered: bool,
+    /// Every device paused while the system runs on battery (UPower's `OnBattery`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pause_on_battery: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -692,6 +721,8 @@ impl Options {
             limit_lan: false,
             schedule: Vec::new(),
             pause_all: None,
+            pause_on_metered: false,
+            pause_on_battery: false,
             ..self.clone()
         }
     }
@@ -725,6 +756,8 @@ impl Default for Options {
             limit_lan: false,
             schedule: Vec::new(),
             pause_all: None,
+            pause_on_metered: false,
+            pause_on_battery: false,
         }
     }
 }
@@ -1403,21 +1436,32 @@ impl Config {
                 let changed = before != (max_send_kibps, max_recv_kibps);
                 Ok(Change::DeviceLimits { id, max_send_kibps, max_recv_kibps, changed })
             }),
-            Edit::SetLimits { max_send_kibps, max_recv_kibps, limit_lan, schedule } => self.apply(|c| {
+            Edit::SetLimits {
+                max_send_kibps,
+                max_recv_kibps,
+                limit_lan,
+                schedule,
+                pause_on_metered,
+                pause_on_battery,
+            } => self.apply(|c| {
                 let o = &mut c.options;
-                let before = (o.max_send_kibps, o.max_recv_kibps, o.limit_lan, o.schedule.clone());
+                let before = o.clone();
                 o.max_send_kibps = max_send_kibps.unwrap_or(o.max_send_kibps);
                 o.max_recv_kibps = max_recv_kibps.unwrap_or(o.max_recv_kibps);
                 o.limit_lan = limit_lan.unwrap_or(o.limit_lan);
+                o.pause_on_metered = pause_on_metered.unwrap_or(o.pause_on_metered);
+                o.pause_on_battery = pause_on_battery.unwrap_or(o.pause_on_battery);
                 if let Some(schedule) = schedule {
                     o.schedule = schedule;
                 }
-                let changed = before != (o.max_send_kibps, o.max_recv_kibps, o.limit_lan, o.schedule.clone());
+                let changed = before != *o;
                 Ok(Change::Limits {
                     max_send_kibps: o.max_send_kibps,
                     max_recv_kibps: o.max_recv_kibps,
                     limit_lan: o.limit_lan,
                     schedule_rules: o.schedule.len(),
+                    pause_on_metered: o.pause_on_metered,
+                    pause_on_battery: o.pause_on_battery,
                     changed,
                 })
             }),

@@ -233,7 +233,19 @@ impl Engine {
     /// Starts the engine with networking: the folder tasks, and the model serving and dialling
     /// peers through `net` as device `me`.
     pub fn start_networked(config: &Config, index: Index, me: DeviceId, net: Net) -> Self {
-        Self::start_inner(config, index, me, Some(net))
+        Self::start_inner(config, index, me, Some((net, crate::power::system_source())))
+    }
+
+    /// [`Engine::start_networked`], learning of metered networks and battery from `power`
+    /// instead of the system (a test's own D-Bus).
+    pub fn start_networked_with_power(
+        config: &Config,
+        index: Index,
+        me: DeviceId,
+        net: Net,
+        power: Arc<dyn crate::power::PowerNetworkSource>,
+    ) -> Self {
+        Self::start_inner(config, index, me, Some((net, power)))
     }
 
     /// Starts discovery: this device announces `addresses` and finds the devices configured as
@@ -302,7 +314,13 @@ impl Engine {
         self
     }
 
-    fn start_inner(config: &Config, index: Index, me: DeviceId, network: Option<Net>) -> Self {
+    fn start_inner(
+        config: &Config,
+        index: Index,
+        me: DeviceId,
+        network: Option<(Net, Arc<dyn crate::power::PowerNetworkSource>)>,
+    ) -> Self {
+        let (network, power_source) = network.unzip();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
@@ -357,12 +375,26 @@ impl Engine {
             // The model works from the configuration with the pauses in force applied, applied
             // once before it starts so that a pause holds from the start.
             let clock = Arc::new(crate::clock::SystemClock);
-            let first = engine.shared.bandwidth.apply_now(&Arc::new(config.clone()), &*clock);
+            let first = engine.shared.bandwidth.apply_now(
+                &Arc::new(config.clone()),
+                &*clock,
+                crate::power::PowerNetwork::default(),
+            );
             let (model_config, model_config_rx) = watch::channel(first);
+            let (power, power_rx) = watch::channel(crate::power::PowerNetwork::default());
+            if let Some(source) = power_source {
+                engine.tasks.spawn(crate::power::run(
+                    source,
+                    config_rx.clone(),
+                    power,
+                    engine.shutdown.subscribe(),
+                ));
+            }
             engine.tasks.spawn(crate::bandwidth::run(
                 Arc::clone(&engine.shared.bandwidth),
                 clock,
                 config_rx.clone(),
+                power_rx,
                 model_config,
                 engine.shutdown.subscribe(),
             ));
@@ -555,7 +587,8 @@ impl Engine {
     pub fn bandwidth(&self) -> crate::bandwidth::InForce {
         if self.net.is_none() {
             let clock = crate::clock::SystemClock;
-            return crate::bandwidth::in_force(&self.config(), clock.local(), clock.unix());
+            let unknown = crate::power::PowerNetwork::default();
+            return crate::bandwidth::in_force(&self.config(), clock.local(), clock.unix(), unknown);
         }
         self.shared.bandwidth.current()
     }

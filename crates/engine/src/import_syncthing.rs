@@ -515,6 +515,8 @@ pub fn merge(config: &mut Config, me: DeviceId, imported: &Imported) -> Result<V
             max_recv_kibps: Some(recv),
             limit_lan: Some(lan),
             schedule: None,
+            pause_on_metered: None,
+            pause_on_battery: None,
         };
         let c = config.edit(me, edit).map_err(change("the bandwidth limits".to_owned()))?;
         lines.push(c.to_string());

@@ -47,6 +47,7 @@ pub mod model;
 mod module_graph;
 pub mod names;
 mod positional_io;
+pub mod power;
 pub mod pull;
 pub mod rates;
 pub mod recent_log;

@@ -214,7 +214,8 @@ pub async fn status(
         None => {
             use crate::clock::Clock as _;
             let clock = crate::clock::SystemClock;
-            crate::bandwidth::in_force(config, clock.local(), clock.unix())
+            let unknown = crate::power::PowerNetwork::default();
+            crate::bandwidth::in_force(config, clock.local(), clock.unix(), unknown)
         }
     };
     let quic_unavailable = engine.map(Engine::quic_unavailable).unwrap_or_default();
@@ -241,6 +242,16 @@ impl std::fmt::Display for Status {
                 crate::bandwidth::PauseReason::Schedule { window, .. } => {
                     writeln!(f, "Every device is paused by the schedule rule {window}")?
                 }
+                crate::bandwidth::PauseReason::Metered => writeln!(
+                    f,
+                    "Every device is paused: the network is metered (pause_on_metered; \
+                     `peerfold limits --pause-on-metered=false` turns it off)"
+                )?,
+                crate::bandwidth::PauseReason::Battery => writeln!(
+                    f,
+                    "Every device is paused: the system runs on battery (pause_on_battery; \
+                     `peerfold limits --pause-on-battery=false` turns it off)"
+                )?,
             }
         }
         if b.max_send_kibps != 0 || b.max_recv_kibps != 0 || b.rule.as_ref().is_some_and(|r| !r.pause) {

@@ -134,13 +134,18 @@ function PauseAll() {
   const live = useLive();
   const [action, act] = useLiveAction();
   const paused = live.status?.bandwidth?.paused ?? [];
-  const why = paused.map((r) =>
-    r.reason === "user"
-      ? r.until
-        ? `until ${unixWhen(r.until)}`
-        : "until you resume"
-      : `by the schedule (${r.window})`,
-  );
+  const why = paused.map((r) => {
+    switch (r.reason) {
+      case "user":
+        return r.until ? `until ${unixWhen(r.until)}` : "until you resume";
+      case "schedule":
+        return `by the schedule (${r.window})`;
+      case "metered":
+        return "while the network is metered";
+      case "battery":
+        return "while on battery";
+    }
+  });
   return (
     <section className="card" aria-label="Pause all devices">
       {paused.length > 0 ? (

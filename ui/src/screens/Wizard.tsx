@@ -4,8 +4,9 @@ import { DeviceChecks, FormFooter, useAction, useDeviceFields } from "../compone
 import { Invite, Join } from "./ThisDevice";
 
 /**
- * The desktop app's first run: name this device, show its ID and QR code, add a device, share a
- * first folder. Shown while the home has no devices and no folders; every step can be skipped.
+ * The desktop app's first run: name this device (and offer to pause on a metered network or on
+ * battery, off unless ticked), show its ID and QR code, add a device, share a first folder.
+ * Shown while the home has no devices and no folders; every step can be skipped.
  */
 export function Wizard(props: { onDone: () => void }) {
   const live = useLive();
@@ -39,10 +40,17 @@ function NameStep(props: { name: string; onNext: () => void }) {
   const live = useLive();
   const action = useAction();
   const [name, setName] = useState(props.name);
+  const [metered, setMetered] = useState(false);
+  const [battery, setBattery] = useState(false);
   useEffect(() => setName(props.name), [props.name]);
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    if (await action.run(() => client.setName(name))) {
+    const save = async () => {
+      await client.setName(name);
+      // Off is the default: only a tick changes the configuration.
+      if (metered || battery) await client.setLimits({ pause_on_metered: metered, pause_on_battery: battery });
+    };
+    if (await action.run(save)) {
       await live.refresh();
       props.onNext();
     }
@@ -55,6 +63,17 @@ function NameStep(props: { name: string; onNext: () => void }) {
         Device name
         <input id="wizard-name" value={name} onChange={(e) => setName(e.target.value)} required />
       </label>
+      <fieldset>
+        <legend>On a laptop</legend>
+        <label className="check">
+          <input id="wizard-pause-metered" type="checkbox" checked={metered} onChange={(e) => setMetered(e.target.checked)} />
+          Pause syncing while the network is metered (a phone's hotspot, say)
+        </label>
+        <label className="check">
+          <input id="wizard-pause-battery" type="checkbox" checked={battery} onChange={(e) => setBattery(e.target.checked)} />
+          Pause syncing while on battery
+        </label>
+      </fieldset>
       <FormFooter action={action} submit="Next" id="wizard-name-next" />
     </form>
   );
