@@ -373,7 +373,11 @@ mod tests {
     fn a_save_closed_after_writing_is_reported_after_the_settle_time_not_the_delay() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(DELAY);
-        feed(&mut c, t0, &[(0, write(), &["doc.txt"]), (1, write(), &["doc.txt"]), (2, close_write(), &["doc.txt"])]);
+        feed(
+            &mut c,
+            t0,
+            &[(0, write(), &["doc.txt"]), (1, write(), &["doc.txt"]), (2, close_write(), &["doc.txt"])],
+        );
         assert_eq!(c.due(), Some(t0 + 2 * MS + SETTLE));
         assert_eq!(c.flush(t0 + 1 * MS + SETTLE), None);
         assert_eq!(c.flush(t0 + 2 * MS + SETTLE), Some(WatchEvent::Paths(paths(&["doc.txt"]))));
@@ -478,7 +482,10 @@ mod tests {
         );
         assert_eq!(c.flush(t0 + 3 * MS + SETTLE), None, "the backup is still there");
         feed(&mut c, t0, &[(40, remove(), &["notes.md~"])]);
-        assert_eq!(c.flush(t0 + 40 * MS + SETTLE), Some(WatchEvent::Paths(paths(&["notes.md", "notes.md~"]))));
+        assert_eq!(
+            c.flush(t0 + 40 * MS + SETTLE),
+            Some(WatchEvent::Paths(paths(&["notes.md", "notes.md~"])))
+        );
     }
 
     #[test]
@@ -504,7 +511,15 @@ mod tests {
     fn a_busy_directory_does_not_hold_back_a_save_elsewhere() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(DELAY);
-        feed(&mut c, t0, &[(0, write(), &["logs/app.log"]), (10, write(), &["docs/a.txt"]), (11, close_write(), &["docs/a.txt"])]);
+        feed(
+            &mut c,
+            t0,
+            &[
+                (0, write(), &["logs/app.log"]),
+                (10, write(), &["docs/a.txt"]),
+                (11, close_write(), &["docs/a.txt"]),
+            ],
+        );
         assert_eq!(c.flush(t0 + 11 * MS + SETTLE), Some(WatchEvent::Paths(paths(&["docs/a.txt"]))));
         assert_eq!(c.flush(t0 + DELAY), Some(WatchEvent::Paths(paths(&["logs/app.log"]))));
     }
