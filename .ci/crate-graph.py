@@ -31,7 +31,7 @@ ALLOWED_OURS = {
 # Outside crates a layer must not use.
 ASYNC_IO_TLS = {
     "tokio", "tokio-rustls", "quinn", "rustls", "rcgen", "socket2", "hyper", "hyper-util",
-    "axum", "mainline", "igd-next", "notify-debouncer-full", "if-addrs",
+    "axum", "mainline", "igd-next", "notify", "if-addrs",
 }
 FORBIDDEN_OUTSIDE = {
     # Sans-IO: no runtime, no sockets, no TLS, no database, no filesystem helpers.

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Sync benchmark: `python3 bench/sync.py [--out DIR] [--runs N] [--cases mixed,small,latency]
-[--transports quic,tcp] [--no-syncthing] [--binary PATH]`.
+[--transports quic,tcp] [--no-syncthing] [--binary PATH] [--multisource-mb MB]`.
+
+Cases (default mixed,small,latency): mixed, small, small100k, latency, multisource.
 
 Builds the release binary, generates the data sets (deterministic; kept in --out between runs,
 default /tmp/peerfold-bench, shared with bench/scan.py) and measures one-way sync between two
@@ -13,11 +15,21 @@ daemons on loopback, over QUIC and over TCP+TLS:
      plain write of new content, one save every ~0.3 s after the previous one arrived) 20
      times per run and B's copy is polled every 2 ms until it has the new content (a save
      not there after 60 s counts as a miss). Over QUIC (the first of --transports).
-For 1 and 2, the sending daemon A is started on the data set and waited for until its first
+  4. small100k: as small, with 100,000 files in 100 directories (410 MB).
+  5. multisource (root only; Peerfold only): three daemons in network namespaces a, b, c; the
+     links a–c and b–c shaped on the sender's side by `tc tbf` (netem is not available here,
+     so no delay is added). C downloads --multisource-mb MB (default 160, 16 files of random
+     data) from A alone at 20 MB/s, from A and B at 20 MB/s each, and from A at 20 and B at
+     5 MB/s. B gets the set from A over an unshaped a–b link first (so both hold the same
+     versions); the time runs from starting C until it has everything.
+For 1, 2 and 4, the sending daemon A is started on the data set and waited for until its first
 scan is done (its status shows every file, idle); then the receiving daemon B is started with
 an empty folder. The time runs from starting B until B's status shows every file present and
 nothing needed; B's tree is then compared with A's (names, sizes, SHA-256 of every file). Each
-case runs --runs times (default 3) and the median is reported. The sender's data is in the page
+case runs --runs times (default 3) and the median is reported, with the CPU time both daemons
+used for the transfer (utime + stime from /proc/PID/stat: the sender's since its first scan
+ended, the receiver's from its start) per GB, and each daemon's peak RSS (VmHWM of
+/proc/PID/status, the sender's including its first scan). The sender's data is in the page
 cache (its scan just read it); the receiver writes through the page cache and fsyncs each file
 (both programs do). `sync` runs before each measurement so earlier writes are not flushed
 during it; nothing else is dropped.
@@ -27,8 +39,9 @@ Peerfold is driven only through its CLI (`id`, `device add`, `folder add`, `serv
 in the same run: two `syncthing serve` instances with temporary homes and a pre-written
 config.xml, the transport forced by the listen and device addresses (quic:// or tcp://), the
 default compression (metadata), the watcher on with fsWatcherDelayS=1 (its default is 10 s),
-progress read from /rest/db/status. Everything listens on and dials 127.0.0.1 only; discovery,
-relays, NAT traversal, usage reporting and upgrades are off.
+progress read from /rest/db/status. Everything listens on and dials 127.0.0.1 only (multisource:
+addresses of its own namespaces' links); discovery, relays, NAT traversal, usage reporting and
+upgrades are off.
 """
 import argparse, hashlib, json, os, pathlib, shutil, statistics, subprocess, sys, tempfile, time
 import urllib.request
@@ -64,6 +77,47 @@ def manifest(d):
     return out
 
 
+def proc_tree(pid):
+    """`pid` and its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in pathlib.Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def cpu_seconds(pid):
+    """utime + stime of `pid` and its descendants, from /proc/PID/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state is field 3, utime 14 and stime 15 (1-based).
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def peak_rss_mb(pid):
+    """VmHWM (peak resident set) of `pid` and its descendants, in MB."""
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            for line in pathlib.Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total / 1e6
+
+
 def wait(what, cond, deadline_s, interval):
     start = time.perf_counter()
     while True:
@@ -90,10 +144,12 @@ class Peerfold:
             raise RuntimeError(f"peerfold {' '.join(args)}: {r.stderr.strip()}")
         return r.stdout
 
-    def serve(self, listen):
+    def serve(self, listen, netns=None):
         log = open(self.home / "serve.log", "wb")
-        self.proc = subprocess.Popen([str(self.binary), "--home", str(self.home), "serve", "--no-discovery", "--listen", listen,
-                                      "--gui-address", "127.0.0.1:0"],
+        # `ip netns exec` execs the program: the child's pid is the daemon's.
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.proc = subprocess.Popen([*prefix, str(self.binary), "--home", str(self.home), "serve", "--no-discovery",
+                                      "--listen", listen, "--gui-address", "127.0.0.1:0"],
                                      env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=log)
         log.close()
 
@@ -153,14 +209,17 @@ def peerfold_transfer(binary, work, scheme, source, files, interval):
         wait("peerfold A to listen", a.listening, 60, 0.02)
         wait("peerfold A's first scan", lambda: pf_has_all(a.folder(), files), 600, 0.1)
         os.sync()
+        cpu_a = cpu_seconds(a.proc.pid)
         start = time.perf_counter()
         b.serve(lb)
         wait("peerfold B to receive everything", lambda: pf_complete(b.folder(), files), 1800, interval)
         secs = time.perf_counter() - start
+        stats = {"cpu": cpu_seconds(a.proc.pid) - cpu_a + cpu_seconds(b.proc.pid),
+                 "rss_a": peak_rss_mb(a.proc.pid), "rss_b": peak_rss_mb(b.proc.pid)}
     finally:
         b.stop()
         a.stop()
-    return secs, dest
+    return secs, dest, stats
 
 
 def peerfold_latency(binary, work, scheme, source, files):
@@ -259,14 +318,17 @@ def syncthing_transfer(work, scheme, source, files, interval):
         a.serve()
         wait("syncthing A's first scan", lambda: st_has_all(a.status(), files), 900, 0.1)
         os.sync()
+        cpu_a = cpu_seconds(a.proc.pid)
         start = time.perf_counter()
         b.serve()
         wait("syncthing B to receive everything", lambda: st_complete(b.status(), files), 1800, interval)
         secs = time.perf_counter() - start
+        stats = {"cpu": cpu_seconds(a.proc.pid) - cpu_a + cpu_seconds(b.proc.pid),
+                 "rss_a": peak_rss_mb(a.proc.pid), "rss_b": peak_rss_mb(b.proc.pid)}
     finally:
         b.stop()
         a.stop()
-    return secs, dest
+    return secs, dest, stats
 
 
 def syncthing_latency(work, scheme, source, files):
@@ -310,6 +372,157 @@ def saves(a, b):
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Multi-source: three devices in network namespaces, links shaped by `tc tbf`
+
+MS_FILES = 16
+MS_PORT = 22000
+
+
+class Triangle:
+    """Namespaces a, b, c: a–c and b–c are the shaped links C downloads over (A and B send
+    through `tbf` on their end), a–b is unshaped (B gets the set from A before C starts).
+    close() deletes them and kills what still runs in them."""
+
+    def __init__(self):
+        self.tag = f"pfm{os.getpid() % 100000}"
+        self.ns = {k: self.tag + k for k in "abc"}
+        self.made = []
+        # (namespace, device, address) of both ends of each link.
+        self.links = {
+            "ac": [("a", "x", "10.21.1.1"), ("c", "y", "10.21.1.2")],
+            "bc": [("b", "x", "10.21.2.1"), ("c", "z", "10.21.2.2")],
+            "ab": [("a", "w", "10.21.3.1"), ("b", "w", "10.21.3.2")],
+        }
+
+    def dev(self, name, end):
+        return f"{self.tag}{name}{end}"
+
+    def create(self):
+        for ns in self.ns.values():
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            self.made.append(ns)
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        for name, ends in self.links.items():
+            (na, _, _), (nb, _, _) = ends
+            da, db = self.dev(name, 0), self.dev(name, 1)
+            subprocess.run(["ip", "link", "add", da, "type", "veth", "peer", "name", db], check=True)
+            for (ns, _, addr), d in zip(ends, (da, db)):
+                subprocess.run(["ip", "link", "set", d, "netns", self.ns[ns]], check=True)
+                subprocess.run(["ip", "-n", self.ns[ns], "addr", "add", f"{addr}/24", "dev", d], check=True)
+                subprocess.run(["ip", "-n", self.ns[ns], "link", "set", d, "up"], check=True)
+
+    def addr(self, link, ns):
+        return next(a for n, _, a in self.links[link] if n == ns)
+
+    def shape(self, link, mb_per_s):
+        """The sender's end of `link` (A's or B's, towards C) to `mb_per_s` MB/s."""
+        ns = self.ns[link[0]]
+        dev = self.dev(link, 0)
+        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
+                        f"{mb_per_s * 8}mbit", "burst", "256kb", "latency", "100ms"], check=True)
+
+    def close(self):
+        for ns in self.made:
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.made.clear()
+
+
+def make_multisource(d, mb):
+    """MS_FILES files of incompressible data, `mb` MB in all."""
+    done = d.with_name(d.name + ".complete")
+    if done.exists():
+        return
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    size = mb * 1_000_000 // MS_FILES
+    for i in range(MS_FILES):
+        with open(d / f"part{i:02d}.bin", "wb") as f:
+            f.write(os.urandom(size))
+    done.touch()
+
+
+def multisource_run(binary, net, work, scheme, source, files, rates):
+    """Seconds for C to get `source` from A (and from B, if `rates` has two entries: MB/s of
+    A→C and B→C)."""
+    homes = {k: Peerfold(binary, work / f"pf-{k}") for k in "abc"}
+    ids = {k: h.cli("id").strip() for k, h in homes.items()}
+    both = len(rates) == 2
+    peers = {"a": ["c"] + (["b"] if both else []), "b": ["a", "c"], "c": ["a"] + (["b"] if both else [])}
+    if not both:
+        del peers["b"]
+    link = {frozenset("ac"): "ac", frozenset("bc"): "bc", frozenset("ab"): "ab"}
+    for me, others in peers.items():
+        for o in others:
+            name = link[frozenset(me + o)]
+            homes[me].cli("device", "add", ids[o], "--name", o, "--address",
+                          f"{scheme}://{net.addr(name, o)}:{MS_PORT}")
+        folder = source if me == "a" else work / f"folder-{me}"
+        homes[me].cli("folder", "add", str(folder), "--id", "f", *sum((["--share", ids[o]] for o in others), []))
+    net.shape("ac", rates[0])
+    if both:
+        net.shape("bc", rates[1])
+    listen = f"{scheme}://0.0.0.0:{MS_PORT}"
+    started = []
+    try:
+        for k in peers:
+            if k == "c":
+                continue
+            homes[k].serve(listen, net.ns[k])
+            started.append(homes[k])
+            wait(f"peerfold {k} to listen", homes[k].listening, 60, 0.02)
+        wait("A's first scan", lambda: pf_has_all(homes["a"].folder(), files), 600, 0.1)
+        if both:
+            wait("B to get the set from A", lambda: pf_complete(homes["b"].folder(), files), 600, 0.1)
+        os.sync()
+        start = time.perf_counter()
+        homes["c"].serve(listen, net.ns["c"])
+        started.append(homes["c"])
+        wait("C to receive everything", lambda: pf_complete(homes["c"].folder(), files), 1800, 0.05)
+        secs = time.perf_counter() - start
+    finally:
+        for h in started:
+            h.stop()
+    return secs, work / "folder-c"
+
+
+def multisource(args, binary, out):
+    """Rows (label, MB, [seconds]) of C's download over shaped links."""
+    if os.geteuid() != 0 or not shutil.which("tc"):
+        sys.exit("the multisource case needs root, `ip` and `tc` (network namespaces, tbf)")
+    source = out / f"multi-{args.multisource_mb}m"
+    make_multisource(source, args.multisource_mb)
+    expected = manifest(source)
+    files = len(expected)
+    mb = sum(s for s, _ in expected.values()) / 1e6
+    scheme = args.transports.split(",")[0]
+    cases = [("A alone, 20 MB/s", [20]), ("A 20 + B 20 MB/s", [20, 20]), ("A 20 + B 5 MB/s", [20, 5])]
+    results = []
+    net = Triangle()
+    try:
+        net.create()
+        for label, rates in cases:
+            secs = []
+            for r in range(args.runs):
+                keep = tempfile.TemporaryDirectory(dir=out, prefix="sync-")
+                FINISHED.append(keep)
+                took, dest = multisource_run(binary, net, pathlib.Path(keep.name), scheme, source, files, rates)
+                if manifest(dest) != expected:
+                    sys.exit(f"multisource {label}: C's tree differs from A's")
+                secs.append(took)
+                print(f"  peerfold  multisource {label:18} {scheme} run {r + 1}: {took:7.2f} s", flush=True)
+            results.append((f"{label} ({scheme})", mb, secs))
+    finally:
+        net.close()
+    return results
+
+
 # Work directories of finished transfers, deleted when the benchmark ends. ext4 without a
 # journal (as on this machine) skips inodes deleted in the last minute when it allocates one,
 # and creating 10,000 files right after deleting the previous run's 10,000 cost each program
@@ -318,27 +531,30 @@ FINISHED = []
 
 
 def run_case(args, binary, out, name, scheme, source, files, expected):
-    """args.runs transfers with each program; returns {program: [seconds]}."""
+    """args.runs transfers with each program; returns {program: [(seconds, stats)]}."""
     results = {"peerfold": [], "syncthing": []}
     programs = args.programs
-    interval = 0.05 if files > 5000 else 0.1
+    # Each poll is a `status` call the daemon answers: fewer for the largest set.
+    interval = 0.25 if files > 50_000 else 0.05 if files > 5000 else 0.1
     for r in range(args.runs):
         for prog in programs:
             keep = tempfile.TemporaryDirectory(dir=out, prefix="sync-")
             FINISHED.append(keep)
             work = pathlib.Path(keep.name)
             if prog == "peerfold":
-                secs, dest = peerfold_transfer(binary, work, scheme, source, files, interval)
+                secs, dest, stats = peerfold_transfer(binary, work, scheme, source, files, interval)
             else:
-                secs, dest = syncthing_transfer(work, scheme, source, files, interval)
+                secs, dest, stats = syncthing_transfer(work, scheme, source, files, interval)
             got = manifest(dest)
             if got != expected:
                 missing = set(expected) - set(got)
                 wrong = [k for k in expected if k in got and got[k] != expected[k]]
                 sys.exit(f"{prog} {name} over {scheme}: the trees differ ({len(missing)} missing, "
                          f"{len(wrong)} different, {len(set(got) - set(expected))} extra)")
-            results[prog].append(secs)
-            print(f"  {prog:9} {name:6} {scheme:4} run {r + 1}: {secs:7.2f} s", flush=True)
+            results[prog].append((secs, stats))
+            print(f"  {prog:9} {name:6} {scheme:4} run {r + 1}: {secs:7.2f} s, {stats['cpu']:.1f} CPU-s, "
+                  f"peak RSS A {stats['rss_a']:.0f} MB B {stats['rss_b']:.0f} MB, load {os.getloadavg()[0]:.2f}",
+                  flush=True)
             os.sync()
     return results
 
@@ -352,6 +568,7 @@ def main():
     ap.add_argument("--no-syncthing", action="store_true", help="do not run Syncthing beside Peerfold")
     ap.add_argument("--binary", help="use this peerfold binary instead of building one")
     ap.add_argument("--programs", default="peerfold,syncthing", help=argparse.SUPPRESS)
+    ap.add_argument("--multisource-mb", type=int, default=160, help="size of the multisource case's set")
     args = ap.parse_args()
     args.programs = [p for p in args.programs.split(",") if p != "syncthing" or not args.no_syncthing]
     out = pathlib.Path(args.out)
@@ -377,6 +594,10 @@ def main():
         small = out / "small-10k"
         make_small(small, 10_000, lambda i: (i * 7919) % 8192)
         sets["small"] = small
+    if "small100k" in cases:
+        small = out / "small-100k"
+        make_small(small, 100_000, lambda i: (i * 7919) % 8192)
+        sets["small100k"] = small
 
     rows = []
     for name, source in sets.items():
@@ -385,9 +606,12 @@ def main():
         mb = sum(s for s, _ in expected.values()) / 1e6
         for scheme in transports:
             res = run_case(args, binary, out, name, scheme, source, files, expected)
-            for prog, secs in res.items():
-                if secs:
-                    rows.append((prog, name, scheme, files, mb, statistics.median(secs), secs))
+            for prog, runs in res.items():
+                if runs:
+                    secs = [x for x, _ in runs]
+                    cpu_per_gb = statistics.median(st["cpu"] for _, st in runs) / (mb / 1000)
+                    rss = (max(st["rss_a"] for _, st in runs), max(st["rss_b"] for _, st in runs))
+                    rows.append((prog, name, scheme, files, mb, statistics.median(secs), secs, cpu_per_gb, rss))
 
     lat = []
     if "latency" in cases:
@@ -405,14 +629,20 @@ def main():
                             all_saves += syncthing_latency(work, scheme, source, LATENCY_FILES)
                 lat.append((prog, scheme, all_saves))
 
+    multi = multisource(args, binary, out) if "multisource" in cases else []
+
     for work in FINISHED:
         work.cleanup()
     print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    print(f"\n{'program':10} {'case':6} {'via':5} {'files':>7} {'MB':>7} {'median s':>9} {'MB/s':>7} "
-          f"{'files/s':>8}  runs (s)")
-    for prog, name, scheme, files, mb, med, secs in rows:
-        print(f"{prog:10} {name:6} {scheme:5} {files:>7} {mb:>7.1f} {med:>9.2f} {mb / med:>7.1f} "
-              f"{files / med:>8.0f}  {' '.join(f'{s:.2f}' for s in secs)}")
+    print(f"\n{'program':10} {'case':9} {'via':5} {'files':>7} {'MB':>7} {'median s':>9} {'MB/s':>7} "
+          f"{'files/s':>8} {'CPU-s/GB':>9} {'RSS A/B MB':>11}  runs (s)")
+    for prog, name, scheme, files, mb, med, secs, cpu_per_gb, rss in rows:
+        print(f"{prog:10} {name:9} {scheme:5} {files:>7} {mb:>7.1f} {med:>9.2f} {mb / med:>7.1f} "
+              f"{files / med:>8.0f} {cpu_per_gb:>9.1f} {rss[0]:>5.0f}/{rss[1]:<5.0f}  "
+              f"{' '.join(f'{s:.2f}' for s in secs)}")
+    for label, mb, secs in multi:
+        print(f"peerfold   multisource {label}: {mb:.0f} MB, median {statistics.median(secs):.2f} s "
+              f"({mb / statistics.median(secs):.1f} MB/s), runs {' '.join(f'{x:.2f}' for x in secs)}")
     for prog, scheme, s in lat:
         ms = sorted(x * 1000 for x in s)
         missed = sum(1 for x in ms if x == float("inf"))

@@ -648,7 +648,9 @@ pub struct Options {
     pub rescan_interval_s: u64,
     /// Whether folders watch for changes by default.
     pub watch: bool,
-    /// Milliseconds the watcher waits for a burst of changes to settle before scanning.
+    /// Milliseconds the watcher waits for a burst of changes to settle before scanning. A burst
+    /// whose files were all closed after writing, or renamed into place, is scanned sooner (25
+    /// ms after its last event, or this delay if shorter).
     pub watch_delay_ms: u64,
     /// Whether `serve` finds devices by itself and makes itself findable: LAN announcements,
     /// the DHT and port mapping on the router. Off, only configured addresses are dialled and

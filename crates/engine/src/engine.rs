@@ -829,6 +829,7 @@ impl FolderTask {
                     pulled: Arc::clone(&self.pulled),
                     case_locks: Default::default(),
                     reserved: Default::default(),
+                    sources: Default::default(),
                 }),
             ),
             Err(e) => {

@@ -4,11 +4,12 @@
 //! [`identity`] (who this device is), [`config`] and [`home`] (what it shares, where it keeps
 //! state), [`scan`] (disk → index, honouring [`ignore`] patterns), [`watch`] (change hints),
 //! [`db`] (the block index, its own crate), [`model`] (what peers are told and may ask, over one
-//! task per connection), [`pull`] (remote changes → disk) and [`engine`] (the long-lived tasks
-//! and the handle front-ends use, running [`folder_files`]' user operations and sampling
-//! [`rates`]), with [`service`] the typed requests every front-end makes of it (the running
-//! engine or a home with no daemon), [`control`] the owner-only socket that carries them to a
-//! running daemon and [`daemon`] the start-up that `peerfold serve` and the desktop app share.
+//! task per connection), [`pull`] (remote changes → disk; `sources` picks the peer each block is
+//! asked of) and [`engine`] (the long-lived tasks and the handle front-ends use, running
+//! [`folder_files`]' user operations and sampling [`rates`]), with [`service`] the typed
+//! requests every front-end makes of it (the running engine or a home with no daemon),
+//! [`control`] the owner-only socket that carries them to a running daemon and [`daemon`] the
+//! start-up that `peerfold serve` and the desktop app share.
 //! [`bep`] is the protocol's vocabulary, with no I/O (`peerfold-proto`); [`net`] is the transport
 //! under it (`peerfold-net`: TLS over TCP and QUIC, peers authenticated by certificate), with no
 //! knowledge of BEP messages.
@@ -55,6 +56,7 @@ pub mod scan;
 pub mod schedule;
 pub mod selection;
 pub mod service;
+mod sources;
 mod stat;
 pub mod status;
 pub mod units;

@@ -46,6 +46,7 @@ use crate::layout::{VERSIONS_DIR, temp_name};
 use crate::model::{BlockRequest, Peers};
 use crate::positional_io::{read_block_at, start_writeback, write_all_at};
 use crate::scan::disk::{Kind, Stat};
+use crate::sources::{Sources, Ticket};
 
 /// Needed names read per query.
 const PAGE: u32 = 500;
@@ -146,6 +147,8 @@ pub struct Puller {
     pub case_locks: crate::disks::CaseLocks,
     /// What the downloads in progress will still write, for the free-space check.
     pub reserved: crate::disks::Reserved,
+    /// How fast each peer has answered, to choose whom to ask for a block.
+    pub(crate) sources: Arc<std::sync::Mutex<Sources<DeviceId>>>,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -842,7 +845,8 @@ impl Puller {
                 .acquire_many_owned(units)
                 .await
                 .map_err(|_| String::from("interrupted"))?;
-            let (peers, file, holders) = (Arc::clone(&self.peers), Arc::clone(&file), holders.clone());
+            let (peers, sources, file, holders) =
+                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders.clone());
             let req = BlockRequest {
                 folder: self.id.clone(),
                 name: g.name.clone(),
@@ -853,7 +857,7 @@ impl Puller {
                 from_temporary: false,
             };
             inflight.spawn(async move {
-                let fetched = fetch_block(&peers, &holders, &temp, i, req, &file, &b).await;
+                let fetched = fetch_block(&peers, &sources, &holders, &temp, i, req, &file, &b).await;
                 drop(permit);
                 Ok((i, fetched?))
             });
@@ -952,11 +956,15 @@ impl Puller {
     }
 }
 
-/// Tries each holder in turn, starting with the one this block is assigned to, so that the
-/// blocks of a file are spread over every device that has it; then the devices that are still
-/// downloading the file and announced this block (`temp`), asking for their temporary file.
+/// Asks the holder [`Sources`] expects to answer first (rotated by block, so that peers alike
+/// share a file's blocks), and, if that request is overdue for that peer's observed rate, a
+/// second holder too: the first verified answer wins. A failed or wrong answer moves on to the
+/// next holder, and last to the devices still downloading the file that announced this block
+/// (`temp`), asking for their temporary file.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_block(
     peers: &Peers,
+    sources: &std::sync::Mutex<Sources<DeviceId>>,
     holders: &[DeviceId],
     temp: &[DeviceId],
     i: usize,
@@ -964,20 +972,95 @@ async fn fetch_block(
     file: &TempFile,
     b: &BlockInfo,
 ) -> Result<u64, String> {
+    use futures_util::StreamExt as _;
+    let lock = || sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut last = String::from("no connected device has it");
-    let full = (0..holders.len()).map(|k| (holders[(i + k) % holders.len()], false));
-    for (device, from_temporary) in full.chain(temp.iter().map(|d| (*d, true))) {
-        let req = BlockRequest { from_temporary, ..req.clone() };
-        match peers.request(&device, req).await {
-            Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
-                file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
-                return Ok(u64::from(b.size));
+    let mut full: Vec<DeviceId> = (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect();
+    let mut temp: std::collections::VecDeque<DeviceId> = temp.iter().copied().collect();
+    let mut next = || -> Option<(DeviceId, bool)> {
+        match lock().pick(&full, b.size) {
+            Some(d) => {
+                full.retain(|x| *x != d);
+                Some((d, false))
             }
-            Ok(_) => last = format!("device {device} sent data that does not match the block's hash"),
-            Err(e) => last = format!("device {device}: {e}"),
+            None => temp.pop_front().map(|d| (d, true)),
+        }
+    };
+    // The requests under way; those still there when this ends (another answered first, or
+    // the download was cancelled) are abandoned.
+    let mut waiting = Waiting { sources, tickets: Vec::new() };
+    let mut attempts = futures_util::stream::FuturesUnordered::new();
+    let mut hedge_at: Option<tokio::time::Instant> = None;
+    let mut pending = next();
+    loop {
+        if let Some((device, from_temporary)) = pending.take() {
+            let ticket = lock().start(device, b.size, std::time::Instant::now());
+            let after = lock().hedge_after(&ticket);
+            waiting.tickets.push(ticket.clone());
+            let req = BlockRequest { from_temporary, ..req.clone() };
+            attempts.push(async move { (ticket, peers.request(&device, req).await) });
+            // Only one duplicate: the next holder is asked when both have failed.
+            hedge_at = (attempts.len() == 1).then(|| tokio::time::Instant::now() + after);
+        }
+        if attempts.is_empty() {
+            return Err(format!("block {i} could not be fetched: {last}"));
+        }
+        let hedge = async move {
+            match hedge_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some((ticket, answer)) = attempts.next() => {
+                waiting.tickets.retain(|t| *t != ticket);
+                let device = ticket.peer;
+                match answer {
+                    Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
+                        lock().answered(&ticket, std::time::Instant::now());
+                        file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
+                        return Ok(u64::from(b.size));
+                    }
+                    Ok(_) => {
+                        lock().abandoned(&ticket, std::time::Instant::now());
+                        last = format!("device {device} sent data that does not match the block's hash");
+                    }
+                    // A connection gone: the next one starts from nothing known.
+                    Err(e @ crate::model::RequestError::NotConnected(_)) => {
+                        lock().forget(&device);
+                        last = format!("device {device}: {e}");
+                    }
+                    Err(e) => {
+                        lock().abandoned(&ticket, std::time::Instant::now());
+                        last = format!("device {device}: {e}");
+                    }
+                }
+                if attempts.is_empty() {
+                    pending = next();
+                }
+            }
+            () = hedge => {
+                hedge_at = None;
+                pending = next();
+            }
         }
     }
-    Err(format!("block {i} could not be fetched: {last}"))
+}
+
+/// Requests of one block still under way, abandoned in [`Sources`] when dropped.
+struct Waiting<'a> {
+    sources: &'a std::sync::Mutex<Sources<DeviceId>>,
+    tickets: Vec<Ticket<DeviceId>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let now = std::time::Instant::now();
+        let mut sources = self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ticket in &self.tickets {
+            sources.abandoned(ticket, now);
+        }
+    }
 }
 
 /// True when replacing the local entry by `g` loses a concurrent edit, which is then kept as a

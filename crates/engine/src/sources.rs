@@ -1,0 +1,251 @@
+//! Which peer to ask for a block, and when to ask another one too (sans-IO, on the caller's
+//! clock).
+//!
+//! It owns what the puller has learnt about each peer's speed: the bytes it has been asked for
+//! and not yet sent, and an estimate of the seconds it takes per byte, measured on each answer
+//! over the bytes that were queued on that peer when the request was made (so a link that is
+//! busy with many requests is not taken for a slow one, nor an idle one for a fast one). A
+//! block goes to the holder that would finish it first; a peer with no estimate yet is assumed
+//! as fast as the fastest known, so it is tried. A request that has taken much longer than its
+//! peer's estimate is duplicated on another holder ([`Sources::hedge_after`]): the first
+//! verified answer wins, and the slow answer counts against the peer's estimate.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// Weight of a new measurement in a peer's estimate.
+const ALPHA: f64 = 0.3;
+/// A request is duplicated after this many times its expected duration...
+const HEDGE_FACTOR: f64 = 3.0;
+/// ...but never sooner than this (scheduling noise, a peer reading from a cold disk), ...
+const HEDGE_MIN: Duration = Duration::from_millis(250);
+/// ...and after this when nothing is known of the peer yet.
+const HEDGE_UNKNOWN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default)]
+struct Peer {
+    /// Bytes asked of it and not answered yet.
+    queued: u64,
+    /// Seconds per byte, once measured.
+    secs_per_byte: Option<f64>,
+}
+
+/// What is known of each peer's speed.
+#[derive(Debug)]
+pub(crate) struct Sources<K> {
+    peers: HashMap<K, Peer>,
+}
+
+impl<K> Default for Sources<K> {
+    fn default() -> Self {
+        Self { peers: HashMap::new() }
+    }
+}
+
+/// One request under way: made with [`Sources::start`], ended with [`Sources::answered`] or
+/// [`Sources::abandoned`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Ticket<K> {
+    pub(crate) peer: K,
+    size: u64,
+    /// Bytes queued on the peer with this request, when it was made.
+    ahead: u64,
+    at: Instant,
+    /// When the answer is expected, if the peer's speed is known.
+    expected: Option<Duration>,
+}
+
+impl<K: Copy + Eq + Hash> Sources<K> {
+    /// The peer among `candidates` that would answer a request of `size` bytes first; `None`
+    /// if there are none.
+    pub(crate) fn pick(&self, candidates: &[K], size: u32) -> Option<K> {
+        let fastest = self.peers.values().filter_map(|p| p.secs_per_byte).reduce(f64::min);
+        let finish = |k: &K| {
+            let peer = self.peers.get(k);
+            let queued = peer.map_or(0, |p| p.queued) + u64::from(size);
+            // Unknown peers, with nothing known at all: the least loaded first.
+            let rate = peer.and_then(|p| p.secs_per_byte).or(fastest).unwrap_or(1.0);
+            queued as f64 * rate
+        };
+        // Ties go to the earlier candidate: callers rotate the list to spread equal peers.
+        candidates.iter().copied().reduce(|best, k| if finish(&k) < finish(&best) { k } else { best })
+    }
+
+    /// Records that `size` bytes were asked of `peer` at `now`.
+    pub(crate) fn start(&mut self, peer: K, size: u32, now: Instant) -> Ticket<K> {
+        let p = self.peers.entry(peer).or_default();
+        p.queued += u64::from(size);
+        let expected = p.secs_per_byte.map(|s| Duration::from_secs_f64(s * p.queued as f64));
+        Ticket { peer, size: u64::from(size), ahead: p.queued, at: now, expected }
+    }
+
+    /// How long after it was made `ticket`'s request is worth asking another peer too.
+    pub(crate) fn hedge_after(&self, ticket: &Ticket<K>) -> Duration {
+        ticket.expected.map_or(HEDGE_UNKNOWN, |e| e.mul_f64(HEDGE_FACTOR).max(HEDGE_MIN))
+    }
+
+    /// The request of `ticket` was answered at `now`.
+    pub(crate) fn answered(&mut self, ticket: &Ticket<K>, now: Instant) {
+        self.end(ticket, now, false);
+    }
+
+    /// The request of `ticket` is no longer waited for at `now` (another peer answered first,
+    /// or it failed): the time it has taken is a lower bound of the peer's, so the estimate
+    /// only gets slower from it.
+    pub(crate) fn abandoned(&mut self, ticket: &Ticket<K>, now: Instant) {
+        self.end(ticket, now, true);
+    }
+
+    /// A peer gone: what was queued on it will not come.
+    pub(crate) fn forget(&mut self, peer: &K) {
+        self.peers.remove(peer);
+    }
+
+    fn end(&mut self, ticket: &Ticket<K>, now: Instant, lower_bound: bool) {
+        let Some(p) = self.peers.get_mut(&ticket.peer) else { return };
+        p.queued = p.queued.saturating_sub(ticket.size);
+        let sample = now.saturating_duration_since(ticket.at).as_secs_f64() / ticket.ahead.max(1) as f64;
+        p.secs_per_byte = Some(match p.secs_per_byte {
+            None => sample,
+            Some(old) if lower_bound => old.max(sample),
+            Some(old) => old + ALPHA * (sample - old),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOCK: u32 = 128 << 10;
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Whole milliseconds, for estimates made of floating-point rates.
+    fn ms(d: Duration) -> u128 {
+        (d.as_secs_f64() * 1000.0).round() as u128
+    }
+
+    /// A peer's link as a queue served in order at `bytes_per_sec`.
+    struct Link {
+        bytes_per_sec: f64,
+        busy_until: Instant,
+    }
+
+    impl Link {
+        fn serve(&mut self, size: u32, now: Instant) -> Instant {
+            let start = self.busy_until.max(now);
+            self.busy_until = start + Duration::from_secs_f64(f64::from(size) / self.bytes_per_sec);
+            self.busy_until
+        }
+    }
+
+    /// Downloads `blocks` blocks with `window` requests at once from links of the given rates,
+    /// each block sent to `Sources::pick`'s choice; returns the blocks each link served and
+    /// when the last one landed.
+    fn download(rates: &[f64], blocks: usize, window: usize) -> (Vec<usize>, Duration) {
+        let t0 = Instant::now();
+        let mut links: Vec<Link> = rates.iter().map(|&r| Link { bytes_per_sec: r, busy_until: t0 }).collect();
+        let peers: Vec<usize> = (0..rates.len()).collect();
+        let mut s = Sources::default();
+        let mut served = vec![0; rates.len()];
+        let mut inflight: Vec<(Instant, Ticket<usize>)> = Vec::new();
+        let mut now = t0;
+        for n in 0..blocks {
+            if inflight.len() == window {
+                // The next answer to land.
+                inflight.sort_by_key(|(at, _)| *at);
+                let (at, ticket) = inflight.remove(0);
+                now = at;
+                s.answered(&ticket, now);
+            }
+            // Callers rotate the candidates by block, as the puller does.
+            let mut candidates = peers.clone();
+            candidates.rotate_left(n % peers.len());
+            let peer = s.pick(&candidates, BLOCK).unwrap();
+            let ticket = s.start(peer, BLOCK, now);
+            served[peer] += 1;
+            inflight.push((links[peer].serve(BLOCK, now), ticket));
+        }
+        let end = inflight.iter().map(|(at, _)| *at).max().unwrap_or(now);
+        (served, end - t0)
+    }
+
+    #[test]
+    fn blocks_go_to_peers_in_proportion_to_their_speed() {
+        // 5 MB/s and 20 MB/s: 160 MiB should take about 160 MiB / 25 MB/s, not the 2 × 80 MiB /
+        // 5 MB/s of alternating between them.
+        let (served, took) = download(&[5e6, 20e6], 1280, 64);
+        let slow_share = served[0] as f64 / 1280.0;
+        assert!((0.12..=0.28).contains(&slow_share), "the slow peer served {served:?}");
+        let ideal = 1280.0 * f64::from(BLOCK) / 25e6;
+        let fast_alone = 1280.0 * f64::from(BLOCK) / 20e6;
+        assert!(took.as_secs_f64() < ideal * 1.1, "took {took:?}, ideal {ideal:.2} s");
+        assert!(took.as_secs_f64() < fast_alone * 0.85, "took {took:?}, fast alone {fast_alone:.2} s");
+    }
+
+    #[test]
+    fn equal_peers_share_equally() {
+        let (served, _) = download(&[20e6, 20e6], 1000, 64);
+        assert!(served[0].abs_diff(served[1]) <= 100, "{served:?}");
+    }
+
+    #[test]
+    fn an_unknown_peer_is_tried_and_nobody_is_picked_from_nothing() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        let ticket = s.start('a', BLOCK, t0);
+        s.answered(&ticket, t0 + 10 * MS);
+        // 'b' has no estimate: it is taken to be as fast as 'a', and 'a' has nothing queued
+        // either, so the tie goes to the first candidate.
+        assert_eq!(s.pick(&['b', 'a'], BLOCK), Some('b'));
+        s.start('a', BLOCK, t0 + 10 * MS);
+        assert_eq!(s.pick(&['a', 'b'], BLOCK), Some('b'), "'a' is busy");
+        assert_eq!(s.pick(&[], BLOCK), None);
+    }
+
+    #[test]
+    fn the_hedge_follows_the_peers_observed_rate() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        let first = s.start('a', BLOCK, t0);
+        assert_eq!(s.hedge_after(&first), HEDGE_UNKNOWN, "nothing known yet");
+        // 128 KiB in 100 ms: about 1.3 MB/s.
+        s.answered(&first, t0 + 100 * MS);
+        let second = s.start('a', BLOCK, t0 + 100 * MS);
+        assert_eq!(ms(s.hedge_after(&second)), 300, "three times the 100 ms expected");
+        // Four blocks queued: four times as long expected.
+        let queued: Vec<_> = (0..3).map(|_| s.start('a', BLOCK, t0 + 100 * MS)).collect();
+        assert_eq!(ms(s.hedge_after(&queued[2])), 1200);
+        // A fast peer is still given the floor.
+        let c = s.start('c', BLOCK, t0);
+        s.answered(&c, t0 + MS);
+        let t = s.start('c', BLOCK, t0 + MS);
+        assert_eq!(s.hedge_after(&t), HEDGE_MIN);
+    }
+
+    #[test]
+    fn an_abandoned_request_only_slows_the_estimate() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        let t = s.start('a', BLOCK, t0);
+        s.answered(&t, t0 + 100 * MS);
+        // Abandoned sooner than it was expected to come: no faster for it.
+        let t = s.start('a', BLOCK, t0);
+        s.abandoned(&t, t0 + 10 * MS);
+        let t = s.start('a', BLOCK, t0);
+        assert_eq!(ms(s.hedge_after(&t)), 300);
+        s.abandoned(&t, t0 + MS);
+        // Stuck for a second: now it is taken to be that slow, and the other peer is asked.
+        let t = s.start('a', BLOCK, t0);
+        s.abandoned(&t, t0 + 1000 * MS);
+        let t = s.start('a', BLOCK, t0);
+        assert_eq!(ms(s.hedge_after(&t)), 3000);
+        let b = s.start('b', BLOCK, t0);
+        s.answered(&b, t0 + 100 * MS);
+        assert_eq!(s.pick(&['a', 'b'], BLOCK), Some('b'));
+        s.forget(&'a');
+        let t = s.start('a', BLOCK, t0);
+        assert_eq!(s.hedge_after(&t), HEDGE_UNKNOWN);
+    }
+}
