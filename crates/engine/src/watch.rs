@@ -6,7 +6,7 @@
 //! watcher error). A missed event costs at most one periodic rescan interval, which the folder
 //! task runs regardless.
 //!
-//! It owns the coalescing of events into bursts ([`Coalescer`], sans-IO, on a fake clock in its
+//! It owns the coalescing of events into bursts (`Coalescer`, sans-IO, on a fake clock in its
 //! tests) and the thread that runs it. A burst is reported once each of its paths has settled,
 //! per directory: a path whose writer closed it, or that something was renamed onto, is done
 //! after a short quiet moment ([`SETTLE`]); any other change (a write with the file still open, a
