@@ -8,14 +8,12 @@
 // where the binary is looked for, CHROMIUM where the browser is.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { BIN, LIMIT, ROOT, fileIs, freePort, peerfold, start, stopAll, until } from "./harness.mjs";
+import { BIN, LIMIT, fileIs, freePort, peerfold, start, stopAll, until } from "./harness.mjs";
+import { launchBrowser, ARTIFACTS } from "./browser.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARTIFACTS = join(ROOT, "target", "artifacts", "e2e");
 
 const scratch = mkdtempSync(join(tmpdir(), "peerfold-e2e-"));
 let browser;
@@ -60,23 +58,7 @@ async function go(page, navLabel) {
 }
 
 before(async () => {
-  assert.ok(existsSync(BIN), `no peerfold binary at ${BIN}: run cargo build first`);
-  assert.ok(existsSync(CHROMIUM), `no chromium at ${CHROMIUM}: apt-get install chromium`);
-  mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {

@@ -2,17 +2,15 @@
 // pausing on a metered network turned on, each seen in `peerfold limits` and `peerfold config
 // show` (the daemon's configuration). One `peerfold serve` on loopback; its system bus is a
 // path where no bus listens, so the machine's own D-Bus is never asked and the network's state
-// shows as unknown. The same browser set-up as pair.test.mjs.
+// shows as unknown. The browser is set up by browser.mjs.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { BIN, LIMIT, ROOT, freePort, peerfold, start, stopAll, until } from "./harness.mjs";
+import { BIN, LIMIT, freePort, peerfold, start, stopAll, until } from "./harness.mjs";
+import { launchBrowser, ARTIFACTS } from "./browser.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARTIFACTS = join(ROOT, "target", "artifacts", "e2e");
 
 const scratch = mkdtempSync(join(tmpdir(), "peerfold-e2e-settings-"));
 let browser;
@@ -34,14 +32,7 @@ async function startDaemon(name) {
 }
 
 before(async () => {
-  assert.ok(existsSync(BIN), `no peerfold binary at ${BIN}: run cargo build first`);
-  assert.ok(existsSync(CHROMIUM), `no chromium at ${CHROMIUM}: apt-get install chromium`);
-  mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
