@@ -33,6 +33,12 @@ pub enum SelectionError {
     BadPath(String),
     #[error("the folder root cannot be deselected: pause the folder instead")]
     Root,
+    /// On Windows `\` separates paths in a `.stignore` and Syncthing 1.19 has no other escape,
+    /// so a name with a pattern character cannot be written as itself.
+    #[error(
+        "{0:?} has a character that is a pattern in .stignore ('*?[]{{}}'), which cannot be escaped on Windows"
+    )]
+    Unescapable(String),
     #[error("the .stignore has a selective-sync begin line without an end line")]
     Unterminated,
 }
@@ -259,6 +265,9 @@ fn clean(path: &str) -> Result<String, SelectionError> {
     if p.starts_with('/') || p.contains('\\') || p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(SelectionError::BadPath(path.to_owned()));
     }
+    if cfg!(windows) && p.contains(SPECIAL) {
+        return Err(SelectionError::Unescapable(path.to_owned()));
+    }
     Ok(p.to_owned())
 }
 
@@ -407,6 +416,7 @@ mod tests {
         assert!(ignored(&all, "P/a/x.tmp") && !ignored(&all, "P/a/keep.tmp") && !ignored(&all, "P/a/x.jpg"));
     }
 
+    #[cfg(not(windows))]
     #[test]
     fn names_with_pattern_characters_are_escaped() {
         let mut s = Selection::default();
@@ -415,6 +425,15 @@ mod tests {
         assert_eq!(l, [r"/a\*b/\[x\]"]);
         assert!(ignored(&l, "a*b/[x]/f") && !ignored(&l, "aXb/[x]") && !ignored(&l, "a*b/x"));
         assert_eq!(Selection::parse(&l), s);
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn names_with_pattern_characters_are_refused_on_windows() {
+        let mut s = Selection::default();
+        assert!(matches!(s.deselect("a*b/[x]"), Err(SelectionError::Unescapable(_))));
+        assert!(matches!(s.select("a{b}"), Err(SelectionError::Unescapable(_))));
+        assert_eq!(s, Selection::default());
     }
 
     #[test]
