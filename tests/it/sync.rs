@@ -396,7 +396,11 @@ async fn fetched_from_both(transport: &str) {
     ec.edit_config(peerfold::config::Edit::PauseFolder { id: folder, paused: false }).await.unwrap();
     same_trees(&a.folder(), &c.folder()).await;
     let (from_a, from_b) = (ea.traffic().1, eb.traffic().1);
-    assert!(from_a > 8 << 20 && from_b > 8 << 20, "c fetched {from_a} bytes from a and {from_b} from b");
+    // Both sources serve a real share. Not an even one: the puller asks whoever it measured
+    // answering faster (engine `sources`), and on a loaded machine one of two loopback peers
+    // can measure several times slower for a while (CI saw 44 MB from a and 6 MB from b). That
+    // equal peers share equally is `sources::tests::equal_peers_share_equally`, on a fake clock.
+    assert!(from_a > 2 << 20 && from_b > 2 << 20, "c fetched {from_a} bytes from a and {from_b} from b");
     ea.shutdown().await;
     eb.shutdown().await;
     ec.shutdown().await;
