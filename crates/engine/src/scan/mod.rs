@@ -891,29 +891,25 @@ impl Walk {
 
     /// Tombstones every live index entry below `dir` (see [`Walk::record_gone`]).
     fn delete_below(&mut self, dir: &str) -> Result<(), ScanError> {
-        let mut after: Option<String> = None;
-        loop {
-            let page =
-                self.block_on(self.index.local_below(self.folder, dir, after.as_deref(), SUBTREE_PAGE))?;
-            let Some(last) = page.last() else { return Ok(()) };
-            after = Some(last.name.clone());
-            for f in &page {
-                self.record_gone(f)?;
-            }
-        }
+        self.for_each_below(dir, Self::record_gone)
     }
 
     /// Marks every valid index entry below `dir` invalid (the directory became ignored).
     fn invalidate_below(&mut self, dir: &str) -> Result<(), ScanError> {
-        self.for_each_below(dir, |_, f| {
-            (!f.deleted && !f.invalid).then(|| FileInfo { invalid: true, ..f.clone() })
+        self.for_each_below(dir, |walk, f| {
+            if f.deleted || f.invalid {
+                return Ok(());
+            }
+            walk.record(FileInfo { invalid: true, ..f.clone() })
         })
     }
 
+    /// Visits every index entry below `dir`, a page at a time, so a huge subtree is never
+    /// held in memory.
     fn for_each_below(
         &mut self,
         dir: &str,
-        change: impl Fn(&Self, &FileInfo) -> Option<FileInfo>,
+        mut visit: impl FnMut(&mut Self, &FileInfo) -> Result<(), ScanError>,
     ) -> Result<(), ScanError> {
         let mut after: Option<String> = None;
         loop {
@@ -922,9 +918,7 @@ impl Walk {
             let Some(last) = page.last() else { return Ok(()) };
             after = Some(last.name.clone());
             for f in &page {
-                if let Some(changed) = change(self, f) {
-                    self.record(changed)?;
-                }
+                visit(self, f)?;
             }
         }
     }
