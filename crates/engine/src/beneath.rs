@@ -391,7 +391,9 @@ mod unix {
         }
 
         pub(super) fn set_mode(&self, mode: u32) -> io::Result<()> {
-            Ok(rustix::fs::fchmod(&self.0, Mode::from_raw_mode(mode & 0o777))?)
+            // The permission bits fit every `mode_t` (16 bits on macOS, 32 on Linux).
+            let bits = (mode & 0o777) as rustix::fs::RawMode;
+            Ok(rustix::fs::fchmod(&self.0, Mode::from_raw_mode(bits))?)
         }
 
         pub(super) fn sync(&self) -> io::Result<()> {
