@@ -1,13 +1,14 @@
 //! Start at login through the app's commands, on the mock runtime: its own test binary, because
 //! it points `HOME` at a temporary directory (where the XDG autostart entry is written) before
-//! anything else runs.
+//! anything else runs. Linux only: the entry it reads is XDG's (Windows' is in the registry,
+//! macOS' a launchd agent).
+#![cfg(target_os = "linux")]
 
 mod common;
 
 use serde_json::{Value, json};
 use tauri::test::{mock_builder, mock_context, noop_assets};
 
-#[cfg(target_os = "linux")]
 #[test]
 fn autostart_is_off_until_set_and_starts_minimized_on_this_home() {
     let home = tempfile::tempdir().unwrap();

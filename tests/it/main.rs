@@ -22,6 +22,7 @@ mod limits;
 mod metered;
 mod nat;
 mod netns;
+#[cfg(target_os = "linux")]
 mod punch;
 mod relay;
 mod selective;

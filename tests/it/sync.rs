@@ -61,6 +61,7 @@ impl Node {
     }
 
     /// [`Node::start`], learning of metered networks and battery from `power`.
+    #[cfg(target_os = "linux")] // its tests' fake services need D-Bus
     pub(crate) async fn start_with_power(
         &mut self,
         power: std::sync::Arc<dyn peerfold::power::PowerNetworkSource>,
