@@ -122,6 +122,7 @@ pub fn with_commands<R: Runtime>(base: tauri::Builder<R>, autostart_args: Vec<St
 /// Shows, unminimises and focuses the main window.
 pub fn show_main<R: Runtime>(app: &tauri::AppHandle<R>) {
     if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+        in_dock(app, true);
         let _ = window.show();
         let _ = window.unminimize();
         let _ = window.set_focus();
@@ -136,7 +137,19 @@ pub fn keep_in_tray<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) 
     {
         api.prevent_close();
         let _ = window.hide();
+        in_dock(window.app_handle(), false);
     }
+}
+
+/// On macOS a menu-bar app has a Dock icon only while its window is open; elsewhere the
+/// taskbar follows the window by itself.
+fn in_dock<R: Runtime>(app: &tauri::AppHandle<R>, shown: bool) {
+    #[cfg(target_os = "macos")]
+    if let Err(e) = app.set_dock_visibility(shown) {
+        tracing::debug!(error = %e, "cannot change the Dock icon");
+    }
+    #[cfg(not(target_os = "macos"))]
+    let _ = (app, shown);
 }
 
 /// Runs the app until Quit. Returns the process's exit code.
@@ -204,8 +217,12 @@ fn run_with(args: Args) -> Result<(), AppError> {
         .on_window_event(keep_in_tray)
         .setup(move |app| {
             let handle = app.handle().clone();
-            if minimized && let Some(window) = app.get_webview_window(MAIN_WINDOW) {
-                let _ = window.hide();
+            // The window is made hidden (tauri.conf.json), so a start at login opens none, not
+            // even for a moment.
+            if minimized {
+                in_dock(&handle, false);
+            } else {
+                show_main(&handle);
             }
             single::listen(&home, handle.clone());
             tray::start(&handle, Arc::clone(&engine))?;

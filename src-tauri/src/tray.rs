@@ -79,12 +79,19 @@ impl Status {
         }
     }
 
-    fn icon(self) -> &'static [u8] {
-        match self {
-            Self::UpToDate => include_bytes!("../../icons/tray-idle.png"),
-            Self::Syncing => include_bytes!("../../icons/tray-syncing.png"),
-            Self::Error => include_bytes!("../../icons/tray-error.png"),
-            Self::Paused => include_bytes!("../../icons/tray-paused.png"),
+    /// The icon as a PNG: a coloured disc, or on the macOS menu bar a template image, which the
+    /// system draws from its alpha channel alone in the bar's own colours (the glyph is a hole in a
+    /// black disc: `icons/make-tray-templates.py`).
+    fn icon(self, template: bool) -> &'static [u8] {
+        match (self, template) {
+            (Self::UpToDate, false) => include_bytes!("../../icons/tray-idle.png"),
+            (Self::Syncing, false) => include_bytes!("../../icons/tray-syncing.png"),
+            (Self::Error, false) => include_bytes!("../../icons/tray-error.png"),
+            (Self::Paused, false) => include_bytes!("../../icons/tray-paused.png"),
+            (Self::UpToDate, true) => include_bytes!("../../icons/tray-idle-template.png"),
+            (Self::Syncing, true) => include_bytes!("../../icons/tray-syncing-template.png"),
+            (Self::Error, true) => include_bytes!("../../icons/tray-error-template.png"),
+            (Self::Paused, true) => include_bytes!("../../icons/tray-paused-template.png"),
         }
     }
 }
@@ -140,6 +147,9 @@ impl Tray {
     }
 }
 
+/// Whether the tray draws template icons: the macOS menu-bar convention.
+const TEMPLATE_ICONS: bool = cfg!(target_os = "macos");
+
 /// Creates the tray icon and starts redrawing it.
 pub fn start<R: Runtime>(app: &AppHandle<R>, engine: Arc<Engine>) -> tauri::Result<()> {
     let config = engine.config();
@@ -148,7 +158,8 @@ pub fn start<R: Runtime>(app: &AppHandle<R>, engine: Arc<Engine>) -> tauri::Resu
     let model = MenuModel::of(&config, &paused);
     app.manage(Tray { engine: Mutex::new(Some(engine)), wake: tokio::sync::Notify::new() });
     let tray = TrayIconBuilder::with_id(TRAY_ID)
-        .icon(Image::from_bytes(status.icon())?)
+        .icon(Image::from_bytes(status.icon(TEMPLATE_ICONS))?)
+        .icon_as_template(TEMPLATE_ICONS)
         .tooltip(status.tooltip_with(&paused))
         .menu(&menu(app, &model)?)
         .show_menu_on_left_click(true)
@@ -191,7 +202,7 @@ async fn redraw<R: Runtime>(
         drop(engine);
         if now != status {
             if now.0 != status.0
-                && let Ok(icon) = Image::from_bytes(now.0.icon())
+                && let Ok(icon) = Image::from_bytes(now.0.icon(TEMPLATE_ICONS))
             {
                 let _ = tray.set_icon(Some(icon));
             }
@@ -390,7 +401,15 @@ mod tests {
         assert_eq!(m.why_paused.as_deref(), Some("devices paused on a metered network"));
         assert!(!m.devices_paused, "not the user's pause: no Resume entry");
         for status in [Status::UpToDate, Status::Syncing, Status::Error, Status::Paused] {
-            assert!(Image::from_bytes(status.icon()).is_ok(), "{status:?} has a usable icon");
+            let colour = Image::from_bytes(status.icon(false)).expect("a usable icon");
+            let template = Image::from_bytes(status.icon(true)).expect("a usable template icon");
+            let opaque = |i: &Image| i.rgba().chunks(4).filter(|p| p[3] > 128).count();
+            assert!(
+                template.rgba().chunks(4).all(|p| p[..3] == [0, 0, 0]),
+                "{status:?}: a template is black"
+            );
+            // The white glyph is a hole in the template's disc, or every state would look the same.
+            assert!(opaque(&template) < opaque(&colour) * 9 / 10, "{status:?}: the glyph is cut out");
         }
     }
 
