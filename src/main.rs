@@ -580,14 +580,13 @@ async fn scan(
     }
     // A configured folder keeps its ID; any other path is indexed under one derived from it,
     // so scanning it again is an incremental rescan.
-    let folder_id = config
-        .folders
-        .iter()
-        .find(|f| std::fs::canonicalize(&f.path).is_ok_and(|p| p == root))
-        .map_or_else(|| format!("path:{}", root.display()), |f| f.id.to_string());
+    let configured = config.folders.iter().find(|f| std::fs::canonicalize(&f.path).is_ok_and(|p| p == root));
+    let folder_id = configured.map_or_else(|| format!("path:{}", root.display()), |f| f.id.to_string());
+    let ignore_permissions = configured.map_or(cfg!(windows), |f| f.ignores_permissions());
     let index = Index::open(&home.index_path()).await?;
     let folder = index.register_folder(&folder_id).await?;
-    let scanner = Scanner::new(index.clone(), folder, root.clone(), identity.device_id().short());
+    let scanner = Scanner::new(index.clone(), folder, root.clone(), identity.device_id().short())
+        .with_ignore_permissions(ignore_permissions);
     let bar = progress_bar(scanner.progress());
     let result = scanner.scan(&[]).await;
     if let Some((bar, ticker)) = bar {

@@ -163,6 +163,28 @@ async fn initial_sync_over_tcp() {
     initial_sync_of_a_tree("tcp").await;
 }
 
+/// A folder that ignores permissions (Windows' default) applies none of a peer's bits, and
+/// sends none: its edit leaves the executable bit the file has on the other device.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_that_ignores_permissions_neither_applies_nor_sends_them() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (mut a, mut b) = pair("tcp").await;
+    b.config.folders[0].ignore_permissions = Some(true);
+    let (run_a, run_b) = (a.folder().join("run.sh"), b.folder().join("run.sh"));
+    std::fs::write(&run_a, b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&run_a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ea, eb) = (a.start().await, b.start().await);
+    same_trees(&a.folder(), &b.folder()).await;
+    assert_eq!(mode(&run_b) & 0o111, 0, "b applied a's executable bits: {:o}", mode(&run_b));
+
+    save(&b, "run.sh", b"#!/bin/sh\necho edited on b\n");
+    same_trees(&a.folder(), &b.folder()).await;
+    assert_eq!(mode(&run_a), 0o755, "a lost its bits to an edit from a device that ignores them");
+    ea.shutdown().await;
+    eb.shutdown().await;
+}
+
 async fn changes_move_only_what_changed(transport: &str) {
     let (mut a, mut b) = pair(transport).await;
     let big = pseudo_random(50 << 20, 1);

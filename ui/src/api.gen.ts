@@ -1037,6 +1037,12 @@ export interface components {
             /** @description The devices this folder is shared with. */
             devices?: string[];
             id: string;
+            /**
+             * @description Whether permission bits are neither recorded from disk nor applied to it (Syncthing's
+             *     `ignorePerms`); unset, they are ignored on Windows, whose files have none, and synced
+             *     elsewhere.
+             */
+            ignore_permissions?: boolean | null;
             label?: string;
             /**
              * @description Free space the folder's disk keeps: the puller starts no download that would leave

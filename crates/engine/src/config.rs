@@ -797,6 +797,11 @@ pub struct FolderConfig {
     #[serde(default, skip_serializing_if = "MinFree::is_default")]
     #[schema(value_type = String)]
     pub min_disk_free: MinFree,
+    /// Whether permission bits are neither recorded from disk nor applied to it (Syncthing's
+    /// `ignorePerms`); unset, they are ignored on Windows, whose files have none, and synced
+    /// elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_permissions: Option<bool>,
 }
 
 /// A minimum of free space on a disk: a share of its size (`"1%"`, the default, as in
@@ -1035,7 +1040,13 @@ impl FolderConfig {
             paused: false,
             versioning: Versioning::default(),
             min_disk_free: MinFree::default(),
+            ignore_permissions: None,
         }
+    }
+
+    /// [`FolderConfig::ignore_permissions`], with this system's default.
+    pub fn ignores_permissions(&self) -> bool {
+        self.ignore_permissions.unwrap_or(cfg!(windows))
     }
 
     pub fn rescan_interval_s(&self, options: &Options) -> u64 {

@@ -816,7 +816,8 @@ impl FolderTask {
     async fn run(mut self) {
         let (scanner, puller) = match self.index.register_folder(self.id.as_str()).await {
             Ok(idx) => (
-                Scanner::new(self.index.clone(), idx, self.config.path.clone(), self.me),
+                Scanner::new(self.index.clone(), idx, self.config.path.clone(), self.me)
+                    .with_ignore_permissions(self.config.ignores_permissions()),
                 Arc::new(Puller {
                     index: self.index.clone(),
                     folder: idx,

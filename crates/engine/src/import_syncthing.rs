@@ -315,11 +315,9 @@ fn folder(
         folder.min_disk_free =
             min_free(m, &format!("folder \"{id}\": minDiskFree"), notes).unwrap_or_default();
     }
+    // `false` is Syncthing's default everywhere; Peerfold's default on Windows is to ignore them.
     if flag(attr(f, "ignorePerms"))? == Some(true) {
-        notes.push(format!(
-            "folder \"{id}\" ignored permissions (ignorePerms); Peerfold has no such setting yet and \
-             syncs the permission bits."
-        ));
+        folder.ignore_permissions = Some(true);
     }
     if flag(child_text(f, "ignoreDelete"))? == Some(true) {
         notes.push(format!("folder \"{id}\" ignored deletes from peers; Peerfold applies them."));
@@ -932,7 +930,7 @@ mod tests {
         assert_eq!(docs.versioning, Versioning::Trashcan { keep_days: 0 });
         assert!(note(&i, "simple versioning").contains("last 5 versions"));
         note(&i, "/backup/docs");
-        note(&i, "ignorePerms");
+        assert_eq!((photos.ignore_permissions, docs.ignore_permissions), (None, Some(true)));
 
         // Staggered versioning, 30 days of maxAge: the trash can for 30 days.
         let inbox = &i.folders[2];

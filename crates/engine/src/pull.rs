@@ -501,6 +501,15 @@ impl Puller {
         }
     }
 
+    /// Whether the folder ignores permission bits (`ignore_permissions`, Windows' default): none
+    /// are applied, and entries keep the bits their device gave them.
+    fn ignores_permissions(&self) -> bool {
+        self.config
+            .borrow()
+            .folder(&self.id)
+            .map_or(cfg!(windows), crate::config::FolderConfig::ignores_permissions)
+    }
+
     /// The folder's files, reached without following a symlink.
     fn fs(&self) -> Beneath<'_> {
         Beneath::new(&self.root)
@@ -523,10 +532,11 @@ impl Puller {
             }
             None => fs.create_dir_all(&g.name)?,
         }
-        if !g.no_permissions {
+        let ignore_permissions = self.ignores_permissions();
+        if !g.no_permissions && !ignore_permissions {
             fs.set_dir_mode(&g.name, g.permissions)?;
         }
-        Ok((recorded(fs, g)?, conflict))
+        Ok((recorded(fs, g, ignore_permissions)?, conflict))
     }
 
     /// Returns the entry to record and the conflict copy made of a local file, if any.
@@ -540,7 +550,7 @@ impl Puller {
         let mut conflict = None;
         if let Some(d) = disk {
             if d.kind == Kind::Symlink && fs.read_link(&g.name)?.to_str() == Some(g.symlink_target.as_str()) {
-                return Ok((recorded(fs, g)?, None));
+                return Ok((recorded(fs, g, self.ignores_permissions())?, None));
             }
             if d.kind == Kind::Directory {
                 return Err(io::Error::other("a directory is in the way of a symlink"));
@@ -683,7 +693,9 @@ impl Puller {
             && disk.is_some()
             && l.blocks == g.blocks
         {
-            let result = set_metadata(self.fs(), &g).and_then(|()| recorded(self.fs(), &g));
+            let ignore_permissions = self.ignores_permissions();
+            let result = set_metadata(self.fs(), &g, ignore_permissions)
+                .and_then(|()| recorded(self.fs(), &g, ignore_permissions));
             return match result {
                 Ok(entry) => Applied::Recorded { entry, fetched: 0, copied: 0, conflict: None },
                 Err(e) => Applied::Issue(name, e.to_string()),
@@ -929,8 +941,14 @@ impl Puller {
             return Err(io::Error::other("the temporary file has the wrong size"));
         }
         file.sync_all()?;
-        let mode = if g.no_permissions { 0o644 } else { g.permissions };
-        set_file_mode(&file, mode)?;
+        let ignore_permissions = self.ignores_permissions();
+        if !ignore_permissions {
+            // A device that ignores permissions (Windows) sends none: the file keeps the bits
+            // it has here, so its edit does not take away an executable bit.
+            let kept = local.filter(|l| !l.deleted && !l.no_permissions && l.file_type == FileType::File);
+            let mode = if g.no_permissions { kept.map_or(0o644, |l| l.permissions) } else { g.permissions };
+            set_file_mode(&file, mode)?;
+        }
         file.set_modified(mtime(g))?;
         drop(file);
         // The disk may have changed while we downloaded: check again right before replacing.
@@ -952,7 +970,7 @@ impl Puller {
         }
         // The directory is synced before the entry is recorded (see `record`).
         fs.rename(tmp, &g.name)?;
-        Ok((recorded(fs, g)?, copy))
+        Ok((recorded(fs, g, ignore_permissions)?, copy))
     }
 }
 
@@ -1097,15 +1115,20 @@ fn matches_index(disk: Option<&Stat>, local: Option<&FileInfo>) -> bool {
 }
 
 /// The entry to record for `g` as now on disk: its version and blocks, with the metadata the
-/// disk actually has (so the next scan sees no change).
-fn recorded(fs: Beneath<'_>, g: &FileInfo) -> io::Result<FileInfo> {
+/// disk actually has (so the next scan sees no change) but for ignored permission bits, which
+/// stay `g`'s.
+fn recorded(fs: Beneath<'_>, g: &FileInfo, ignore_permissions: bool) -> io::Result<FileInfo> {
     let stat = fs
         .stat(&g.name)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "it vanished as it was being recorded"))?;
     let mut entry = FileInfo { sequence: 0, ..g.clone() };
     if g.file_type != FileType::Symlink {
-        entry.permissions = stat.permissions;
-        entry.no_permissions = false;
+        if ignore_permissions {
+            entry.no_permissions = true;
+        } else {
+            entry.permissions = stat.permissions;
+            entry.no_permissions = false;
+        }
     }
     if g.file_type == FileType::File {
         entry.modified_s = stat.modified_s;
@@ -1152,9 +1175,9 @@ pub fn read_block(root: &Path, name: &str, offset: u64, size: usize) -> io::Resu
     read_block_at(&Beneath::new(root).open(name, Open::Read)?, offset, size)
 }
 
-fn set_metadata(fs: Beneath<'_>, g: &FileInfo) -> io::Result<()> {
+fn set_metadata(fs: Beneath<'_>, g: &FileInfo, ignore_permissions: bool) -> io::Result<()> {
     let file = fs.open(&g.name, Open::Write)?;
-    if !g.no_permissions {
+    if !g.no_permissions && !ignore_permissions {
         set_file_mode(&file, g.permissions & 0o777)?;
     }
     file.set_modified(mtime(g))

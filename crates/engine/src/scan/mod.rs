@@ -182,6 +182,8 @@ pub struct Scanner {
     me: ShortId,
     progress: Arc<Progress>,
     hook: Option<TestHook>,
+    /// Permission bits are not recorded from disk (the folder's `ignore_permissions`).
+    ignore_permissions: bool,
     /// [`HELD_DELETES`], smaller in tests.
     held_deletes: usize,
     /// Download temporaries (folder-relative) the last scans kept because their file was
@@ -199,9 +201,18 @@ impl Scanner {
             me,
             progress: Arc::default(),
             hook: None,
+            ignore_permissions: cfg!(windows),
             held_deletes: HELD_DELETES,
             kept_temps: Arc::default(),
         }
+    }
+
+    /// Whether the permission bits on disk are ignored (the folder's `ignore_permissions`; on
+    /// by default on Windows): entries then carry `no_permissions` and the bits they had, and a
+    /// change of the bits alone is no change.
+    pub fn with_ignore_permissions(mut self, ignore: bool) -> Self {
+        self.ignore_permissions = ignore;
+        self
     }
 
     #[cfg(test)]
@@ -357,6 +368,7 @@ impl Scanner {
             summary: ScanSummary::default(),
             progress: Arc::clone(&self.progress),
             hook: self.hook.clone(),
+            ignore_permissions: self.ignore_permissions,
             kept_temps: Vec::new(),
             pull_intents: self.index.has_pull_intents(self.folder).await?,
             guard: total.map(|total| DeleteGuard {
@@ -427,6 +439,7 @@ struct Walk {
     summary: ScanSummary,
     progress: Arc<Progress>,
     hook: Option<TestHook>,
+    ignore_permissions: bool,
     /// Download temporaries this walk kept because their file is needed.
     kept_temps: Vec<String>,
     /// Whether the index holds pull intents (a pull was interrupted): only then are new and
@@ -749,19 +762,19 @@ impl Walk {
             Kind::File => {
                 self.summary.files += 1;
                 self.summary.bytes += stat.size;
-                if !live_prev.is_some_and(|p| file_unchanged(p, &stat)) {
+                if !live_prev.is_some_and(|p| file_unchanged(p, &stat, self.ignore_permissions)) {
                     self.queue_hash(HashJob { name: name.to_owned(), stat, prev: prev.cloned() })?;
                 }
                 Ok(false)
             }
             Kind::Directory => {
                 self.summary.directories += 1;
-                let unchanged = live_prev.is_some_and(|p| {
-                    !p.invalid && p.file_type == FileType::Directory && p.permissions == stat.permissions
-                });
-                if let Some(p) = live_prev.filter(|p| {
-                    p.invalid && p.file_type == FileType::Directory && p.permissions == stat.permissions
-                }) {
+                let same_bits = |p: &FileInfo| self.ignore_permissions || p.permissions == stat.permissions;
+                let unchanged = live_prev
+                    .is_some_and(|p| !p.invalid && p.file_type == FileType::Directory && same_bits(p));
+                if let Some(p) =
+                    live_prev.filter(|p| p.invalid && p.file_type == FileType::Directory && same_bits(p))
+                {
                     // No longer ignored and as recorded: that version, valid again.
                     self.record(FileInfo { invalid: false, ..p.clone() })?;
                 } else if !unchanged {
@@ -799,13 +812,20 @@ impl Walk {
     /// A new index entry for what is on disk, its version bumped from `prev`'s.
     fn new_info(&self, name: &str, file_type: FileType, stat: &Stat, prev: Option<&FileInfo>) -> FileInfo {
         let symlink = file_type == FileType::Symlink;
+        // Ignored bits: the entry keeps those it had (a peer's, say), so that editing a file
+        // here does not change them for devices that apply them.
+        let permissions = match prev {
+            _ if symlink => 0,
+            Some(p) if self.ignore_permissions && !p.deleted => p.permissions,
+            _ => stat.permissions,
+        };
         FileInfo {
             name: name.to_owned(),
             file_type,
             size: if file_type == FileType::File { stat.size } else { 0 },
             // BEP: symlinks carry no permissions and no modification time.
-            permissions: if symlink { 0 } else { stat.permissions },
-            no_permissions: symlink,
+            permissions,
+            no_permissions: symlink || self.ignore_permissions,
             modified_s: if symlink { 0 } else { stat.modified_s },
             modified_ns: if symlink { 0 } else { stat.modified_ns },
             modified_by: self.me,
@@ -1125,14 +1145,15 @@ fn same_file(prev: &FileInfo, now: &FileInfo) -> bool {
         && (prev.blocks.is_empty() || prev.blocks == now.blocks)
 }
 
-/// Same type, size, modification time and permissions as recorded: not rehashed.
-fn file_unchanged(prev: &FileInfo, stat: &Stat) -> bool {
+/// Same type, size, modification time and permissions (unless ignored) as recorded: not
+/// rehashed.
+fn file_unchanged(prev: &FileInfo, stat: &Stat, ignore_permissions: bool) -> bool {
     !prev.invalid
         && prev.file_type == FileType::File
         && prev.size == stat.size
         && prev.modified_s == stat.modified_s
         && prev.modified_ns == stat.modified_ns
-        && prev.permissions == stat.permissions
+        && (ignore_permissions || prev.permissions == stat.permissions)
 }
 
 fn join(dir: &str, name: &str) -> String {

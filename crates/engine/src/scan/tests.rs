@@ -179,6 +179,37 @@ async fn permission_change_is_a_change() {
     assert_eq!(fx.live("f").await.permissions, 0o600);
 }
 
+/// `ignore_permissions` (Windows' default): entries say they carry no permissions, a change of
+/// the bits alone is no change, and an edit keeps the bits the entry had.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn ignored_permissions_are_neither_recorded_nor_a_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fx = Fixture::new().await;
+    fx.write("f", b"x");
+    fs::set_permissions(fx.path("f"), fs::Permissions::from_mode(0o755)).unwrap();
+    fx.scanner().with_ignore_permissions(true).scan(&[]).await.unwrap();
+    let first = fx.live("f").await;
+    assert!(first.no_permissions, "{first:?}");
+
+    fs::set_permissions(fx.path("f"), fs::Permissions::from_mode(0o600)).unwrap();
+    let s = fx.scanner().with_ignore_permissions(true).scan(&[]).await.unwrap();
+    assert_eq!(s.changed, 0);
+    assert_eq!(fx.live("f").await.version, first.version);
+
+    fx.rewrite("f", b"edited", 5);
+    fx.scanner().with_ignore_permissions(true).scan(&[]).await.unwrap();
+    let edited = fx.live("f").await;
+    assert_ne!(edited.version, first.version);
+    assert_eq!((edited.permissions, edited.no_permissions), (first.permissions, true));
+
+    // The same change with the bits synced is one.
+    fs::set_permissions(fx.path("f"), fs::Permissions::from_mode(0o644)).unwrap();
+    let s = fx.scanner().with_ignore_permissions(false).scan(&[]).await.unwrap();
+    assert_eq!(s.changed, 1);
+    assert_eq!(fx.live("f").await.permissions, 0o644);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_files_and_directories_become_tombstones() {
     let fx = Fixture::new().await;
