@@ -77,9 +77,8 @@ pub struct Bound {
     security: security::Descriptor,
 }
 
-/// The control pipe's security descriptor, built from the token of the process (Win32 calls).
 #[cfg(windows)]
-#[allow(unsafe_code)]
+#[allow(unsafe_code)] // Win32 calls std does not wrap.
 mod security {
     //! The control pipe's security: a descriptor granting the user this process runs as all
     //! access, and nobody else any, made from the SDDL `D:P(A;;GA;;;<the user's SID>)` (a
