@@ -29,3 +29,6 @@ mod selective;
 mod sync;
 mod syncthing;
 mod util;
+// Runs the Windows build under Wine: a Linux host only.
+#[cfg(target_os = "linux")]
+mod wine;

@@ -3,16 +3,19 @@
 //! The daemon (`peerfold serve` or the desktop app) serves the typed service on
 //! `<home>/control.sock`: a Unix socket, mode 0600, so only the owner can talk to it, and no API
 //! key is needed. On Windows it is a named pipe instead, named after the home
-//! (`pipe_name`), local clients only, with the default pipe security (full access for the
-//! user, SYSTEM and administrators; others may open it only to read, so cannot send a request).
-//! On Windows the typed route is all it serves, whatever the front-end. The CLI sends each [`Request`] as it is to `POST /api/call` ([`CALL_PATH`],
-//! [`call`]) and gets the typed [`Response`] back, or the [`ServiceError`] with its status code.
+//! (`pipe_name`), local clients only, whose security descriptor grants the user the daemon runs
+//! as all access and nobody else any (a protected DACL with that one entry: not SYSTEM, not the
+//! administrators, not the "everyone may read" of the default pipe security), which is the
+//! whole of its authentication, as the socket's mode is on Unix.
+//! On Windows the typed route is all it serves, whatever the front-end. The CLI sends each
+//! [`Request`] as it is to `POST /api/call` ([`CALL_PATH`], [`call`]) and gets the typed
+//! [`Response`] back, or the [`ServiceError`] with its status code.
 //! With no daemon running, the CLI asks [`crate::service::Offline`] instead, so every command
 //! behaves the same either way.
 //!
 //! Who answers on the socket is the daemon's HTTP front-end's choice
 //! (`daemon::HttpFrontEnd::serve_control`): `peerfold serve` serves its whole control
-//! API there (trusted); without an HTTP front-end (the desktop app) [`serve_typed`] answers
+//! API there (trusted); without an HTTP front-end (the desktop app) `serve_typed` answers
 //! that one route itself, with hyper, so the engine crate and the app need no HTTP API.
 
 use std::path::{Path, PathBuf};
@@ -70,6 +73,136 @@ pub struct Bound {
 pub struct Bound {
     server: tokio::net::windows::named_pipe::NamedPipeServer,
     name: String,
+    /// What every instance of the pipe is created with.
+    security: security::Descriptor,
+}
+
+#[cfg(windows)]
+#[allow(unsafe_code)] // Win32 calls std does not wrap.
+mod security {
+    //! The control pipe's security: a descriptor granting the user this process runs as all
+    //! access, and nobody else any, made from the SDDL `D:P(A;;GA;;;<the user's SID>)` (a
+    //! protected DACL, so nothing is inherited into it, with one "allow generic all" entry).
+
+    use std::io;
+    use std::ptr::null_mut;
+
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+        TokenUser,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    /// The `TOKEN_USER` of this process's token, in a buffer of our own (8-byte aligned, as
+    /// the structure needs): its SID points inside it.
+    pub(crate) struct UserSid(Vec<u64>);
+
+    impl UserSid {
+        pub(crate) fn current() -> io::Result<Self> {
+            let mut token: HANDLE = null_mut();
+            // SAFETY: the pseudo-handle of this process, and a place for the token's handle.
+            if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let token = Handle(token);
+            let mut len = 0u32;
+            // SAFETY: asks the size only (no buffer); it fails with "insufficient buffer".
+            unsafe { GetTokenInformation(token.0, TokenUser, null_mut(), 0, &mut len) };
+            if (len as usize) < size_of::<TOKEN_USER>() {
+                return Err(io::Error::last_os_error());
+            }
+            let mut buf = vec![0u64; (len as usize).div_ceil(8)];
+            // SAFETY: `buf` holds `len` bytes, aligned for TOKEN_USER.
+            let ok =
+                unsafe { GetTokenInformation(token.0, TokenUser, buf.as_mut_ptr().cast(), len, &mut len) };
+            if ok == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self(buf))
+        }
+
+        /// The SID, valid while `self` lives.
+        pub(crate) fn sid(&self) -> PSID {
+            // SAFETY: `current` filled the buffer with a TOKEN_USER.
+            unsafe { (*self.0.as_ptr().cast::<TOKEN_USER>()).User.Sid }
+        }
+
+        /// The SID as SDDL writes it (`S-1-5-21-…`).
+        fn to_sddl(&self) -> io::Result<String> {
+            let mut text = null_mut();
+            // SAFETY: a valid SID; the string comes from LocalAlloc and is freed below.
+            if unsafe { ConvertSidToStringSidW(self.sid(), &mut text) } == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a NUL-terminated wide string from the call above.
+            let sid = unsafe {
+                let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+                String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
+            };
+            // SAFETY: allocated by ConvertSidToStringSidW with LocalAlloc.
+            unsafe { LocalFree(text.cast()) };
+            Ok(sid)
+        }
+    }
+
+    struct Handle(HANDLE);
+
+    impl Drop for Handle {
+        fn drop(&mut self) {
+            // SAFETY: a handle this module opened and owns.
+            unsafe { CloseHandle(self.0) };
+        }
+    }
+
+    /// A self-relative security descriptor from the system's allocator, freed on drop.
+    pub(crate) struct Descriptor(PSECURITY_DESCRIPTOR);
+
+    // SAFETY: the descriptor is immutable memory owned by this value alone; Windows reads it.
+    unsafe impl Send for Descriptor {}
+    // SAFETY: as above: only read, never written, after it is made.
+    unsafe impl Sync for Descriptor {}
+
+    impl Descriptor {
+        /// Everything for the user this process runs as, nothing for anyone else.
+        pub(crate) fn user_only() -> io::Result<Self> {
+            let sid = UserSid::current()?.to_sddl()?;
+            let sddl: Vec<u16> = format!("D:P(A;;GA;;;{sid})").encode_utf16().chain([0]).collect();
+            let mut descriptor = null_mut();
+            // SAFETY: a NUL-terminated SDDL string; the descriptor is freed in `drop`.
+            let ok = unsafe {
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    sddl.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut descriptor,
+                    null_mut(),
+                )
+            };
+            if ok == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self(descriptor))
+        }
+
+        /// Security attributes pointing at the descriptor: valid while `self` lives.
+        pub(crate) fn attributes(&self) -> SECURITY_ATTRIBUTES {
+            SECURITY_ATTRIBUTES {
+                nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+                lpSecurityDescriptor: self.0,
+                bInheritHandle: 0,
+            }
+        }
+    }
+
+    impl Drop for Descriptor {
+        fn drop(&mut self) {
+            // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+            unsafe { LocalFree(self.0) };
+        }
+    }
 }
 
 /// The name of the control pipe of the home at `home`: one per home, as the socket is, from
@@ -83,18 +216,23 @@ pub fn pipe_name(home: &Path) -> std::io::Result<String> {
     Ok(format!(r"\\.\pipe\peerfold-control-{hex}"))
 }
 
-/// One more instance of the pipe `name`, for the next client; only local clients may connect.
+/// One more instance of the pipe `name`, for the next client; only local clients of the user
+/// `security` admits may connect.
 #[cfg(windows)]
+#[allow(unsafe_code)]
 fn pipe_instance(
     name: &str,
     first: bool,
+    security: &security::Descriptor,
 ) -> std::io::Result<tokio::net::windows::named_pipe::NamedPipeServer> {
-    tokio::net::windows::named_pipe::ServerOptions::new()
-        // The first instance fails if another process already owns the name: nobody can sit on
-        // a home's pipe before its daemon.
-        .first_pipe_instance(first)
-        .reject_remote_clients(true)
-        .create(name)
+    let mut attributes = security.attributes();
+    let mut options = tokio::net::windows::named_pipe::ServerOptions::new();
+    // The first instance fails if another process already owns the name: nobody can sit on a
+    // home's pipe before its daemon.
+    options.first_pipe_instance(first).reject_remote_clients(true);
+    // SAFETY: `attributes` is a SECURITY_ATTRIBUTES whose descriptor lives in `security`,
+    // which outlives the call (Windows copies what it keeps).
+    unsafe { options.create_with_security_attributes_raw(name, (&raw mut attributes).cast()) }
 }
 
 /// Creates the control pipe of the home at `home`.
@@ -102,8 +240,9 @@ fn pipe_instance(
 pub fn bind(home: &Path) -> Result<Bound, ControlError> {
     let listen_error = |path: PathBuf, source| ControlError::Listen { path, source };
     let name = pipe_name(home).map_err(|e| listen_error(home.to_owned(), e))?;
-    let server = pipe_instance(&name, true).map_err(|e| listen_error(PathBuf::from(&name), e))?;
-    Ok(Bound { server, name })
+    let security = security::Descriptor::user_only().map_err(|e| listen_error(PathBuf::from(&name), e))?;
+    let server = pipe_instance(&name, true, &security).map_err(|e| listen_error(PathBuf::from(&name), e))?;
+    Ok(Bound { server, name, security })
 }
 
 /// Serves the typed route on the control pipe until `shutdown` turns true, as `serve_typed`
@@ -115,7 +254,7 @@ pub async fn serve_pipe(
     me: DeviceId,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
-    let Bound { mut server, name } = bound;
+    let Bound { mut server, name, security } = bound;
     let service = crate::service::Running::new(engine, me);
     let mut connections = tokio::task::JoinSet::new();
     let stop = stopped(shutdown.clone());
@@ -126,7 +265,7 @@ pub async fn serve_pipe(
             connected = server.connect() => {
                 // The next instance is made before this one is handed on, so a client never
                 // finds the pipe missing between two.
-                let next = pipe_instance(&name, false)
+                let next = pipe_instance(&name, false, &security)
                     .map_err(|source| ControlError::Listen { path: PathBuf::from(&name), source })?;
                 let client = std::mem::replace(&mut server, next);
                 match connected {
@@ -411,3 +550,74 @@ async fn call_over(
 
 /// The route that answers a typed [`Request`], on the control socket as on the GUI address.
 pub const CALL_PATH: &str = "/api/call";
+
+#[cfg(all(test, windows))]
+#[allow(unsafe_code)]
+mod tests {
+    use std::os::windows::io::AsRawHandle as _;
+    use std::ptr::null_mut;
+
+    use windows_sys::Win32::Foundation::{ERROR_SUCCESS, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_KERNEL_OBJECT};
+    use windows_sys::Win32::Security::{
+        ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, AclSizeInformation, DACL_SECURITY_INFORMATION,
+        EqualSid, GetAce, GetAclInformation, GetSecurityDescriptorControl, SE_DACL_PROTECTED,
+    };
+
+    use super::*;
+
+    /// winnt.h's value (windows-sys has it behind a feature of its own).
+    const ACCESS_ALLOWED_ACE_TYPE: u8 = 0;
+
+    /// The pipe's DACL, read back from the system: protected (nothing inherited), one entry,
+    /// which allows this process's user. Runs under Wine in `.ci/run`.
+    #[tokio::test]
+    async fn the_control_pipe_admits_only_this_user() {
+        let home = tempfile::tempdir().unwrap();
+        let bound = bind(home.path()).unwrap();
+        let user = security::UserSid::current().unwrap();
+        let (mut dacl, mut descriptor): (*mut ACL, _) = (null_mut(), null_mut());
+        // SAFETY: the pipe's handle, alive in `bound`; the descriptor is freed below, and the
+        // DACL points into it.
+        let read = unsafe {
+            GetSecurityInfo(
+                bound.server.as_raw_handle(),
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                null_mut(),
+                null_mut(),
+                &mut dacl,
+                null_mut(),
+                &mut descriptor,
+            )
+        };
+        assert_eq!(read, ERROR_SUCCESS, "GetSecurityInfo failed");
+        assert!(!dacl.is_null(), "no DACL: everyone may connect");
+        let (mut control, mut revision) = (0u16, 0u32);
+        let mut size = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
+        let mut ace: *mut std::ffi::c_void = null_mut();
+        // SAFETY: the descriptor and DACL GetSecurityInfo returned; the out-parameters are ours.
+        let (protected, count, ace_type, ace_is_user) = unsafe {
+            assert_ne!(GetSecurityDescriptorControl(descriptor, &mut control, &mut revision), 0);
+            let size_ptr = (&raw mut size).cast();
+            let size_len = size_of::<ACL_SIZE_INFORMATION>() as u32;
+            assert_ne!(GetAclInformation(dacl, size_ptr, size_len, AclSizeInformation), 0);
+            assert_ne!(GetAce(dacl, 0, &mut ace), 0);
+            let ace = ace.cast::<ACCESS_ALLOWED_ACE>();
+            let sid = (&raw mut (*ace).SidStart).cast();
+            (
+                control & SE_DACL_PROTECTED != 0,
+                size.AceCount,
+                (*ace).Header.AceType,
+                EqualSid(sid, user.sid()) != 0,
+            )
+        };
+        // SAFETY: allocated by GetSecurityInfo; `dacl` and `ace` are not used past this.
+        unsafe { LocalFree(descriptor) };
+        assert!(protected, "the DACL inherits entries");
+        assert_eq!(count, 1, "the DACL has other entries than the user's");
+        assert_eq!(ace_type, ACCESS_ALLOWED_ACE_TYPE, "the one entry does not allow");
+        assert!(ace_is_user, "the one entry is not this user");
+        drop(bound);
+    }
+}

@@ -408,8 +408,8 @@ mod tests {
         daemon.shutdown().await;
     }
 
-    /// A QUIC listen address the system will not let us use (Wine refuses a UDP socket option
-    /// with OS error 10045; an address in use stands in for it here) leaves the daemon running
+    /// A QUIC listen address the system will not let us use (a system that refuses UDP sockets;
+    /// an address in use stands in for it here) leaves the daemon running
     /// on TCP, and both the status and the system information say why QUIC is missing.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_daemon_whose_quic_address_fails_runs_on_tcp_and_says_why() {

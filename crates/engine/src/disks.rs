@@ -43,9 +43,34 @@ pub fn space(path: &Path) -> io::Result<Option<Space>> {
     Ok(Some(Space { free: s.f_bavail.saturating_mul(unit), total: s.f_blocks.saturating_mul(unit) }))
 }
 
-/// Elsewhere (Windows) the free space is not checked: an unknown free space allows the
-/// download, and a full disk is still handled as it happens (see [`after_failed_write`]).
-#[cfg(not(unix))]
+/// On Windows: `GetDiskFreeSpaceExW`, whose free space is what this user may still use (quotas
+/// included), as `f_bavail` is on Unix. `path` must exist (a directory or a file on the disk).
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn space(path: &Path) -> io::Result<Option<Space>> {
+    use std::os::windows::ffi::OsStrExt as _;
+    // The API takes a directory; a file's own directory is on the same disk.
+    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(path) };
+    let wide: Vec<u16> = dir.as_os_str().encode_wide().chain([0]).collect();
+    let (mut free, mut total) = (0u64, 0u64);
+    // SAFETY: a NUL-terminated wide path and two u64s to fill; the third output is optional.
+    let ok = unsafe {
+        windows_sys::Win32::Storage::FileSystem::GetDiskFreeSpaceExW(
+            wide.as_ptr(),
+            &mut free,
+            &mut total,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(Space { free, total }))
+}
+
+/// Elsewhere the free space is not checked: an unknown free space allows the download, and a
+/// full disk is still handled as it happens (see `after_failed_write`).
+#[cfg(not(any(unix, windows)))]
 pub fn space(_path: &Path) -> io::Result<Option<Space>> {
     Ok(None)
 }
@@ -517,12 +542,16 @@ mod tests {
         assert!(p("c.tmp").exists());
     }
 
-    #[cfg(unix)]
+    /// Runs on Linux (statvfs) and, in `.ci/run`, on Windows under Wine (GetDiskFreeSpaceExW).
     #[test]
     fn room_is_free_space_less_the_minimum() {
         let dir = tempfile::tempdir().unwrap();
         let s = space(dir.path()).unwrap().unwrap();
         assert!(s.total >= s.free && s.total > 0, "{s:?}");
+        // A file is measured by the disk it is on.
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(space(&file).unwrap().unwrap().total, s.total);
         assert_eq!(lacks_room(dir.path(), 0, MinFree::Bytes(0), "d", "x"), None);
         let full = lacks_room(dir.path(), s.total, MinFree::Percent(1), "the folder's disk", "min_disk_free");
         assert!(

@@ -17,7 +17,8 @@
 //! The crates below are re-exported under the module names they had before the split, so that
 //! `crate::db::Index` reads the same everywhere.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-// Safe Rust everywhere but `positional_io`, whose two system calls std does not wrap.
+// Safe Rust everywhere but where std wraps no system call: `positional_io`'s two, and on
+// Windows the control pipe's security descriptor (`control`) and the free space (`disks`).
 #![deny(unsafe_code)]
 
 pub use peerfold_db as db;

@@ -5,7 +5,7 @@
 //! It owns the platform-neutral [`PowerNetworkSource`] (a long-lived watch publishing
 //! [`PowerNetwork`] on a `watch` channel) and [`run`], the task that watches only while one of
 //! the two options is on, so a NAS with both off never opens the system bus. Linux reads
-//! NetworkManager's `Metered` and UPower's `OnBattery` over the system D-Bus ([`DBus`], zbus on
+//! NetworkManager's `Metered` and UPower's `OnBattery` over the system D-Bus (`DBus`, zbus on
 //! tokio, following `PropertiesChanged` and the services coming and going; the bus address is
 //! injectable for tests, see [`system_source`]). Windows and macOS have no source yet: they
 //! report "unknown", which pauses nothing.

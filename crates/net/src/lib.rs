@@ -35,6 +35,7 @@ pub mod errors;
 pub mod fsutil;
 pub mod identity;
 pub mod limit;
+mod plain_udp;
 mod quic;
 pub mod relay;
 mod stun;
@@ -310,8 +311,9 @@ impl NetError {
 }
 
 /// A QUIC listen address this device could not use, and why. The [`Net`] listens on its other
-/// addresses: the system refused a UDP socket or one of its options (Wine refuses one with OS
-/// error 10045; a locked-down system may refuse more), or the address is taken.
+/// addresses: the system refused a UDP socket there, or the address is taken. (A system that
+/// refuses only the options quinn's own socket sets gets QUIC on a plain socket instead:
+/// `plain_udp`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuicUnavailable {
     pub addr: Address,
@@ -362,12 +364,18 @@ impl Net {
     ///
     /// Fails on the first TCP address that cannot be bound (or resolved), closing what was
     /// already bound. A QUIC address that cannot be used is logged as a warning and listed in
-    /// [`Net::quic_unavailable`] instead: TCP carries the same connections, and some systems
-    /// refuse what QUIC asks of a UDP socket. It fails the call only when nothing at all
+    /// [`Net::quic_unavailable`] instead: TCP carries the same connections. (A system that
+    /// refuses only the options quinn's socket sets gets QUIC on a plain UDP socket, logged
+    /// once as a warning: see `plain_udp`.) It fails the call only when nothing at all
     /// listens then. An empty host (`tcp://:22000`) listens on every address: `0.0.0.0` for the `4`
     /// schemes, `[::]` (dual-stack where the system allows) otherwise. An empty `listen` gives
     /// a `Net` that only dials.
     pub async fn bind(tls: TlsIdentity, listen: &[Address]) -> Result<Self, NetError> {
+        Self::bind_on(tls, listen, quic::SocketKind::Best).await
+    }
+
+    /// [`Net::bind`] with its QUIC listeners on the UDP socket `kind` says.
+    async fn bind_on(tls: TlsIdentity, listen: &[Address], kind: quic::SocketKind) -> Result<Self, NetError> {
         let (tx, rx) = mpsc::channel(INCOMING_QUEUE);
         let (invite_tx, invite_rx) = mpsc::channel(INVITE_QUEUE);
         let tx = Incoming { bep: tx, invite: invite_tx };
@@ -397,7 +405,7 @@ impl Net {
                     (local, tokio::spawn(task))
                 }
                 Transport::Quic => {
-                    let (endpoint, demux) = match quic::listen_endpoint(&net.tls, socket_addr) {
+                    let (endpoint, demux) = match quic::listen_endpoint(&net.tls, socket_addr, kind) {
                         Ok(bound) => bound,
                         Err(source) => {
                             let error = listen_err(source);

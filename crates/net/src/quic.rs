@@ -18,6 +18,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
+use super::plain_udp::PlainUdpSocket;
 use super::stun::Demux;
 use super::tls::{SERVER_NAME, TlsIdentity, peer_device};
 use super::{
@@ -62,10 +63,30 @@ const ACK_ELICITING_THRESHOLD: u32 = 10;
 /// for the same reason.
 const SOCKET_BUFFER: usize = 8 << 20;
 
+/// Which UDP socket quinn drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SocketKind {
+    /// quinn's own (`quinn-udp`: ECN, segmentation offload, no fragmentation), falling back to
+    /// [`SocketKind::Plain`] where the system refuses one of its options.
+    Best,
+    /// The degraded socket ([`PlainUdpSocket`]) at once: how tests run it on any system.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Plain,
+}
+
 /// An endpoint on `socket`, with larger socket buffers, and the STUN side of the socket.
 fn endpoint(
     server: Option<quinn::ServerConfig>,
     socket: std::net::UdpSocket,
+) -> io::Result<(quinn::Endpoint, Arc<Demux>)> {
+    endpoint_on(server, socket, SocketKind::Best)
+}
+
+/// [`endpoint`] on the socket `kind` says.
+pub(super) fn endpoint_on(
+    server: Option<quinn::ServerConfig>,
+    socket: std::net::UdpSocket,
+    kind: SocketKind,
 ) -> io::Result<(quinn::Endpoint, Arc<Demux>)> {
     let sock = socket2::SockRef::from(&socket);
     // Best effort: a smaller buffer than asked for is still a working socket.
@@ -78,7 +99,17 @@ fn endpoint(
     // Peers keep the fixed bit set towards us, which is what tells QUIC from STUN (`stun`).
     config.grease_quic_bit(false);
     let runtime = Arc::new(quinn::TokioRuntime);
-    let demux = Demux::new(quinn::Runtime::wrap_udp_socket(&*runtime, socket)?);
+    // quinn-udp sets its options when it wraps the socket and drops the socket when one is
+    // refused, so they are tried first on the socket we keep; wrapping sets them again.
+    let refused = match kind {
+        SocketKind::Best => quinn::udp::UdpSocketState::new((&socket).into()).err(),
+        SocketKind::Plain => Some(io::Error::other("the plain UDP socket was asked for")),
+    };
+    let inner: Arc<dyn quinn::AsyncUdpSocket> = match refused {
+        None => quinn::Runtime::wrap_udp_socket(&*runtime, socket)?,
+        Some(why) => Arc::new(PlainUdpSocket::new(socket, &why)?),
+    };
+    let demux = Demux::new(inner);
     let socket: Arc<dyn quinn::AsyncUdpSocket> = Arc::clone(&demux) as _;
     let endpoint = quinn::Endpoint::new_with_abstract_socket(config, server, socket, runtime)?;
     Ok((endpoint, demux))
@@ -123,10 +154,11 @@ fn transport_config(incoming_bidi: u32) -> Arc<TransportConfig> {
 pub(super) fn listen_endpoint(
     tls: &TlsIdentity,
     addr: SocketAddr,
+    kind: SocketKind,
 ) -> io::Result<(quinn::Endpoint, Arc<Demux>)> {
     let mut config = quinn::ServerConfig::with_crypto(tls.quic_server_config());
     config.transport_config(transport_config(1));
-    endpoint(Some(config), std::net::UdpSocket::bind(addr)?)
+    endpoint_on(Some(config), std::net::UdpSocket::bind(addr)?, kind)
 }
 
 /// Accepts connections on `endpoint` until `stop` is set or the endpoint is closed, running each

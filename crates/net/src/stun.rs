@@ -335,6 +335,7 @@ impl AsyncUdpSocket for Demux {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quic::{SocketKind, endpoint_on};
 
     /// RFC 5769 §2.2: a Binding success response for IPv4, with XOR-MAPPED-ADDRESS
     /// 192.0.2.1:32853 (and SOFTWARE, MESSAGE-INTEGRITY and FINGERPRINT, which are skipped).
@@ -430,12 +431,16 @@ mod tests {
 
     /// The demultiplexer end to end on loopback: a fake STUN server answers the query on the
     /// socket a quinn endpoint reads from (quinn's reads are what deliver the answer), after
-    /// noise and an answer to a transaction nobody asked about.
-    // Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-    // option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-    #[cfg(not(peerfold_wine))]
+    /// noise and an answer to a transaction nobody asked about. On quinn's own socket where the
+    /// system allows it (under Wine that is the plain one too) and on the plain one.
     #[tokio::test]
     async fn stun_and_quic_share_one_socket() {
+        for kind in [SocketKind::Best, SocketKind::Plain] {
+            stun_on_a_quic_socket(kind).await;
+        }
+    }
+
+    async fn stun_on_a_quic_socket(kind: SocketKind) {
         let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let server_addr = server.local_addr().unwrap();
         tokio::spawn(async move {
@@ -463,16 +468,9 @@ mod tests {
         });
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = socket.local_addr().unwrap();
-        let demux = Demux::new(quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).unwrap());
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            None,
-            Arc::clone(&demux) as Arc<dyn AsyncUdpSocket>,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .unwrap();
+        let (endpoint, demux) = endpoint_on(None, socket, kind).unwrap();
         let mapped = tokio::time::timeout(Duration::from_secs(10), demux.query(server_addr)).await.unwrap();
-        assert_eq!(mapped, Ok(local));
+        assert_eq!(mapped, Ok(local), "{kind:?}");
         assert!(demux.lock().is_empty(), "the answered query is forgotten");
         // A server that never answers: a timeout, and nothing left behind.
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

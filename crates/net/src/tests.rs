@@ -15,13 +15,7 @@ use crate::identity::Identity;
 /// Long enough for any loopback handshake on a loaded machine; short enough to fail fast.
 const WAIT: Duration = Duration::from_secs(10);
 
-const TRANSPORTS: &[Transport] = if cfg!(peerfold_wine) {
-    // Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP
-    // socket option quinn sets (OS error 10045), so QUIC cannot listen there: TCP alone.
-    &[Transport::Tcp]
-} else {
-    &[Transport::Tcp, Transport::Quic]
-};
+const TRANSPORTS: &[Transport] = &[Transport::Tcp, Transport::Quic];
 
 macro_rules! vector_path {
     ($name:literal) => {
@@ -207,9 +201,6 @@ async fn both_transports_carry_bytes_both_ways_between_authenticated_devices() {
     }
 }
 
-// Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-// option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-#[cfg(not(peerfold_wine))]
 #[tokio::test]
 async fn quic_dial_without_a_quic_listener_uses_a_client_endpoint() {
     let (a, b) = (node(), node());
@@ -339,9 +330,6 @@ async fn a_certificate_without_its_key_is_refused_both_ways() {
     net_home.shutdown().await;
 }
 
-// Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-// option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-#[cfg(not(peerfold_wine))]
 #[tokio::test]
 async fn garbage_and_silence_do_not_stop_the_listeners() {
     let (a, b) = (node(), node());
@@ -417,9 +405,6 @@ async fn dropping_a_stream_still_delivers_what_was_written() {
     }
 }
 
-// Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-// option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-#[cfg(not(peerfold_wine))]
 #[tokio::test]
 async fn shutdown_stops_accepting_and_dialling() {
     let (a, b) = (node(), node());
@@ -455,9 +440,6 @@ async fn shutdown_stops_accepting_and_dialling() {
     net_a.shutdown().await;
 }
 
-// Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-// option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-#[cfg(not(peerfold_wine))]
 #[tokio::test]
 async fn bind_reports_an_address_in_use() {
     let a = node();
@@ -476,9 +458,6 @@ async fn bind_reports_an_address_in_use() {
 /// A system that refuses QUIC's UDP socket (Wine refuses one of its options with OS error
 /// 10045; a locked-down system may refuse the socket) leaves the device on TCP, saying why,
 /// instead of not starting. An address in use fails the same call, so it stands in here.
-// Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-// option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-#[cfg(not(peerfold_wine))]
 #[tokio::test]
 async fn a_quic_address_that_cannot_be_used_leaves_tcp_listening() {
     let (a, b) = (node(), node());
@@ -533,9 +512,6 @@ async fn dial_errors_say_what_failed() {
     net_a.shutdown().await;
 }
 
-// Wine (`--cfg peerfold_wine`, set by `.ci/run` for its Windows test run) refuses a UDP socket
-// option quinn sets (OS error 10045), so QUIC cannot listen there; real Windows runs this.
-#[cfg(not(peerfold_wine))]
 #[tokio::test]
 async fn ipv6_loopback_works_on_both_transports() {
     let (a, b) = (node(), node());
@@ -594,20 +570,52 @@ async fn invitation_connections_are_kept_apart_from_bep() {
     }
 }
 
-/// Under Wine the system itself refuses QUIC's socket (OS error 10045, an option Wine does not
-/// implement): the case the fallback exists for, as it happens there.
+/// QUIC on the degraded socket (what it runs on where the system refuses one of quinn-udp's
+/// options; forced here on any system): two devices connect and carry a stream both ways, a
+/// dial going out from the listening socket.
+#[tokio::test]
+async fn quic_works_on_the_plain_udp_socket() {
+    let (a, b) = (node(), node());
+    let plain = quic::SocketKind::Plain;
+    let net_a = Net::bind_on(a.tls.clone(), &[loopback(Transport::Quic)], plain).await.unwrap();
+    let net_b = Net::bind_on(b.tls.clone(), &[loopback(Transport::Quic)], plain).await.unwrap();
+    assert!(net_a.quic_unavailable().is_empty() && net_b.quic_unavailable().is_empty());
+    let (addr_a, addr_b) = (net_a.local_addresses().remove(0), net_b.local_addresses().remove(0));
+    let (out, inc) = connect_and_exchange(&net_a, &net_b, &addr_b).await;
+    assert_eq!((out.transport, inc.transport), (Transport::Quic, Transport::Quic));
+    assert_eq!((out.device, inc.device), (b.tls.device_id(), a.tls.device_id()));
+    assert_eq!(out.local.port(), addr_a.port);
+    // Datagrams to a port nobody listens on (Windows reports the ICMP errors they cause on a
+    // later receive) and garbage leave the endpoint working.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_addr: Address = format!("quic://{}", closed.local_addr().unwrap()).parse().unwrap();
+    drop(closed);
+    let err = net_b.dial_within(Duration::from_millis(500), &closed_addr, a.tls.device_id()).await;
+    assert!(err.is_err());
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.send_to(&[0xff; 1200], ("127.0.0.1", addr_a.port)).await.unwrap();
+    assert_reachable(&net_b, &net_a, &addr_a).await;
+    net_a.shutdown().await;
+    net_b.shutdown().await;
+}
+
+/// Under Wine the system itself refuses quinn-udp's socket options (reading `IPV6_V6ONLY` on an
+/// IPv4 socket: OS error 10045; `IP_RECVECN`: 10042): QUIC listens there all the same, on the
+/// plain socket, and carries a connection.
 #[cfg(peerfold_wine)]
 #[tokio::test]
-async fn under_wine_quic_is_refused_and_tcp_listens() {
+async fn under_wine_quic_listens_on_the_plain_socket() {
+    let refused =
+        quinn::udp::UdpSocketState::new((&std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).into());
+    let error = refused.expect_err("Wine now accepts quinn-udp's options: this test is moot");
+    assert_eq!(error.raw_os_error(), Some(10045), "{error}");
     let (a, b) = (node(), node());
     let net = Net::bind(a.tls.clone(), &[loopback(Transport::Quic), loopback(Transport::Tcp)]).await.unwrap();
+    assert!(net.quic_unavailable().is_empty(), "{:?}", net.quic_unavailable());
     let local = net.local_addresses();
-    assert_eq!(local.len(), 1, "{local:?}");
-    assert_eq!(local[0].transport, Transport::Tcp);
-    let failed = net.quic_unavailable();
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(failed[0].reason.contains("10045"), "{}", failed[0].reason);
+    assert_eq!(local.iter().map(|a| a.transport).collect::<Vec<_>>(), [Transport::Quic, Transport::Tcp]);
     let dialer = Net::bind(b.tls.clone(), &[]).await.unwrap();
     assert_reachable(&dialer, &net, &local[0]).await;
     net.shutdown().await;
+    dialer.shutdown().await;
 }
