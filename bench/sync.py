@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Sync benchmark: `python3 bench/sync.py [--out DIR] [--runs N] [--cases mixed,small,latency]
-[--transports quic,tcp] [--no-syncthing] [--binary PATH] [--multisource-mb MB]`.
+[--transports quic,tcp] [--no-syncthing] [--binary PATH] [--multisource-mb MB] [--scale-files N]
+[--scale-limit-min M]`.
 
-Cases (default mixed,small,latency): mixed, small, small100k, latency, multisource.
+Cases (default mixed,small,latency): mixed, small, small100k, latency, multisource, scale.
 
 Builds the release binary, generates the data sets (deterministic; kept in --out between runs,
 default /tmp/peerfold-bench, shared with bench/scan.py) and measures one-way sync between two
@@ -22,7 +23,17 @@ daemons on loopback, over QUIC and over TCP+TLS:
      data) from A alone at 20 MB/s, from A and B at 20 MB/s each, and from A at 20 and B at
      5 MB/s. B gets the set from A over an unshaped a–b link first (so both hold the same
      versions); the time runs from starting C until it has everything.
-For 1, 2 and 4, the sending daemon A is started on the data set and waited for until its first
+  6. scale (`--cases scale --transports tcp`; `--scale-files N`, default 1,000,000): N files
+     in directories of 1,000, every hundredth of 1 KiB and the rest empty. As 1, plus: A's
+     first scan time, the bytes B read from its connection (index and data; the data is N/100
+     KiB), B's index database size (Peerfold: index.db with its WAL; Syncthing: its LevelDB
+     directory), and files are counted on B instead of hashed. Syncthing is stopped after 30
+     minutes, Peerfold after --scale-limit-min (default 29), and where B was (its status
+     counts) is reported. Status is polled every files/100,000 seconds (10 s for a million):
+     each poll counts what B needs, a pass over its whole index.
+When the mixed case runs, `dd` writes 1 GiB with conv=fdatasync into --out before and after the
+transfers, and each program's mixed rate is reported as a share of dd's mean rate.
+For 1, 2, 4 and 6, the sending daemon A is started on the data set and waited for until its first
 scan is done (its status shows every file, idle); then the receiving daemon B is started with
 an empty folder. The time runs from starting B until B's status shows every file present and
 nothing needed; B's tree is then compared with A's (names, sizes, SHA-256 of every file). Each
@@ -158,15 +169,33 @@ class Peerfold:
             raise RuntimeError(f"peerfold serve exited: {(self.home / 'serve.log').read_text()}")
         return "Listening on" in (self.home / "serve.log").read_text(errors="replace")
 
-    def folder(self):
-        """The folder's status, `None` while the control socket is not up."""
+    def status(self):
+        """The daemon's whole status, `None` while the control socket is not up."""
         # Before the daemon holds the home, `status` would open (and lock) it itself.
         if not self.listening():
             return None
         try:
-            return json.loads(self.cli("status", "--json"))["folders"][0]
-        except (RuntimeError, json.JSONDecodeError, IndexError, KeyError):
+            return json.loads(self.cli("status", "--json"))
+        except (RuntimeError, json.JSONDecodeError):
             return None
+
+    def folder(self):
+        """The folder's status, `None` while the control socket is not up."""
+        try:
+            return self.status()["folders"][0]
+        except (TypeError, IndexError, KeyError):
+            return None
+
+    def bytes_in(self):
+        """Bytes read from the (one) connected peer so far."""
+        try:
+            return sum(d.get("bytes_in") or 0 for d in self.status()["devices"])
+        except (TypeError, KeyError):
+            return None
+
+    def db_mb(self):
+        """Size of the index database (with its WAL) in MB."""
+        return sum(p.stat().st_size for p in self.home.glob("index.db*")) / 1e6
 
     def stop(self):
         if self.proc:
@@ -200,22 +229,33 @@ def pf_complete(f, files):
             and f["need"]["items"] == 0)
 
 
-def peerfold_transfer(binary, work, scheme, source, files, interval):
+def peerfold_transfer(binary, work, scheme, source, files, interval, deadline_s=1800):
     """Seconds from starting the receiver until it has all `files` of `source`."""
     dest = work / "dest"
     a, b, la, lb = peerfold_pair(binary, work, scheme, source, dest)
     try:
         a.serve(la)
         wait("peerfold A to listen", a.listening, 60, 0.02)
-        wait("peerfold A's first scan", lambda: pf_has_all(a.folder(), files), 600, 0.1)
+        scan_start = time.perf_counter()
+        wait("peerfold A's first scan", lambda: pf_has_all(a.folder(), files), 3600, interval)
+        scan_s = time.perf_counter() - scan_start
         os.sync()
         cpu_a = cpu_seconds(a.proc.pid)
         start = time.perf_counter()
         b.serve(lb)
-        wait("peerfold B to receive everything", lambda: pf_complete(b.folder(), files), 1800, interval)
-        secs = time.perf_counter() - start
+        try:
+            wait("peerfold B to receive everything", lambda: pf_complete(b.folder(), files), deadline_s, interval)
+            secs, stopped = time.perf_counter() - start, None
+        except TimeoutError:
+            if deadline_s >= 1800:
+                raise
+            # The scale case's limit: where B was when stopped.
+            f = b.folder() or {}
+            secs, stopped = None, {k: f.get(k) for k in ("state", "global", "local", "need")}
         stats = {"cpu": cpu_seconds(a.proc.pid) - cpu_a + cpu_seconds(b.proc.pid),
-                 "rss_a": peak_rss_mb(a.proc.pid), "rss_b": peak_rss_mb(b.proc.pid)}
+                 "rss_a": peak_rss_mb(a.proc.pid), "rss_b": peak_rss_mb(b.proc.pid),
+                 "scan_s": scan_s, "wire_in_mb": (b.bytes_in() or 0) / 1e6, "db_mb": b.db_mb(),
+                 "stopped": stopped}
     finally:
         b.stop()
         a.stop()
@@ -285,6 +325,23 @@ class Syncthing:
                 raise RuntimeError("syncthing serve exited")
             return None
 
+    def rest(self, path):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.gui}{path}", headers={"X-API-Key": "bench-key"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def bytes_in(self):
+        """Bytes read from the peer so far (/rest/system/connections)."""
+        c = self.rest("/rest/system/connections")
+        return c and c["total"]["inBytesTotal"]
+
+    def db_mb(self):
+        """Size of the index database (LevelDB directory) in MB."""
+        return sum(p.stat().st_size for p in (self.home / "index-v0.14.0.db").rglob("*") if p.is_file()) / 1e6
+
     def stop(self):
         if self.proc:
             self.proc.terminate()
@@ -311,20 +368,30 @@ def st_complete(s, files):
             and s["needBytes"] == 0)
 
 
-def syncthing_transfer(work, scheme, source, files, interval):
+def syncthing_transfer(work, scheme, source, files, interval, deadline_s=1800):
+    """As peerfold_transfer; past `deadline_s` the stats say where B was (`stopped`) and the
+    seconds are None."""
     dest = work / "dest"
     a, b = st_pair(work, scheme, source, dest)
     try:
         a.serve()
-        wait("syncthing A's first scan", lambda: st_has_all(a.status(), files), 900, 0.1)
+        scan_start = time.perf_counter()
+        wait("syncthing A's first scan", lambda: st_has_all(a.status(), files), 3600, interval)
+        scan_s = time.perf_counter() - scan_start
         os.sync()
         cpu_a = cpu_seconds(a.proc.pid)
         start = time.perf_counter()
         b.serve()
-        wait("syncthing B to receive everything", lambda: st_complete(b.status(), files), 1800, interval)
-        secs = time.perf_counter() - start
+        try:
+            wait("syncthing B to receive everything", lambda: st_complete(b.status(), files), deadline_s, interval)
+            secs, stopped = time.perf_counter() - start, None
+        except TimeoutError:
+            s = b.status() or {}
+            secs, stopped = None, {k: s.get(k) for k in ("state", "globalFiles", "localFiles", "needFiles")}
         stats = {"cpu": cpu_seconds(a.proc.pid) - cpu_a + cpu_seconds(b.proc.pid),
-                 "rss_a": peak_rss_mb(a.proc.pid), "rss_b": peak_rss_mb(b.proc.pid)}
+                 "rss_a": peak_rss_mb(a.proc.pid), "rss_b": peak_rss_mb(b.proc.pid),
+                 "scan_s": scan_s, "wire_in_mb": (b.bytes_in() or 0) / 1e6, "db_mb": b.db_mb(),
+                 "stopped": stopped}
     finally:
         b.stop()
         a.stop()
@@ -523,6 +590,58 @@ def multisource(args, binary, out):
     return results
 
 
+def disk_rate(out):
+    """MB/s of `dd` writing 1 GiB of zeros into `out` and fdatasync'ing it (the data set's disk)."""
+    target = out / "dd.tmp"
+    try:
+        start = time.perf_counter()
+        subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=1024", "conv=fdatasync"],
+                       capture_output=True, check=True)
+        secs = time.perf_counter() - start
+    finally:
+        target.unlink(missing_ok=True)
+    os.sync()
+    return (1 << 30) / 1e6 / secs
+
+
+def scale(args, binary, out):
+    """The scale case: rows of (program, scheme, files, seconds or None, stats)."""
+    n = args.scale_files
+    source = out / f"scale-{n}"
+    # Mostly empty: every hundredth file has 1 KiB, so files are transferred too.
+    make_small(source, n, lambda i: 1024 if i % 100 == 0 else 0)
+    files = n
+    rows = []
+    for scheme in args.transports.split(","):
+        for prog in args.programs:
+            keep = tempfile.TemporaryDirectory(dir=out, prefix="sync-")
+            FINISHED.append(keep)
+            work = pathlib.Path(keep.name)
+            # Each status poll counts what B needs, which takes seconds at a million files (a
+            # full pass over the index): polled often, the benchmark itself would load B.
+            interval = max(0.5, files / 100_000)
+            if prog == "peerfold":
+                secs, dest, stats = peerfold_transfer(binary, work, scheme, source, files, interval,
+                                                      args.scale_limit_min * 60)
+            else:
+                secs, dest, stats = syncthing_transfer(work, scheme, source, files, interval, 30 * 60)
+            if secs is not None:
+                # Counting is enough here: the file contents are checked by the other cases,
+                # and hashing a million files would double the case's time.
+                got = sum(len([f for f in fs if not is_internal(f)]) for d, ds, fs in os.walk(dest)
+                          if not any(is_internal(part) for part in pathlib.Path(d).parts))
+                if got != files:
+                    sys.exit(f"{prog} scale over {scheme}: {got} files on B, expected {files}")
+            print(f"  {prog:9} scale {scheme:4}: A's first scan {stats['scan_s']:.1f} s, B "
+                  + (f"complete in {secs:.1f} s" if secs is not None else f"stopped at {stats['stopped']}")
+                  + f", peak RSS A {stats['rss_a']:.0f} MB B {stats['rss_b']:.0f} MB, wire into B "
+                  f"{stats['wire_in_mb']:.2f} MB, B's index DB {stats['db_mb']:.0f} MB, {stats['cpu']:.0f} CPU-s, "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            rows.append((prog, scheme, files, secs, stats))
+            os.sync()
+    return rows
+
+
 # Work directories of finished transfers, deleted when the benchmark ends. ext4 without a
 # journal (as on this machine) skips inodes deleted in the last minute when it allocates one,
 # and creating 10,000 files right after deleting the previous run's 10,000 cost each program
@@ -569,6 +688,9 @@ def main():
     ap.add_argument("--binary", help="use this peerfold binary instead of building one")
     ap.add_argument("--programs", default="peerfold,syncthing", help=argparse.SUPPRESS)
     ap.add_argument("--multisource-mb", type=int, default=160, help="size of the multisource case's set")
+    ap.add_argument("--scale-files", type=int, default=1_000_000, help="files in the scale case's set")
+    ap.add_argument("--scale-limit-min", type=int, default=29,
+                    help="minutes after which the scale case stops Peerfold's B and reports where it was")
     args = ap.parse_args()
     args.programs = [p for p in args.programs.split(",") if p != "syncthing" or not args.no_syncthing]
     out = pathlib.Path(args.out)
@@ -599,6 +721,10 @@ def main():
         make_small(small, 100_000, lambda i: (i * 7919) % 8192)
         sets["small100k"] = small
 
+    disk = []
+    if "mixed" in cases:
+        disk.append(disk_rate(out))
+        print(f"disk: dd 1 GiB conv=fdatasync {disk[-1]:.0f} MB/s, load {os.getloadavg()[0]:.2f}", flush=True)
     rows = []
     for name, source in sets.items():
         expected = manifest(source)
@@ -630,6 +756,9 @@ def main():
                 lat.append((prog, scheme, all_saves))
 
     multi = multisource(args, binary, out) if "multisource" in cases else []
+    scaled = scale(args, binary, out) if "scale" in cases else []
+    if "mixed" in cases:
+        disk.append(disk_rate(out))
 
     for work in FINISHED:
         work.cleanup()
@@ -640,6 +769,17 @@ def main():
         print(f"{prog:10} {name:9} {scheme:5} {files:>7} {mb:>7.1f} {med:>9.2f} {mb / med:>7.1f} "
               f"{files / med:>8.0f} {cpu_per_gb:>9.1f} {rss[0]:>5.0f}/{rss[1]:<5.0f}  "
               f"{' '.join(f'{s:.2f}' for s in secs)}")
+    if disk:
+        dd = statistics.mean(disk)
+        print(f"disk: dd 1 GiB conv=fdatasync {' / '.join(f'{x:.0f}' for x in disk)} MB/s (before / after)")
+        for prog, name, scheme, files, mb, med, secs, cpu_per_gb, rss in rows:
+            if name == "mixed":
+                print(f"{prog:10} mixed {scheme}: {mb / med:.0f} MB/s = {100 * mb / med / dd:.0f} % of dd's mean")
+    for prog, scheme, files, secs, st in scaled:
+        print(f"{prog:10} scale {scheme}: {files} files, "
+              + (f"{secs:.1f} s" if secs is not None else f"stopped at its time limit, B at {st['stopped']}")
+              + f", RSS A/B {st['rss_a']:.0f}/{st['rss_b']:.0f} MB, wire into B {st['wire_in_mb']:.2f} MB, "
+              f"B's index DB {st['db_mb']:.0f} MB (A's first scan {st['scan_s']:.1f} s)")
     for label, mb, secs in multi:
         print(f"peerfold   multisource {label}: {mb:.0f} MB, median {statistics.median(secs):.2f} s "
               f"({mb / statistics.median(secs):.1f} MB/s), runs {' '.join(f'{x:.2f}' for x in secs)}")
