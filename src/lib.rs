@@ -12,7 +12,7 @@
 pub mod api;
 
 pub use peerfold_engine::{
-    bandwidth, bep, check, config, control, daemon, db, discovery, disks, engine, errors, events,
+    allocator, bandwidth, bep, check, config, control, daemon, db, discovery, disks, engine, errors, events,
     folder_files, fsutil, home, identity, ignore, import_syncthing, invite, layout, model, names, net, power,
     pull, rates, recent_log, scan, schedule, service, status, units, watch,
 };

@@ -36,6 +36,7 @@ use peerfold::service::{
 use peerfold::{control, status};
 
 fn main() -> ExitCode {
+    peerfold::allocator::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     // `check` answers like `diff`: 1 for differences found, 2 when it could not tell.

@@ -17,8 +17,9 @@
 //! The crates below are re-exported under the module names they had before the split, so that
 //! `crate::db::Index` reads the same everywhere.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-// Safe Rust everywhere but where std wraps no system call: `positional_io`'s two, and on
-// Windows the control pipe's security descriptor (`control`) and the free space (`disks`).
+// Safe Rust everywhere but where std wraps no system call: `positional_io`'s two, glibc's
+// `mallopt` (`allocator`), and on Windows the control pipe's security descriptor (`control`)
+// and the free space (`disks`).
 #![deny(unsafe_code)]
 
 pub use peerfold_db as db;
@@ -26,6 +27,7 @@ pub use peerfold_net as net;
 pub use peerfold_net::{errors, fsutil};
 pub use peerfold_proto::bep;
 
+pub mod allocator;
 pub mod bandwidth;
 mod beneath;
 pub mod check;
