@@ -92,7 +92,7 @@ fn pipe_instance(
 /// Listens on the home's pipe and calls `show` when a second launch asks.
 #[cfg(windows)]
 fn listen_with(home: &Path, show: impl Fn() + Send + 'static) {
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     let name = match pipe_name(home) {
         Ok(name) => name,
         Err(e) => return tracing::warn!(error = %e, "cannot listen for a second launch"),
@@ -126,7 +126,9 @@ fn listen_with(home: &Path, show: impl Fn() + Send + 'static) {
             }
             let mut stream = tokio::io::BufReader::new(current);
             let mut line = String::new();
-            let asked = tokio::time::timeout(ANSWER_WITHIN, stream.read_line(&mut line)).await;
+            // A line is `show`: whatever else a local process sends is not kept.
+            let mut request = (&mut stream).take(64);
+            let asked = tokio::time::timeout(ANSWER_WITHIN, request.read_line(&mut line)).await;
             if matches!(asked, Ok(Ok(_))) && line.trim() == "show" {
                 show();
                 let _ = stream.get_mut().write_all(b"ok\n").await;
