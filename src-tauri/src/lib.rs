@@ -108,7 +108,7 @@ impl Backend {
 /// `base` with the app's commands and the plugins they use, on any runtime (the tests use the
 /// mock one).
 pub fn with_commands<R: Runtime>(base: tauri::Builder<R>, autostart_args: Vec<String>) -> tauri::Builder<R> {
-    base.plugin(tauri_plugin_autostart::Builder::new().args(autostart_args).app_name("Peerfold").build())
+    with_start_at_login(base, autostart_args)
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
         .invoke_handler(tauri::generate_handler![
@@ -117,6 +117,61 @@ pub fn with_commands<R: Runtime>(base: tauri::Builder<R>, autostart_args: Vec<St
             commands::autostart_get,
             commands::autostart_set
         ])
+}
+
+/// Start at login's [`commands::StartAtLogin`], run with `args`.
+#[cfg(not(windows))]
+fn with_start_at_login<R: Runtime>(base: tauri::Builder<R>, args: Vec<String>) -> tauri::Builder<R> {
+    base.plugin(tauri_plugin_autostart::Builder::new().args(args).app_name("Peerfold").build())
+}
+
+/// Start at login's [`commands::StartAtLogin`], run with `args` (quoted by [`autostart_args`]).
+#[cfg(windows)]
+fn with_start_at_login<R: Runtime>(base: tauri::Builder<R>, args: Vec<String>) -> tauri::Builder<R> {
+    // The path is quoted too: an unquoted path with a space is split by its first one.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let exe = windows_quoted(&exe.display().to_string());
+    let mode = auto_launch::WindowsEnableMode::CurrentUser;
+    base.manage(auto_launch::AutoLaunch::new("Peerfold", &exe, mode, &args))
+}
+
+/// The arguments start at login runs the app with: this same home, in the tray. On Windows they
+/// end up in one command line (the autostart plugin joins them with spaces into the registry's
+/// Run value), so there each is quoted as the C runtime splits a command line.
+pub fn autostart_args(home: Option<&std::path::Path>) -> Vec<String> {
+    let mut args = vec!["--minimized".to_owned()];
+    if let Some(h) = home {
+        args.extend(["--home".to_owned(), h.display().to_string()]);
+    }
+    if cfg!(windows) { args.iter().map(|a| windows_quoted(a)).collect() } else { args }
+}
+
+/// `arg` as one argument of a Windows command line: quoted if it holds a space, a tab or a quote,
+/// with the backslashes before a quote (or before the closing quote) doubled.
+fn windows_quoted(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '\t', '"']) {
+        return arg.to_owned();
+    }
+    let mut quoted = String::from('"');
+    let mut backslashes = 0;
+    for c in arg.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                quoted.extend(std::iter::repeat_n('\\', 2 * backslashes + 1));
+                quoted.push('"');
+                backslashes = 0;
+            }
+            c => {
+                quoted.extend(std::iter::repeat_n('\\', backslashes));
+                quoted.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    quoted.extend(std::iter::repeat_n('\\', 2 * backslashes));
+    quoted.push('"');
+    quoted
 }
 
 /// Shows, unminimises and focuses the main window.
@@ -206,11 +261,7 @@ fn run_with(args: Args) -> Result<(), AppError> {
     let me = daemon.me();
     let daemon = Arc::new(Mutex::new(Some(daemon)));
 
-    // Start at login runs this same home, in the tray.
-    let mut autostart_args = vec!["--minimized".to_owned()];
-    if let Some(h) = &args.home {
-        autostart_args.extend(["--home".to_owned(), h.display().to_string()]);
-    }
+    let autostart_args = autostart_args(args.home.as_deref());
     let minimized = args.minimized;
     let app = with_commands(tauri::Builder::default(), autostart_args)
         .manage(Backend::new(Arc::clone(&engine), me))
@@ -293,4 +344,21 @@ fn forward_events<R: Runtime>(app: &tauri::AppHandle<R>, engine: &Engine) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windows_quoted;
+
+    #[test]
+    fn windows_arguments_are_quoted_as_the_c_runtime_splits_them() {
+        assert_eq!(windows_quoted("--minimized"), "--minimized");
+        assert_eq!(windows_quoted(r"C:\Users\Jo\Peerfold"), r"C:\Users\Jo\Peerfold");
+        assert_eq!(windows_quoted(r"C:\Users\Jo Doe\Peerfold"), r#""C:\Users\Jo Doe\Peerfold""#);
+        // A trailing backslash would otherwise escape the closing quote.
+        assert_eq!(windows_quoted(r"D:\my home\"), r#""D:\my home\\""#);
+        assert_eq!(windows_quoted(r#"a "b"\"#), r#""a \"b\"\\""#);
+        assert_eq!(windows_quoted(r#"x\"y"#), r#""x\\\"y""#);
+        assert_eq!(windows_quoted(""), r#""""#);
+    }
 }

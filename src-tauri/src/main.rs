@@ -3,5 +3,6 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() -> std::process::ExitCode {
+    peerfold_engine::allocator::limit_arenas();
     peerfold_desktop::run()
 }

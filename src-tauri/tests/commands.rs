@@ -108,3 +108,21 @@ fn a_stopping_app_says_so() {
     let err = invoke(&f, "qr_svg", json!({})).unwrap_err();
     assert_eq!(err, json!("Peerfold is stopping."));
 }
+
+/// The CLI beside the app reaches the app's engine through the home's control channel (a Unix
+/// socket, or on Windows a named pipe), and the window sees what it changed.
+#[test]
+fn the_cli_beside_the_app_reaches_its_engine() {
+    use peerfold_engine::service::{Request, Response};
+    let f = fixture();
+    let home = f._dir.path().join("home");
+    let root = f._dir.path().join("photos");
+    let request: Request = serde_json::from_value(
+        json!({ "command": "add-folder", "folder": "photos", "path": root, "create": true }),
+    )
+    .unwrap();
+    let answer = tauri::async_runtime::block_on(peerfold_engine::control::call(&home, &request)).unwrap();
+    assert!(matches!(answer, Response::Edited(_)), "{answer:?}");
+    let folders = call(&f, json!({ "command": "folders" })).unwrap();
+    assert_eq!(folders["body"][0]["id"], "photos", "{folders}");
+}

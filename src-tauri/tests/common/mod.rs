@@ -7,10 +7,14 @@ use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response};
 use tauri::webview::InvokeRequest;
 use tauri::{App, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 
-/// The app's `main` window. On Linux `http://tauri.localhost` counts as a remote origin; the
-/// app's own is `tauri://localhost`.
+/// The app's own origin, which the capabilities allow: `tauri://localhost` on Linux and macOS,
+/// where `http://tauri.localhost` counts as a remote origin; Windows (WebView2) serves the app
+/// from `http://tauri.localhost` instead.
+const ORIGIN: &str = if cfg!(windows) { "http://tauri.localhost" } else { "tauri://localhost" };
+
+/// The app's `main` window, at the app's own origin.
 pub fn main_webview(app: &App<MockRuntime>) -> WebviewWindow<MockRuntime> {
-    let url = WebviewUrl::External("tauri://localhost".parse().unwrap());
+    let url = WebviewUrl::External(ORIGIN.parse().unwrap());
     WebviewWindowBuilder::new(app, "main", url).build().unwrap()
 }
 
@@ -22,7 +26,7 @@ pub fn invoke(webview: &WebviewWindow<MockRuntime>, cmd: &str, body: Value) -> R
         cmd: cmd.into(),
         callback: CallbackFn(0),
         error: CallbackFn(1),
-        url: "tauri://localhost".parse().unwrap(),
+        url: ORIGIN.parse().unwrap(),
         body: InvokeBody::Json(body),
         headers: Default::default(),
         invoke_key: INVOKE_KEY.to_string(),
