@@ -707,3 +707,32 @@ mod tests {
         assert!(Beneath::new(&via).stat("d/f").unwrap().is_some());
     }
 }
+
+/// What runs on every system (Windows under Wine among them).
+#[cfg(test)]
+mod portable_tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    /// A path far past Windows' old 260-character limit (`MAX_PATH`) is created, written, read,
+    /// renamed and removed: std hands Windows such paths in their `\\?\` form.
+    #[test]
+    fn paths_longer_than_max_path_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Beneath::new(dir.path());
+        let deep = ["a-directory-name-of-forty-characters-xyz"; 8].join("/");
+        let name = format!("{deep}/file-with-a-long-name-too.txt");
+        assert!(dir.path().join(&name).as_os_str().len() > 330, "{name}");
+
+        fs.create_dir_all(&deep).unwrap();
+        fs.open(&name, Open::Create).unwrap().write_all(b"far down").unwrap();
+        assert_eq!(fs.stat(&name).unwrap().map(|s| s.size), Some(8));
+        let renamed = format!("{deep}/renamed.txt");
+        fs.rename(&name, &renamed).unwrap();
+        let mut got = String::new();
+        fs.open(&renamed, Open::Read).unwrap().read_to_string(&mut got).unwrap();
+        assert_eq!(got, "far down");
+        fs.remove_all("a-directory-name-of-forty-characters-xyz").unwrap();
+        assert!(fs.stat(&renamed).unwrap().is_none());
+    }
+}

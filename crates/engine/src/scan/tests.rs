@@ -734,3 +734,28 @@ async fn temporary_files_older_than_a_day_are_removed() {
     assert!(fx.path("d/keep.tmp").exists(), "only the sync machinery's names");
     fx.live("d/keep.tmp").await;
 }
+
+/// On Windows a symlink is reported and left out of the index (Syncthing does the same there);
+/// what it points at is not scanned through it. Not under Wine: its `CreateSymbolicLinkW`
+/// reports success and makes nothing.
+#[cfg(all(windows, not(peerfold_wine)))]
+#[tokio::test(flavor = "multi_thread")]
+async fn on_windows_a_symlink_is_reported_not_recorded() {
+    let fx = Fixture::new().await;
+    fx.write("target.txt", b"t");
+    std::fs::create_dir(fx.path("dir")).unwrap();
+    fx.write("dir/inner.txt", b"i");
+    std::os::windows::fs::symlink_file(fx.path("target.txt"), fx.path("link.txt")).unwrap();
+    std::os::windows::fs::symlink_dir(fx.path("dir"), fx.path("dirlink")).unwrap();
+    let s = fx.scan().await;
+    for link in ["link.txt", "dirlink"] {
+        assert!(fx.get(link).await.is_none(), "{link} was recorded");
+        assert!(
+            s.issues.iter().any(|i| i.path == link && i.reason.contains("not supported")),
+            "{link}: {:?}",
+            s.issues
+        );
+    }
+    assert!(fx.get("dirlink/inner.txt").await.is_none(), "scanned through the link");
+    fx.live("dir/inner.txt").await;
+}
