@@ -583,7 +583,8 @@ async fn scan(
     // so scanning it again is an incremental rescan.
     let configured = config.folders.iter().find(|f| std::fs::canonicalize(&f.path).is_ok_and(|p| p == root));
     let folder_id = configured.map_or_else(|| format!("path:{}", root.display()), |f| f.id.to_string());
-    let ignore_permissions = configured.map_or(cfg!(windows), |f| f.ignores_permissions());
+    let ignore_permissions =
+        configured.map_or(peerfold::config::IGNORE_PERMISSIONS_BY_DEFAULT, |f| f.ignores_permissions());
     let index = Index::open(&home.index_path()).await?;
     let folder = index.register_folder(&folder_id).await?;
     let scanner = Scanner::new(index.clone(), folder, root.clone(), identity.device_id().short())

@@ -804,6 +804,11 @@ pub struct FolderConfig {
     pub ignore_permissions: Option<bool>,
 }
 
+/// Whether a folder ignores permission bits when it does not say: on Windows, whose files have
+/// none ([`FolderConfig::ignore_permissions`]); also what the scanner and puller of a folder not
+/// in the configuration do.
+pub const IGNORE_PERMISSIONS_BY_DEFAULT: bool = cfg!(windows);
+
 /// A minimum of free space on a disk: a share of its size (`"1%"`, the default, as in
 /// Syncthing) or a size (`"500 MB"`, `"2GiB"`, `"1048576"`; k, M, G, T are powers of 1000,
 /// Ki, Mi, Gi, Ti of 1024, and the `B` is optional). `"0"` turns the check off.
@@ -1046,7 +1051,7 @@ impl FolderConfig {
 
     /// [`FolderConfig::ignore_permissions`], with this system's default.
     pub fn ignores_permissions(&self) -> bool {
-        self.ignore_permissions.unwrap_or(cfg!(windows))
+        self.ignore_permissions.unwrap_or(IGNORE_PERMISSIONS_BY_DEFAULT)
     }
 
     pub fn rescan_interval_s(&self, options: &Options) -> u64 {

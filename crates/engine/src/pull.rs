@@ -504,10 +504,10 @@ impl Puller {
     /// Whether the folder ignores permission bits (`ignore_permissions`, Windows' default): none
     /// are applied, and entries keep the bits their device gave them.
     fn ignores_permissions(&self) -> bool {
-        self.config
-            .borrow()
-            .folder(&self.id)
-            .map_or(cfg!(windows), crate::config::FolderConfig::ignores_permissions)
+        self.config.borrow().folder(&self.id).map_or(
+            crate::config::IGNORE_PERMISSIONS_BY_DEFAULT,
+            crate::config::FolderConfig::ignores_permissions,
+        )
     }
 
     /// The folder's files, reached without following a symlink.

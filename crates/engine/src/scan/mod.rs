@@ -201,7 +201,7 @@ impl Scanner {
             me,
             progress: Arc::default(),
             hook: None,
-            ignore_permissions: cfg!(windows),
+            ignore_permissions: crate::config::IGNORE_PERMISSIONS_BY_DEFAULT,
             held_deletes: HELD_DELETES,
             kept_temps: Arc::default(),
         }

@@ -602,35 +602,32 @@ mod tests {
         RelayError::Refused { remote: "127.0.0.1:22067".parse().unwrap(), code, message: String::new() }
     }
 
+    /// [`fresh_sessions`] over attempts whose n-th (from 1) answers `answer(n)`: its result,
+    /// and how many attempts it made.
+    async fn attempts(answer: impl Fn(u32) -> Result<u32, RelayError>) -> (Result<u32, RelayError>, u32) {
+        let calls = std::cell::Cell::new(0);
+        let result = fresh_sessions(|| {
+            calls.set(calls.get() + 1);
+            std::future::ready(answer(calls.get()))
+        })
+        .await;
+        (result, calls.get())
+    }
+
     /// A join refused as "already connected" used up its session's key at `strelaysrv`: the dial
     /// asks for a new session, a bounded number of times; any other refusal ends it at once.
     #[tokio::test(start_paused = true)]
     async fn a_session_join_refused_as_already_connected_asks_for_a_new_session() {
-        let calls = std::cell::Cell::new(0);
-        let twice_refused = fresh_sessions(|| {
-            calls.set(calls.get() + 1);
-            let n = calls.get();
-            async move { if n < 3 { Err(refused(protocol::CODE_ALREADY_CONNECTED)) } else { Ok(n) } }
-        })
-        .await;
-        assert_eq!(twice_refused.unwrap(), 3);
+        let already = || refused(protocol::CODE_ALREADY_CONNECTED);
+        let (twice_refused, calls) = attempts(|n| if n < 3 { Err(already()) } else { Ok(n) }).await;
+        assert_eq!((twice_refused.unwrap(), calls), (3, 3));
 
-        calls.set(0);
-        let always = fresh_sessions(|| {
-            calls.set(calls.get() + 1);
-            async { Err::<(), _>(refused(protocol::CODE_ALREADY_CONNECTED)) }
-        })
-        .await;
+        let (always, calls) = attempts(|_| Err(already())).await;
         assert!(matches!(always, Err(RelayError::Refused { code: protocol::CODE_ALREADY_CONNECTED, .. })));
-        assert_eq!(calls.get(), SESSION_ATTEMPTS);
+        assert_eq!(calls, SESSION_ATTEMPTS);
 
-        calls.set(0);
-        let not_found = fresh_sessions(|| {
-            calls.set(calls.get() + 1);
-            async { Err::<(), _>(refused(protocol::CODE_NOT_FOUND)) }
-        })
-        .await;
+        let (not_found, calls) = attempts(|_| Err(refused(protocol::CODE_NOT_FOUND))).await;
         assert!(matches!(not_found, Err(RelayError::Refused { code: protocol::CODE_NOT_FOUND, .. })));
-        assert_eq!(calls.get(), 1);
+        assert_eq!(calls, 1);
     }
 }
