@@ -15,8 +15,13 @@
 //! every path of that directory keeps a save (write a temporary, rename it into place; or move
 //! the original aside, write it anew, delete the backup) one burst, one scan, one change.
 //! Platforms without close events fall back to the delay for everything.
+//!
+//! The puller's own downloads are no change to scan: a download temporary is internal (never
+//! indexed), and the file the puller renames into place from it is recorded by the puller
+//! itself. Their events (a write per block, the rename) were most of a receiving device's
+//! events, each costing the coalescing thread a pass over its pending paths.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -39,6 +44,15 @@ const MAX_WAIT_DELAYS: u32 = 5;
 /// More pending paths than this turn into one full rescan, so a burst (an unpacked archive)
 /// costs bounded memory here.
 const MAX_PENDING: usize = 100_000;
+
+/// Renames out of a download temporary whose destination is still to come, remembered by
+/// their inotify cookie. A temporary moved out of the folder never gets its other half, so
+/// only the latest few are kept.
+const MAX_TEMP_MOVES: usize = 256;
+
+/// Events taken from notify's channel before the next report is worked out: each report
+/// looks at every pending path, so under a storm of events it is done once per batch.
+const EVENTS_PER_BATCH: usize = 1024;
 
 /// What the watcher tells its folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,18 +124,13 @@ fn coalesce(
             None => raw.recv().map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
         };
         match received {
-            Ok(Ok(event)) => {
+            Ok(first) => {
                 let now = Instant::now();
-                if event.need_rescan() {
-                    bursts.rescan(now);
-                } else {
-                    let paths: Vec<String> = event.paths.iter().filter_map(|p| relative(base, p)).collect();
-                    bursts.event(&event.kind, &paths, now);
+                take(base, &mut bursts, first, now);
+                // What else is queued already, up to a batch.
+                for next in raw.try_iter().take(EVENTS_PER_BATCH) {
+                    take(base, &mut bursts, next, now);
                 }
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "watcher error; rescanning the folder");
-                bursts.rescan(Instant::now());
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
@@ -131,6 +140,21 @@ fn coalesce(
         {
             // The folder task is gone: nothing left to tell.
             return;
+        }
+    }
+}
+
+/// Feeds one of notify's events (or errors) to `bursts`.
+fn take(base: &Path, bursts: &mut Coalescer, received: notify::Result<notify::Event>, now: Instant) {
+    match received {
+        Ok(event) if event.need_rescan() => bursts.rescan(now),
+        Ok(event) => {
+            let paths: Vec<String> = event.paths.iter().filter_map(|p| relative(base, p)).collect();
+            bursts.event(&event.kind, &paths, event.tracker(), now);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "watcher error; rescanning the folder");
+            bursts.rescan(now);
         }
     }
 }
@@ -164,6 +188,8 @@ struct Coalescer {
     pending: usize,
     /// A full rescan is due: the first and the last event since it was.
     rescan: Option<(Instant, Instant)>,
+    /// Cookies of renames out of a download temporary (see [`MAX_TEMP_MOVES`]).
+    temp_moves: VecDeque<usize>,
 }
 
 impl Coalescer {
@@ -175,6 +201,7 @@ impl Coalescer {
             bursts: BTreeMap::new(),
             pending: 0,
             rescan: None,
+            temp_moves: VecDeque::new(),
         }
     }
 
@@ -185,9 +212,20 @@ impl Coalescer {
         self.pending = 0;
     }
 
-    /// Takes in one `notify` event on the folder-relative `paths`.
-    fn event(&mut self, kind: &EventKind, paths: &[String], now: Instant) {
-        if !changes(kind) || paths.is_empty() {
+    /// Takes in one `notify` event on the folder-relative `paths`; `tracker` pairs a rename's
+    /// halves.
+    fn event(&mut self, kind: &EventKind, paths: &[String], tracker: Option<usize>, now: Instant) {
+        if !changes(kind) || paths.is_empty() || self.is_download(kind, paths, tracker) {
+            return;
+        }
+        let kept: Vec<String>;
+        let paths = if paths.iter().any(|p| is_temp_path(p)) {
+            kept = paths.iter().filter(|p| !is_temp_path(p)).cloned().collect();
+            &kept[..]
+        } else {
+            paths
+        };
+        if paths.is_empty() {
             return;
         }
         if self.rescan.is_some() {
@@ -245,6 +283,29 @@ impl Coalescer {
         }
         if self.pending > MAX_PENDING {
             self.rescan(now);
+        }
+    }
+
+    /// Whether the event is the puller putting a download in place: a rename out of a
+    /// download temporary, either half of it, or the pair.
+    fn is_download(&mut self, kind: &EventKind, paths: &[String], tracker: Option<usize>) -> bool {
+        let EventKind::Modify(ModifyKind::Name(mode)) = kind else { return false };
+        match mode {
+            RenameMode::From if paths.iter().all(|p| is_temp_path(p)) => {
+                if let Some(cookie) = tracker {
+                    if self.temp_moves.len() == MAX_TEMP_MOVES {
+                        self.temp_moves.pop_front();
+                    }
+                    self.temp_moves.push_back(cookie);
+                }
+                true
+            }
+            RenameMode::To => tracker.is_some_and(|cookie| self.temp_moves.contains(&cookie)),
+            RenameMode::Both if paths.first().is_some_and(|p| is_temp_path(p)) => {
+                self.temp_moves.retain(|c| Some(*c) != tracker);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -320,6 +381,11 @@ fn changes(kind: &EventKind) -> bool {
     }
 }
 
+/// Whether a folder-relative path is a download temporary's.
+fn is_temp_path(path: &str) -> bool {
+    crate::layout::is_temp(path.rsplit('/').next().unwrap_or(path))
+}
+
 /// The directory a folder-relative path is in; "" for the root (and for the root itself).
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
@@ -365,7 +431,7 @@ mod tests {
         for (at, kind, p) in events {
             let now = t0 + MS * (*at as u32);
             assert_eq!(c.flush(now), None, "nothing is due before the event at {at} ms");
-            c.event(kind, &paths(p), now);
+            c.event(kind, &paths(p), None, now);
         }
     }
 
@@ -406,7 +472,7 @@ mod tests {
         let mut t = 0;
         while MS * t < max_wait {
             assert_eq!(c.flush(t0 + MS * t), None);
-            c.event(&write(), &paths(&["log"]), t0 + MS * t);
+            c.event(&write(), &paths(&["log"]), None, t0 + MS * t);
             t += 10;
         }
         assert_eq!(c.flush(t0 + max_wait), Some(WatchEvent::Paths(paths(&["log"]))));
@@ -421,8 +487,8 @@ mod tests {
             let now = t0 + 5 * MS * i;
             assert_eq!(c.flush(now), None, "reported in the middle of the burst, at file {i}");
             let name = [format!("f{i:03}")];
-            c.event(&write(), &name, now);
-            c.event(&close_write(), &name, now);
+            c.event(&write(), &name, None, now);
+            c.event(&close_write(), &name, None, now);
         }
         let last = t0 + 5 * MS * 99;
         assert_eq!(c.flush(last + SETTLE - MS), None);
@@ -459,6 +525,43 @@ mod tests {
                 "closed first: {close_first}"
             );
         }
+    }
+
+    #[test]
+    fn the_pullers_download_put_in_place_is_not_a_change() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(DELAY);
+        let tmp = "d/.syncthing.big.bin.tmp";
+        for (at, kind, p) in [
+            (0, create(), &[tmp][..]),
+            (1, write(), &[tmp][..]),
+            (2, close_write(), &[tmp][..]),
+            (3, EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)), &[tmp][..]),
+        ] {
+            c.event(&kind, &paths(p), None, t0 + MS * at);
+        }
+        // inotify's rename: both halves carry the same cookie, then notify pairs them.
+        c.event(&rename(RenameMode::From), &paths(&[tmp]), Some(7), t0 + MS * 4);
+        c.event(&rename(RenameMode::To), &paths(&["d/big.bin"]), Some(7), t0 + MS * 4);
+        c.event(&rename(RenameMode::Both), &paths(&[tmp, "d/big.bin"]), Some(7), t0 + MS * 4);
+        assert_eq!(c.due(), None, "nothing pending");
+        assert_eq!(c.flush(t0 + DELAY * MAX_WAIT_DELAYS), None);
+        // A user's rename with another cookie right after is a change as before.
+        c.event(&rename(RenameMode::From), &paths(&["d/a"]), Some(8), t0 + MS * 5);
+        c.event(&rename(RenameMode::To), &paths(&["d/b"]), Some(8), t0 + MS * 5);
+        c.event(&rename(RenameMode::Both), &paths(&["d/a", "d/b"]), Some(8), t0 + MS * 5);
+        assert_eq!(c.flush(t0 + MS * 5 + DELAY), Some(WatchEvent::Paths(paths(&["d/a", "d/b"]))));
+    }
+
+    #[test]
+    fn a_file_moved_onto_a_temporary_name_is_still_a_change_at_its_source() {
+        // Only the temporary's own events are left out: what was moved away is gone here.
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(DELAY);
+        c.event(&rename(RenameMode::From), &paths(&["doc.txt"]), Some(3), t0);
+        c.event(&rename(RenameMode::To), &paths(&[".syncthing.doc.txt.tmp"]), Some(3), t0);
+        c.event(&rename(RenameMode::Both), &paths(&["doc.txt", ".syncthing.doc.txt.tmp"]), Some(3), t0);
+        assert_eq!(c.flush(t0 + DELAY), Some(WatchEvent::Paths(paths(&["doc.txt"]))));
     }
 
     #[test]
@@ -528,8 +631,8 @@ mod tests {
     fn opening_and_reading_are_not_events() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(DELAY);
-        c.event(&EventKind::Access(AccessKind::Open(AccessMode::Any)), &paths(&["a"]), t0);
-        c.event(&EventKind::Access(AccessKind::Close(AccessMode::Read)), &paths(&["a"]), t0);
+        c.event(&EventKind::Access(AccessKind::Open(AccessMode::Any)), &paths(&["a"]), None, t0);
+        c.event(&EventKind::Access(AccessKind::Close(AccessMode::Read)), &paths(&["a"]), None, t0);
         assert_eq!(c.due(), None);
     }
 
@@ -537,15 +640,15 @@ mod tests {
     fn lost_events_and_too_many_paths_become_one_rescan() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(DELAY);
-        c.event(&close_write(), &paths(&["a"]), t0);
+        c.event(&close_write(), &paths(&["a"]), None, t0);
         c.rescan(t0 + MS);
-        c.event(&close_write(), &paths(&["b"]), t0 + 2 * MS);
+        c.event(&close_write(), &paths(&["b"]), None, t0 + 2 * MS);
         assert_eq!(c.flush(t0 + 2 * MS + DELAY - MS), None);
         assert_eq!(c.flush(t0 + 2 * MS + DELAY), Some(WatchEvent::Rescan));
         assert_eq!(c.due(), None, "the rescan covers the paths seen before it");
 
         for i in 0..=MAX_PENDING {
-            c.event(&write(), &[format!("d{}/f{i}", i % 7)], t0);
+            c.event(&write(), &[format!("d{}/f{i}", i % 7)], None, t0);
         }
         assert_eq!(c.pending, 0, "the paths are dropped, not kept");
         assert_eq!(c.flush(t0 + DELAY), Some(WatchEvent::Rescan));
@@ -627,5 +730,28 @@ mod tests {
         drop(tmp);
         let seen = receive_until(&mut rx, |s| !s.is_empty()).await;
         assert_eq!(seen, [paths(&[".doc.txt.tmp", "doc.txt"])], "one report with both paths");
+    }
+
+    #[tokio::test]
+    async fn a_download_renamed_into_place_is_not_reported() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _w = FolderWatcher::start(&root, Duration::from_millis(50), tx).unwrap();
+        // What the puller does: write blocks into the temporary, sync it, rename it into place.
+        let tmp = root.join("d").join(crate::layout::temp_name("big.bin"));
+        let mut file = std::fs::File::create(&tmp).unwrap();
+        for _ in 0..8 {
+            file.write_all(&[7u8; 4096]).unwrap();
+        }
+        file.sync_all().unwrap();
+        drop(file);
+        std::fs::rename(&tmp, root.join("d/big.bin")).unwrap();
+        // Then a user's change, so the test knows everything before it was reported.
+        std::fs::write(root.join("d/note.txt"), b"y").unwrap();
+        let seen = receive_until(&mut rx, |s| s.iter().flatten().any(|p| p == "d/note.txt")).await;
+        assert_eq!(seen.concat(), ["d/note.txt"], "the download is the puller's to record");
     }
 }
