@@ -259,20 +259,31 @@ impl Index {
         Ok(found)
     }
 
-    /// Notes that the puller is about to put `intent`'s content in place; forgotten when the
-    /// name's local entry is next written (by the puller's record, or a scan).
-    pub async fn note_pull(&self, folder: FolderIdx, intent: &PullIntent) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO pull_intents (folder_idx, name, version, modified_by, blocklist_hash)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(folder.0)
-        .bind(intent.name.as_str())
-        .bind(intent.version.to_bytes())
-        .bind(intent.modified_by.0 as i64)
-        .bind(intent.blocklist_hash.to_vec())
-        .execute(&self.write)
-        .await?;
+    /// Notes that the puller is about to put each intent's content in place; each is
+    /// forgotten when its name's local entry is next written (by the puller's record, or a
+    /// scan). One transaction for all of them: the puller notes a page of needed files at once,
+    /// where a transaction per file was a write to the WAL and a round trip to SQLite's thread
+    /// for every small file.
+    pub async fn note_pulls(&self, folder: FolderIdx, intents: &[PullIntent]) -> Result<(), DbError> {
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        // Five parameters a row, under SQLite's limit on bound parameters (32,766).
+        for chunk in intents.chunks(NAMES_PER_LOOKUP) {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT OR REPLACE INTO pull_intents (folder_idx, name, version, modified_by, blocklist_hash) ",
+            );
+            q.push_values(chunk, |mut row, intent| {
+                row.push_bind(folder.0)
+                    .push_bind(intent.name.as_str())
+                    .push_bind(intent.version.to_bytes())
+                    .push_bind(intent.modified_by.0 as i64)
+                    .push_bind(intent.blocklist_hash.to_vec());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

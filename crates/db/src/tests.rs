@@ -357,7 +357,7 @@ async fn a_pull_intent_lasts_until_the_name_is_next_written() {
         modified_by: ShortId(7),
         blocklist_hash: crate::bep::blocklist_hash(&pulled.blocks),
     };
-    index.note_pull(f, &intent).await.unwrap();
+    index.note_pulls(f, std::slice::from_ref(&intent)).await.unwrap();
     assert!(index.has_pull_intents(f).await.unwrap());
     assert_eq!(index.pull_intent(f, "a").await.unwrap(), Some(intent));
     assert_eq!(index.pull_intent(f, "b").await.unwrap(), None);
@@ -366,6 +366,21 @@ async fn a_pull_intent_lasts_until_the_name_is_next_written() {
     assert!(index.has_pull_intents(f).await.unwrap());
     index.apply_local(f, &mut [pulled]).await.unwrap();
     assert!(!index.has_pull_intents(f).await.unwrap());
+
+    // A page of them at once, more than one statement holds; noting a name again replaces it.
+    let many: Vec<PullIntent> = (0..1300u32)
+        .map(|i| PullIntent {
+            name: format!("d/{i:05}"),
+            version: Vector::new().updated(ShortId(7), u64::from(i) + 1),
+            modified_by: ShortId(7),
+            blocklist_hash: [(i % 251) as u8; 32],
+        })
+        .collect();
+    index.note_pulls(f, &many[..700]).await.unwrap();
+    index.note_pulls(f, &many[600..]).await.unwrap();
+    for i in [0usize, 511, 512, 699, 700, 1299] {
+        assert_eq!(index.pull_intent(f, &many[i].name).await.unwrap().as_ref(), Some(&many[i]), "intent {i}");
+    }
 }
 
 #[tokio::test]
@@ -407,7 +422,7 @@ async fn dropping_a_folder_deletes_all_its_rows_and_only_its_block_lists() {
         modified_by: PEER,
         blocklist_hash: [3; 32],
     };
-    index.note_pull(a, &intent).await.unwrap();
+    index.note_pulls(a, &[intent]).await.unwrap();
     assert!(index.folder_row_count(a).await.unwrap() >= 7, "every kind of row is there");
     let rows_b = index.folder_row_count(b).await.unwrap();
 

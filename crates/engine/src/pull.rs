@@ -212,6 +212,7 @@ impl Puller {
         let mut ignored: Vec<FileInfo> = Vec::new();
         let mut after: Option<String> = None;
         while let Some(page) = self.next_page(NeedKind::Changes, &mut after).await? {
+            self.note_intents(&page, &names, &ignores).await?;
             for (global, local) in page.entries {
                 // A name this device must not create (internal, Windows path syntax, …) is a
                 // failed item, never written nor recorded, so never announced either.
@@ -275,6 +276,34 @@ impl Puller {
         self.record(&mut records).await?;
         self.record_ignored(&mut ignored, &mut out).await?;
         Ok(out)
+    }
+
+    /// Notes the pull intent of every file of `page` that will be pulled, in one transaction,
+    /// before any of them is touched: after a crash between putting a file in place and
+    /// recording it, the scanner records it as pulled, not as a local change. An intent for a
+    /// file that is then not put in place (it changed on disk, no device has it) only matters
+    /// to a scan that finds exactly its content there, which is then rightly the pulled version.
+    async fn note_intents(
+        &self,
+        page: &Page,
+        names: &crate::names::Rules,
+        ignores: &Ignores,
+    ) -> Result<(), PullError> {
+        let intents: Vec<PullIntent> = page
+            .entries
+            .iter()
+            .map(|(g, _)| &g.file)
+            .filter(|g| g.file_type == FileType::File)
+            .filter(|g| names.refusal(&g.name).is_none() && !ignores.is_ignored(&g.name))
+            .map(|g| PullIntent {
+                name: g.name.clone(),
+                version: g.version.clone(),
+                modified_by: g.modified_by,
+                blocklist_hash: crate::bep::blocklist_hash(&g.blocks),
+            })
+            .collect();
+        self.index.note_pulls(self.folder, &intents).await?;
+        Ok(())
     }
 
     /// Records needed entries this device ignores as Syncthing does: this device's entry
@@ -675,17 +704,7 @@ impl Puller {
         if disk.is_some_and(|d| d.kind == Kind::Directory) {
             return Applied::Issue(name, String::from("a directory is in the way of a file"));
         }
-        // Noted before the file is touched: after a crash between putting it in place and
-        // recording it, the scanner records it as pulled, not as a local change.
-        let intent = PullIntent {
-            name: name.clone(),
-            version: g.version.clone(),
-            modified_by: g.modified_by,
-            blocklist_hash: crate::bep::blocklist_hash(&g.blocks),
-        };
-        if let Err(e) = self.index.note_pull(self.folder, &intent).await {
-            return Applied::Issue(name, crate::errors::error_chain(&e));
-        }
+        // Its pull intent was noted with its page's (see `note_intents`).
         // The same content under another version (both sides made the same change, or a
         // metadata change): only the metadata and the version are taken, and it is no
         // conflict, as nothing would be lost.

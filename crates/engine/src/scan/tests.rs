@@ -686,7 +686,7 @@ async fn a_file_put_in_place_by_an_interrupted_pull_keeps_the_pulled_version() {
             modified_by: peer,
             blocklist_hash: bep::blocklist_hash(&blocks),
         };
-        fx.index.note_pull(fx.folder, &intent).await.unwrap();
+        fx.index.note_pulls(fx.folder, std::slice::from_ref(&intent)).await.unwrap();
     }
     fx.write("pulled", &data);
     fx.write("edited", b"something else");
