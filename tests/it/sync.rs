@@ -1230,3 +1230,63 @@ async fn a_removed_folder_leaves_no_rows_in_the_index_over_tcp() {
 }
 
 mod disks;
+
+/// A connection replaced while blocks are on their way (here a TCP address learnt while
+/// connected over QUIC ranks better and its connection replaces the QUIC one; in the field, a
+/// direct connection replacing a relayed one, or two devices that dialled each other at once)
+/// loses no download: the blocks asked of the old connection are asked again of the new one,
+/// and no file fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_replaced_mid_download_fails_no_file() {
+    use peerfold::config::Edit;
+    use peerfold::events::Event;
+    crate::util::init_logging();
+    let (mut a, mut b) = pair("quic").await;
+    // A listens on QUIC and TCP; B knows only A's QUIC address for now.
+    let identity = Identity::load_or_generate(&a.t.home()).unwrap();
+    drop(a.net.take());
+    let listen = ["quic://127.0.0.1:0".parse().unwrap(), "tcp://127.0.0.1:0".parse().unwrap()];
+    let net = Net::bind(TlsIdentity::new(&identity).unwrap(), &listen).await.unwrap();
+    let find =
+        |scheme: &str| net.local_addresses().into_iter().find(|x| x.to_string().starts_with(scheme)).unwrap();
+    let (quic_addr, tcp_addr) = (find("quic://"), find("tcp://"));
+    a.net = Some(net);
+    b.config.devices[0].addresses = vec![quic_addr.to_string()];
+    // Slow enough that the replacement comes mid-download: 24 MiB at 4 MiB/s.
+    a.config.options.max_send_kibps = 4096;
+    a.config.options.limit_lan = true;
+    let data = pseudo_random(24 << 20, 21);
+    std::fs::write(a.folder().join("big.bin"), &data).unwrap();
+    let ea = a.start().await;
+    let eb = b.start().await;
+    let mut events = eb.subscribe();
+    let tmp = b.folder().join(".syncthing.big.bin.tmp");
+    wait_for(LIMIT, "b's download of big.bin to be under way", || {
+        let started = std::fs::metadata(&tmp).is_ok() && eb.traffic().0 > 2 << 20;
+        async move { started.then_some(()) }
+    })
+    .await;
+    eb.edit_config(Edit::UpdateDevice {
+        id: a.id,
+        name: None,
+        addresses: Some(vec![quic_addr.to_string(), tcp_addr.to_string()]),
+    })
+    .await
+    .unwrap();
+    wait_for(LIMIT, "the TCP connection to replace the QUIC one", || {
+        let tcp =
+            eb.connections().iter().any(|c| c.device == a.id && c.transport == peerfold::net::Transport::Tcp);
+        async move { tcp.then_some(()) }
+    })
+    .await;
+    same_trees(&a.folder(), &b.folder()).await;
+    let mut issues = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::PullIssue { path, reason, .. } = event {
+            issues.push(format!("{path}: {reason}"));
+        }
+    }
+    assert!(issues.is_empty(), "no file failed: {issues:?}");
+    ea.shutdown().await;
+    eb.shutdown().await;
+}

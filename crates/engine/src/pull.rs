@@ -63,6 +63,12 @@ const FILE_BYTES_IN_FLIGHT: usize = 8 << 20;
 const BLOCKS_AT_ONCE: (usize, usize) = (4, 64);
 /// Blocks a download asks for between two looks at which devices hold its file.
 const HOLDERS_EVERY: usize = 16;
+/// Times a block is asked again of a device whose connection closed under the request and
+/// was replaced by a new one (see `fetch_block`).
+const REPLACED_RETRIES: u32 = 2;
+/// How long such a block waits for the replacing connection (registered once its Hello is
+/// in); a device that went away for good costs its downloads this much before they fail.
+const REPLACEMENT_WAIT: Duration = Duration::from_secs(2);
 /// Bytes of a temporary file written between two starts of its write-back.
 const WRITEBACK_CHUNK: u64 = 8 << 20;
 /// Bytes requested and not yet written, over all files: with many files at once and blocks of
@@ -1014,28 +1020,29 @@ async fn fetch_block(
     let mut last = String::from("no connected device has it");
     let mut full: Vec<DeviceId> = (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect();
     let mut temp: std::collections::VecDeque<DeviceId> = temp.iter().copied().collect();
-    let mut next = || -> Option<(DeviceId, bool)> {
-        match lock().pick(&full, b.size) {
-            Some(d) => {
-                full.retain(|x| *x != d);
-                Some((d, false))
-            }
-            None => temp.pop_front().map(|d| (d, true)),
+    let next = |full: &mut Vec<DeviceId>, temp: &mut std::collections::VecDeque<DeviceId>| match lock()
+        .pick(full, b.size)
+    {
+        Some(d) => {
+            full.retain(|x| *x != d);
+            Some((d, false))
         }
+        None => temp.pop_front().map(|d| (d, true)),
     };
     // The requests under way; those still there when this ends (another answered first, or
     // the download was cancelled) are abandoned.
     let mut waiting = Waiting { sources, tickets: Vec::new() };
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut hedge_at: Option<tokio::time::Instant> = None;
-    let mut pending = next();
+    let mut replaced_retries = REPLACED_RETRIES;
+    let mut pending = next(&mut full, &mut temp);
     loop {
         if let Some((device, from_temporary)) = pending.take() {
             let ticket = lock().start(device, b.size, std::time::Instant::now());
             let after = lock().hedge_after(&ticket);
             waiting.tickets.push(ticket.clone());
             let req = BlockRequest { from_temporary, ..req.clone() };
-            attempts.push(async move { (ticket, peers.request(&device, req).await) });
+            attempts.push(async move { (ticket, from_temporary, peers.request(&device, req).await) });
             // Only one duplicate: the next holder is asked when both have failed.
             hedge_at = (attempts.len() == 1).then(|| tokio::time::Instant::now() + after);
         }
@@ -1049,7 +1056,7 @@ async fn fetch_block(
             }
         };
         tokio::select! {
-            Some((ticket, answer)) = attempts.next() => {
+            Some((ticket, from_temporary, answer)) = attempts.next() => {
                 waiting.tickets.retain(|t| *t != ticket);
                 let device = ticket.peer;
                 match answer {
@@ -1067,18 +1074,34 @@ async fn fetch_block(
                         lock().forget(&device);
                         last = format!("device {device}: {e}");
                     }
+                    // The connection closed under the request. If the device is connected
+                    // again soon, a new connection replaced that one (a better transport, or both
+                    // sides having dialled at once): the block is asked of it again rather
+                    // than failing the file, a few times at most.
+                    Err(e @ crate::model::RequestError::Closed) => {
+                        lock().forget(&device);
+                        last = format!("device {device}: {e}");
+                        if replaced_retries > 0 && peers.connected_within(&device, REPLACEMENT_WAIT).await {
+                            replaced_retries -= 1;
+                            if from_temporary {
+                                temp.push_front(device);
+                            } else {
+                                full.insert(0, device);
+                            }
+                        }
+                    }
                     Err(e) => {
                         lock().abandoned(&ticket, std::time::Instant::now());
                         last = format!("device {device}: {e}");
                     }
                 }
                 if attempts.is_empty() {
-                    pending = next();
+                    pending = next(&mut full, &mut temp);
                 }
             }
             () = hedge => {
                 hedge_at = None;
-                pending = next();
+                pending = next(&mut full, &mut temp);
             }
         }
     }

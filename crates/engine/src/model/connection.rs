@@ -85,6 +85,7 @@ pub(super) async fn run(
         requests: HashMap::new(),
         serving: JoinSet::new(),
         waiting: VecDeque::new(),
+        parked: Vec::new(),
         shared_with_peer: Vec::new(),
         last_cluster_config: None,
         progress_folders: HashSet::new(),
@@ -171,6 +172,8 @@ struct ConnState {
     requests: HashMap<i32, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     serving: JoinSet<(i32, Result<Vec<u8>, ErrorCode>)>,
     waiting: VecDeque<wire::Request>,
+    /// Our requests that came before our ClusterConfig was sent (see `main_loop`).
+    parked: Vec<(BlockRequest, oneshot::Sender<Result<Vec<u8>, RequestError>>)>,
     /// Folders both sides share, as of the peer's last ClusterConfig.
     shared_with_peer: Vec<FolderId>,
     /// The peer's last ClusterConfig, read again against our configuration when ours changes
@@ -265,6 +268,11 @@ impl ConnState {
                     return reason;
                 }
             }
+            if cc_sent {
+                for (req, reply) in std::mem::take(&mut self.parked) {
+                    self.request(session, req, reply);
+                }
+            }
             self.start_serving(session);
             self.flush(session);
             if session.is_closed() {
@@ -288,6 +296,10 @@ impl ConnState {
                     Err(e) => return format!("reading: {e}"),
                 },
                 Some(command) = commands.recv() => match command {
+                    // A connection is registered once the peer's Hello is in, a moment before
+                    // our ClusterConfig goes out; a request can only follow it (a connection
+                    // that replaced another gets the requests that closed with that one).
+                    Command::Request(req, reply) if !cc_sent => self.parked.push((req, reply)),
                     Command::Request(req, reply) => self.request(session, req, reply),
                     Command::Reconfigure => {
                         if self.ctx.peers.serial_of(&self.device) != self.serial {

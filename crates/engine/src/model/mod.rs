@@ -110,6 +110,8 @@ pub struct Peers {
     downloads: progress::LocalDownloads,
     /// What connected peers announced of their downloads; dropped when they disconnect.
     remote_progress: Mutex<HashMap<DeviceId, progress::RemoteDownloads>>,
+    /// Woken by every new registration, for [`Peers::connected_within`].
+    registered: Notify,
 }
 
 impl Peers {
@@ -120,6 +122,24 @@ impl Peers {
 
     pub fn is_connected(&self, device: &DeviceId) -> bool {
         self.lock().contains_key(device)
+    }
+
+    /// Whether `device` is connected, or gets connected within `limit`: a request whose
+    /// connection closed under it waits this long for the connection that replaced it.
+    pub async fn connected_within(&self, device: &DeviceId, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let registered = self.registered.notified();
+            tokio::pin!(registered);
+            // Listening before looking, so a registration in between is not missed.
+            registered.as_mut().enable();
+            if self.is_connected(device) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, registered).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// The [`priority`] of the live connection to `device`, if there is one.
@@ -182,6 +202,8 @@ impl Peers {
             // notices the new registration when it unregisters, and closes on Reconfigure.
             let _ = old.commands.try_send(Command::Reconfigure);
         }
+        drop(live);
+        self.registered.notify_waiters();
         Some(serial)
     }
 
