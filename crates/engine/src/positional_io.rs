@@ -85,6 +85,27 @@ pub(crate) fn start_writeback(file: &File) {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn start_writeback(_file: &File) {}
 
+/// Whether any byte of `offset..offset + len` was ever written, as far as the file system
+/// tells: a temporary file is sized before its blocks land, and the rest of it is a hole. A
+/// download that starts again checks each block left in its temporary file by reading and
+/// hashing it; for a block in a hole that was a read of zeros and a SHA-256 for nothing (the
+/// whole of a large file, after a connection closed mid-way). `true` where it cannot tell.
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+pub(crate) fn has_data(file: &File, offset: u64, len: u64) -> bool {
+    // The file's cursor moves, which nothing here uses: every read and write is positional.
+    match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(offset)) {
+        Ok(next) => next < offset.saturating_add(len),
+        // Nothing but a hole from `offset` to the end.
+        Err(rustix::io::Errno::NXIO) => false,
+        Err(_) => true,
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+pub(crate) fn has_data(_file: &File, _offset: u64, _len: u64) -> bool {
+    true
+}
+
 /// Reads `size` bytes at `offset` if the page cache holds all of them, without waiting for the
 /// disk; `None` when it does not (or the file ends first, or there is no such call here), and
 /// the caller reads on a blocking thread instead. Serving a block is nearly always a read of
@@ -120,6 +141,28 @@ pub(crate) fn read_cached(_file: &File, _offset: u64, _size: usize) -> Option<Ve
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holes_of_a_sized_file_have_no_data_and_written_blocks_have() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("t"))
+            .unwrap();
+        const BLOCK: u64 = 128 << 10;
+        file.set_len(16 * BLOCK).unwrap();
+        write_all_at(&file, &[1u8; BLOCK as usize], 5 * BLOCK).unwrap();
+        // Written, not yet on disk (ext4's delayed allocation) and once synced: both are data.
+        assert!(has_data(&file, 5 * BLOCK, BLOCK));
+        file.sync_all().unwrap();
+        assert!(has_data(&file, 5 * BLOCK, BLOCK));
+        assert!(!has_data(&file, 0, BLOCK), "before the written block");
+        assert!(!has_data(&file, 9 * BLOCK, BLOCK), "after it, to the end");
+        assert!(has_data(&file, 4 * BLOCK, 2 * BLOCK), "a range that reaches into it");
+    }
 
     #[test]
     fn cached_data_is_read_and_a_range_past_the_end_is_not() {

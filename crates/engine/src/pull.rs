@@ -44,7 +44,7 @@ use crate::identity::{DeviceId, ShortId};
 use crate::ignore::Ignores;
 use crate::layout::{VERSIONS_DIR, temp_name};
 use crate::model::{BlockRequest, Peers};
-use crate::positional_io::{read_block_at, start_writeback, write_all_at};
+use crate::positional_io::{has_data, read_block_at, start_writeback, write_all_at};
 use crate::scan::disk::{Kind, Stat};
 use crate::sources::{Sources, Ticket};
 
@@ -815,8 +815,10 @@ impl Puller {
             if b.size == 0 {
                 continue;
             }
-            // A block left by an interrupted attempt is kept if it checks out.
+            // A block left by an interrupted attempt is kept if it checks out (one never
+            // written is a hole: nothing to read).
             if b.offset + u64::from(b.size) <= existing
+                && has_data(&file.file, b.offset, u64::from(b.size))
                 && read_block_at(&file.file, b.offset, b.size as usize).is_ok_and(|d| hash_ok(&d, b))
             {
                 done(i);
