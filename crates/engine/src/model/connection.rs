@@ -161,6 +161,9 @@ async fn write_loop(
     let _ = writer.shutdown().await;
 }
 
+/// Where the answer to one of our block requests goes.
+type Reply = oneshot::Sender<Result<Vec<u8>, RequestError>>;
+
 struct ConnState {
     ctx: Arc<Context>,
     device: DeviceId,
@@ -169,11 +172,11 @@ struct ConnState {
     queued: Arc<AtomicUsize>,
     counters: Arc<Counters>,
     outgoing: HashMap<FolderId, Outgoing>,
-    requests: HashMap<i32, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    requests: HashMap<i32, Reply>,
     serving: JoinSet<(i32, Result<Vec<u8>, ErrorCode>)>,
     waiting: VecDeque<wire::Request>,
     /// Our requests that came before our ClusterConfig was sent (see `main_loop`).
-    parked: Vec<(BlockRequest, oneshot::Sender<Result<Vec<u8>, RequestError>>)>,
+    parked: Vec<(BlockRequest, Reply)>,
     /// Folders both sides share, as of the peer's last ClusterConfig.
     shared_with_peer: Vec<FolderId>,
     /// The peer's last ClusterConfig, read again against our configuration when ours changes
@@ -724,12 +727,7 @@ impl ConnState {
         Ok(())
     }
 
-    fn request(
-        &mut self,
-        session: &mut Session,
-        req: BlockRequest,
-        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
-    ) {
+    fn request(&mut self, session: &mut Session, req: BlockRequest, reply: Reply) {
         let wire_req = wire::Request {
             id: 0,
             folder: req.folder.to_string(),
