@@ -267,11 +267,8 @@ pub fn encode_response_head(
     out: &mut Vec<u8>,
 ) -> Result<bool, WireError> {
     let response = wire::Response { id, data: Bytes::new(), code: wire::ErrorCode::NoError as i32 };
-    let data_field = if data.is_empty() {
-        0
-    } else {
-        1 + prost::length_delimiter_len(data.len()) + data.len()
-    };
+    let data_field =
+        if data.is_empty() { 0 } else { 1 + prost::length_delimiter_len(data.len()) + data.len() };
     let len = response.encoded_len() + data_field;
     if compresses(MessageType::Response, len, compression) {
         return Ok(false);
