@@ -379,6 +379,8 @@ enum State {
     Failed,
 }
 
+/// [`FrameDecoder::read_buffer`] makes room for this many reads at once.
+const ROOM_READS: usize = 4;
 /// An empty buffer keeps at most this much capacity, so that one large message does not pin its
 /// size for the rest of the connection.
 const KEEP_CAPACITY: usize = 1 << 20;
@@ -407,14 +409,21 @@ impl FrameDecoder {
     /// it appends is decoded by the next [`next_message`](Self::next_message), as if pushed.
     /// The caller must only append to it.
     ///
-    /// The room is made for `min` bytes beyond those buffered, whatever length a frame
-    /// announced. Space before the buffered bytes is reused once nothing decoded from it is
-    /// held any more. After a failure, what is appended is dropped.
+    /// Room is made, whatever length a frame announced, only when less than `min` is left, and
+    /// then for [`ROOM_READS`] times `min`: making room moves the bytes of the frame being
+    /// received (to the front, or to a new allocation while what was decoded before is held),
+    /// which must not happen on every read. Space before the buffered bytes is reused once
+    /// nothing decoded from it is held any more. After a failure, what is appended is dropped.
     pub fn read_buffer(&mut self, min: usize) -> &mut BytesMut {
         if matches!(self.state, State::Failed) {
             self.buf.clear();
         }
-        self.reserve(min);
+        let room = min.saturating_mul(ROOM_READS);
+        if self.buf.capacity() - self.buf.len() < min
+            || (self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY.max(room))
+        {
+            self.reserve(room);
+        }
         &mut self.buf
     }
 
