@@ -311,7 +311,7 @@ impl Hostile {
                     }
                 }
                 Event::Response { id, result } => {
-                    self.responses.insert(id, result);
+                    self.responses.insert(id, result.map(|d| d.to_vec()));
                 }
                 Event::Index { files, .. } => {
                     for f in files {

@@ -498,7 +498,7 @@ async fn not_shared_device(transport: &str) {
                 if let Event::Response { id: got, result } = &e
                     && *got == id
                 {
-                    return result.clone();
+                    return result.clone().map(|d| d.to_vec());
                 }
                 seen.push(e);
             }
@@ -740,7 +740,7 @@ impl Forger {
                 Event::Request(r) => self.held.push(r),
                 Event::DownloadProgress(p) => self.progress.push(p),
                 Event::Response { id, result } => {
-                    self.responses.insert(id, result);
+                    self.responses.insert(id, result.map(|d| d.to_vec()));
                 }
                 Event::Closed { reason, .. } => panic!("closed: {reason}"),
                 _ => {}

@@ -235,6 +235,30 @@ impl AsyncWrite for LimitedStream {
         Poll::Ready(Ok(n))
     }
 
+    /// Passed on whole when the slices fit what may go at once (always, unlimited), so that a
+    /// TLS stream puts them in the same records; else a chunk of the first, as `poll_write`.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.send.poll_ready(cx));
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        let n = if this.send.cap(total) == total {
+            ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?
+        } else {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            ready!(Pin::new(&mut this.inner).poll_write(cx, &first[..this.send.cap(first.len())]))?
+        };
+        this.send.charge(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
@@ -355,6 +379,38 @@ mod tests {
         }
         for wan in ["8.8.8.8", "203.0.113.5", "2001:db8::1", "100.64.0.1"] {
             assert!(!is_lan(wan.parse().unwrap()), "{wan}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn vectored_writes_arrive_in_order_and_are_limited() {
+        let parts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 30_000 + usize::from(i)]).collect();
+        let total: usize = parts.iter().map(Vec::len).sum();
+        for rate in [0, 100 << 10] {
+            let (a, mut b) = tokio::io::duplex(64 << 10);
+            let mut a = LimitedStream::new(Box::new(a), Vec::new(), vec![Limiter::new(rate)], None);
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                b.read_to_end(&mut got).await.map(|_| got)
+            });
+            let start = Instant::now();
+            let mut slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+            let mut slices = &mut slices[..];
+            while !slices.is_empty() {
+                let n = a.write_vectored(slices).await.unwrap();
+                assert!(n > 0 && (rate == 0 || n <= CHUNK), "{n} bytes at once at {rate} B/s");
+                io::IoSlice::advance_slices(&mut slices, n);
+            }
+            a.shutdown().await.unwrap();
+            let took = start.elapsed();
+            assert_eq!(reader.await.unwrap().unwrap(), parts.concat());
+            if rate > 0 {
+                // Less the burst the bucket starts with, as for plain writes.
+                let nominal = Duration::from_secs_f64((total - CHUNK) as f64 / rate as f64);
+                assert!(took >= nominal - Duration::from_millis(200), "{took:?}");
+            } else {
+                assert_eq!(took, Duration::ZERO);
+            }
         }
     }
 

@@ -1,6 +1,11 @@
 //! The task driving one connection: socket bytes into the [`Session`], its events into the
 //! index and the registry, commands (block requests) into the session, its bytes out.
 //!
+//! Block data is not copied between the socket and the session: the socket is read straight
+//! into the session's receive buffer (a Response's data comes out as a view of it), and a
+//! served block goes to the writer as the chunk it was read into, written with the bytes
+//! around it in one vectored write.
+//!
 //! Writing happens in a task of its own, fed without blocking, so that reading never waits for
 //! the peer to read (two peers writing to each other with full buffers would otherwise stall
 //! forever). What may pile up is bounded at the sources: served requests run a few at a time,
@@ -17,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf as _, Bytes};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,8 +49,10 @@ const MAX_SERVING: usize = 32;
 const UNKNOWN_HELLO_WAIT: Duration = Duration::from_secs(2);
 /// The longest name (in characters) kept for a pending device.
 const MAX_PENDING_NAME: usize = 64;
-/// Read buffer size.
+/// The room made in the receive buffer before each read.
 const READ_BUF: usize = 256 << 10;
+/// Chunks gathered into one vectored write at most (Linux takes up to 1024).
+const MAX_WRITE_CHUNKS: usize = 64;
 
 /// Our index for one folder, as sent to this peer.
 struct Outgoing {
@@ -70,7 +78,7 @@ pub(super) async fn run(
     let stream = ctx.bandwidth.stream(device, remote, transport, conn.stream);
     let (mut reader, writer) = tokio::io::split(stream);
     let queued = Arc::new(AtomicUsize::new(0));
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<Bytes>>();
     let write_task = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&queued), Arc::clone(&counters)));
 
     let mut session = Session::new(SessionConfig::new(hello(&config)), Instant::now());
@@ -142,13 +150,22 @@ fn hello(config: &Config) -> wire::Hello {
 
 async fn write_loop(
     mut writer: tokio::io::WriteHalf<crate::net::BoxStream>,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
     queued: Arc<AtomicUsize>,
     counters: Arc<Counters>,
 ) {
-    while let Some(bytes) = rx.recv().await {
-        let len = bytes.len();
-        let result = writer.write_all(&bytes).await;
+    let mut chunks = VecDeque::new();
+    while let Some(more) = rx.recv().await {
+        chunks.extend(more);
+        // What else is queued goes in the same writes: a Response's head with its data and the
+        // small messages around it end up in the same TLS records.
+        while chunks.len() < MAX_WRITE_CHUNKS
+            && let Ok(more) = rx.try_recv()
+        {
+            chunks.extend(more);
+        }
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let result = write_chunks(&mut writer, &mut chunks).await;
         queued.fetch_sub(len, Relaxed);
         if result.is_err() {
             return;
@@ -162,13 +179,37 @@ async fn write_loop(
 }
 
 /// Where the answer to one of our block requests goes.
-type Reply = oneshot::Sender<Result<Vec<u8>, RequestError>>;
+type Reply = oneshot::Sender<Result<Bytes, RequestError>>;
+
+/// Writes all of `chunks`, as many at once as the writer takes.
+async fn write_chunks(
+    writer: &mut tokio::io::WriteHalf<crate::net::BoxStream>,
+    chunks: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !chunks.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> =
+            chunks.iter().take(MAX_WRITE_CHUNKS).map(|c| std::io::IoSlice::new(c)).collect();
+        let mut n = writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while let Some(front) = chunks.front_mut() {
+            if n < front.len() {
+                front.advance(n);
+                break;
+            }
+            n -= front.len();
+            chunks.pop_front();
+        }
+    }
+    Ok(())
+}
 
 struct ConnState {
     ctx: Arc<Context>,
     device: DeviceId,
     device_idx: Option<DeviceIdx>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Vec<Bytes>>,
     queued: Arc<AtomicUsize>,
     counters: Arc<Counters>,
     outgoing: HashMap<FolderId, Outgoing>,
@@ -195,10 +236,10 @@ struct ConnState {
 
 impl ConnState {
     fn flush(&mut self, session: &mut Session) {
-        let bytes = session.take_transmit();
-        if !bytes.is_empty() {
-            self.queued.fetch_add(bytes.len(), Relaxed);
-            let _ = self.out.send(bytes);
+        let chunks = session.take_transmit_chunks();
+        if !chunks.is_empty() {
+            self.queued.fetch_add(chunks.iter().map(Bytes::len).sum(), Relaxed);
+            let _ = self.out.send(chunks);
         }
     }
 
@@ -258,7 +299,6 @@ impl ConnState {
         shutdown: &mut watch::Receiver<bool>,
     ) -> String {
         let mut local_changed = self.ctx.local_changed.clone();
-        let mut buf = vec![0u8; READ_BUF];
         let mut cc_sent = false;
         let mut progress_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
@@ -290,11 +330,11 @@ impl ConnState {
             }
             let timeout = session.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
-                read = reader.read(&mut buf) => match read {
+                read = reader.read_buf(session.receive_buffer(READ_BUF)) => match read {
                     Ok(0) => return String::from("connection closed by peer"),
                     Ok(n) => {
                         self.counters.read.fetch_add(n as u64, Relaxed);
-                        session.receive(&buf[..n], Instant::now());
+                        session.received(Instant::now());
                     }
                     Err(e) => return format!("reading: {e}"),
                 },

@@ -88,7 +88,7 @@ pub struct Counters {
 }
 
 enum Command {
-    Request(BlockRequest, oneshot::Sender<Result<Vec<u8>, RequestError>>),
+    Request(BlockRequest, oneshot::Sender<Result<bytes::Bytes, RequestError>>),
     /// The configuration changed: send a new ClusterConfig, or close if the device was removed.
     Reconfigure,
 }
@@ -156,8 +156,13 @@ impl Peers {
         (read + self.closed.read.load(Relaxed), written + self.closed.written.load(Relaxed))
     }
 
-    /// Asks `device` for a block and waits for the answer. The data is not checked here.
-    pub async fn request(&self, device: &DeviceId, request: BlockRequest) -> Result<Vec<u8>, RequestError> {
+    /// Asks `device` for a block and waits for the answer. The data is not checked here; it is
+    /// a view of the connection's receive buffer, so it is best not held longer than needed.
+    pub async fn request(
+        &self,
+        device: &DeviceId,
+        request: BlockRequest,
+    ) -> Result<bytes::Bytes, RequestError> {
         let commands = self.lock().get(device).map(|l| l.commands.clone());
         let commands = commands.ok_or(RequestError::NotConnected(*device))?;
         let (reply, answer) = oneshot::channel();

@@ -527,7 +527,7 @@ fn message() -> impl Strategy<Value = Message> {
         ),
         (any::<i32>(), data(600), 0..5i32).prop_map(|(id, data, code)| Message::Response(wire::Response {
             id,
-            data,
+            data: data.into(),
             code
         })),
         (

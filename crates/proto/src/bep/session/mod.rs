@@ -1,7 +1,11 @@
 //! One BEP connection's protocol state, without I/O: bytes in, events out; commands in, bytes
 //! out. The caller (a thin async task per connection) reads the socket into
-//! [`Session::receive`], writes [`Session::take_transmit`] to it, and sleeps until
-//! [`Session::poll_timeout`].
+//! [`Session::receive_buffer`] (or hands what it read to [`Session::receive`]), writes
+//! [`Session::take_transmit_chunks`] to it, and sleeps until [`Session::poll_timeout`].
+//!
+//! Block data is not copied on its way through: a received Response's data is a view of the
+//! buffer the socket was read into, and the data of a Response sent is queued as the chunk it
+//! came in, between the bytes encoded before and after it.
 //!
 //! The session enforces the protocol's order (Hello, then ClusterConfig first in each direction),
 //! validates every received index entry and request name with Syncthing's rules, matches
@@ -13,7 +17,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::frame::{FrameDecoder, Message, decode_hello, encode_hello, encode_message};
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{FrameDecoder, Message, decode_hello, encode_hello, encode_message, encode_response_head};
 use super::wire::{self, Compression, ErrorCode};
 use super::{FileInfo, WireError};
 
@@ -31,6 +37,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
 /// what it received: with the frame decoder's own limits, what one connection holds is bounded
 /// by a few times [`MAX_RECEIVE_LEN`](super::MAX_RECEIVE_LEN), whatever the peer sends.
 pub const MAX_PENDING_DECODED: usize = super::MAX_RECEIVE_LEN;
+/// Response data at least this long is queued as its own chunk rather than copied into the
+/// transmit buffer; shorter data is cheaper to copy than to send as a chunk of its own.
+const OWN_CHUNK_MIN: usize = 4 << 10;
 
 /// How a session behaves; [`SessionConfig::new`] gives Syncthing's timings.
 #[derive(Clone, Debug)]
@@ -71,10 +80,11 @@ pub enum Event {
     },
     /// A request for a block; the name was checked. Answer with [`Session::respond`].
     Request(wire::Request),
-    /// The answer to one of our requests.
+    /// The answer to one of our requests. The data may be a view of the buffer it was received
+    /// in (see [`Session::receive_buffer`]).
     Response {
         id: i32,
-        result: Result<Vec<u8>, ErrorCode>,
+        result: Result<Bytes, ErrorCode>,
     },
     DownloadProgress(wire::DownloadProgress),
     /// The session is over; nothing more will come. `by_peer`: the peer sent Close.
@@ -108,10 +118,15 @@ enum Phase {
 pub struct Session {
     config: SessionConfig,
     phase: Phase,
-    /// Bytes before the Hello is complete.
-    hello_buf: Vec<u8>,
+    /// Received bytes: the Hello is decoded from the front of its buffer, then frames.
     decoder: FrameDecoder,
+    /// What to send, before `transmit`: chunks queued whole (Response data) and what was encoded
+    /// before each of them.
+    chunks: VecDeque<Bytes>,
+    /// Encoded bytes to send after `chunks`.
     transmit: Vec<u8>,
+    /// The length of `chunks`, all together.
+    chunks_len: usize,
     events: VecDeque<Event>,
     cluster_config_sent: bool,
     next_request_id: i32,
@@ -130,9 +145,10 @@ impl Session {
         let mut s = Self {
             config,
             phase: Phase::AwaitHello,
-            hello_buf: Vec::new(),
             decoder: FrameDecoder::new(),
+            chunks: VecDeque::new(),
             transmit: Vec::new(),
+            chunks_len: 0,
             events: VecDeque::new(),
             cluster_config_sent: false,
             next_request_id: 0,
@@ -153,28 +169,42 @@ impl Session {
         self.phase == Phase::Closed
     }
 
-    /// Feeds bytes read from the transport.
+    /// Feeds bytes read from the transport (a copy: [`receive_buffer`](Self::receive_buffer)
+    /// saves it).
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
         if self.is_closed() || bytes.is_empty() {
             return;
         }
+        self.decoder.push(bytes);
+        self.received(now);
+    }
+
+    /// The buffer to read the transport into, with room for at least `min` more bytes. The
+    /// caller appends what it read (tokio's `read_buf` does, without zeroing the room first)
+    /// and then calls [`received`](Self::received); it must not change what is there. Frames
+    /// are decoded from this buffer, and a Response's data is handed out as a view of it.
+    pub fn receive_buffer(&mut self, min: usize) -> &mut BytesMut {
+        self.decoder.read_buffer(min)
+    }
+
+    /// Processes the bytes appended to [`receive_buffer`](Self::receive_buffer): call it after
+    /// every read that returned some.
+    pub fn received(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
         self.last_received = now;
-        let mut rest = bytes;
         if self.phase == Phase::AwaitHello {
-            self.hello_buf.extend_from_slice(bytes);
-            match decode_hello(&self.hello_buf) {
+            match decode_hello(self.decoder.unread()) {
                 Ok(None) => return,
                 Ok(Some((hello, used))) => {
-                    let buf = std::mem::take(&mut self.hello_buf);
+                    self.decoder.skip(used);
                     self.events.push_back(Event::Hello(hello));
                     self.phase = Phase::AwaitClusterConfig;
-                    self.decoder.push(&buf[used..]);
-                    rest = &[];
                 }
                 Err(e) => return self.fail(e.to_string()),
             }
         }
-        self.decoder.push(rest);
         self.decode();
     }
 
@@ -265,15 +295,41 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// Bytes to write to the transport, in order; empty when there is nothing to send.
+    /// Bytes to write to the transport, in order; empty when there is nothing to send. Block
+    /// data queued as chunks is copied into it: [`take_transmit_chunks`](Self::take_transmit_chunks)
+    /// does without.
     pub fn take_transmit(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.transmit)
+        if self.chunks.is_empty() {
+            return std::mem::take(&mut self.transmit);
+        }
+        let mut out = Vec::with_capacity(self.pending_transmit());
+        for chunk in self.take_transmit_chunks() {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    /// Bytes to write to the transport, in order, as the chunks they are queued in (block data
+    /// is a chunk of its own, for a vectored write); empty when there is nothing to send.
+    pub fn take_transmit_chunks(&mut self) -> Vec<Bytes> {
+        self.end_chunk();
+        self.chunks_len = 0;
+        self.chunks.drain(..).collect()
+    }
+
+    /// Moves what was encoded into `transmit` to the end of `chunks`.
+    fn end_chunk(&mut self) {
+        if !self.transmit.is_empty() {
+            let bytes = Bytes::from(std::mem::take(&mut self.transmit));
+            self.chunks_len += bytes.len();
+            self.chunks.push_back(bytes);
+        }
     }
 
     /// How many bytes wait to be taken by [`take_transmit`](Self::take_transmit): the caller's
     /// measure for backpressure.
     pub fn pending_transmit(&self) -> usize {
-        self.transmit.len()
+        self.chunks_len + self.transmit.len()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
@@ -366,10 +422,27 @@ impl Session {
     ) -> Result<(), SessionError> {
         self.require_cluster_config("a response")?;
         let response = match result {
-            Ok(data) => wire::Response { id, data, code: ErrorCode::NoError as i32 },
-            Err(code) => wire::Response { id, data: Vec::new(), code: code as i32 },
+            Ok(data) if data.len() >= OWN_CHUNK_MIN => return self.send_data(id, Bytes::from(data), now),
+            Ok(data) => wire::Response { id, data: data.into(), code: ErrorCode::NoError as i32 },
+            Err(code) => wire::Response { id, data: Bytes::new(), code: code as i32 },
         };
         self.send(&Message::Response(response), now)
+    }
+
+    /// Sends a successful Response with its data queued as a chunk of its own, unless our
+    /// compression setting has it compressed.
+    fn send_data(&mut self, id: i32, data: Bytes, now: Instant) -> Result<(), SessionError> {
+        let encoded = encode_response_head(id, &data, self.config.compression, &mut self.transmit)
+            .map_err(|e| SessionError::Encode(e.to_string()))?;
+        if !encoded {
+            let response = wire::Response { id, data, code: ErrorCode::NoError as i32 };
+            return self.send(&Message::Response(response), now);
+        }
+        self.end_chunk();
+        self.chunks_len += data.len();
+        self.chunks.push_back(data);
+        self.last_sent = now;
+        Ok(())
     }
 
     pub fn send_download_progress(

@@ -124,10 +124,61 @@ fn responses_are_matched_to_requests_out_of_order() {
     assert_eq!(
         events(&mut a),
         vec![
-            Event::Response { id: id2, result: Ok(b"two".to_vec()) },
+            Event::Response { id: id2, result: Ok(b"two".to_vec().into()) },
             Event::Response { id: id1, result: Err(ErrorCode::NoSuchFile) },
         ]
     );
+}
+
+/// Moves everything `from` has to send into `to`'s receive buffer, `piece` bytes per read.
+fn pump_chunks(from: &mut Session, to: &mut Session, piece: usize, now: Instant) {
+    let bytes: Vec<u8> = from.take_transmit_chunks().concat();
+    for read in bytes.chunks(piece) {
+        to.receive_buffer(piece).extend_from_slice(read);
+        to.received(now);
+    }
+}
+
+#[test]
+fn block_data_is_sent_as_its_own_chunk_and_received_whole() {
+    let now = Instant::now();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    for piece in [1, 1000, 65_536, 1 << 20] {
+        let (mut a, mut b) = (session("a", now), session("b", now));
+        a.send_cluster_config(cc("f"), now).unwrap();
+        b.send_cluster_config(cc("f"), now).unwrap();
+        // The Hello and the ClusterConfig through the receive buffer too.
+        pump_chunks(&mut a, &mut b, piece, now);
+        pump_chunks(&mut b, &mut a, piece, now);
+        assert_eq!(events(&mut b), vec![Event::Hello(hello("a")), Event::ClusterConfig(cc("f"))]);
+        assert_eq!(events(&mut a), vec![Event::Hello(hello("b")), Event::ClusterConfig(cc("f"))]);
+        let req = |size| wire::Request { folder: "f".into(), name: "x".into(), size, ..Default::default() };
+        let (big, small) = (a.request(req(200_000), now).unwrap(), a.request(req(5), now).unwrap());
+        pump_chunks(&mut a, &mut b, piece, now);
+        assert_eq!(events(&mut b).len(), 2);
+        let sent = data.clone();
+        let at = sent.as_ptr();
+        b.respond(big, Ok(sent), now).unwrap();
+        b.respond(small, Ok(b"small".to_vec()), now).unwrap();
+        let pending = b.pending_transmit();
+        let chunks = b.take_transmit_chunks();
+        assert_eq!((b.pending_transmit(), chunks.iter().map(Bytes::len).sum()), (0, pending));
+        // The head, the data as it was handed over (not copied), then the small response.
+        assert_eq!(chunks.len(), 3, "{:?}", chunks.iter().map(Bytes::len).collect::<Vec<_>>());
+        assert_eq!(chunks[1].as_ptr(), at);
+        for read in chunks.concat().chunks(piece) {
+            a.receive_buffer(piece).extend_from_slice(read);
+            a.received(now);
+        }
+        assert_eq!(
+            events(&mut a),
+            vec![
+                Event::Response { id: big, result: Ok(data.clone().into()) },
+                Event::Response { id: small, result: Ok(Bytes::from_static(b"small")) },
+            ],
+            "reads of {piece}"
+        );
+    }
 }
 
 #[test]
