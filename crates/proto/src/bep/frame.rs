@@ -410,7 +410,7 @@ impl FrameDecoder {
     /// The caller must only append to it.
     ///
     /// Room is made, whatever length a frame announced, only when less than `min` is left, and
-    /// then for [`ROOM_READS`] times `min`: making room moves the bytes of the frame being
+    /// then for four times `min` (`ROOM_READS`): making room moves the bytes of the frame being
     /// received (to the front, or to a new allocation while what was decoded before is held),
     /// which must not happen on every read. Space before the buffered bytes is reused once
     /// nothing decoded from it is held any more. After a failure, what is appended is dropped.
