@@ -18,8 +18,9 @@
 //!
 //! The puller's own downloads are no change to scan: a download temporary is internal (never
 //! indexed), and the file the puller renames into place from it is recorded by the puller
-//! itself (where the rename's halves come paired, as inotify's do). Their events (a write per block, the rename) were most of a receiving device's
-//! events, each costing the coalescing thread a pass over its pending paths.
+//! itself (where the rename's halves come paired, as inotify's do). Their events (a write per
+//! block, the rename) were most of a receiving device's events, each costing the coalescing
+//! thread a pass over its pending paths.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};

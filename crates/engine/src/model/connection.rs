@@ -25,10 +25,12 @@ use std::time::{Duration, Instant};
 use bytes::{Buf as _, Bytes};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::{BlockRequest, Command, ConnectionInfo, Context, Counters, PROGRESS_INTERVAL, RequestError};
+use super::{
+    BlockRequest, Command, ConnectionInfo, Context, Counters, PROGRESS_INTERVAL, Reply, RequestError,
+};
 use crate::beneath::{Beneath, Open};
 use crate::bep::session::{Event, Session, SessionConfig};
 use crate::bep::wire::{self, ErrorCode};
@@ -177,9 +179,6 @@ async fn write_loop(
     }
     let _ = writer.shutdown().await;
 }
-
-/// Where the answer to one of our block requests goes.
-type Reply = oneshot::Sender<Result<Bytes, RequestError>>;
 
 /// Writes all of `chunks`, as many at once as the writer takes.
 async fn write_chunks(

@@ -87,8 +87,11 @@ pub struct Counters {
     pub written: std::sync::atomic::AtomicU64,
 }
 
+/// Where the answer to one of our block requests goes.
+type Reply = oneshot::Sender<Result<bytes::Bytes, RequestError>>;
+
 enum Command {
-    Request(BlockRequest, oneshot::Sender<Result<bytes::Bytes, RequestError>>),
+    Request(BlockRequest, Reply),
     /// The configuration changed: send a new ClusterConfig, or close if the device was removed.
     Reconfigure,
 }
