@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
@@ -51,9 +51,10 @@ const MAX_PENDING: usize = 100_000;
 /// only the latest few are kept.
 const MAX_TEMP_MOVES: usize = 256;
 
-/// Events taken from notify's channel before the next report is worked out: each report
-/// looks at every pending path, so under a storm of events it is done once per batch.
-const EVENTS_PER_BATCH: usize = 1024;
+/// Events queued between notify's thread and the coalescing one; more than this become one
+/// full rescan, as an overflow of the kernel's own queue does, so a storm the coalescing
+/// thread cannot keep up with costs bounded memory.
+const QUEUED_EVENTS: usize = 32_768;
 
 /// What the watcher tells its folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,43 +99,124 @@ impl FolderWatcher {
         tx: mpsc::UnboundedSender<WatchEvent>,
     ) -> Result<Self, WatchError> {
         let fail = |source| WatchError { path: root.to_owned(), source };
-        let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Result<notify::Event>>();
-        let mut watcher = RecommendedWatcher::new(raw_tx, notify::Config::default()).map_err(fail)?;
+        let handoff = Arc::new(Handoff::default());
+        let feed = Feed(Arc::clone(&handoff));
+        let mut watcher = RecommendedWatcher::new(feed, notify::Config::default()).map_err(fail)?;
         watcher.watch(root, RecursiveMode::Recursive).map_err(fail)?;
         let base = root.to_owned();
         std::thread::Builder::new()
             .name("peerfold-watch".into())
-            .spawn(move || coalesce(&base, delay, &raw_rx, &tx))
+            .spawn(move || coalesce(&base, delay, &handoff, &tx))
             .map_err(|e| fail(notify::Error::io(e)))?;
         Ok(Self { _watcher: watcher })
     }
 }
 
-/// The coalescing thread: feeds `notify`'s events to a [`Coalescer`] and sends each finished
-/// burst. Ends when the watcher is dropped (its channel closes) or the folder task is gone.
-fn coalesce(
-    base: &Path,
-    delay: Duration,
-    raw: &std_mpsc::Receiver<notify::Result<notify::Event>>,
-    tx: &mpsc::UnboundedSender<WatchEvent>,
-) {
-    let mut bursts = Coalescer::new(delay);
-    loop {
-        let received = match bursts.due() {
-            Some(at) => raw.recv_timeout(at.saturating_duration_since(Instant::now())),
-            None => raw.recv().map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok(first) => {
-                let now = Instant::now();
-                take(base, &mut bursts, first, now);
-                // What else is queued already, up to a batch.
-                for next in raw.try_iter().take(EVENTS_PER_BATCH) {
-                    take(base, &mut bursts, next, now);
+type Raw = notify::Result<notify::Event>;
+
+/// notify's events on their way to the coalescing thread, taken by it in batches. A channel
+/// woke that thread for every event (a futex call on each side); this wakes it only when the
+/// queue was empty, and the thread then takes everything queued at once.
+#[derive(Debug, Default)]
+struct Handoff {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    events: Vec<Raw>,
+    /// Events were dropped: [`QUEUED_EVENTS`] were waiting already.
+    overflowed: bool,
+    /// The watcher is gone (its [`Feed`] was dropped with notify's thread).
+    closed: bool,
+}
+
+/// What [`Handoff::take`] found besides the events.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Taken {
+    overflowed: bool,
+    closed: bool,
+}
+
+impl Handoff {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding it left at worst a half-pushed event: the queue is still sound.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, event: Raw) {
+        let mut queue = self.lock();
+        let was_empty = queue.events.is_empty() && !queue.overflowed;
+        if queue.events.len() < QUEUED_EVENTS {
+            queue.events.push(event);
+        } else {
+            queue.overflowed = true;
+        }
+        drop(queue);
+        if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Waits until something is queued, the watcher is gone or `due` has come, then moves
+    /// what is queued into `batch` (which must be empty).
+    fn take(&self, due: Option<Instant>, batch: &mut Vec<Raw>) -> Taken {
+        let mut queue = self.lock();
+        while queue.events.is_empty() && !queue.overflowed && !queue.closed {
+            queue = match due {
+                None => self.ready.wait(queue).unwrap_or_else(PoisonError::into_inner),
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.ready.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0
                 }
-            }
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+        }
+        std::mem::swap(batch, &mut queue.events);
+        Taken { overflowed: std::mem::take(&mut queue.overflowed), closed: queue.closed }
+    }
+}
+
+/// notify's end of the [`Handoff`].
+struct Feed(Arc<Handoff>);
+
+impl notify::EventHandler for Feed {
+    fn handle_event(&mut self, event: Raw) {
+        self.0.push(event);
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The coalescing thread: feeds `notify`'s events to a [`Coalescer`] and sends each finished
+/// burst. Ends when the watcher is dropped or the folder task is gone.
+fn coalesce(base: &Path, delay: Duration, handoff: &Handoff, tx: &mpsc::UnboundedSender<WatchEvent>) {
+    let mut bursts = Coalescer::new(delay);
+    let mut batch = Vec::new();
+    loop {
+        let taken = handoff.take(bursts.due(), &mut batch);
+        if taken.closed {
+            return;
+        }
+        let now = Instant::now();
+        if taken.overflowed {
+            tracing::warn!("too many file system events queued; rescanning the folder");
+            bursts.rescan(now);
+        }
+        for event in batch.drain(..) {
+            take(base, &mut bursts, event, now);
         }
         if let Some(event) = bursts.flush(Instant::now())
             && tx.send(event).is_err()
@@ -146,9 +228,11 @@ fn coalesce(
 }
 
 /// Feeds one of notify's events (or errors) to `bursts`.
-fn take(base: &Path, bursts: &mut Coalescer, received: notify::Result<notify::Event>, now: Instant) {
+fn take(base: &Path, bursts: &mut Coalescer, received: Raw, now: Instant) {
     match received {
         Ok(event) if event.need_rescan() => bursts.rescan(now),
+        // Most events are no change (opens, reads): their paths are not worked out.
+        Ok(event) if !changes(&event.kind) => {}
         Ok(event) => {
             let paths: Vec<String> = event.paths.iter().filter_map(|p| relative(base, p)).collect();
             bursts.event(&event.kind, &paths, event.tracker(), now);
@@ -396,7 +480,9 @@ fn parent(path: &str) -> &str {
 fn relative(base: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(base).ok()?;
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(parts?.join("/").nfc().collect())
+    let joined = parts?.join("/");
+    // ASCII is its own NFC: normalising every path of every event was half this thread's work.
+    Some(if joined.is_ascii() { joined } else { joined.nfc().collect() })
 }
 
 #[cfg(test)]
@@ -653,6 +739,56 @@ mod tests {
         }
         assert_eq!(c.pending, 0, "the paths are dropped, not kept");
         assert_eq!(c.flush(t0 + DELAY), Some(WatchEvent::Rescan));
+    }
+
+    fn raw(kind: EventKind, path: &str) -> Raw {
+        Ok(notify::Event::new(kind).add_path(PathBuf::from(path)))
+    }
+
+    #[test]
+    fn a_storm_beyond_the_handoffs_queue_is_dropped_and_marked() {
+        let handoff = Handoff::default();
+        for i in 0..QUEUED_EVENTS + 10 {
+            handoff.push(raw(write(), &format!("/f/{i}")));
+        }
+        let mut batch = Vec::new();
+        assert_eq!(handoff.take(None, &mut batch), Taken { overflowed: true, closed: false });
+        assert_eq!(batch.len(), QUEUED_EVENTS, "what came after the bound is not kept");
+        batch.clear();
+        // Nothing since: the mark was taken with the batch, and a wait ends when it is due.
+        assert_eq!(handoff.take(Some(Instant::now()), &mut batch), Taken::default());
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn the_watcher_dropped_wakes_the_coalescing_thread() {
+        let handoff = Arc::new(Handoff::default());
+        let feed = Feed(Arc::clone(&handoff));
+        let waiter = std::thread::spawn({
+            let handoff = Arc::clone(&handoff);
+            move || handoff.take(None, &mut Vec::new())
+        });
+        drop(feed);
+        assert_eq!(waiter.join().unwrap(), Taken { overflowed: false, closed: true });
+    }
+
+    #[test]
+    fn a_storm_the_coalescing_thread_cannot_keep_up_with_becomes_one_rescan() {
+        let handoff = Arc::new(Handoff::default());
+        let mut feed = Feed(Arc::clone(&handoff));
+        // Queued before the thread starts, so it finds the queue over its bound at once.
+        for i in 0..=QUEUED_EVENTS {
+            notify::EventHandler::handle_event(&mut feed, raw(write(), &format!("/f/d/{i}")));
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let thread = std::thread::spawn({
+            let handoff = Arc::clone(&handoff);
+            move || coalesce(Path::new("/f"), MS * 10, &handoff, &tx)
+        });
+        assert_eq!(rx.blocking_recv(), Some(WatchEvent::Rescan));
+        drop(feed);
+        thread.join().unwrap();
+        assert_eq!(rx.blocking_recv(), None, "nothing but the rescan was reported");
     }
 
     #[test]
