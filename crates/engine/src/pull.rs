@@ -732,7 +732,7 @@ impl Puller {
             Err(reason) => return Applied::Issue(name, reason),
         };
         let fetch = self.fill_temp(&global, &tmp, local_blocks, &budget).await;
-        let (fetched, copied) = match fetch {
+        let (fetched, copied, file) = match fetch {
             Ok(x) => x,
             Err(e) => {
                 return Applied::Issue(
@@ -746,7 +746,8 @@ impl Puller {
         let local2 = local.clone();
         let tmp2 = tmp.clone();
         let result =
-            tokio::task::spawn_blocking(move || this.finish_file(&g, &tmp2, local2.as_ref(), conflict)).await;
+            tokio::task::spawn_blocking(move || this.finish_file(&g, &tmp2, file, local2.as_ref(), conflict))
+                .await;
         match result {
             Ok(Ok((entry, conflict))) => {
                 // Before the case lock is let go: the next name of this case finds it.
@@ -784,14 +785,14 @@ impl Puller {
     }
 
     /// Makes `tmp` hold every block of the global file, each verified. Returns bytes (fetched
-    /// from peers, copied locally).
+    /// from peers, copied locally) and the open temporary file.
     async fn fill_temp(
         &self,
         global: &GlobalFile,
         tmp: &str,
         local_blocks: &HashSet<BlockHash>,
         budget: &Arc<Semaphore>,
-    ) -> Result<(u64, u64), String> {
+    ) -> Result<(u64, u64, File), String> {
         let g = &global.file;
         // Its directories are made on the way, none of them through a symlink.
         let file = self.fs().open(tmp, Open::Create).map_err(|e| match refusal(&e) {
@@ -799,7 +800,11 @@ impl Puller {
             None => format!("cannot open the temporary file: {e}"),
         })?;
         let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
-        file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
+        // A new file of one block gets its size from that block's write: sizing it first was a
+        // system call and a watcher event for every small file.
+        if existing != g.size && !(existing == 0 && g.blocks.len() <= 1) {
+            file.set_len(g.size).map_err(|e| format!("cannot size the temporary file: {e}"))?;
+        }
         let file = Arc::new(TempFile::new(file));
         // Peers hear which blocks are in the temporary file (DownloadProgress) until the
         // download ends either way and the guard is dropped.
@@ -906,10 +911,13 @@ impl Puller {
                 failed.get_or_insert(e);
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok((fetched, copied)),
+        if let Some(e) = failed {
+            return Err(e);
         }
+        drop(landed);
+        // Every block's task is done and dropped its handle.
+        let file = Arc::try_unwrap(file).map_err(|_| String::from("the temporary file is still in use"))?;
+        Ok((fetched, copied, file.file))
     }
 
     /// Connected devices that are not among `holders` (full copies) but announced block `i`
@@ -956,15 +964,16 @@ impl Puller {
         &self,
         g: &FileInfo,
         tmp: &str,
+        file: File,
         local: Option<&FileInfo>,
         conflict: bool,
     ) -> io::Result<(FileInfo, Option<String>)> {
         let fs = self.fs();
-        let file = fs.open(tmp, Open::Write)?;
         // Every block was verified as it was written (or, left by an earlier attempt, as it
         // was read back), so the file is not hashed a second time: that was a second SHA-256
         // pass over everything downloaded.
-        if file.metadata()?.len() != g.size {
+        let meta = file.metadata()?;
+        if meta.len() != g.size {
             return Err(io::Error::other("the temporary file has the wrong size"));
         }
         file.sync_all()?;
@@ -974,7 +983,7 @@ impl Puller {
             // it has here, so its edit does not take away an executable bit.
             let kept = local.filter(|l| !l.deleted && !l.no_permissions && l.file_type == FileType::File);
             let mode = if g.no_permissions { kept.map_or(0o644, |l| l.permissions) } else { g.permissions };
-            set_file_mode(&file, mode)?;
+            set_file_mode(&file, &meta, mode)?;
         }
         file.set_modified(mtime(g))?;
         drop(file);
@@ -1222,19 +1231,24 @@ pub fn read_block(root: &Path, name: &str, offset: u64, size: usize) -> io::Resu
 fn set_metadata(fs: Beneath<'_>, g: &FileInfo, ignore_permissions: bool) -> io::Result<()> {
     let file = fs.open(&g.name, Open::Write)?;
     if !g.no_permissions && !ignore_permissions {
-        set_file_mode(&file, g.permissions & 0o777)?;
+        set_file_mode(&file, &file.metadata()?, g.permissions & 0o777)?;
     }
     file.set_modified(mtime(g))
 }
 
 #[cfg(unix)]
-fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+fn set_file_mode(file: &File, meta: &std::fs::Metadata, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Most files come with the bits a new file gets here anyway.
+    if meta.permissions().mode() & 0o7777 == mode & 0o7777 {
+        return Ok(());
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(not(unix))]
-fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
-    let mut permissions = file.metadata()?.permissions();
+fn set_file_mode(file: &File, meta: &std::fs::Metadata, mode: u32) -> io::Result<()> {
+    let mut permissions = meta.permissions();
     permissions.set_readonly(mode & 0o200 == 0);
     file.set_permissions(permissions)
 }
