@@ -215,13 +215,14 @@ impl<'a> Beneath<'a> {
         if comps.is_empty() {
             return Ok(root);
         }
-        if !create {
-            match root.fast_path(&comps.join("/")) {
-                Some(Ok(d)) => return Ok(d),
-                Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-                // Refused or not available: the walk says which component is wrong.
-                _ => {}
-            }
+        // Also when making what is missing: the directories are there for all but the first
+        // file of each, and the walk cost a system call per component.
+        match root.fast_path(&comps.join("/")) {
+            Some(Ok(d)) => return Ok(d),
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound && !create => return Err(e),
+            // Missing (made on the walk), refused or not available: the walk says which
+            // component is wrong.
+            _ => {}
         }
         let mut dir = root;
         for (i, c) in comps.iter().enumerate() {

@@ -986,6 +986,9 @@ impl Puller {
             set_file_mode(&file, &meta, mode)?;
         }
         file.set_modified(mtime(g))?;
+        // What the file is recorded with: the rename below keeps its inode, so this is what a
+        // scan will find there (and costs no walk to the name, as a stat after the rename did).
+        let put = Stat::of_open(&file)?;
         drop(file);
         // The disk may have changed while we downloaded: check again right before replacing.
         let disk = fs.stat(&g.name)?;
@@ -1006,7 +1009,7 @@ impl Puller {
         }
         // The directory is synced before the entry is recorded (see `record`).
         fs.rename(tmp, &g.name)?;
-        Ok((recorded(fs, g, ignore_permissions)?, copy))
+        Ok((recorded_as(&put, g, ignore_permissions), copy))
     }
 }
 
@@ -1174,6 +1177,11 @@ fn recorded(fs: Beneath<'_>, g: &FileInfo, ignore_permissions: bool) -> io::Resu
     let stat = fs
         .stat(&g.name)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "it vanished as it was being recorded"))?;
+    Ok(recorded_as(&stat, g, ignore_permissions))
+}
+
+/// The entry to record for `g` put in place with the metadata `stat`.
+fn recorded_as(stat: &Stat, g: &FileInfo, ignore_permissions: bool) -> FileInfo {
     let mut entry = FileInfo { sequence: 0, ..g.clone() };
     if g.file_type != FileType::Symlink {
         if ignore_permissions {
@@ -1187,7 +1195,7 @@ fn recorded(fs: Beneath<'_>, g: &FileInfo, ignore_permissions: bool) -> io::Resu
         entry.modified_s = stat.modified_s;
         entry.modified_ns = stat.modified_ns;
     }
-    Ok(entry)
+    entry
 }
 
 /// Block requests in flight per file, for blocks of `block_size`.
