@@ -44,6 +44,9 @@ ended, the receiver's from its start) per GB, and each daemon's peak RSS (VmHWM 
 cache (its scan just read it); the receiver writes through the page cache and fsyncs each file
 (both programs do). `sync` runs before each measurement so earlier writes are not flushed
 during it; nothing else is dropped.
+A run waits until 40 s have passed since the previous run deleted its trees: ext4 without a
+journal skips recently freed inodes one lookup at a time when it allocates (see
+DELETIONS_SETTLE_S).
 
 Peerfold is driven only through its CLI (`id`, `device add`, `folder add`, `serve`, `status
 --json`), with default options. Unless --no-syncthing is given, Debian's Syncthing does the same
@@ -649,6 +652,25 @@ def scale(args, binary, out):
 FINISHED = []
 
 
+# Written when a run has deleted its transfers' trees.
+CLEANED = ".cleaned"
+# ext4 without a journal (this machine's disk) skips inodes freed in the last 30 s (35 while their
+# table block is dirty) when it allocates one, looking each up: right after a run deleted 100,000
+# files, a quarter of the receiver's CPU went there (a profile, 2026-12-07). Both programs would
+# pay it, but by chance, depending on which ran first.
+DELETIONS_SETTLE_S = 40
+
+
+def settle_after_deletions(out):
+    try:
+        age = time.time() - (out / CLEANED).stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age < DELETIONS_SETTLE_S:
+        print(f"waiting {DELETIONS_SETTLE_S - age:.0f} s: the last run's trees were deleted {age:.0f} s ago", flush=True)
+        time.sleep(DELETIONS_SETTLE_S - age)
+
+
 def run_case(args, binary, out, name, scheme, source, files, expected):
     """args.runs transfers with each program; returns {program: [(seconds, stats)]}."""
     results = {"peerfold": [], "syncthing": []}
@@ -721,6 +743,7 @@ def main():
         make_small(small, 100_000, lambda i: (i * 7919) % 8192)
         sets["small100k"] = small
 
+    settle_after_deletions(out)
     disk = []
     if "mixed" in cases:
         disk.append(disk_rate(out))
@@ -762,6 +785,7 @@ def main():
 
     for work in FINISHED:
         work.cleanup()
+    (out / CLEANED).touch()
     print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     print(f"\n{'program':10} {'case':9} {'via':5} {'files':>7} {'MB':>7} {'median s':>9} {'MB/s':>7} "
           f"{'files/s':>8} {'CPU-s/GB':>9} {'RSS A/B MB':>11}  runs (s)")
