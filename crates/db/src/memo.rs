@@ -6,8 +6,9 @@
 //! Status is asked for often (a UI refreshing, a script polling) and these passes grow with the
 //! folder: on 10,000 files they took about 70 ms, and a poll every 50 ms kept a core busy
 //! during a sync. A remembered value is exact while nothing was committed since it was
-//! computed; while the index changes it is recomputed at most once per [`REFRESH`], so a
-//! progress figure may lag a sync by that much. Figures that decide anything (what this device
+//! computed; while the index changes it is recomputed at most once per [`REFRESH`] (or per
+//! [`STALE_FACTOR`] times what it took, on a large folder), so a progress figure may lag a
+//! sync by that much. Figures that decide anything (what this device
 //! needs, its own counts) are not remembered.
 //!
 //! Served blocks are the other hot path: a peer downloading a 1 GiB file asks for 8,192
@@ -28,14 +29,19 @@ use crate::bep::FileInfo;
 /// are served at a time, so a small map catches nearly every lookup.
 const HEADS: usize = 256;
 
-/// How old a remembered value may be while the index keeps changing.
+/// How old a remembered value may be while the index keeps changing...
 pub(super) const REFRESH: Duration = Duration::from_secs(1);
+/// ...or this many times what computing it took, if longer: so that a status poll, however
+/// often, spends at most about a tenth of a core on each aggregate. On 100,000 files a peer's
+/// need took most of a second to count, and a poll each second kept a core busy during a sync.
+pub(super) const STALE_FACTOR: u32 = 10;
 
 #[derive(Debug, Default)]
 pub(super) struct Aggregates {
     /// Commits that may have changed files or global versions, so far.
     commits: AtomicU64,
     pub(super) global: Mutex<HashMap<FolderIdx, Entry<FolderCounts>>>,
+    pub(super) local: Mutex<HashMap<FolderIdx, Entry<FolderCounts>>>,
     pub(super) remote_need: Mutex<HashMap<(FolderIdx, DeviceIdx), Entry<NeedCounts>>>,
     /// Folder rows by folder ID. A row is never renumbered; a dropped one is forgotten here.
     folders: Mutex<HashMap<String, FolderIdx>>,
@@ -51,6 +57,8 @@ pub(super) struct Entry<V> {
     /// `commits` when the computation started.
     commits: u64,
     at: Instant,
+    /// How long computing it took.
+    took: Duration,
     value: V,
 }
 
@@ -72,12 +80,14 @@ impl Aggregates {
         // Read before computing: a commit during the computation makes the value stale.
         let commits = self.commits.load(Ordering::Acquire);
         if let Some(e) = lock(map).get(&key)
-            && (e.commits == commits || now.saturating_duration_since(e.at) < REFRESH)
+            && (e.commits == commits
+                || now.saturating_duration_since(e.at) < REFRESH.max(e.took * STALE_FACTOR))
         {
             return Ok(e.value);
         }
+        let started = Instant::now();
         let value = compute.await?;
-        lock(map).insert(key, Entry { commits, at: now, value });
+        lock(map).insert(key, Entry { commits, at: now, took: started.elapsed(), value });
         Ok(value)
     }
 }
@@ -100,6 +110,7 @@ impl Aggregates {
     pub(super) fn forget_folder(&self, folder_id: &str, idx: FolderIdx) {
         lock(&self.folders).remove(folder_id);
         lock(&self.global).remove(&idx);
+        lock(&self.local).remove(&idx);
         lock(&self.remote_need).retain(|(f, _), _| *f != idx);
         lock(&self.heads).retain(|(f, _), _| *f != idx);
     }
@@ -158,6 +169,26 @@ mod tests {
                 .is_err()
         );
         assert_eq!(memo.get(&map, 2, t0, async { Ok(20) }).await.unwrap(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_slow_aggregate_is_kept_longer_while_the_index_changes() {
+        let memo = Aggregates::default();
+        let map: Mutex<HashMap<u8, Entry<u32>>> = Mutex::default();
+        let t0 = Instant::now();
+        let slow = async {
+            tokio::time::sleep(REFRESH / 5).await;
+            Ok(10)
+        };
+        assert_eq!(memo.get(&map, 1, t0, slow).await.unwrap(), 10);
+        memo.committed();
+        // It took a fifth of REFRESH: kept for STALE_FACTOR times that, past REFRESH.
+        let kept = REFRESH / 5 * STALE_FACTOR;
+        assert!(kept > REFRESH * 3 / 2);
+        assert_eq!(memo.get(&map, 1, t0 + REFRESH * 3 / 2, async { Ok(11) }).await.unwrap(), 10);
+        assert_eq!(memo.get(&map, 1, t0 + kept + REFRESH, async { Ok(12) }).await.unwrap(), 12);
+        // Nothing committed since: exact, kept however old.
+        assert_eq!(memo.get(&map, 1, t0 + 100 * kept, async { Ok(13) }).await.unwrap(), 12);
     }
 
     #[tokio::test]

@@ -519,7 +519,8 @@ impl Index {
     }
 
     /// [`Index::global_counts`] for progress reports: remembered between calls, exact when
-    /// nothing was committed since, at most a second old while the index changes (see `memo`).
+    /// nothing was committed since, at most a second old (longer on a large folder) while the
+    /// index changes (see `memo`).
     pub async fn recent_global_counts(&self, folder: FolderIdx) -> Result<FolderCounts, DbError> {
         let now = std::time::Instant::now();
         self.aggregates.get(&self.aggregates.global, folder, now, self.global_counts(folder)).await

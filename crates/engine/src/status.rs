@@ -167,6 +167,13 @@ pub async fn status(
             };
             devices.push(Completion { device: *d, percent: (percent * 10.0).round() / 10.0, need });
         }
+        // Exact at rest (what scripts wait for: idle, nothing needed, every file here); a
+        // progress figure while the folder changes.
+        let local = if state == "idle" && need.items == 0 {
+            index.local_counts(idx).await?
+        } else {
+            index.recent_local_counts(idx).await?
+        };
         folders.push(FolderStatus {
             id: f.id.to_string(),
             label: f.label.clone(),
@@ -179,7 +186,7 @@ pub async fn status(
                 FolderType::ReceiveOnly => Some(index.receive_only_change_count(idx, me.short()).await?),
                 _ => None,
             },
-            local: index.local_counts(idx).await?.into(),
+            local: local.into(),
             global: global.into(),
             need,
             devices,
