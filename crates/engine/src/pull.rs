@@ -914,7 +914,6 @@ impl Puller {
         if let Some(e) = failed {
             return Err(e);
         }
-        drop(landed);
         // Every block's task is done and dropped its handle.
         let file = Arc::try_unwrap(file).map_err(|_| String::from("the temporary file is still in use"))?;
         Ok((fetched, copied, file.file))
