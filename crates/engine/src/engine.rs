@@ -831,6 +831,7 @@ impl FolderTask {
                     case_locks: Default::default(),
                     reserved: Default::default(),
                     sources: Default::default(),
+                    room: Default::default(),
                 }),
             ),
             Err(e) => {

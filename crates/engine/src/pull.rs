@@ -46,7 +46,7 @@ use crate::layout::{VERSIONS_DIR, temp_name};
 use crate::model::{BlockRequest, Peers};
 use crate::positional_io::{has_data, read_block_at, start_writeback, write_all_at};
 use crate::scan::disk::{Kind, Stat};
-use crate::sources::{Sources, Ticket};
+use crate::sources::{Choice, Sources, Ticket};
 
 /// Needed names read per query.
 const PAGE: u32 = 500;
@@ -76,6 +76,10 @@ const WRITEBACK_CHUNK: u64 = 8 << 20;
 const BYTES_IN_FLIGHT: usize = 64 << 20;
 /// The unit of [`BYTES_IN_FLIGHT`]'s semaphore, so that a 16 MiB block fits its `u32` count.
 const BUDGET_UNIT: usize = 1 << 10;
+/// How long a block waiting for room on its holders ([`Choice::Wait`]) waits for a wake-up
+/// before it looks again anyway: wake-ups go to one waiter per answer, and a holder that went
+/// away makes room without answering.
+const ROOM_RECHECK: Duration = Duration::from_millis(100);
 /// Entries recorded per index transaction.
 const RECORD_BATCH: usize = 256;
 
@@ -155,6 +159,8 @@ pub struct Puller {
     pub reserved: crate::disks::Reserved,
     /// How fast each peer has answered, to choose whom to ask for a block.
     pub(crate) sources: Arc<std::sync::Mutex<Sources<DeviceId>>>,
+    /// Woken when a request ends (room on its peer) for a block waiting for room.
+    pub(crate) room: Arc<tokio::sync::Notify>,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -884,8 +890,13 @@ impl Puller {
                 .acquire_many_owned(units)
                 .await
                 .map_err(|_| String::from("interrupted"))?;
-            let (peers, sources, file, holders) =
-                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders.clone());
+            let (peers, sources, room, file, holders) = (
+                Arc::clone(&self.peers),
+                Arc::clone(&self.sources),
+                Arc::clone(&self.room),
+                Arc::clone(&file),
+                holders.clone(),
+            );
             let req = BlockRequest {
                 folder: self.id.clone(),
                 name: g.name.clone(),
@@ -896,7 +907,8 @@ impl Puller {
                 from_temporary: false,
             };
             inflight.spawn(async move {
-                let fetched = fetch_block(&peers, &sources, &holders, &temp, i, req, &file, &b).await;
+                let sources = Shared { sources: &sources, room: &room };
+                let fetched = fetch_block(&peers, sources, &holders, &temp, i, req, &file, &b).await;
                 drop(permit);
                 Ok((i, fetched?))
             });
@@ -1001,15 +1013,53 @@ impl Puller {
     }
 }
 
-/// Asks the holder [`Sources`] expects to answer first (rotated by block, so that peers alike
-/// share a file's blocks), and, if that request is overdue for that peer's observed rate, a
-/// second holder too: the first verified answer wins. A failed or wrong answer moves on to the
-/// next holder, and last to the devices still downloading the file that announced this block
-/// (`temp`), asking for their temporary file.
+/// The puller's [`Sources`], and the wake-up of blocks waiting for room on their holders.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    sources: &'a std::sync::Mutex<Sources<DeviceId>>,
+    room: &'a tokio::sync::Notify,
+}
+
+impl Shared<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources<DeviceId>> {
+        self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the end of a request with `record`, and wakes a block waiting for the room it
+    /// made.
+    fn ended(&self, record: impl FnOnce(&mut Sources<DeviceId>)) {
+        record(&mut self.lock());
+        self.room.notify_one();
+    }
+
+    /// Whom to ask first among `holders`, once one of them has room for the block
+    /// ([`Sources::choose`]); `None` if there is nobody.
+    async fn first(&self, holders: &[DeviceId], size: u32) -> Option<DeviceId> {
+        loop {
+            match self.lock().choose(holders, size) {
+                Choice::Ask(d) => {
+                    // There may be room for the next waiter too: it looks, and wakes the next.
+                    self.room.notify_one();
+                    return Some(d);
+                }
+                Choice::Nobody => return None,
+                Choice::Wait => {}
+            }
+            let _ = tokio::time::timeout(ROOM_RECHECK, self.room.notified()).await;
+        }
+    }
+}
+
+/// Asks the holder [`Sources`] expects to answer first among those with room for more work
+/// (rotated by block, so that peers alike share a file's blocks; waiting while none has),
+/// and, if that request is overdue for that peer's observed rate, a second holder too: the
+/// first verified answer wins. A failed or wrong answer moves on to the next holder, and last
+/// to the devices still downloading the file that announced this block (`temp`), asking for
+/// their temporary file.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_block(
     peers: &Peers,
-    sources: &std::sync::Mutex<Sources<DeviceId>>,
+    shared: Shared<'_>,
     holders: &[DeviceId],
     temp: &[DeviceId],
     i: usize,
@@ -1018,7 +1068,7 @@ async fn fetch_block(
     b: &BlockInfo,
 ) -> Result<u64, String> {
     use futures_util::StreamExt as _;
-    let lock = || sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock = || shared.lock();
     let mut last = String::from("no connected device has it");
     let mut full: Vec<DeviceId> = (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect();
     let mut temp: std::collections::VecDeque<DeviceId> = temp.iter().copied().collect();
@@ -1033,11 +1083,17 @@ async fn fetch_block(
     };
     // The requests under way; those still there when this ends (another answered first, or
     // the download was cancelled) are abandoned.
-    let mut waiting = Waiting { sources, tickets: Vec::new() };
+    let mut waiting = Waiting { shared, tickets: Vec::new() };
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut hedge_at: Option<tokio::time::Instant> = None;
     let mut replaced_retries = REPLACED_RETRIES;
-    let mut pending = next(&mut full, &mut temp);
+    let mut pending = match shared.first(&full, b.size).await {
+        Some(d) => {
+            full.retain(|x| *x != d);
+            Some((d, false))
+        }
+        None => temp.pop_front().map(|d| (d, true)),
+    };
     loop {
         if let Some((device, from_temporary)) = pending.take() {
             let ticket = lock().start(device, b.size, std::time::Instant::now());
@@ -1063,17 +1119,17 @@ async fn fetch_block(
                 let device = ticket.peer;
                 match answer {
                     Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
-                        lock().answered(&ticket, std::time::Instant::now());
+                        shared.ended(|s| s.answered(&ticket, std::time::Instant::now()));
                         file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
                         return Ok(u64::from(b.size));
                     }
                     Ok(_) => {
-                        lock().abandoned(&ticket, std::time::Instant::now());
+                        shared.ended(|s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device} sent data that does not match the block's hash");
                     }
                     // A connection gone: the next one starts from nothing known.
                     Err(e @ crate::model::RequestError::NotConnected(_)) => {
-                        lock().forget(&device);
+                        shared.ended(|s| s.forget(&device));
                         last = format!("device {device}: {e}");
                     }
                     // The connection closed under the request. If the device is connected
@@ -1081,7 +1137,7 @@ async fn fetch_block(
                     // sides having dialled at once): the block is asked of it again rather
                     // than failing the file, a few times at most.
                     Err(e @ crate::model::RequestError::Closed) => {
-                        lock().forget(&device);
+                        shared.ended(|s| s.forget(&device));
                         last = format!("device {device}: {e}");
                         if replaced_retries > 0 && peers.connected_within(&device, REPLACEMENT_WAIT).await {
                             replaced_retries -= 1;
@@ -1093,7 +1149,7 @@ async fn fetch_block(
                         }
                     }
                     Err(e) => {
-                        lock().abandoned(&ticket, std::time::Instant::now());
+                        shared.ended(|s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device}: {e}");
                     }
                 }
@@ -1111,17 +1167,18 @@ async fn fetch_block(
 
 /// Requests of one block still under way, abandoned in [`Sources`] when dropped.
 struct Waiting<'a> {
-    sources: &'a std::sync::Mutex<Sources<DeviceId>>,
+    shared: Shared<'a>,
     tickets: Vec<Ticket<DeviceId>>,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let now = std::time::Instant::now();
-        let mut sources = self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ticket in &self.tickets {
-            sources.abandoned(ticket, now);
-        }
+        self.shared.ended(|sources| {
+            for ticket in &self.tickets {
+                sources.abandoned(ticket, now);
+            }
+        });
     }
 }
 

@@ -6,9 +6,13 @@
 //! over the bytes that were queued on that peer when the request was made (so a link that is
 //! busy with many requests is not taken for a slow one, nor an idle one for a fast one). A
 //! block goes to the holder that would finish it first; a peer with no estimate yet is assumed
-//! as fast as the fastest known, so it is tried. A request that has taken much longer than its
-//! peer's estimate is duplicated on another holder ([`Sources::hedge_after`]): the first
-//! verified answer wins, and the slow answer counts against the peer's estimate.
+//! as fast as the fastest known, so it is tried. While another holder could take a block, a
+//! peer is given at most a second of work by its estimate (a megabyte until it has answered):
+//! the rest waits for room ([`Sources::choose`]), so a slow peer never sits on blocks a fast
+//! one would have sent long before, which the download's end would wait on or ask again. A
+//! request that has taken much longer than its peer's estimate is duplicated on another holder
+//! ([`Sources::hedge_after`]): the first verified answer wins, and the slow answer counts
+//! against the peer's estimate.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -22,6 +26,14 @@ const HEDGE_FACTOR: f64 = 3.0;
 const HEDGE_MIN: Duration = Duration::from_millis(250);
 /// ...and after this when nothing is known of the peer yet.
 const HEDGE_UNKNOWN: Duration = Duration::from_secs(2);
+/// Work a peer is given at most, in seconds of its measured rate, while another holder could
+/// take the block: enough to keep its link busy between answers, and no more, so that a slow
+/// peer does not sit on blocks a fast one would have sent long before (the download's end
+/// waits on them, or they are asked again and sent twice).
+const HORIZON: Duration = Duration::from_secs(1);
+/// Bytes a peer that has not answered yet is given at most, in that case: until its first
+/// answer says how fast it is, it might be the slow one.
+const COLD_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Default)]
 struct Peer {
@@ -56,7 +68,45 @@ pub(crate) struct Ticket<K> {
     expected: Option<Duration>,
 }
 
+/// What [`Sources::choose`] says to do with a block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Choice<K> {
+    /// Ask this peer.
+    Ask(K),
+    /// Every candidate has as much work queued as it should: wait for an answer to make room.
+    Wait,
+    /// There is no candidate.
+    Nobody,
+}
+
 impl<K: Copy + Eq + Hash> Sources<K> {
+    /// Whom to ask for a block of `size` bytes that `candidates` hold: the one [`Sources::pick`]
+    /// prefers among those with room for it, or nobody yet if none has (a sole holder always
+    /// has: waiting would not bring another).
+    pub(crate) fn choose(&self, candidates: &[K], size: u32) -> Choice<K> {
+        match candidates {
+            [] => Choice::Nobody,
+            [only] => Choice::Ask(*only),
+            _ => {
+                let roomy: Vec<K> = candidates.iter().copied().filter(|k| self.has_room(k, size)).collect();
+                self.pick(&roomy, size).map_or(Choice::Wait, Choice::Ask)
+            }
+        }
+    }
+
+    /// True when `peer` may be asked for `size` more bytes while another holder could be: its
+    /// queue stays under [`HORIZON`] of its measured rate (under [`COLD_BYTES`] while it has
+    /// not answered yet), and one request always fits an idle peer.
+    fn has_room(&self, peer: &K, size: u32) -> bool {
+        let Some(p) = self.peers.get(peer) else { return true };
+        let after = p.queued + u64::from(size);
+        p.queued == 0
+            || match p.secs_per_byte {
+                Some(s) => after as f64 * s <= HORIZON.as_secs_f64(),
+                None => after <= COLD_BYTES,
+            }
+    }
+
     /// The peer among `candidates` that would answer a request of `size` bytes first; `None`
     /// if there are none.
     pub(crate) fn pick(&self, candidates: &[K], size: u32) -> Option<K> {
@@ -247,5 +297,140 @@ mod tests {
         s.forget(&'a');
         let t = s.start('a', BLOCK, t0);
         assert_eq!(s.hedge_after(&t), HEDGE_UNKNOWN);
+    }
+
+    /// A download by [`Sources::choose`] as the puller makes it: at most `window` blocks
+    /// requested and not yet received, each block's request asked of a second peer once
+    /// [`Sources::hedge_after`] has passed (the slow answer still takes its link's time, as BEP
+    /// cannot take a request back), and a block that must wait for room waiting for the next
+    /// answer. Returns the blocks each link sent (duplicates included), how many blocks were
+    /// sent twice, and when the last block landed.
+    fn download_hedged(rates: &[f64], blocks: usize, window: usize) -> (Vec<usize>, usize, Duration) {
+        struct Req {
+            block: usize,
+            lands: Instant,
+            ticket: Ticket<usize>,
+        }
+        let t0 = Instant::now();
+        let mut links: Vec<Link> = rates.iter().map(|&r| Link { bytes_per_sec: r, busy_until: t0 }).collect();
+        let peers: Vec<usize> = (0..rates.len()).collect();
+        let mut s = Sources::default();
+        let (mut sent, mut twice) = (vec![0; rates.len()], 0);
+        let mut reqs: Vec<Req> = Vec::new();
+        // Blocks asked for and not received: (block, first peer asked, when to hedge).
+        let mut open: Vec<(usize, usize, Option<Instant>)> = Vec::new();
+        let (mut next, mut now, mut last) = (0, t0, t0);
+        loop {
+            while open.len() < window && next < blocks {
+                let mut candidates = peers.clone();
+                candidates.rotate_left(next % peers.len());
+                let Choice::Ask(peer) = s.choose(&candidates, BLOCK) else { break };
+                let ticket = s.start(peer, BLOCK, now);
+                open.push((next, peer, Some(now + s.hedge_after(&ticket))));
+                sent[peer] += 1;
+                reqs.push(Req { block: next, lands: links[peer].serve(BLOCK, now), ticket });
+                next += 1;
+            }
+            let Some(land) = reqs.iter().map(|r| r.lands).min() else { break };
+            let hedge = open.iter().filter_map(|(_, _, h)| *h).min();
+            if let Some(at) = hedge.filter(|at| *at < land) {
+                now = at;
+                let k = open.iter().position(|(_, _, h)| *h == Some(at)).unwrap();
+                let (block, first, _) = open[k];
+                open[k].2 = None;
+                let others: Vec<usize> = peers.iter().copied().filter(|p| *p != first).collect();
+                if let Some(peer) = s.pick(&others, BLOCK) {
+                    let ticket = s.start(peer, BLOCK, now);
+                    sent[peer] += 1;
+                    twice += 1;
+                    reqs.push(Req { block, lands: links[peer].serve(BLOCK, now), ticket });
+                }
+                continue;
+            }
+            now = land;
+            let r = reqs.swap_remove(reqs.iter().position(|r| r.lands == land).unwrap());
+            let Some(k) = open.iter().position(|(b, _, _)| *b == r.block) else { continue };
+            open.swap_remove(k);
+            s.answered(&r.ticket, now);
+            last = now;
+            // The other request of the block is no longer waited for (its link still sends it).
+            for other in reqs.iter().filter(|o| o.block == r.block) {
+                s.abandoned(&other.ticket, now);
+            }
+        }
+        (sent, twice, last - t0)
+    }
+
+    /// 64 MiB of 128 KiB blocks: the puller's window over all files.
+    const WINDOW: usize = 512;
+
+    #[test]
+    fn from_a_cold_start_a_slow_peer_is_neither_flooded_nor_hedged() {
+        // 5 MB/s and 20 MB/s, nothing known at first, the puller's whole window at once: the
+        // slow peer must not be handed half of it (seconds of work, then hedged and sent twice).
+        for blocks in [1280, 4000] {
+            let (sent, twice, took) = download_hedged(&[5e6, 20e6], blocks, WINDOW);
+            let ideal = blocks as f64 * f64::from(BLOCK) / 25e6;
+            assert!(twice <= blocks / 100, "{twice} of {blocks} blocks sent twice ({sent:?})");
+            assert!(took.as_secs_f64() < ideal * 1.05, "took {took:?}, ideal {ideal:.2} s ({sent:?})");
+        }
+    }
+
+    #[test]
+    fn from_a_cold_start_equal_peers_finish_together() {
+        for blocks in [1280, 4000] {
+            let (sent, twice, took) = download_hedged(&[20e6, 20e6], blocks, WINDOW);
+            let ideal = blocks as f64 * f64::from(BLOCK) / 40e6;
+            assert!(twice <= blocks / 100, "{twice} of {blocks} blocks sent twice ({sent:?})");
+            assert!(took.as_secs_f64() < ideal * 1.05, "took {took:?}, ideal {ideal:.2} s ({sent:?})");
+        }
+    }
+
+    #[test]
+    fn a_sole_holder_is_always_asked() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        for _ in 0..100 {
+            assert_eq!(s.choose(&['a'], BLOCK), Choice::Ask('a'));
+            s.start('a', BLOCK, t0);
+        }
+        assert_eq!(s.choose(&[], BLOCK), Choice::<char>::Nobody);
+    }
+
+    #[test]
+    fn a_peer_not_heard_from_is_given_little_until_it_answers() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        let per_peer = (COLD_BYTES / u64::from(BLOCK)) as usize;
+        let mut tickets = Vec::new();
+        for n in 0..2 * per_peer {
+            let Choice::Ask(p) = s.choose(&['a', 'b'], BLOCK) else { panic!("block {n} not asked") };
+            tickets.push(s.start(p, BLOCK, t0));
+        }
+        assert_eq!(s.choose(&['a', 'b'], BLOCK), Choice::Wait, "both have {COLD_BYTES} bytes queued");
+        // 'a' answers its first block in 10 ms: 12.5 MB/s, room for a second's worth.
+        let first_a = tickets.iter().find(|t| t.peer == 'a').unwrap();
+        s.answered(first_a, t0 + 10 * MS);
+        assert_eq!(s.choose(&['a', 'b'], BLOCK), Choice::Ask('a'));
+    }
+
+    #[test]
+    fn a_peer_is_given_a_horizon_of_work_while_another_could_take_it() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        // 'a' at 128 KiB per 100 ms (1.3 MB/s): ten blocks make a second.
+        let t = s.start('a', BLOCK, t0);
+        s.answered(&t, t0 + 100 * MS);
+        let t = s.start('b', BLOCK, t0);
+        s.answered(&t, t0 + 100 * MS);
+        let mut asked = HashMap::new();
+        while let Choice::Ask(p) = s.choose(&['a', 'b'], BLOCK) {
+            s.start(p, BLOCK, t0 + 100 * MS);
+            *asked.entry(p).or_insert(0) += 1;
+            assert!(asked.values().sum::<i32>() <= 20, "{asked:?}");
+        }
+        assert_eq!(asked, HashMap::from([('a', 10), ('b', 10)]));
+        // Alone, 'a' is asked all the same.
+        assert_eq!(s.choose(&['a'], BLOCK), Choice::Ask('a'));
     }
 }
