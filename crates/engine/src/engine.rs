@@ -831,7 +831,6 @@ impl FolderTask {
                     case_locks: Default::default(),
                     reserved: Default::default(),
                     sources: Default::default(),
-                    room: Default::default(),
                 }),
             ),
             Err(e) => {

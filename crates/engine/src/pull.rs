@@ -158,9 +158,7 @@ pub struct Puller {
     /// What the downloads in progress will still write, for the free-space check.
     pub reserved: crate::disks::Reserved,
     /// How fast each peer has answered, to choose whom to ask for a block.
-    pub(crate) sources: Arc<std::sync::Mutex<Sources<DeviceId>>>,
-    /// Woken when a request ends (room on its peer) for a block waiting for room.
-    pub(crate) room: Arc<tokio::sync::Notify>,
+    pub(crate) sources: Arc<Scheduling>,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -853,15 +851,18 @@ impl Puller {
         };
         let window = blocks_at_once(g.block_size);
         // Devices that connect, or announce the file, while it downloads share the work: every
-        // few blocks the holders are filtered again by who is connected, and read again from
-        // the index if it changed since they were last read (the first time, always: the page
-        // they came with may be older than the index's last commit).
+        // few blocks, and at the next block once the index has changed, the holders are
+        // filtered again by who is connected, and read again from the index if it changed
+        // since they were last read (the first time, always: the page they came with may be
+        // older than the index's last commit). Promptly: a pull often starts on the first
+        // peer's index, a moment before the others' are in, and every block asked meanwhile
+        // waits on that peer alone.
         let mut known = (None, global.holders.clone());
         // The first error ends the download, after the blocks already asked for have landed
         // (they are kept in the temporary file for the next attempt).
         let mut failed: Option<String> = None;
         for (n, (i, b)) in missing.into_iter().enumerate() {
-            if n > 0 && n % HOLDERS_EVERY == 0 {
+            if n > 0 && (n % HOLDERS_EVERY == 0 || known.0 != Some(self.index.commits())) {
                 let commits = self.index.commits();
                 if known.0 != Some(commits) {
                     let now = self.index.holders(self.folder, &g.name, &g.version).await;
@@ -890,13 +891,8 @@ impl Puller {
                 .acquire_many_owned(units)
                 .await
                 .map_err(|_| String::from("interrupted"))?;
-            let (peers, sources, room, file, holders) = (
-                Arc::clone(&self.peers),
-                Arc::clone(&self.sources),
-                Arc::clone(&self.room),
-                Arc::clone(&file),
-                holders.clone(),
-            );
+            let (peers, sources, file, holders) =
+                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders.clone());
             let req = BlockRequest {
                 folder: self.id.clone(),
                 name: g.name.clone(),
@@ -907,8 +903,7 @@ impl Puller {
                 from_temporary: false,
             };
             inflight.spawn(async move {
-                let sources = Shared { sources: &sources, room: &room };
-                let fetched = fetch_block(&peers, sources, &holders, &temp, i, req, &file, &b).await;
+                let fetched = fetch_block(&peers, &sources, &holders, &temp, i, req, &file, &b).await;
                 drop(permit);
                 Ok((i, fetched?))
             });
@@ -1013,53 +1008,75 @@ impl Puller {
     }
 }
 
-/// The puller's [`Sources`], and the wake-up of blocks waiting for room on their holders.
-#[derive(Clone, Copy)]
-struct Shared<'a> {
-    sources: &'a std::sync::Mutex<Sources<DeviceId>>,
-    room: &'a tokio::sync::Notify,
+/// The puller's [`Sources`], and the wake-ups of the block requests that wait on them.
+#[derive(Debug, Default)]
+pub(crate) struct Scheduling {
+    sources: std::sync::Mutex<Sources<DeviceId>>,
+    /// Woken (one waiter) when a request ends: room on its peer for a block waiting for some.
+    room: tokio::sync::Notify,
+    /// Woken (every waiter) when a request ends and leaves its peer with nothing queued: the
+    /// requests under way on other peers see whether to ask it too ([`Sources::endgame`]).
+    idle: tokio::sync::Notify,
 }
 
-impl Shared<'_> {
+impl Scheduling {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sources<DeviceId>> {
         self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records the end of a request with `record`, and wakes a block waiting for the room it
-    /// made.
-    fn ended(&self, record: impl FnOnce(&mut Sources<DeviceId>)) {
-        record(&mut self.lock());
+    /// Records the end of requests to `peers` with `record`, and wakes a block waiting for the
+    /// room it made, and the requests under way if one of these peers is left idle.
+    fn ended<'a>(
+        &self,
+        peers: impl IntoIterator<Item = &'a DeviceId>,
+        record: impl FnOnce(&mut Sources<DeviceId>),
+    ) {
+        let idle = {
+            let mut sources = self.lock();
+            record(&mut sources);
+            peers.into_iter().any(|p| sources.idle(p))
+        };
         self.room.notify_one();
+        if idle {
+            self.idle.notify_waiters();
+        }
     }
 
     /// Whom to ask first among `holders`, once one of them has room for the block
     /// ([`Sources::choose`]); `None` if there is nobody.
     async fn first(&self, holders: &[DeviceId], size: u32) -> Option<DeviceId> {
+        let mut woken = false;
         loop {
-            match self.lock().choose(holders, size) {
+            let choice = self.lock().choose(holders, size);
+            match choice {
                 Choice::Ask(d) => {
-                    // There may be room for the next waiter too: it looks, and wakes the next.
-                    self.room.notify_one();
+                    // Woken by a request's end, this one took its room; there may be more for
+                    // the next waiter: it looks, and wakes the next in turn.
+                    if woken {
+                        self.room.notify_one();
+                    }
                     return Some(d);
                 }
                 Choice::Nobody => return None,
                 Choice::Wait => {}
             }
             let _ = tokio::time::timeout(ROOM_RECHECK, self.room.notified()).await;
+            woken = true;
         }
     }
 }
 
 /// Asks the holder [`Sources`] expects to answer first among those with room for more work
 /// (rotated by block, so that peers alike share a file's blocks; waiting while none has),
-/// and, if that request is overdue for that peer's observed rate, a second holder too: the
-/// first verified answer wins. A failed or wrong answer moves on to the next holder, and last
+/// and, if that request is overdue for that peer's observed rate, or another holder is left
+/// idle and would answer much sooner ([`Sources::endgame`]), a second holder too: the first
+/// verified answer wins. A failed or wrong answer moves on to the next holder, and last
 /// to the devices still downloading the file that announced this block (`temp`), asking for
 /// their temporary file.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_block(
     peers: &Peers,
-    shared: Shared<'_>,
+    shared: &Scheduling,
     holders: &[DeviceId],
     temp: &[DeviceId],
     i: usize,
@@ -1119,17 +1136,17 @@ async fn fetch_block(
                 let device = ticket.peer;
                 match answer {
                     Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
-                        shared.ended(|s| s.answered(&ticket, std::time::Instant::now()));
+                        shared.ended([&device], |s| s.answered(&ticket, std::time::Instant::now()));
                         file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
                         return Ok(u64::from(b.size));
                     }
                     Ok(_) => {
-                        shared.ended(|s| s.abandoned(&ticket, std::time::Instant::now()));
+                        shared.ended([&device], |s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device} sent data that does not match the block's hash");
                     }
                     // A connection gone: the next one starts from nothing known.
                     Err(e @ crate::model::RequestError::NotConnected(_)) => {
-                        shared.ended(|s| s.forget(&device));
+                        shared.ended([&device], |s| s.forget(&device));
                         last = format!("device {device}: {e}");
                     }
                     // The connection closed under the request. If the device is connected
@@ -1137,7 +1154,7 @@ async fn fetch_block(
                     // sides having dialled at once): the block is asked of it again rather
                     // than failing the file, a few times at most.
                     Err(e @ crate::model::RequestError::Closed) => {
-                        shared.ended(|s| s.forget(&device));
+                        shared.ended([&device], |s| s.forget(&device));
                         last = format!("device {device}: {e}");
                         if replaced_retries > 0 && peers.connected_within(&device, REPLACEMENT_WAIT).await {
                             replaced_retries -= 1;
@@ -1149,7 +1166,7 @@ async fn fetch_block(
                         }
                     }
                     Err(e) => {
-                        shared.ended(|s| s.abandoned(&ticket, std::time::Instant::now()));
+                        shared.ended([&device], |s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device}: {e}");
                     }
                 }
@@ -1160,6 +1177,19 @@ async fn fetch_block(
             () = hedge => {
                 hedge_at = None;
                 pending = next(&mut full, &mut temp);
+                if let Some((device, _)) = pending {
+                    tracing::debug!(file = %req.name, block = i, %device, "block overdue: asked again");
+                }
+            }
+            // A holder not asked yet has nothing left to do: the download's end.
+            () = shared.idle.notified(), if attempts.len() == 1 && !full.is_empty() => {
+                let copy = waiting.tickets.first().and_then(|t| lock().endgame(t, &full, std::time::Instant::now()));
+                if let Some(device) = copy {
+                    tracing::debug!(file = %req.name, block = i, %device, "endgame: block asked again");
+                    full.retain(|x| *x != device);
+                    pending = Some((device, false));
+                    hedge_at = None;
+                }
             }
         }
     }
@@ -1167,14 +1197,17 @@ async fn fetch_block(
 
 /// Requests of one block still under way, abandoned in [`Sources`] when dropped.
 struct Waiting<'a> {
-    shared: Shared<'a>,
+    shared: &'a Scheduling,
     tickets: Vec<Ticket<DeviceId>>,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        if self.tickets.is_empty() {
+            return;
+        }
         let now = std::time::Instant::now();
-        self.shared.ended(|sources| {
+        self.shared.ended(self.tickets.iter().map(|t| &t.peer), |sources| {
             for ticket in &self.tickets {
                 sources.abandoned(ticket, now);
             }

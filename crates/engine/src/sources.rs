@@ -34,6 +34,9 @@ const HORIZON: Duration = Duration::from_secs(1);
 /// Bytes a peer that has not answered yet is given at most, in that case: until its first
 /// answer says how fast it is, it might be the slow one.
 const COLD_BYTES: u64 = 1 << 20;
+/// At the end of a download, a peer with no more than this much work queued takes copies of
+/// requests another peer is still expected to take much longer over.
+const ENDGAME_QUEUE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 struct Peer {
@@ -41,6 +44,9 @@ struct Peer {
     queued: u64,
     /// Seconds per byte, once measured.
     secs_per_byte: Option<f64>,
+    /// Connections lost so far: a request made before the last one is not counted in
+    /// `queued` any more, nor measured.
+    lost: u32,
 }
 
 /// What is known of each peer's speed.
@@ -66,6 +72,8 @@ pub(crate) struct Ticket<K> {
     at: Instant,
     /// When the answer is expected, if the peer's speed is known.
     expected: Option<Duration>,
+    /// The peer's `lost` when it was made.
+    lost: u32,
 }
 
 /// What [`Sources::choose`] says to do with a block.
@@ -127,7 +135,40 @@ impl<K: Copy + Eq + Hash> Sources<K> {
         let p = self.peers.entry(peer).or_default();
         p.queued += u64::from(size);
         let expected = p.secs_per_byte.map(|s| Duration::from_secs_f64(s * p.queued as f64));
-        Ticket { peer, size: u64::from(size), ahead: p.queued, at: now, expected }
+        Ticket { peer, size: u64::from(size), ahead: p.queued, at: now, expected, lost: p.lost }
+    }
+
+    /// True when `peer` has nothing queued: if no block waits for room on it, the download is
+    /// at its end, where [`Sources::endgame`] puts it to use.
+    pub(crate) fn idle(&self, peer: &K) -> bool {
+        self.peers.get(peer).is_none_or(|p| p.queued == 0)
+    }
+
+    /// A peer among `others` to ask for `ticket`'s block too, at `now`: one with little work
+    /// queued (the end of a download, when nothing more waits for it) that would answer in
+    /// less than half the time the ticket's peer is still expected to take, or at all if the
+    /// ticket is overdue (its peer is slower than it was). The last blocks of a download are
+    /// then not left to the slowest peer's queue (BitTorrent's "endgame"). `None` while the
+    /// ticket's peer had no estimate (the hedge covers it).
+    pub(crate) fn endgame(&self, ticket: &Ticket<K>, others: &[K], now: Instant) -> Option<K> {
+        let due = ticket.at + ticket.expected?;
+        let remaining = match due.saturating_duration_since(now) {
+            Duration::ZERO => f64::INFINITY,
+            left => left.as_secs_f64(),
+        };
+        let finish = |k: &K| {
+            let p = self.peers.get(k)?;
+            let s = p.secs_per_byte?;
+            let queued = p.queued as f64 * s;
+            let finish = (p.queued + ticket.size) as f64 * s;
+            (queued <= ENDGAME_QUEUE.as_secs_f64() && finish * 2.0 < remaining).then_some(finish)
+        };
+        others
+            .iter()
+            .filter(|k| **k != ticket.peer)
+            .filter_map(|k| Some((*k, finish(k)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(k, _)| k)
     }
 
     /// How long after it was made `ticket`'s request is worth asking another peer too.
@@ -147,13 +188,19 @@ impl<K: Copy + Eq + Hash> Sources<K> {
         self.end(ticket, now, true);
     }
 
-    /// A peer gone: what was queued on it will not come.
+    /// A peer's connection gone: what was queued on it will not come. Its rate is kept for
+    /// the next connection (most often one replacing it at once: both sides had dialled):
+    /// learning it again would take the first answers, which a link's idle burst makes look
+    /// fast, at their word, and flood the peer with a second of that rate's work.
     pub(crate) fn forget(&mut self, peer: &K) {
-        self.peers.remove(peer);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.queued = 0;
+            p.lost = p.lost.wrapping_add(1);
+        }
     }
 
     fn end(&mut self, ticket: &Ticket<K>, now: Instant, lower_bound: bool) {
-        let Some(p) = self.peers.get_mut(&ticket.peer) else { return };
+        let Some(p) = self.peers.get_mut(&ticket.peer).filter(|p| p.lost == ticket.lost) else { return };
         p.queued = p.queued.saturating_sub(ticket.size);
         let sample = now.saturating_duration_since(ticket.at).as_secs_f64() / ticket.ahead.max(1) as f64;
         p.secs_per_byte = Some(match p.secs_per_byte {
@@ -176,16 +223,26 @@ mod tests {
         (d.as_secs_f64() * 1000.0).round() as u128
     }
 
-    /// A peer's link as a queue served in order at `bytes_per_sec`.
+    /// A peer's link as a queue served in order at `bytes_per_sec` (from `slows.0` on, at
+    /// `slows.1`, if set).
     struct Link {
         bytes_per_sec: f64,
         busy_until: Instant,
+        slows: Option<(Instant, f64)>,
     }
 
     impl Link {
+        fn new(bytes_per_sec: f64, t0: Instant) -> Self {
+            Self { bytes_per_sec, busy_until: t0, slows: None }
+        }
+
         fn serve(&mut self, size: u32, now: Instant) -> Instant {
             let start = self.busy_until.max(now);
-            self.busy_until = start + Duration::from_secs_f64(f64::from(size) / self.bytes_per_sec);
+            let rate = match self.slows {
+                Some((at, rate)) if start >= at => rate,
+                _ => self.bytes_per_sec,
+            };
+            self.busy_until = start + Duration::from_secs_f64(f64::from(size) / rate);
             self.busy_until
         }
     }
@@ -195,7 +252,7 @@ mod tests {
     /// when the last one landed.
     fn download(rates: &[f64], blocks: usize, window: usize) -> (Vec<usize>, Duration) {
         let t0 = Instant::now();
-        let mut links: Vec<Link> = rates.iter().map(|&r| Link { bytes_per_sec: r, busy_until: t0 }).collect();
+        let mut links: Vec<Link> = rates.iter().map(|&r| Link::new(r, t0)).collect();
         let peers: Vec<usize> = (0..rates.len()).collect();
         let mut s = Sources::default();
         let mut served = vec![0; rates.len()];
@@ -294,9 +351,28 @@ mod tests {
         let b = s.start('b', BLOCK, t0);
         s.answered(&b, t0 + 100 * MS);
         assert_eq!(s.pick(&['a', 'b'], BLOCK), Some('b'));
-        s.forget(&'a');
+    }
+
+    #[test]
+    fn a_lost_connection_empties_the_queue_and_keeps_the_rate() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
         let t = s.start('a', BLOCK, t0);
-        assert_eq!(s.hedge_after(&t), HEDGE_UNKNOWN);
+        s.answered(&t, t0 + 100 * MS);
+        let old: Vec<_> = (0..5).map(|_| s.start('a', BLOCK, t0 + 100 * MS)).collect();
+        s.forget(&'a');
+        assert!(s.idle(&'a'));
+        // The next connection starts from the rate measured: 100 ms a block.
+        let t = s.start('a', BLOCK, t0 + 200 * MS);
+        assert_eq!(ms(s.hedge_after(&t)), 300);
+        // What ends of the old connection's requests neither empties the new queue nor
+        // measures anything (they were asked long before, over another connection).
+        for o in &old {
+            s.abandoned(o, t0 + 5000 * MS);
+        }
+        assert!(!s.idle(&'a'));
+        let t = s.start('a', BLOCK, t0 + 200 * MS);
+        assert_eq!(ms(s.hedge_after(&t)), 600);
     }
 
     /// A download by [`Sources::choose`] as the puller makes it: at most `window` blocks
@@ -306,19 +382,34 @@ mod tests {
     /// answer. Returns the blocks each link sent (duplicates included), how many blocks were
     /// sent twice, and when the last block landed.
     fn download_hedged(rates: &[f64], blocks: usize, window: usize) -> (Vec<usize>, usize, Duration) {
+        download_sim(rates, None, blocks, window, true)
+    }
+
+    /// As [`download_hedged`], with the second link slowing to `slows.1` bytes a second from
+    /// `slows.0` on, and [`Sources::endgame`] asked (when `endgame`) for every block asked of
+    /// one peer only each time a peer is left idle.
+    fn download_sim(
+        rates: &[f64],
+        slows: Option<(Duration, f64)>,
+        blocks: usize,
+        window: usize,
+        endgame: bool,
+    ) -> (Vec<usize>, usize, Duration) {
         struct Req {
             block: usize,
             lands: Instant,
             ticket: Ticket<usize>,
         }
         let t0 = Instant::now();
-        let mut links: Vec<Link> = rates.iter().map(|&r| Link { bytes_per_sec: r, busy_until: t0 }).collect();
+        let mut links: Vec<Link> = rates.iter().map(|&r| Link::new(r, t0)).collect();
+        links[1].slows = slows.map(|(after, rate)| (t0 + after, rate));
         let peers: Vec<usize> = (0..rates.len()).collect();
         let mut s = Sources::default();
         let (mut sent, mut twice) = (vec![0; rates.len()], 0);
         let mut reqs: Vec<Req> = Vec::new();
-        // Blocks asked for and not received: (block, first peer asked, when to hedge).
-        let mut open: Vec<(usize, usize, Option<Instant>)> = Vec::new();
+        // Blocks asked for and not received: (block, first peer asked, when to hedge, its
+        // ticket while it is asked of that peer only).
+        let mut open: Vec<(usize, usize, Option<Instant>, Option<Ticket<usize>>)> = Vec::new();
         let (mut next, mut now, mut last) = (0, t0, t0);
         loop {
             while open.len() < window && next < blocks {
@@ -326,18 +417,18 @@ mod tests {
                 candidates.rotate_left(next % peers.len());
                 let Choice::Ask(peer) = s.choose(&candidates, BLOCK) else { break };
                 let ticket = s.start(peer, BLOCK, now);
-                open.push((next, peer, Some(now + s.hedge_after(&ticket))));
+                open.push((next, peer, Some(now + s.hedge_after(&ticket)), Some(ticket.clone())));
                 sent[peer] += 1;
                 reqs.push(Req { block: next, lands: links[peer].serve(BLOCK, now), ticket });
                 next += 1;
             }
             let Some(land) = reqs.iter().map(|r| r.lands).min() else { break };
-            let hedge = open.iter().filter_map(|(_, _, h)| *h).min();
+            let hedge = open.iter().filter_map(|(_, _, h, _)| *h).min();
             if let Some(at) = hedge.filter(|at| *at < land) {
                 now = at;
-                let k = open.iter().position(|(_, _, h)| *h == Some(at)).unwrap();
-                let (block, first, _) = open[k];
-                open[k].2 = None;
+                let k = open.iter().position(|(_, _, h, _)| *h == Some(at)).unwrap();
+                let (block, first) = (open[k].0, open[k].1);
+                (open[k].2, open[k].3) = (None, None);
                 let others: Vec<usize> = peers.iter().copied().filter(|p| *p != first).collect();
                 if let Some(peer) = s.pick(&others, BLOCK) {
                     let ticket = s.start(peer, BLOCK, now);
@@ -349,13 +440,32 @@ mod tests {
             }
             now = land;
             let r = reqs.swap_remove(reqs.iter().position(|r| r.lands == land).unwrap());
-            let Some(k) = open.iter().position(|(b, _, _)| *b == r.block) else { continue };
+            let Some(k) = open.iter().position(|(b, _, _, _)| *b == r.block) else { continue };
             open.swap_remove(k);
             s.answered(&r.ticket, now);
             last = now;
             // The other request of the block is no longer waited for (its link still sends it).
             for other in reqs.iter().filter(|o| o.block == r.block) {
                 s.abandoned(&other.ticket, now);
+            }
+            if !endgame || !s.idle(&r.ticket.peer) {
+                continue;
+            }
+            // The blocks still waiting for room go first (as in the puller, where they are
+            // woken before the requests under way look at the idle peer).
+            if next < blocks && open.len() < window {
+                continue;
+            }
+            for entry in open.iter_mut() {
+                let Some(ticket) = entry.3.clone() else { continue };
+                let others: Vec<usize> = peers.iter().copied().filter(|p| *p != ticket.peer).collect();
+                if let Some(peer) = s.endgame(&ticket, &others, now) {
+                    (entry.2, entry.3) = (None, None);
+                    let dup = s.start(peer, BLOCK, now);
+                    sent[peer] += 1;
+                    twice += 1;
+                    reqs.push(Req { block: entry.0, lands: links[peer].serve(BLOCK, now), ticket: dup });
+                }
             }
         }
         (sent, twice, last - t0)
@@ -432,5 +542,53 @@ mod tests {
         assert_eq!(asked, HashMap::from([('a', 10), ('b', 10)]));
         // Alone, 'a' is asked all the same.
         assert_eq!(s.choose(&['a'], BLOCK), Choice::Ask('a'));
+    }
+
+    #[test]
+    fn at_the_end_an_idle_peer_takes_copies_of_a_slow_ones_requests() {
+        // Two peers at 20 MB/s, one down to 2 MB/s after 3 s: what it holds then (its second
+        // of work) would take ten seconds, and the hedge (3× the expected time) asks again
+        // only seconds later. The peer left idle at the end takes copies at once.
+        let slows = Some((Duration::from_secs(3), 2e6));
+        let (sent, twice, took) = download_sim(&[20e6, 20e6], slows, 1280, WINDOW, true);
+        let (_, _, without) = download_sim(&[20e6, 20e6], slows, 1280, WINDOW, false);
+        // By T: 20 MB/s × T from one, 60 MB + 2 MB/s × (T - 3 s) from the other.
+        let ideal = (1280.0 * f64::from(BLOCK) / 1e6 - 60.0 + 6.0) / 22.0;
+        assert!(took.as_secs_f64() < ideal * 1.05, "took {took:?}, ideal {ideal:.2} s ({sent:?})");
+        assert!(
+            took + Duration::from_millis(500) < without,
+            "took {took:?}, without the endgame {without:?}"
+        );
+        // Copies of what the slowed peer held at most (a second of work at 20 MB/s).
+        let held = (20e6 / f64::from(BLOCK)) as usize;
+        assert!(twice <= held, "{twice} blocks sent twice");
+    }
+
+    #[test]
+    fn the_endgame_asks_only_an_idle_peer_that_would_answer_much_sooner() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        // 'a' at 128 KiB per 10 ms, 'b' at 128 KiB per 100 ms.
+        let t = s.start('a', BLOCK, t0);
+        s.answered(&t, t0 + 10 * MS);
+        let t = s.start('b', BLOCK, t0);
+        s.answered(&t, t0 + 100 * MS);
+        let unknown = s.start('c', BLOCK, t0);
+        assert_eq!(s.endgame(&unknown, &['a'], t0), None, "'c' is not measured: the hedge covers it");
+        // Five blocks on 'b': the last is expected in 500 ms.
+        let on_b: Vec<_> = (0..5).map(|_| s.start('b', BLOCK, t0)).collect();
+        assert!(s.idle(&'a') && !s.idle(&'b'));
+        assert_eq!(s.endgame(&on_b[4], &['a', 'b'], t0), Some('a'));
+        // 10 ms on 'a' against 100 ms still to go on 'b': half is 50 ms, worth it.
+        assert_eq!(s.endgame(&on_b[0], &['a'], t0), Some('a'));
+        // Not with 'b' about to answer: 10 ms on 'a' against 15 ms.
+        assert_eq!(s.endgame(&on_b[0], &['a'], t0 + 85 * MS), None);
+        // Overdue: worth a copy.
+        assert_eq!(s.endgame(&on_b[0], &['a'], t0 + 150 * MS), Some('a'));
+        // Nor once 'a' has more than 100 ms of work.
+        for _ in 0..11 {
+            s.start('a', BLOCK, t0);
+        }
+        assert_eq!(s.endgame(&on_b[4], &['a'], t0), None);
     }
 }
