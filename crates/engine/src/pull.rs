@@ -841,6 +841,9 @@ impl Puller {
         if holders.is_empty() && missing.iter().any(|(i, _)| self.temp_holders(g, *i, &holders).is_empty()) {
             return Err(String::from(NO_HOLDER));
         }
+        // The block requests under way see the holders change too: a block asked of the only
+        // holder known then can still be copied to one that came since (endgame, hedge).
+        let (holders_now, holders_seen) = tokio::sync::watch::channel(holders.clone());
         let mut inflight: JoinSet<Result<(usize, u64), String>> = JoinSet::new();
         let mut landed = |r: Result<Result<(usize, u64), String>, tokio::task::JoinError>| {
             let (i, n) = r.map_err(|_| String::from("interrupted"))??;
@@ -872,6 +875,11 @@ impl Puller {
                     known.1.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
                 if !connected.is_empty() {
                     holders = connected;
+                    holders_now.send_if_modified(|h| {
+                        let changed = *h != holders;
+                        h.clone_from(&holders);
+                        changed
+                    });
                 }
             }
             while inflight.len() >= window && failed.is_none() {
@@ -892,7 +900,7 @@ impl Puller {
                 .await
                 .map_err(|_| String::from("interrupted"))?;
             let (peers, sources, file, holders) =
-                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders.clone());
+                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders_seen.clone());
             let req = BlockRequest {
                 folder: self.id.clone(),
                 name: g.name.clone(),
@@ -1034,7 +1042,7 @@ impl Scheduling {
         let idle = {
             let mut sources = self.lock();
             record(&mut sources);
-            peers.into_iter().any(|p| sources.idle(p))
+            sources.known() > 1 && peers.into_iter().any(|p| sources.idle(p))
         };
         self.room.notify_one();
         if idle {
@@ -1075,9 +1083,9 @@ impl Scheduling {
 /// their temporary file.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_block(
-    peers: &Peers,
-    shared: &Scheduling,
-    holders: &[DeviceId],
+    peers: &Arc<Peers>,
+    shared: &Arc<Scheduling>,
+    holders: &tokio::sync::watch::Receiver<Vec<DeviceId>>,
     temp: &[DeviceId],
     i: usize,
     req: BlockRequest,
@@ -1087,7 +1095,19 @@ async fn fetch_block(
     use futures_util::StreamExt as _;
     let lock = || shared.lock();
     let mut last = String::from("no connected device has it");
-    let mut full: Vec<DeviceId> = (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect();
+    let mut full: Vec<DeviceId> = {
+        let holders = holders.borrow();
+        (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect()
+    };
+    // Holders asked so far; those that came since the block was first asked for join `full`.
+    let mut asked: Vec<DeviceId> = Vec::new();
+    let more = |full: &mut Vec<DeviceId>, asked: &[DeviceId]| {
+        for d in holders.borrow().iter() {
+            if !asked.contains(d) && !full.contains(d) {
+                full.push(*d);
+            }
+        }
+    };
     let mut temp: std::collections::VecDeque<DeviceId> = temp.iter().copied().collect();
     let next = |full: &mut Vec<DeviceId>, temp: &mut std::collections::VecDeque<DeviceId>| match lock()
         .pick(full, b.size)
@@ -1113,10 +1133,12 @@ async fn fetch_block(
     };
     loop {
         if let Some((device, from_temporary)) = pending.take() {
+            asked.push(device);
             let ticket = lock().start(device, b.size, std::time::Instant::now());
             let after = lock().hedge_after(&ticket);
             waiting.tickets.push(ticket.clone());
             let req = BlockRequest { from_temporary, ..req.clone() };
+            let peers = Arc::clone(peers);
             attempts.push(async move { (ticket, from_temporary, peers.request(&device, req).await) });
             // Only one duplicate: the next holder is asked when both have failed.
             hedge_at = (attempts.len() == 1).then(|| tokio::time::Instant::now() + after);
@@ -1138,6 +1160,15 @@ async fn fetch_block(
                     Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
                         shared.ended([&device], |s| s.answered(&ticket, std::time::Instant::now()));
                         file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
+                        // The other holder's copy still comes (BEP takes no request back): its
+                        // bytes stay queued on that peer until they land, or the peer would be
+                        // taken for one with room, asked for more than it can send in time,
+                        // and those requests asked again too.
+                        let copies = std::mem::take(&mut attempts);
+                        if !copies.is_empty() {
+                            waiting.tickets.clear();
+                            tokio::spawn(drain(copies, Arc::clone(shared)));
+                        }
                         return Ok(u64::from(b.size));
                     }
                     Ok(_) => {
@@ -1146,7 +1177,7 @@ async fn fetch_block(
                     }
                     // A connection gone: the next one starts from nothing known.
                     Err(e @ crate::model::RequestError::NotConnected(_)) => {
-                        shared.ended([&device], |s| s.forget(&device));
+                        shared.ended([&device], |s| s.forget(&ticket));
                         last = format!("device {device}: {e}");
                     }
                     // The connection closed under the request. If the device is connected
@@ -1154,7 +1185,7 @@ async fn fetch_block(
                     // sides having dialled at once): the block is asked of it again rather
                     // than failing the file, a few times at most.
                     Err(e @ crate::model::RequestError::Closed) => {
-                        shared.ended([&device], |s| s.forget(&device));
+                        shared.ended([&device], |s| s.forget(&ticket));
                         last = format!("device {device}: {e}");
                         if replaced_retries > 0 && peers.connected_within(&device, REPLACEMENT_WAIT).await {
                             replaced_retries -= 1;
@@ -1175,14 +1206,25 @@ async fn fetch_block(
                 }
             }
             () = hedge => {
-                hedge_at = None;
-                pending = next(&mut full, &mut temp);
-                if let Some((device, _)) = pending {
-                    tracing::debug!(file = %req.name, block = i, %device, "block overdue: asked again");
+                // Due by the estimate the request was made with; looked at again by the
+                // peer's estimate now, which the first answers of a link may have made too
+                // fast (they come at its idle burst's rate).
+                let now = std::time::Instant::now();
+                match waiting.tickets.first().map(|t| lock().hedge_at(t)).filter(|at| *at > now) {
+                    Some(later) => hedge_at = Some(tokio::time::Instant::from_std(later)),
+                    None => {
+                        hedge_at = None;
+                        more(&mut full, &asked);
+                        pending = next(&mut full, &mut temp);
+                        if let Some((device, _)) = pending {
+                            tracing::debug!(file = %req.name, block = i, %device, "block overdue: asked again");
+                        }
+                    }
                 }
             }
             // A holder not asked yet has nothing left to do: the download's end.
-            () = shared.idle.notified(), if attempts.len() == 1 && !full.is_empty() => {
+            () = shared.idle.notified(), if attempts.len() == 1 => {
+                more(&mut full, &asked);
                 let copy = waiting.tickets.first().and_then(|t| lock().endgame(t, &full, std::time::Instant::now()));
                 if let Some(device) = copy {
                     tracing::debug!(file = %req.name, block = i, %device, "endgame: block asked again");
@@ -1192,6 +1234,24 @@ async fn fetch_block(
                 }
             }
         }
+    }
+}
+
+/// Waits for the copies of a block that another holder sent first, to end their requests in
+/// [`Sources`] when they land: the time they took is a measurement like any other.
+async fn drain<F>(mut copies: futures_util::stream::FuturesUnordered<F>, shared: Arc<Scheduling>)
+where
+    F: std::future::Future<
+            Output = (Ticket<DeviceId>, bool, Result<bytes::Bytes, crate::model::RequestError>),
+        >,
+{
+    use futures_util::StreamExt as _;
+    while let Some((ticket, _, answer)) = copies.next().await {
+        let now = std::time::Instant::now();
+        shared.ended([&ticket.peer], |s| match answer {
+            Ok(_) => s.answered(&ticket, now),
+            Err(_) => s.abandoned(&ticket, now),
+        });
     }
 }
 

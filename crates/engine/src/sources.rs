@@ -70,8 +70,6 @@ pub(crate) struct Ticket<K> {
     /// Bytes queued on the peer with this request, when it was made.
     ahead: u64,
     at: Instant,
-    /// When the answer is expected, if the peer's speed is known.
-    expected: Option<Duration>,
     /// The peer's `lost` when it was made.
     lost: u32,
 }
@@ -134,8 +132,12 @@ impl<K: Copy + Eq + Hash> Sources<K> {
     pub(crate) fn start(&mut self, peer: K, size: u32, now: Instant) -> Ticket<K> {
         let p = self.peers.entry(peer).or_default();
         p.queued += u64::from(size);
-        let expected = p.secs_per_byte.map(|s| Duration::from_secs_f64(s * p.queued as f64));
-        Ticket { peer, size: u64::from(size), ahead: p.queued, at: now, expected, lost: p.lost }
+        Ticket { peer, size: u64::from(size), ahead: p.queued, at: now, lost: p.lost }
+    }
+
+    /// Peers asked for a block so far: with one, there is nobody to share the work with.
+    pub(crate) fn known(&self) -> usize {
+        self.peers.len()
     }
 
     /// True when `peer` has nothing queued: if no block waits for room on it, the download is
@@ -149,9 +151,9 @@ impl<K: Copy + Eq + Hash> Sources<K> {
     /// less than half the time the ticket's peer is still expected to take, or at all if the
     /// ticket is overdue (its peer is slower than it was). The last blocks of a download are
     /// then not left to the slowest peer's queue (BitTorrent's "endgame"). `None` while the
-    /// ticket's peer had no estimate (the hedge covers it).
+    /// ticket's peer has no estimate (the hedge covers it).
     pub(crate) fn endgame(&self, ticket: &Ticket<K>, others: &[K], now: Instant) -> Option<K> {
-        let due = ticket.at + ticket.expected?;
+        let due = ticket.at + self.expected(ticket)?;
         let remaining = match due.saturating_duration_since(now) {
             Duration::ZERO => f64::INFINITY,
             left => left.as_secs_f64(),
@@ -171,9 +173,23 @@ impl<K: Copy + Eq + Hash> Sources<K> {
             .map(|(k, _)| k)
     }
 
-    /// How long after it was made `ticket`'s request is worth asking another peer too.
+    /// How long `ticket`'s request is expected to take by its peer's estimate now, if it has
+    /// one: the bytes that were queued with it at the peer's rate.
+    fn expected(&self, ticket: &Ticket<K>) -> Option<Duration> {
+        let s = self.peers.get(&ticket.peer)?.secs_per_byte?;
+        Some(Duration::from_secs_f64(s * ticket.ahead as f64))
+    }
+
+    /// How long after it was made `ticket`'s request is worth asking another peer too, by the
+    /// peer's estimate now. The estimate moves, most at first (a link's first answers come at
+    /// its idle burst's rate), so callers look again when that time comes.
     pub(crate) fn hedge_after(&self, ticket: &Ticket<K>) -> Duration {
-        ticket.expected.map_or(HEDGE_UNKNOWN, |e| e.mul_f64(HEDGE_FACTOR).max(HEDGE_MIN))
+        self.expected(ticket).map_or(HEDGE_UNKNOWN, |e| e.mul_f64(HEDGE_FACTOR).max(HEDGE_MIN))
+    }
+
+    /// When `ticket`'s request is worth asking another peer too ([`Sources::hedge_after`]).
+    pub(crate) fn hedge_at(&self, ticket: &Ticket<K>) -> Instant {
+        ticket.at + self.hedge_after(ticket)
     }
 
     /// The request of `ticket` was answered at `now`.
@@ -192,8 +208,10 @@ impl<K: Copy + Eq + Hash> Sources<K> {
     /// the next connection (most often one replacing it at once: both sides had dialled):
     /// learning it again would take the first answers, which a link's idle burst makes look
     /// fast, at their word, and flood the peer with a second of that rate's work.
-    pub(crate) fn forget(&mut self, peer: &K) {
-        if let Some(p) = self.peers.get_mut(peer) {
+    /// `ticket` is one of the requests that failed with the connection: each of them reports
+    /// it, and only the first empties the queue (the next connection's requests stay in it).
+    pub(crate) fn forget(&mut self, ticket: &Ticket<K>) {
+        if let Some(p) = self.peers.get_mut(&ticket.peer).filter(|p| p.lost == ticket.lost) {
             p.queued = 0;
             p.lost = p.lost.wrapping_add(1);
         }
@@ -360,7 +378,7 @@ mod tests {
         let t = s.start('a', BLOCK, t0);
         s.answered(&t, t0 + 100 * MS);
         let old: Vec<_> = (0..5).map(|_| s.start('a', BLOCK, t0 + 100 * MS)).collect();
-        s.forget(&'a');
+        s.forget(&old[0]);
         assert!(s.idle(&'a'));
         // The next connection starts from the rate measured: 100 ms a block.
         let t = s.start('a', BLOCK, t0 + 200 * MS);
@@ -369,6 +387,7 @@ mod tests {
         // measures anything (they were asked long before, over another connection).
         for o in &old {
             s.abandoned(o, t0 + 5000 * MS);
+            s.forget(o);
         }
         assert!(!s.idle(&'a'));
         let t = s.start('a', BLOCK, t0 + 200 * MS);
@@ -377,9 +396,9 @@ mod tests {
 
     /// A download by [`Sources::choose`] as the puller makes it: at most `window` blocks
     /// requested and not yet received, each block's request asked of a second peer once
-    /// [`Sources::hedge_after`] has passed (the slow answer still takes its link's time, as BEP
-    /// cannot take a request back), and a block that must wait for room waiting for the next
-    /// answer. Returns the blocks each link sent (duplicates included), how many blocks were
+    /// [`Sources::hedge_after`] has passed (the slower copy still takes its link's time, as BEP
+    /// cannot take a request back, and ends its request when it lands), and a block that must
+    /// wait for room waiting for the next answer. Returns the blocks each link sent (duplicates included), how many blocks were
     /// sent twice, and when the last block landed.
     fn download_hedged(rates: &[f64], blocks: usize, window: usize) -> (Vec<usize>, usize, Duration) {
         download_sim(rates, None, blocks, window, true)
@@ -428,6 +447,11 @@ mod tests {
                 now = at;
                 let k = open.iter().position(|(_, _, h, _)| *h == Some(at)).unwrap();
                 let (block, first) = (open[k].0, open[k].1);
+                // As the puller: looked at again by the estimate now.
+                if let Some(later) = open[k].3.as_ref().map(|t| s.hedge_at(t)).filter(|t| *t > now) {
+                    open[k].2 = Some(later);
+                    continue;
+                }
                 (open[k].2, open[k].3) = (None, None);
                 let others: Vec<usize> = peers.iter().copied().filter(|p| *p != first).collect();
                 if let Some(peer) = s.pick(&others, BLOCK) {
@@ -440,14 +464,12 @@ mod tests {
             }
             now = land;
             let r = reqs.swap_remove(reqs.iter().position(|r| r.lands == land).unwrap());
+            s.answered(&r.ticket, now);
+            // A copy of a block already in lands (as the puller waits for it, in the
+            // background): it only ends its request.
             let Some(k) = open.iter().position(|(b, _, _, _)| *b == r.block) else { continue };
             open.swap_remove(k);
-            s.answered(&r.ticket, now);
             last = now;
-            // The other request of the block is no longer waited for (its link still sends it).
-            for other in reqs.iter().filter(|o| o.block == r.block) {
-                s.abandoned(&other.ticket, now);
-            }
             if !endgame || !s.idle(&r.ticket.peer) {
                 continue;
             }
@@ -590,5 +612,30 @@ mod tests {
             s.start('a', BLOCK, t0);
         }
         assert_eq!(s.endgame(&on_b[4], &['a'], t0), None);
+    }
+
+    #[test]
+    fn the_hedge_is_timed_by_the_estimate_when_it_comes() {
+        let t0 = Instant::now();
+        let mut s = Sources::default();
+        // Made while nothing is known: the long wait, until an answer makes the peer known.
+        let unknown = s.start('a', BLOCK, t0);
+        assert_eq!(s.hedge_after(&unknown), HEDGE_UNKNOWN);
+        let early = s.start('b', BLOCK, t0);
+        let b = s.start('b', BLOCK, t0);
+        s.answered(&b, t0 + 20 * MS);
+        assert_eq!(ms(s.hedge_after(&early)), 250, "10 ms a block now: the floor");
+        // A first answer at a burst's rate: 1 ms a block. A request with 100 blocks ahead of
+        // it would be asked again after 300 ms...
+        s.answered(&unknown, t0 + MS);
+        let queued: Vec<_> = (0..100).map(|_| s.start('a', BLOCK, t0 + MS)).collect();
+        let last = queued.last().unwrap();
+        assert_eq!(ms(s.hedge_after(last)), 300);
+        // ...but the next answers show 10 ms a block: by then it is due after about 3 s.
+        for (n, t) in queued.iter().take(10).enumerate() {
+            s.answered(t, t0 + MS + 10 * MS * (n as u32 + 1));
+        }
+        assert!(ms(s.hedge_after(last)) > 2000, "{:?}", s.hedge_after(last));
+        assert_eq!(s.hedge_at(last), t0 + MS + s.hedge_after(last));
     }
 }
