@@ -22,7 +22,9 @@ daemons on loopback, over QUIC and over TCP+TLS:
      so no delay is added). C downloads --multisource-mb MB (default 160, 16 files of random
      data) from A alone at 20 MB/s, from A and B at 20 MB/s each, and from A at 20 and B at
      5 MB/s. B gets the set from A over an unshaped a–b link first (so both hold the same
-     versions); the time runs from starting C until it has everything.
+     versions); the time runs from starting C until it has everything. With PF_BENCH_TRACE=FILE,
+     each shaped link's bytes are sampled every 0.1 s and appended to FILE, with C's log kept
+     beside it (its level from PF_BENCH_RUST_LOG, which sets every daemon's; default warn).
   6. scale (`--cases scale --transports tcp`; `--scale-files N`, default 1,000,000): N files
      in directories of 1,000, every hundredth of 1 KiB and the rest empty. As 1, plus: A's
      first scan time, the bytes B read from its connection (index and data; the data is N/100

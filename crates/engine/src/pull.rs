@@ -1175,7 +1175,7 @@ async fn fetch_block(
                         shared.ended([&device], |s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device} sent data that does not match the block's hash");
                     }
-                    // A connection gone: the next one starts from nothing known.
+                    // A connection gone: nothing more comes of what was asked over it.
                     Err(e @ crate::model::RequestError::NotConnected(_)) => {
                         shared.ended([&device], |s| s.forget(&ticket));
                         last = format!("device {device}: {e}");

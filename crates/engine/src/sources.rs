@@ -10,9 +10,12 @@
 //! peer is given at most a second of work by its estimate (a megabyte until it has answered):
 //! the rest waits for room ([`Sources::choose`]), so a slow peer never sits on blocks a fast
 //! one would have sent long before, which the download's end would wait on or ask again. A
-//! request that has taken much longer than its peer's estimate is duplicated on another holder
-//! ([`Sources::hedge_after`]): the first verified answer wins, and the slow answer counts
-//! against the peer's estimate.
+//! request that has taken much longer than its peer's estimate now is duplicated on another
+//! holder ([`Sources::hedge_after`]), and so is one a peer left idle at the end of a download
+//! would answer in under half the time still expected ([`Sources::endgame`]): the first
+//! verified answer wins, and the other copy, still sent (BEP takes no request back), stays
+//! queued on its peer until it lands. A lost connection empties its peer's queue and keeps
+//! its rate for the next connection.
 
 use std::collections::HashMap;
 use std::hash::Hash;
