@@ -431,7 +431,8 @@ mod tests {
         let mut reqs: Vec<Req> = Vec::new();
         // Blocks asked for and not received: (block, first peer asked, when to hedge, its
         // ticket while it is asked of that peer only).
-        let mut open: Vec<(usize, usize, Option<Instant>, Option<Ticket<usize>>)> = Vec::new();
+        type Open = (usize, usize, Option<Instant>, Option<Ticket<usize>>);
+        let mut open: Vec<Open> = Vec::new();
         let (mut next, mut now, mut last) = (0, t0, t0);
         loop {
             while open.len() < window && next < blocks {
