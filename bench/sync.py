@@ -22,7 +22,9 @@ daemons on loopback, over QUIC and over TCP+TLS:
      so no delay is added). C downloads --multisource-mb MB (default 160, 16 files of random
      data) from A alone at 20 MB/s, from A and B at 20 MB/s each, and from A at 20 and B at
      5 MB/s. B gets the set from A over an unshaped a–b link first (so both hold the same
-     versions); the time runs from starting C until it has everything.
+     versions); the time runs from starting C until it has everything. With PF_BENCH_TRACE=FILE,
+     each shaped link's bytes are sampled every 0.1 s and appended to FILE, with C's log kept
+     beside it (its level from PF_BENCH_RUST_LOG, which sets every daemon's; default warn).
   6. scale (`--cases scale --transports tcp`; `--scale-files N`, default 1,000,000): N files
      in directories of 1,000, every hundredth of 1 KiB and the rest empty. As 1, plus: A's
      first scan time, the bytes B read from its connection (index and data; the data is N/100
@@ -164,7 +166,8 @@ class Peerfold:
         prefix = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen([*prefix, str(self.binary), "--home", str(self.home), "serve", "--no-discovery",
                                       "--listen", listen, "--gui-address", "127.0.0.1:0"],
-                                     env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=log)
+                                     env=dict(os.environ, RUST_LOG=os.environ.get("PF_BENCH_RUST_LOG", "warn")),
+                                     stdout=subprocess.DEVNULL, stderr=log)
         log.close()
 
     def listening(self):
@@ -504,6 +507,44 @@ class Triangle:
         self.made.clear()
 
 
+class LinkTrace:
+    """With PF_BENCH_TRACE=FILE: the bytes each sender put on its link to C, sampled every
+    0.1 s from a thread, appended to FILE as one line per sample (seconds since C started,
+    MB sent per link in that interval), to see where a run's time goes."""
+
+    def __init__(self, net, links):
+        import threading
+        self.net, self.links, self.samples, self.stop = net, links, [], False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sent(self, link):
+        ns, dev = self.net.ns[link[0]], self.net.dev(link, 0)
+        r = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/statistics/tx_bytes"],
+                           capture_output=True, text=True)
+        return int(r.stdout.strip() or 0)
+
+    def run(self):
+        while not self.stop:
+            # The sample's time is taken between the reads: `ip netns exec` may take a while.
+            before = time.perf_counter()
+            sent = [self.sent(l) for l in self.links]
+            self.samples.append(((before + time.perf_counter()) / 2, sent))
+            time.sleep(0.1)
+
+    def report(self, start, path, log):
+        self.stop = True
+        self.thread.join()
+        n = sum(1 for _ in open(path)) if os.path.exists(path) else 0
+        kept = f"{path}.{n}.c.log"
+        shutil.copy(log, kept)
+        with open(path, "a") as f:
+            f.write(f"# links {self.links}, C's log {kept}\n")
+            for (t0, b0), (t1, b1) in zip(self.samples, self.samples[1:]):
+                f.write(f"{t1 - start:6.2f} " + " ".join(f"{(y - x) / 1e6 / (t1 - t0):6.1f}" for x, y in zip(b0, b1)) + "\n")
+            f.write(f"# total MB sent: {[round((y - x) / 1e6, 1) for x, y in zip(self.samples[0][1], self.samples[-1][1])]}\n")
+
+
 def make_multisource(d, mb):
     """MS_FILES files of incompressible data, `mb` MB in all."""
     done = d.with_name(d.name + ".complete")
@@ -551,11 +592,14 @@ def multisource_run(binary, net, work, scheme, source, files, rates):
         if both:
             wait("B to get the set from A", lambda: pf_complete(homes["b"].folder(), files), 600, 0.1)
         os.sync()
+        trace = LinkTrace(net, ["ac", "bc"] if both else ["ac"]) if os.environ.get("PF_BENCH_TRACE") else None
         start = time.perf_counter()
         homes["c"].serve(listen, net.ns["c"])
         started.append(homes["c"])
         wait("C to receive everything", lambda: pf_complete(homes["c"].folder(), files), 1800, 0.05)
         secs = time.perf_counter() - start
+        if trace:
+            trace.report(start, os.environ["PF_BENCH_TRACE"], work / "pf-c" / "serve.log")
     finally:
         for h in started:
             h.stop()

@@ -46,7 +46,7 @@ use crate::layout::{VERSIONS_DIR, temp_name};
 use crate::model::{BlockRequest, Peers};
 use crate::positional_io::{has_data, read_block_at, start_writeback, write_all_at};
 use crate::scan::disk::{Kind, Stat};
-use crate::sources::{Sources, Ticket};
+use crate::sources::{Choice, Sources, Ticket};
 
 /// Needed names read per query.
 const PAGE: u32 = 500;
@@ -76,6 +76,10 @@ const WRITEBACK_CHUNK: u64 = 8 << 20;
 const BYTES_IN_FLIGHT: usize = 64 << 20;
 /// The unit of [`BYTES_IN_FLIGHT`]'s semaphore, so that a 16 MiB block fits its `u32` count.
 const BUDGET_UNIT: usize = 1 << 10;
+/// How long a block waiting for room on its holders ([`Choice::Wait`]) waits for a wake-up
+/// before it looks again anyway: wake-ups go to one waiter per answer, and a holder that went
+/// away makes room without answering.
+const ROOM_RECHECK: Duration = Duration::from_millis(100);
 /// Entries recorded per index transaction.
 const RECORD_BATCH: usize = 256;
 
@@ -154,7 +158,7 @@ pub struct Puller {
     /// What the downloads in progress will still write, for the free-space check.
     pub reserved: crate::disks::Reserved,
     /// How fast each peer has answered, to choose whom to ask for a block.
-    pub(crate) sources: Arc<std::sync::Mutex<Sources<DeviceId>>>,
+    pub(crate) sources: Arc<Scheduling>,
 }
 
 /// Where blocks of trashed files are: a bounded map, cleared when full (it only saves
@@ -842,6 +846,9 @@ impl Puller {
         if holders.is_empty() && missing.iter().any(|(i, _)| self.temp_holders(g, *i, &holders).is_empty()) {
             return Err(String::from(NO_HOLDER));
         }
+        // The block requests under way see the holders change too: a block asked of the only
+        // holder known then can still be copied to one that came since (endgame, hedge).
+        let (holders_now, holders_seen) = tokio::sync::watch::channel(holders.clone());
         let mut inflight: JoinSet<Result<(usize, u64), String>> = JoinSet::new();
         let mut landed = |r: Result<Result<(usize, u64), String>, tokio::task::JoinError>| {
             let (i, n) = r.map_err(|_| String::from("interrupted"))??;
@@ -852,15 +859,18 @@ impl Puller {
         };
         let window = blocks_at_once(g.block_size);
         // Devices that connect, or announce the file, while it downloads share the work: every
-        // few blocks the holders are filtered again by who is connected, and read again from
-        // the index if it changed since they were last read (the first time, always: the page
-        // they came with may be older than the index's last commit).
+        // few blocks, and at the next block once the index has changed, the holders are
+        // filtered again by who is connected, and read again from the index if it changed
+        // since they were last read (the first time, always: the page they came with may be
+        // older than the index's last commit). Promptly: a pull often starts on the first
+        // peer's index, a moment before the others' are in, and every block asked meanwhile
+        // waits on that peer alone.
         let mut known = (None, global.holders.clone());
         // The first error ends the download, after the blocks already asked for have landed
         // (they are kept in the temporary file for the next attempt).
         let mut failed: Option<String> = None;
         for (n, (i, b)) in missing.into_iter().enumerate() {
-            if n > 0 && n % HOLDERS_EVERY == 0 {
+            if n > 0 && (n % HOLDERS_EVERY == 0 || known.0 != Some(self.index.commits())) {
                 let commits = self.index.commits();
                 if known.0 != Some(commits) {
                     let now = self.index.holders(self.folder, &g.name, &g.version).await;
@@ -870,6 +880,11 @@ impl Puller {
                     known.1.iter().filter(|d| self.peers.is_connected(d)).copied().collect();
                 if !connected.is_empty() {
                     holders = connected;
+                    holders_now.send_if_modified(|h| {
+                        let changed = *h != holders;
+                        h.clone_from(&holders);
+                        changed
+                    });
                 }
             }
             while inflight.len() >= window && failed.is_none() {
@@ -890,7 +905,7 @@ impl Puller {
                 .await
                 .map_err(|_| String::from("interrupted"))?;
             let (peers, sources, file, holders) =
-                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders.clone());
+                (Arc::clone(&self.peers), Arc::clone(&self.sources), Arc::clone(&file), holders_seen.clone());
             let req = BlockRequest {
                 folder: self.id.clone(),
                 name: g.name.clone(),
@@ -1012,16 +1027,76 @@ impl Puller {
     }
 }
 
-/// Asks the holder [`Sources`] expects to answer first (rotated by block, so that peers alike
-/// share a file's blocks), and, if that request is overdue for that peer's observed rate, a
-/// second holder too: the first verified answer wins. A failed or wrong answer moves on to the
-/// next holder, and last to the devices still downloading the file that announced this block
-/// (`temp`), asking for their temporary file.
+/// The puller's [`Sources`], and the wake-ups of the block requests that wait on them.
+#[derive(Debug, Default)]
+pub(crate) struct Scheduling {
+    sources: std::sync::Mutex<Sources<DeviceId>>,
+    /// Woken (one waiter) when a request ends: room on its peer for a block waiting for some.
+    room: tokio::sync::Notify,
+    /// Woken (every waiter) when a request ends and leaves its peer with nothing queued: the
+    /// requests under way on other peers see whether to ask it too ([`Sources::endgame`]).
+    idle: tokio::sync::Notify,
+}
+
+impl Scheduling {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources<DeviceId>> {
+        self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the end of requests to `peers` with `record`, and wakes a block waiting for the
+    /// room it made, and the requests under way if one of these peers is left idle.
+    fn ended<'a>(
+        &self,
+        peers: impl IntoIterator<Item = &'a DeviceId>,
+        record: impl FnOnce(&mut Sources<DeviceId>),
+    ) {
+        let idle = {
+            let mut sources = self.lock();
+            record(&mut sources);
+            sources.known() > 1 && peers.into_iter().any(|p| sources.idle(p))
+        };
+        self.room.notify_one();
+        if idle {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Whom to ask first among `holders`, once one of them has room for the block
+    /// ([`Sources::choose`]); `None` if there is nobody.
+    async fn first(&self, holders: &[DeviceId], size: u32) -> Option<DeviceId> {
+        let mut woken = false;
+        loop {
+            let choice = self.lock().choose(holders, size);
+            match choice {
+                Choice::Ask(d) => {
+                    // Woken by a request's end, this one took its room; there may be more for
+                    // the next waiter: it looks, and wakes the next in turn.
+                    if woken {
+                        self.room.notify_one();
+                    }
+                    return Some(d);
+                }
+                Choice::Nobody => return None,
+                Choice::Wait => {}
+            }
+            let _ = tokio::time::timeout(ROOM_RECHECK, self.room.notified()).await;
+            woken = true;
+        }
+    }
+}
+
+/// Asks the holder [`Sources`] expects to answer first among those with room for more work
+/// (rotated by block, so that peers alike share a file's blocks; waiting while none has),
+/// and, if that request is overdue for that peer's observed rate, or another holder is left
+/// idle and would answer much sooner ([`Sources::endgame`]), a second holder too: the first
+/// verified answer wins. A failed or wrong answer moves on to the next holder, and last
+/// to the devices still downloading the file that announced this block (`temp`), asking for
+/// their temporary file.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_block(
-    peers: &Peers,
-    sources: &std::sync::Mutex<Sources<DeviceId>>,
-    holders: &[DeviceId],
+    peers: &Arc<Peers>,
+    shared: &Arc<Scheduling>,
+    holders: &tokio::sync::watch::Receiver<Vec<DeviceId>>,
     temp: &[DeviceId],
     i: usize,
     req: BlockRequest,
@@ -1029,9 +1104,21 @@ async fn fetch_block(
     b: &BlockInfo,
 ) -> Result<u64, String> {
     use futures_util::StreamExt as _;
-    let lock = || sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock = || shared.lock();
     let mut last = String::from("no connected device has it");
-    let mut full: Vec<DeviceId> = (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect();
+    let mut full: Vec<DeviceId> = {
+        let holders = holders.borrow();
+        (0..holders.len()).map(|k| holders[(i + k) % holders.len()]).collect()
+    };
+    // Holders asked so far; those that came since the block was first asked for join `full`.
+    let mut asked: Vec<DeviceId> = Vec::new();
+    let more = |full: &mut Vec<DeviceId>, asked: &[DeviceId]| {
+        for d in holders.borrow().iter() {
+            if !asked.contains(d) && !full.contains(d) {
+                full.push(*d);
+            }
+        }
+    };
     let mut temp: std::collections::VecDeque<DeviceId> = temp.iter().copied().collect();
     let next = |full: &mut Vec<DeviceId>, temp: &mut std::collections::VecDeque<DeviceId>| match lock()
         .pick(full, b.size)
@@ -1044,17 +1131,25 @@ async fn fetch_block(
     };
     // The requests under way; those still there when this ends (another answered first, or
     // the download was cancelled) are abandoned.
-    let mut waiting = Waiting { sources, tickets: Vec::new() };
+    let mut waiting = Waiting { shared, tickets: Vec::new() };
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut hedge_at: Option<tokio::time::Instant> = None;
     let mut replaced_retries = REPLACED_RETRIES;
-    let mut pending = next(&mut full, &mut temp);
+    let mut pending = match shared.first(&full, b.size).await {
+        Some(d) => {
+            full.retain(|x| *x != d);
+            Some((d, false))
+        }
+        None => temp.pop_front().map(|d| (d, true)),
+    };
     loop {
         if let Some((device, from_temporary)) = pending.take() {
+            asked.push(device);
             let ticket = lock().start(device, b.size, std::time::Instant::now());
             let after = lock().hedge_after(&ticket);
             waiting.tickets.push(ticket.clone());
             let req = BlockRequest { from_temporary, ..req.clone() };
+            let peers = Arc::clone(peers);
             attempts.push(async move { (ticket, from_temporary, peers.request(&device, req).await) });
             // Only one duplicate: the next holder is asked when both have failed.
             hedge_at = (attempts.len() == 1).then(|| tokio::time::Instant::now() + after);
@@ -1074,17 +1169,26 @@ async fn fetch_block(
                 let device = ticket.peer;
                 match answer {
                     Ok(data) if data.len() == b.size as usize && hash_ok(&data, b) => {
-                        lock().answered(&ticket, std::time::Instant::now());
+                        shared.ended([&device], |s| s.answered(&ticket, std::time::Instant::now()));
                         file.write_block(&data, b.offset).map_err(|e| format!("cannot write: {e}"))?;
+                        // The other holder's copy still comes (BEP takes no request back): its
+                        // bytes stay queued on that peer until they land, or the peer would be
+                        // taken for one with room, asked for more than it can send in time,
+                        // and those requests asked again too.
+                        let copies = std::mem::take(&mut attempts);
+                        if !copies.is_empty() {
+                            waiting.tickets.clear();
+                            tokio::spawn(drain(copies, Arc::clone(shared)));
+                        }
                         return Ok(u64::from(b.size));
                     }
                     Ok(_) => {
-                        lock().abandoned(&ticket, std::time::Instant::now());
+                        shared.ended([&device], |s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device} sent data that does not match the block's hash");
                     }
-                    // A connection gone: the next one starts from nothing known.
+                    // A connection gone: nothing more comes of what was asked over it.
                     Err(e @ crate::model::RequestError::NotConnected(_)) => {
-                        lock().forget(&device);
+                        shared.ended([&device], |s| s.forget(&ticket));
                         last = format!("device {device}: {e}");
                     }
                     // The connection closed under the request. If the device is connected
@@ -1092,7 +1196,7 @@ async fn fetch_block(
                     // sides having dialled at once): the block is asked of it again rather
                     // than failing the file, a few times at most.
                     Err(e @ crate::model::RequestError::Closed) => {
-                        lock().forget(&device);
+                        shared.ended([&device], |s| s.forget(&ticket));
                         last = format!("device {device}: {e}");
                         if replaced_retries > 0 && peers.connected_within(&device, REPLACEMENT_WAIT).await {
                             replaced_retries -= 1;
@@ -1104,7 +1208,7 @@ async fn fetch_block(
                         }
                     }
                     Err(e) => {
-                        lock().abandoned(&ticket, std::time::Instant::now());
+                        shared.ended([&device], |s| s.abandoned(&ticket, std::time::Instant::now()));
                         last = format!("device {device}: {e}");
                     }
                 }
@@ -1113,26 +1217,72 @@ async fn fetch_block(
                 }
             }
             () = hedge => {
-                hedge_at = None;
-                pending = next(&mut full, &mut temp);
+                // Due by the estimate the request was made with; looked at again by the
+                // peer's estimate now, which the first answers of a link may have made too
+                // fast (they come at its idle burst's rate).
+                let now = std::time::Instant::now();
+                match waiting.tickets.first().map(|t| lock().hedge_at(t)).filter(|at| *at > now) {
+                    Some(later) => hedge_at = Some(tokio::time::Instant::from_std(later)),
+                    None => {
+                        hedge_at = None;
+                        more(&mut full, &asked);
+                        pending = next(&mut full, &mut temp);
+                        if let Some((device, _)) = pending {
+                            tracing::debug!(file = %req.name, block = i, %device, "block overdue: asked again");
+                        }
+                    }
+                }
+            }
+            // A holder not asked yet has nothing left to do: the download's end.
+            () = shared.idle.notified(), if attempts.len() == 1 => {
+                more(&mut full, &asked);
+                let copy = waiting.tickets.first().and_then(|t| lock().endgame(t, &full, std::time::Instant::now()));
+                if let Some(device) = copy {
+                    tracing::debug!(file = %req.name, block = i, %device, "endgame: block asked again");
+                    full.retain(|x| *x != device);
+                    pending = Some((device, false));
+                    hedge_at = None;
+                }
             }
         }
     }
 }
 
+/// Waits for the copies of a block that another holder sent first, to end their requests in
+/// [`Sources`] when they land: the time they took is a measurement like any other.
+async fn drain<F>(mut copies: futures_util::stream::FuturesUnordered<F>, shared: Arc<Scheduling>)
+where
+    F: std::future::Future<
+            Output = (Ticket<DeviceId>, bool, Result<bytes::Bytes, crate::model::RequestError>),
+        >,
+{
+    use futures_util::StreamExt as _;
+    while let Some((ticket, _, answer)) = copies.next().await {
+        let now = std::time::Instant::now();
+        shared.ended([&ticket.peer], |s| match answer {
+            Ok(_) => s.answered(&ticket, now),
+            Err(_) => s.abandoned(&ticket, now),
+        });
+    }
+}
+
 /// Requests of one block still under way, abandoned in [`Sources`] when dropped.
 struct Waiting<'a> {
-    sources: &'a std::sync::Mutex<Sources<DeviceId>>,
+    shared: &'a Scheduling,
     tickets: Vec<Ticket<DeviceId>>,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let now = std::time::Instant::now();
-        let mut sources = self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ticket in &self.tickets {
-            sources.abandoned(ticket, now);
+        if self.tickets.is_empty() {
+            return;
         }
+        let now = std::time::Instant::now();
+        self.shared.ended(self.tickets.iter().map(|t| &t.peer), |sources| {
+            for ticket in &self.tickets {
+                sources.abandoned(ticket, now);
+            }
+        });
     }
 }
 
