@@ -208,14 +208,6 @@ impl Index {
         FolderCounts::from_rows(&rows)
     }
 
-    /// [`Index::local_counts`] for progress reports while the folder scans or syncs,
-    /// remembered like [`Index::recent_global_counts`]: a pass over the folder's local entries
-    /// (a tenth of a second on 100,000 files) for every status poll competed with the sync.
-    pub async fn recent_local_counts(&self, folder: FolderIdx) -> Result<FolderCounts, DbError> {
-        let now = std::time::Instant::now();
-        self.aggregates.get(&self.aggregates.local, folder, now, self.local_counts(folder)).await
-    }
-
     /// Local files holding a block with this hash (any folder): where the puller can copy it
     /// from instead of downloading it. At most `limit` places.
     pub async fn block_locations(&self, hash: &BlockHash, limit: u32) -> Result<Vec<BlockLocation>, DbError> {

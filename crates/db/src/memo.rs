@@ -41,7 +41,6 @@ pub(super) struct Aggregates {
     /// Commits that may have changed files or global versions, so far.
     commits: AtomicU64,
     pub(super) global: Mutex<HashMap<FolderIdx, Entry<FolderCounts>>>,
-    pub(super) local: Mutex<HashMap<FolderIdx, Entry<FolderCounts>>>,
     pub(super) remote_need: Mutex<HashMap<(FolderIdx, DeviceIdx), Entry<NeedCounts>>>,
     /// Folder rows by folder ID. A row is never renumbered; a dropped one is forgotten here.
     folders: Mutex<HashMap<String, FolderIdx>>,
@@ -110,7 +109,6 @@ impl Aggregates {
     pub(super) fn forget_folder(&self, folder_id: &str, idx: FolderIdx) {
         lock(&self.folders).remove(folder_id);
         lock(&self.global).remove(&idx);
-        lock(&self.local).remove(&idx);
         lock(&self.remote_need).retain(|(f, _), _| *f != idx);
         lock(&self.heads).retain(|(f, _), _| *f != idx);
     }

@@ -167,13 +167,9 @@ pub async fn status(
             };
             devices.push(Completion { device: *d, percent: (percent * 10.0).round() / 10.0, need });
         }
-        // Exact at rest (what scripts wait for: idle, nothing needed, every file here); a
-        // progress figure while the folder changes.
-        let local = if state == "idle" && need.items == 0 {
-            index.local_counts(idx).await?
-        } else {
-            index.recent_local_counts(idx).await?
-        };
+        // Exact, always: tests and scripts read it at any moment (a remembered value read
+        // while the folder rescanned made a test wait for a figure that was never coming).
+        let local = index.local_counts(idx).await?;
         folders.push(FolderStatus {
             id: f.id.to_string(),
             label: f.label.clone(),
