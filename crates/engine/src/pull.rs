@@ -1120,14 +1120,22 @@ async fn fetch_block(
         }
     };
     let mut temp: std::collections::VecDeque<DeviceId> = temp.iter().copied().collect();
-    let next = |full: &mut Vec<DeviceId>, temp: &mut std::collections::VecDeque<DeviceId>| match lock()
-        .pick(full, b.size)
-    {
-        Some(d) => {
-            full.retain(|x| *x != d);
-            Some((d, false))
+    // The full holder picked, taken off the list; else the next device with the block in its
+    // temporary file.
+    let take = |picked: Option<DeviceId>,
+                full: &mut Vec<DeviceId>,
+                temp: &mut std::collections::VecDeque<DeviceId>| {
+        match picked {
+            Some(d) => {
+                full.retain(|x| *x != d);
+                Some((d, false))
+            }
+            None => temp.pop_front().map(|d| (d, true)),
         }
-        None => temp.pop_front().map(|d| (d, true)),
+    };
+    let next = |full: &mut Vec<DeviceId>, temp: &mut std::collections::VecDeque<DeviceId>| {
+        let picked = lock().pick(full, b.size);
+        take(picked, full, temp)
     };
     // The requests under way; those still there when this ends (another answered first, or
     // the download was cancelled) are abandoned.
@@ -1135,13 +1143,8 @@ async fn fetch_block(
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut hedge_at: Option<tokio::time::Instant> = None;
     let mut replaced_retries = REPLACED_RETRIES;
-    let mut pending = match shared.first(&full, b.size).await {
-        Some(d) => {
-            full.retain(|x| *x != d);
-            Some((d, false))
-        }
-        None => temp.pop_front().map(|d| (d, true)),
-    };
+    let first = shared.first(&full, b.size).await;
+    let mut pending = take(first, &mut full, &mut temp);
     loop {
         if let Some((device, from_temporary)) = pending.take() {
             asked.push(device);
