@@ -214,6 +214,8 @@ fn coalesce(base: &Path, delay: Duration, handoff: &Handoff, tx: &mpsc::Unbounde
         if taken.overflowed {
             tracing::warn!("too many file system events queued; rescanning the folder");
             bursts.rescan(now);
+            // The rescan covers what they name: their paths need not be worked out.
+            batch.clear();
         }
         for event in batch.drain(..) {
             take(base, &mut bursts, event, now);
