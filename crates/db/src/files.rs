@@ -200,10 +200,11 @@ impl Index {
         rows.iter().map(|row| file_with_blocks(row, 15)).collect()
     }
 
-    /// Counts of the folder's local entries.
+    /// Counts of the folder's local entries: exact, and cheap at any size (kept by triggers in
+    /// the transactions that change the entries, see migration 0006).
     pub async fn local_counts(&self, folder: FolderIdx) -> Result<FolderCounts, DbError> {
-        let sql = "SELECT type, deleted, invalid, count(*), total(size) FROM files
-             WHERE folder_idx = ? AND device_idx = 0 GROUP BY type, deleted, invalid";
+        let sql = "SELECT type, deleted, invalid, items, CAST(bytes AS REAL) FROM local_counts
+             WHERE folder_idx = ?";
         let rows = sqlx::query(sql).bind(folder.0).fetch_all(&self.read).await?;
         FolderCounts::from_rows(&rows)
     }

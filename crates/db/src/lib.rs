@@ -262,7 +262,9 @@ impl Index {
                   + (SELECT count(*) FROM globals WHERE folder_idx = ?1)
                   + (SELECT count(*) FROM remote_indexes WHERE folder_idx = ?1)
                   + (SELECT count(*) FROM conflicts WHERE folder_idx = ?1)
-                  + (SELECT count(*) FROM pull_intents WHERE folder_idx = ?1)",
+                  + (SELECT count(*) FROM pull_intents WHERE folder_idx = ?1)
+                  + (SELECT count(*) FROM local_counts WHERE folder_idx = ?1)
+                  + (SELECT count(*) FROM need_counts WHERE folder_idx = ?1)",
         )
         .bind(folder.0)
         .fetch_one(&self.read)

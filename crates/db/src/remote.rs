@@ -503,18 +503,17 @@ impl Index {
         FolderCounts::from_rows(&rows)
     }
 
-    /// What this device still needs in the folder.
+    /// What this device still needs in the folder: exact, and cheap at any size (kept by
+    /// triggers in the transactions that change `globals`, see migration 0006).
     pub async fn need_counts(&self, folder: FolderIdx) -> Result<NeedCounts, DbError> {
-        let row = sqlx::query(
-            "SELECT count(*), total(CASE WHEN deleted THEN 0 ELSE size END) FROM globals
-             WHERE folder_idx = ? AND need",
-        )
-        .bind(folder.0)
-        .fetch_one(&self.read)
-        .await?;
+        let row = sqlx::query("SELECT items, bytes FROM need_counts WHERE folder_idx = ?")
+            .bind(folder.0)
+            .fetch_optional(&self.read)
+            .await?;
+        let Some(row) = row else { return Ok(NeedCounts::default()) };
         Ok(NeedCounts {
             items: row.try_get::<i64, _>(0)?.max(0) as u64,
-            bytes: row.try_get::<f64, _>(1)?.max(0.0) as u64,
+            bytes: row.try_get::<i64, _>(1)?.max(0) as u64,
         })
     }
 

@@ -36,14 +36,14 @@ async fn migrations_apply_on_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.db");
     let index = Index::open(&path).await.unwrap();
-    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
     let f = index.register_folder("default").await.unwrap();
     assert_eq!(index.folder_sequence(f).await.unwrap(), 0);
     assert_ne!(index.folder_index_id(f).await.unwrap(), 0);
     index.close().await;
     // Reopening applies nothing twice and keeps the data.
     let index = Index::open(&path).await.unwrap();
-    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(index.register_folder("default").await.unwrap(), f);
 }
 
@@ -556,4 +556,144 @@ async fn browsing_a_directory_of_100k_children_reads_one_page() {
     let text = plan.join("\n");
     assert!(text.contains("files_local_by_parent") && text.contains("files_remote_by_parent"), "{text}");
     assert!(!text.contains("SCAN files") && !text.contains("TEMP B-TREE"), "{text}");
+}
+
+/// The counts the triggers keep, against counting the rows: equal after every kind of write.
+async fn assert_counts_exact(index: &Index, folder: FolderIdx, after: &str) {
+    let rows = sqlx::query(
+        "SELECT type, deleted, invalid, count(*), total(size) FROM files
+         WHERE folder_idx = ? AND device_idx = 0 GROUP BY type, deleted, invalid",
+    )
+    .bind(folder.0)
+    .fetch_all(&index.read)
+    .await
+    .unwrap();
+    let counted = FolderCounts::from_rows(&rows).unwrap();
+    assert_eq!(index.local_counts(folder).await.unwrap(), counted, "local counts after {after}");
+    let row = sqlx::query(
+        "SELECT count(*), total(CASE WHEN deleted THEN 0 ELSE size END) FROM globals
+         WHERE folder_idx = ? AND need",
+    )
+    .bind(folder.0)
+    .fetch_one(&index.read)
+    .await
+    .unwrap();
+    let counted = NeedCounts { items: row.get::<i64, _>(0) as u64, bytes: row.get::<f64, _>(1) as u64 };
+    assert_eq!(index.need_counts(folder).await.unwrap(), counted, "need counts after {after}");
+}
+
+#[tokio::test]
+async fn the_kept_counts_follow_every_kind_of_write() {
+    let index = Index::open_in_memory().await.unwrap();
+    let (f, other) = (index.register_folder("f").await.unwrap(), index.register_folder("o").await.unwrap());
+    let peer = index.device(&peer_id(1)).await.unwrap();
+    assert_counts_exact(&index, f, "nothing").await;
+    index.apply_local(other, &mut [file("elsewhere", &[7, 8])]).await.unwrap();
+
+    let mut dir = file("d", &[]);
+    dir.file_type = FileType::Directory;
+    dir.size = 0;
+    let mut link = file("l", &[]);
+    link.file_type = FileType::Symlink;
+    link.size = 0;
+    link.symlink_target = "d".into();
+    index.apply_local(f, &mut [dir, link, file("d/a", &[1, 2]), file("d/b", &[3])]).await.unwrap();
+    assert_counts_exact(&index, f, "new local entries").await;
+    assert_eq!(index.local_counts(f).await.unwrap().files, 2);
+
+    // Rewritten in place: a bigger file, a deletion, an ignored name.
+    let mut a = index.local_file(f, "d/a").await.unwrap().unwrap();
+    a.blocks.push(BlockInfo { offset: 2 * 131072, size: 131072, hash: [4; 32] });
+    a.size += 131072;
+    a.version = a.version.updated(ME, 1_700_000_001);
+    let mut b = index.local_file(f, "d/b").await.unwrap().unwrap();
+    b.deleted = true;
+    b.blocks.clear();
+    b.size = 0;
+    b.version = b.version.updated(ME, 1_700_000_002);
+    let mut ignored = file("ignored", &[5]);
+    ignored.invalid = true;
+    index.apply_local(f, &mut [a.clone(), b, ignored]).await.unwrap();
+    assert_counts_exact(&index, f, "local rewrites").await;
+
+    // A peer's index: some names needed, one it deletes.
+    index.set_remote_index_id(f, peer, 42).await.unwrap();
+    let mut newer = changed_by_peer(&a, 1, 1_800_000_000);
+    newer.blocks[0].hash = [9; 32];
+    let mut fresh = file("c", &[6]);
+    fresh.version = Vector::new().updated(PEER, 5);
+    fresh.sequence = 2;
+    let mut gone = changed_by_peer(&index.local_file(f, "l").await.unwrap().unwrap(), 3, 1_800_000_000);
+    gone.deleted = true;
+    index.apply_remote(f, peer, &[newer.clone(), fresh.clone(), gone], true).await.unwrap();
+    assert_counts_exact(&index, f, "a peer's index").await;
+    assert_eq!(index.need_counts(f).await.unwrap().items, 3);
+
+    // An update that makes a needed name needed at another size, then pulling it.
+    let mut newest = changed_by_peer(&newer, 4, 1_800_000_001);
+    newest.blocks.truncate(1);
+    newest.size = 131072;
+    index.apply_remote(f, peer, &[newest.clone()], false).await.unwrap();
+    assert_counts_exact(&index, f, "a needed name changed again").await;
+    index.apply_local(f, std::slice::from_mut(&mut newest)).await.unwrap();
+    assert_counts_exact(&index, f, "a pull").await;
+    assert_eq!(index.need_counts(f).await.unwrap().items, 2);
+
+    // The peer's index reset, then forgotten: nothing needed from it.
+    index.apply_remote(f, peer, &[fresh], true).await.unwrap();
+    assert_counts_exact(&index, f, "a replacing index").await;
+    index.set_remote_index_id(f, peer, 43).await.unwrap();
+    assert_counts_exact(&index, f, "a new index ID").await;
+    index.apply_remote(f, peer, &[changed_by_peer(&a, 1, 1_900_000_000)], false).await.unwrap();
+    index.forget_remote(f, peer).await.unwrap();
+    assert_counts_exact(&index, f, "a forgotten peer").await;
+    assert_eq!(index.need_counts(f).await.unwrap(), NeedCounts::default());
+
+    // The other folder was never touched by any of it; dropping f leaves it whole.
+    assert_counts_exact(&index, other, "writes to another folder").await;
+    assert_eq!(index.local_counts(other).await.unwrap().files, 1);
+    assert!(index.drop_folder("f").await.unwrap());
+    assert_eq!(index.local_counts(f).await.unwrap(), FolderCounts::default());
+    let again = index.register_folder("f").await.unwrap();
+    assert_counts_exact(&index, again, "dropped and registered again").await;
+    assert_eq!(index.local_counts(again).await.unwrap(), FolderCounts::default());
+    assert_counts_exact(&index, other, "dropping another folder").await;
+}
+
+#[tokio::test]
+async fn an_index_from_before_the_kept_counts_gets_them_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    // The schema as it was, with rows written the way that version wrote them.
+    let old = SqlitePoolOptions::new()
+        .connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true))
+        .await
+        .unwrap();
+    MIGRATOR.run_to(5, &old).await.unwrap();
+    sqlx::query(
+        "INSERT INTO folders (idx, folder_id, index_id) VALUES (1, 'f', 7);
+         INSERT INTO devices (idx, device_id) VALUES (1, zeroblob(32));
+         INSERT INTO files (folder_idx, device_idx, sequence, name, parent, type, size, permissions,
+             no_permissions, modified_s, modified_ns, modified_by, deleted, invalid, version, block_size)
+         VALUES (1, 0, 1, 'a', '', 0, 100, 420, 0, 0, 0, 0, 0, 0, x'', 131072),
+                (1, 0, 2, 'b', '', 0, 50, 420, 0, 0, 0, 0, 1, 0, x'', 131072),
+                (1, 0, 3, 'd', '', 1, 0, 493, 0, 0, 0, 0, 0, 0, x'', 131072),
+                (1, 1, 1, 'c', '', 0, 70, 420, 0, 0, 0, 0, 0, 0, x'', 131072);
+         INSERT INTO globals (folder_idx, name, device_idx, type, deleted, size, need)
+         VALUES (1, 'a', 0, 0, 0, 100, 0), (1, 'c', 1, 0, 0, 70, 1), (1, 'e', 1, 0, 1, 30, 1);",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    old.close().await;
+
+    let index = Index::open(&path).await.unwrap();
+    assert_eq!(index.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    let f = index.folder("f").await.unwrap().unwrap();
+    assert_eq!(
+        index.local_counts(f).await.unwrap(),
+        FolderCounts { files: 1, directories: 1, symlinks: 0, deleted: 1, bytes: 100 }
+    );
+    assert_eq!(index.need_counts(f).await.unwrap(), NeedCounts { items: 2, bytes: 70 });
+    assert_counts_exact(&index, f, "the migration").await;
 }
