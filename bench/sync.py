@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Sync benchmark: `python3 bench/sync.py [--out DIR] [--runs N] [--cases mixed,small,latency]
-[--transports quic,tcp] [--no-syncthing] [--binary PATH] [--multisource-mb MB] [--scale-files N]
-[--scale-limit-min M]`.
+"""Sync benchmark: `python3 bench/sync.py [--out DIR] [--fs fresh|out] [--runs N]
+[--cases mixed,small,latency] [--transports quic,tcp] [--no-syncthing] [--binary PATH]
+[--multisource-mb MB] [--scale-files N] [--scale-limit-min M]`.
 
 Cases (default mixed,small,latency): mixed, small, small100k, latency, multisource, scale.
 
@@ -46,9 +46,12 @@ ended, the receiver's from its start) per GB, and each daemon's peak RSS (VmHWM 
 cache (its scan just read it); the receiver writes through the page cache and fsyncs each file
 (both programs do). `sync` runs before each measurement so earlier writes are not flushed
 during it; nothing else is dropped.
-A run waits until 40 s have passed since the previous run deleted its trees: ext4 without a
-journal skips recently freed inodes one lookup at a time when it allocates (see
-DELETIONS_SETTLE_S).
+The daemons' homes and the receiving trees (and dd's file) are on a new ext4 file system made
+for the run (`--fs fresh`, the default as root: mkfs's defaults, so with a journal as on users'
+disks, in a sparse image in --out on a loop device with direct I/O; see bench/benchlib.py
+fresh_fs for why); the data sets stay in --out. With `--fs out` they are in --out, and a run
+waits until 40 s have passed since the previous run deleted its trees: ext4 without a journal
+skips recently freed inodes one lookup at a time when it allocates (see DELETIONS_SETTLE_S).
 
 Peerfold is driven only through its CLI (`id`, `device add`, `folder add`, `serve`, `status
 --json`), with default options. Unless --no-syncthing is given, Debian's Syncthing does the same
@@ -59,10 +62,10 @@ progress read from /rest/db/status. Everything listens on and dials 127.0.0.1 on
 addresses of its own namespaces' links); discovery, relays, NAT traversal, usage reporting and
 upgrades are off.
 """
-import argparse, hashlib, json, os, pathlib, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, hashlib, json, os, pathlib, shutil, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
-from benchlib import build, free_port, make_small, st_options
+from benchlib import build, free_port, fresh_fs, make_small, st_options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MKDATA = ROOT / "bench" / "mkdata.py"
@@ -606,7 +609,7 @@ def multisource_run(binary, net, work, scheme, source, files, rates):
     return secs, work / "folder-c"
 
 
-def multisource(args, binary, out):
+def multisource(args, binary, out, work_root):
     """Rows (label, MB, [seconds]) of C's download over shaped links."""
     if os.geteuid() != 0 or not shutil.which("tc"):
         sys.exit("the multisource case needs root, `ip` and `tc` (network namespaces, tbf)")
@@ -624,7 +627,7 @@ def multisource(args, binary, out):
         for label, rates in cases:
             secs = []
             for r in range(args.runs):
-                keep = tempfile.TemporaryDirectory(dir=out, prefix="sync-")
+                keep = tempfile.TemporaryDirectory(dir=work_root, prefix="sync-")
                 FINISHED.append(keep)
                 took, dest = multisource_run(binary, net, pathlib.Path(keep.name), scheme, source, files, rates)
                 if manifest(dest) != expected:
@@ -637,9 +640,9 @@ def multisource(args, binary, out):
     return results
 
 
-def disk_rate(out):
-    """MB/s of `dd` writing 1 GiB of zeros into `out` and fdatasync'ing it (the data set's disk)."""
-    target = out / "dd.tmp"
+def disk_rate(work_root):
+    """MB/s of `dd` writing 1 GiB of zeros into `work_root` and fdatasync'ing it (the receivers' disk)."""
+    target = work_root / "dd.tmp"
     try:
         start = time.perf_counter()
         subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=1024", "conv=fdatasync"],
@@ -651,7 +654,7 @@ def disk_rate(out):
     return (1 << 30) / 1e6 / secs
 
 
-def scale(args, binary, out):
+def scale(args, binary, out, work_root):
     """The scale case: rows of (program, scheme, files, seconds or None, stats)."""
     n = args.scale_files
     source = out / f"scale-{n}"
@@ -661,7 +664,7 @@ def scale(args, binary, out):
     rows = []
     for scheme in args.transports.split(","):
         for prog in args.programs:
-            keep = tempfile.TemporaryDirectory(dir=out, prefix="sync-")
+            keep = tempfile.TemporaryDirectory(dir=work_root, prefix="sync-")
             FINISHED.append(keep)
             work = pathlib.Path(keep.name)
             # Each status poll counts what B needs, which takes seconds at a million files (a
@@ -715,7 +718,7 @@ def settle_after_deletions(out):
         time.sleep(DELETIONS_SETTLE_S - age)
 
 
-def run_case(args, binary, out, name, scheme, source, files, expected):
+def run_case(args, binary, work_root, name, scheme, source, files, expected):
     """args.runs transfers with each program; returns {program: [(seconds, stats)]}."""
     results = {"peerfold": [], "syncthing": []}
     programs = args.programs
@@ -723,7 +726,7 @@ def run_case(args, binary, out, name, scheme, source, files, expected):
     interval = 0.25 if files > 50_000 else 0.05 if files > 5000 else 0.1
     for r in range(args.runs):
         for prog in programs:
-            keep = tempfile.TemporaryDirectory(dir=out, prefix="sync-")
+            keep = tempfile.TemporaryDirectory(dir=work_root, prefix="sync-")
             FINISHED.append(keep)
             work = pathlib.Path(keep.name)
             if prog == "peerfold":
@@ -755,6 +758,9 @@ def main():
     ap.add_argument("--programs", default="peerfold,syncthing", help=argparse.SUPPRESS)
     ap.add_argument("--multisource-mb", type=int, default=160, help="size of the multisource case's set")
     ap.add_argument("--scale-files", type=int, default=1_000_000, help="files in the scale case's set")
+    ap.add_argument("--fs", choices=["fresh", "out"],
+                    help="where the homes and receiving trees go: a new ext4 made for the run (default as root) "
+                         "or --out's own file system (default otherwise)")
     ap.add_argument("--scale-limit-min", type=int, default=29,
                     help="minutes after which the scale case stops Peerfold's B and reports where it was")
     args = ap.parse_args()
@@ -766,6 +772,13 @@ def main():
         binary = pathlib.Path(args.binary) if args.binary else build()
     if "syncthing" in args.programs and not shutil.which("syncthing"):
         sys.exit("syncthing is not installed (apt-get install syncthing), or pass --no-syncthing")
+    fs = args.fs or ("fresh" if os.geteuid() == 0 else "out")
+    print(f"receivers' file system: {'a new ext4 (bench/benchlib.py fresh_fs)' if fs == 'fresh' else out}", flush=True)
+    with fresh_fs(out) if fs == "fresh" else contextlib.nullcontext(out) as work_root:
+        measure(args, binary, out, work_root)
+
+
+def measure(args, binary, out, work_root):
     cases = args.cases.split(",")
     transports = args.transports.split(",")
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
@@ -787,10 +800,11 @@ def main():
         make_small(small, 100_000, lambda i: (i * 7919) % 8192)
         sets["small100k"] = small
 
-    settle_after_deletions(out)
+    if work_root == out:
+        settle_after_deletions(out)
     disk = []
     if "mixed" in cases:
-        disk.append(disk_rate(out))
+        disk.append(disk_rate(work_root))
         print(f"disk: dd 1 GiB conv=fdatasync {disk[-1]:.0f} MB/s, load {os.getloadavg()[0]:.2f}", flush=True)
     rows = []
     for name, source in sets.items():
@@ -798,7 +812,7 @@ def main():
         files = len(expected)
         mb = sum(s for s, _ in expected.values()) / 1e6
         for scheme in transports:
-            res = run_case(args, binary, out, name, scheme, source, files, expected)
+            res = run_case(args, binary, work_root, name, scheme, source, files, expected)
             for prog, runs in res.items():
                 if runs:
                     secs = [x for x, _ in runs]
@@ -812,7 +826,7 @@ def main():
             for prog in args.programs:
                 all_saves = []
                 for _ in range(args.runs):
-                    with tempfile.TemporaryDirectory(dir=out, prefix="sync-") as work:
+                    with tempfile.TemporaryDirectory(dir=work_root, prefix="sync-") as work:
                         work = pathlib.Path(work)
                         source = work / "src"
                         make_small(source, LATENCY_FILES, lambda i: 1000)
@@ -822,14 +836,16 @@ def main():
                             all_saves += syncthing_latency(work, scheme, source, LATENCY_FILES)
                 lat.append((prog, scheme, all_saves))
 
-    multi = multisource(args, binary, out) if "multisource" in cases else []
-    scaled = scale(args, binary, out) if "scale" in cases else []
+    multi = multisource(args, binary, out, work_root) if "multisource" in cases else []
+    scaled = scale(args, binary, out, work_root) if "scale" in cases else []
     if "mixed" in cases:
-        disk.append(disk_rate(out))
+        disk.append(disk_rate(work_root))
 
     for work in FINISHED:
         work.cleanup()
-    (out / CLEANED).touch()
+    FINISHED.clear()
+    if work_root == out:
+        (out / CLEANED).touch()
     print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     print(f"\n{'program':10} {'case':9} {'via':5} {'files':>7} {'MB':>7} {'median s':>9} {'MB/s':>7} "
           f"{'files/s':>8} {'CPU-s/GB':>9} {'RSS A/B MB':>11}  runs (s)")
