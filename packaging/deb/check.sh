@@ -29,7 +29,9 @@ for path in ./usr/bin/peerfold ./usr/lib/systemd/system/peerfold.service \
   ./usr/share/doc/peerfold/README.Debian; do
   grep -q " $path\$" <<<"$contents" || fail "$path is missing"
 done
-if awk '$2 != "root/root"' <<<"$contents" | grep -q .; then
+# `grep -q` reads from a process substitution rather than a pipe throughout: it stops at the
+# first match, and with pipefail the writer's SIGPIPE would turn a found line into a failure.
+if grep -q . < <(awk '$2 != "root/root"' <<<"$contents"); then
   fail "files not owned by root"
 fi
 
@@ -40,7 +42,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
 touch "$root/var/lib/dpkg/status"
 dpkg --root="$root" --force-not-root --unpack "$deb"
-dpkg --root="$root" --status peerfold | grep -q '^Status: install ok unpacked' ||
+grep -q '^Status: install ok unpacked' < <(dpkg --root="$root" --status peerfold) ||
   fail "dpkg did not unpack it"
 for script in postinst prerm postrm; do
   sh -n "$root/var/lib/dpkg/info/peerfold.$script" || fail "$script is not valid sh"
@@ -50,10 +52,10 @@ bin="$root/usr/bin/peerfold"
 version="$("$bin" --version)"
 echo "$version"
 [ "$version" = "peerfold $(field Version)" ] || fail "--version says '$version'"
-if objdump -p "$bin" | grep NEEDED | grep -Eiq 'gtk|webkit|javascriptcore|soup|gdk'; then
+if grep -Eiq 'NEEDED.*(gtk|webkit|javascriptcore|soup|gdk)' < <(objdump -p "$bin"); then
   fail "the binary links a desktop library"
 fi
-zcat "$root/usr/share/man/man1/peerfold.1.gz" | grep -q '^\.SS "peerfold serve"' ||
+grep -q '^\.SS "peerfold serve"' < <(zcat "$root/usr/share/man/man1/peerfold.1.gz") ||
   fail "the man page lacks serve"
 
 if command -v systemd-analyze >/dev/null; then
