@@ -40,7 +40,7 @@ def fresh_fs(out, size="48G", inodes=3_000_000):
     inode allocator looks up every free inode freed in the last 30 s it comes across, and it
     has aged: creating a file there cost 370 to 700 us (10,000 in a row, minutes after the
     last deletion) against about 100 us on a new journaled ext4 on the same disk, and the
-    10k-file transfer went from 4.5 to 12 s between runs of the same binary. Every run of
+    10k-file transfer took 4.6 to 12.1 s in runs of the same binary. Every run of
     every program gets the same kind of new disk instead."""
     image, mnt = out / "receivers.img", out / "receivers"
     for tool in ("mkfs.ext4", "losetup", "mount"):

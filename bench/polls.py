@@ -30,7 +30,7 @@ def measure(binary, work, source, files, polls):
         wait("the daemon to listen", a.listening, 60, 0.05)
         wait("the first scan", lambda: pf_has_all(a.folder(), files), 3600, 1.0)
         time.sleep(2)  # the scan's last writes settle
-        cpu0, t0 = cpu_seconds(a.proc.pid), time.perf_counter()
+        cpu0 = cpu_seconds(a.proc.pid)
         walls = []
         for _ in range(polls):
             s = time.perf_counter()
@@ -39,7 +39,7 @@ def measure(binary, work, source, files, polls):
             if f is None or f["local"]["files"] != files:
                 sys.exit(f"unexpected status: {f}")
         cpu = (cpu_seconds(a.proc.pid) - cpu0) / polls
-        return statistics.median(walls), cpu, (time.perf_counter() - t0) / polls
+        return statistics.median(walls), cpu
     finally:
         a.stop()
 
@@ -62,7 +62,7 @@ def main():
     for r in range(args.rounds):
         for binary in binaries:
             with tempfile.TemporaryDirectory(dir=out, prefix="polls-") as work:
-                wall, cpu, _ = measure(binary, pathlib.Path(work), source, args.files, args.polls)
+                wall, cpu = measure(binary, pathlib.Path(work), source, args.files, args.polls)
             print(f"{str(binary):30} {r + 1:>5} {wall * 1000:>17.1f} {cpu * 1000:>19.1f}  "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
 

@@ -133,6 +133,13 @@ async fn wait_paused(e: &Engine, reasons: &[PauseReason]) {
     .await;
 }
 
+async fn wait_power(e: &Engine, power: PowerNetwork) {
+    wait_for(LIMIT, &format!("power and network {power:?}"), || async {
+        (e.bandwidth().power == power).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_metered_network_pauses_transfers_until_it_is_no_longer_metered() {
     crate::util::init_logging();
@@ -198,10 +205,7 @@ async fn battery_pauses_only_while_its_option_is_on_and_a_missing_service_pauses
     wait_paused(&eb, &[PauseReason::Battery]).await;
     // The battery alone pauses; the network's answer may come a moment later (each service is
     // asked on its own), so it is waited for rather than read once.
-    wait_for(LIMIT, "both answers known", || async {
-        (eb.bandwidth().power == PowerNetwork { metered: Some(true), on_battery: Some(true) }).then_some(())
-    })
-    .await;
+    wait_power(&eb, PowerNetwork { metered: Some(true), on_battery: Some(true) }).await;
     wait_for(LIMIT, "b keeps a away", || async { (!connected(&ea) && !connected(&eb)).then_some(()) }).await;
 
     // On mains power: they connect.
@@ -224,10 +228,7 @@ async fn battery_pauses_only_while_its_option_is_on_and_a_missing_service_pauses
     eb.edit_config(off).await.unwrap();
     wait_paused(&eb, &[]).await;
     // The pause lifts as soon as the option is off; the watcher lets go of the bus after.
-    wait_for(LIMIT, "unknown while nothing asks", || async {
-        (eb.bandwidth().power == PowerNetwork::default()).then_some(())
-    })
-    .await;
+    wait_power(&eb, PowerNetwork::default()).await;
     wait_for(LIMIT, "connected again", || async { (connected(&ea) && connected(&eb)).then_some(()) }).await;
 
     // On again, then UPower leaves the bus: unknown is not on battery.
