@@ -187,6 +187,11 @@ async fn the_relay_is_pinned_and_absent_devices_are_not_found() {
 /// The TLS side of a fake relay: `identity`'s certificate, TLS 1.3 and the relay protocol's
 /// ALPN, as a real relay presents them.
 fn fake_relay_acceptor(identity: &Identity) -> tokio_rustls::TlsAcceptor {
+    fake_acceptor(identity, b"bep-relay")
+}
+
+/// A TLS server with `identity`'s certificate, TLS 1.3 and the ALPN `alpn`.
+fn fake_acceptor(identity: &Identity, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
     let mut config =
         rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -194,8 +199,88 @@ fn fake_relay_acceptor(identity: &Identity) -> tokio_rustls::TlsAcceptor {
             .with_no_client_auth()
             .with_single_cert(vec![identity.cert().clone()], identity.key_der().clone_key())
             .unwrap();
-    config.alpn_protocols = vec![b"bep-relay".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// `strelaysrv` sends both invitations before its session goroutine listens, and refuses the
+/// join that comes in while it is busy with the other ("Failed to add … to session", seen in
+/// CI). When the refused one is the invited device, the dialler's own join succeeded and
+/// nobody will ever answer its TLS hello. A fake relay does exactly that to the first session
+/// and pairs the second with the device: the dial gives up on the silent session and gets
+/// through on a new one.
+#[tokio::test]
+async fn a_session_the_invited_device_never_joins_is_replaced_by_a_new_one() {
+    use peerfold::net::relay::protocol::{self, Message, SessionInvitation};
+    init_logging();
+    let relay_home = TestDir::new();
+    let relay_identity = Identity::load_or_generate(&relay_home.home()).unwrap();
+    let target_home = TestDir::new();
+    let target = Identity::load_or_generate(&target_home.home()).unwrap();
+    let target_id = target.device_id();
+    let relay_acceptor = fake_relay_acceptor(&relay_identity);
+    let target_acceptor = fake_acceptor(&target, b"bep/1.0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let fake = tokio::spawn({
+        let requests = Arc::clone(&requests);
+        async move {
+            let mut silent = Vec::new();
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut first = [0u8; 1];
+                socket.peek(&mut first).await.unwrap();
+                if first[0] == 0x16 {
+                    // Protocol mode: a ConnectRequest (header + 4 + 32) gets session n's invitation.
+                    let mut tls = relay_acceptor.accept(socket).await.unwrap();
+                    let mut request = [0u8; 48];
+                    tls.read_exact(&mut request).await.unwrap();
+                    let n = requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let inv = SessionInvitation {
+                        from: target_id.as_bytes().to_vec(),
+                        key: vec![n; 32],
+                        address: vec![],
+                        port,
+                        server_socket: false,
+                    };
+                    tls.write_all(&protocol::encode(&Message::SessionInvitation(inv)).unwrap())
+                        .await
+                        .unwrap();
+                    tls.flush().await.unwrap();
+                    continue;
+                }
+                let mut join = [0u8; 48];
+                socket.read_exact(&mut join).await.unwrap();
+                let ok = Message::Response { code: 0, message: "success".into() };
+                socket.write_all(&protocol::encode(&ok).unwrap()).await.unwrap();
+                if join[16] == 1 {
+                    // The invited device was refused: this join stays open and silent.
+                    silent.push(socket);
+                } else {
+                    let acceptor = target_acceptor.clone();
+                    tokio::spawn(async move {
+                        let mut tls = acceptor.accept(socket).await.unwrap();
+                        tls.write_all(b"through").await.unwrap();
+                        tls.flush().await.unwrap();
+                        let mut rest = Vec::new();
+                        let _ = tls.read_to_end(&mut rest).await;
+                    });
+                }
+            }
+        }
+    });
+
+    let url: RelayUrl =
+        format!("relay://127.0.0.1:{port}/?id={}", relay_identity.device_id()).parse().unwrap();
+    let b = device().await;
+    let mut dialled = b.net.dial_relay(&url, target_id).await.expect("dialling through a new session");
+    assert_eq!((dialled.device, dialled.transport, dialled.outgoing), (target_id, Transport::Relay, true));
+    let mut got = [0u8; 7];
+    dialled.stream.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"through");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    fake.abort();
 }
 
 /// A fake relay with a valid certificate that answers the join with garbage: the reservation

@@ -15,11 +15,15 @@ pub mod protocol;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -43,10 +47,15 @@ pub const RELAY_SILENCE: Duration = Duration::from_secs(150);
 /// The first and the longest wait before reconnecting to a relay.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// How many sessions a dial asks for while their joins are refused as "already connected", and
-/// the first pause between them (it grows linearly).
+/// How many sessions a dial asks for while their joins are refused as "already connected" or
+/// the invited device never joins, and the first pause between them (it grows linearly).
 const SESSION_ATTEMPTS: u32 = 4;
 const SESSION_RETRY: Duration = Duration::from_millis(50);
+/// How long a dialler waits inside a session for the first byte of the invited device before it
+/// takes the device for absent and asks for a new session (on all but the last attempt, which
+/// waits the whole [`HANDSHAKE_TIMEOUT`]). The device joins as soon as its invitation arrives;
+/// its answer takes two round trips through the relay, far less than this even on poor links.
+const PEER_ANSWER: Duration = Duration::from_secs(3);
 /// Sessions being joined at once from invitations; more are refused, so a relay cannot make
 /// us open unbounded sockets.
 const MAX_PENDING_SESSIONS: usize = 16;
@@ -101,6 +110,10 @@ pub enum RelayError {
     /// An exchange took longer than [`RELAY_TIMEOUT`].
     #[error("{what} timed out")]
     Timeout { what: String },
+    /// The relay let us into a session, but nothing came from the invited device within
+    /// [`PEER_ANSWER`]: the relay refused or lost its join.
+    #[error("the invited device did not answer in the session at {remote}")]
+    PeerAbsent { remote: SocketAddr },
     /// Dialling this device's own ID through a relay.
     #[error("refusing to dial this device's own ID")]
     DialSelf,
@@ -283,26 +296,30 @@ async fn expect_success<R: AsyncRead + Unpin>(r: &mut R, remote: SocketAddr) -> 
 /// relay for a session (temporary protocol mode), joins it and runs TLS inside it, pinned to
 /// `expected` exactly as a direct dial. The whole dial is bounded by a few [`RELAY_TIMEOUT`]s.
 pub async fn dial(tls: &TlsIdentity, url: &RelayUrl, expected: DeviceId) -> Result<Connection, RelayError> {
-    fresh_sessions(|| dial_once(tls, url, expected)).await
+    fresh_sessions(|last| dial_once(tls, url, expected, (!last).then_some(PEER_ANSWER))).await
 }
 
-/// Runs `attempt` (ask for a session and join it) again while the join is refused as "already
-/// connected". `strelaysrv` starts a session's goroutine as it sends the invitations and refuses
-/// a join that arrives before that goroutine listens; the refused join has used up the
-/// session's key (its `findSession` deletes it), so joining again gets "not found" (seen in CI:
-/// `relay::two_devices_without_listeners_connect_through_the_real_relay`). A new session is
+/// Runs `attempt` (ask for a session and join it; its argument says whether it is the last)
+/// again while a join is refused as "already connected". `strelaysrv` starts a session's
+/// goroutine as it sends the invitations, and that goroutine takes a join only while it waits
+/// in its `select`: a join that comes before it runs, or while it stores the other side's
+/// join, is refused, and has used up the session's key (`findSession` deletes it), so joining
+/// again gets "not found". When our join is the refused one we see it; when the invited
+/// device's is, we see only silence ([`RelayError::PeerAbsent`]). Both were seen in CI
+/// (`relay::two_devices_without_listeners_connect_through_the_real_relay`); a new session is
 /// what works.
 async fn fresh_sessions<T, F, Fut>(mut attempt: F) -> Result<T, RelayError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(bool) -> Fut,
     Fut: std::future::Future<Output = Result<T, RelayError>>,
 {
     let mut tries = 1;
     loop {
-        match attempt().await {
-            Err(RelayError::Refused { code: protocol::CODE_ALREADY_CONNECTED, .. })
-                if tries < SESSION_ATTEMPTS =>
-            {
+        match attempt(tries == SESSION_ATTEMPTS).await {
+            Err(
+                RelayError::Refused { code: protocol::CODE_ALREADY_CONNECTED, .. }
+                | RelayError::PeerAbsent { .. },
+            ) if tries < SESSION_ATTEMPTS => {
                 tokio::time::sleep(SESSION_RETRY * tries).await;
                 tries += 1;
             }
@@ -311,7 +328,12 @@ where
     }
 }
 
-async fn dial_once(tls: &TlsIdentity, url: &RelayUrl, expected: DeviceId) -> Result<Connection, RelayError> {
+async fn dial_once(
+    tls: &TlsIdentity,
+    url: &RelayUrl,
+    expected: DeviceId,
+    answer_within: Option<Duration>,
+) -> Result<Connection, RelayError> {
     let invitation = within(|| format!("asking {url} for a session"), async {
         let (mut stream, remote) = connect_protocol(tls, url).await?;
         let request = Message::ConnectRequest { id: expected.as_bytes().to_vec() };
@@ -331,16 +353,20 @@ async fn dial_once(tls: &TlsIdentity, url: &RelayUrl, expected: DeviceId) -> Res
             got: "an invitation from another device".into(),
         });
     }
-    session(tls, relay, &inv, expected).await
+    session(tls, relay, &inv, expected, answer_within).await
 }
 
 /// Joins the session of `inv` (at the relay's own address `relay` unless the invitation names
 /// another) and runs TLS over it in the role the invitation gives, accepting only `expected`.
+/// As TLS client, with `answer_within`, a session where nothing at all comes back within that
+/// time is [`RelayError::PeerAbsent`]; once a byte came, the handshake has the rest of
+/// [`HANDSHAKE_TIMEOUT`].
 async fn session(
     tls: &TlsIdentity,
     relay: SocketAddr,
     inv: &SessionInvitation,
     expected: DeviceId,
+    answer_within: Option<Duration>,
 ) -> Result<Connection, RelayError> {
     let ip = inv.ip().map_err(|source| RelayError::Protocol { remote: relay, source })?;
     let remote = SocketAddr::new(ip.unwrap_or(relay.ip()), inv.port);
@@ -359,31 +385,42 @@ async fn session(
     let handshake = |e: io::Error| RelayError::Handshake { remote, source: e.into() };
     let tls_timeout = || RelayError::Timeout { what: format!("tls handshake via {remote}") };
     // As TLS server the peer may also ask for an invitation exchange, which `deliver` routes.
-    let (device, protocol, stream, outgoing): (Option<DeviceId>, Protocol, super::BoxStream, bool) = if inv
-        .server_socket
-    {
-        let acceptor = TlsAcceptor::from(tls.server_config());
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket))
-            .await
-            .map_err(|_| tls_timeout())?
-            .map_err(handshake)?;
-        let session = stream.get_ref().1;
-        let protocol = check_alpn(session.alpn_protocol(), remote);
-        (peer_device(session.peer_certificates()), protocol, Box::new(stream), false)
-    } else {
-        let (config, answered) = tls.client_config(expected, Protocol::Bep);
-        let name = ServerName::try_from(SERVER_NAME)
-            .map_err(|e| RelayError::Handshake { remote, source: e.into() })?;
-        let stream =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsConnector::from(config).connect(name, socket))
+    let (device, protocol, stream, outgoing): (Option<DeviceId>, Protocol, super::BoxStream, bool) =
+        if inv.server_socket {
+            let acceptor = TlsAcceptor::from(tls.server_config());
+            let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket))
                 .await
                 .map_err(|_| tls_timeout())?
-                .map_err(|e| match *answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+                .map_err(handshake)?;
+            let session = stream.get_ref().1;
+            let protocol = check_alpn(session.alpn_protocol(), remote);
+            (peer_device(session.peer_certificates()), protocol, Box::new(stream), false)
+        } else {
+            let (config, answered) = tls.client_config(expected, Protocol::Bep);
+            let name = ServerName::try_from(SERVER_NAME)
+                .map_err(|e| RelayError::Handshake { remote, source: e.into() })?;
+            let heard = Arc::new(AtomicBool::new(false));
+            let socket = Heard { inner: socket, heard: Arc::clone(&heard) };
+            let connect = TlsConnector::from(config).connect(name, socket);
+            tokio::pin!(connect);
+            let first = answer_within.unwrap_or(HANDSHAKE_TIMEOUT);
+            let connected = match tokio::time::timeout(first, &mut connect).await {
+                Ok(connected) => connected,
+                Err(_) if !heard.load(Ordering::Relaxed) && answer_within.is_some() => {
+                    return Err(RelayError::PeerAbsent { remote });
+                }
+                Err(_) => tokio::time::timeout(HANDSHAKE_TIMEOUT.saturating_sub(first), connect)
+                    .await
+                    .map_err(|_| tls_timeout())?,
+            };
+            let stream = connected.map_err(|e| {
+                match *answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
                     Some(answered) => RelayError::WrongDevice { expected, answered },
                     None => handshake(e),
-                })?;
-        (peer_device(stream.get_ref().1.peer_certificates()), Protocol::Bep, Box::new(stream), true)
-    };
+                }
+            })?;
+            (peer_device(stream.get_ref().1.peer_certificates()), Protocol::Bep, Box::new(stream), true)
+        };
     let device = device
         .ok_or_else(|| RelayError::Handshake { remote, source: "the peer sent no certificate".into() })?;
     // As TLS server we accept any certificate; the invitation named who should be there.
@@ -535,7 +572,7 @@ async fn reservation(
                         let from = DeviceId::from_bytes(from);
                         let (tls, incoming) = (tls.clone(), incoming.clone());
                         sessions.spawn(async move {
-                            match session(&tls, remote, &inv, from).await {
+                            match session(&tls, remote, &inv, from, None).await {
                                 Ok(conn) => super::deliver(conn, tls.device_id(), &incoming).await,
                                 Err(e) => tracing::debug!(error = &e as &dyn std::error::Error, "relay session failed"),
                             }
@@ -552,6 +589,54 @@ async fn reservation(
             }
             () = incoming.bep.closed() => return Ok(()),
         }
+    }
+}
+
+/// A session's socket that notes its first byte from the relay, so that a dialler can tell a
+/// device that never joined (silence) from one that is slow to finish the handshake.
+struct Heard<S> {
+    inner: S,
+    heard: Arc<AtomicBool>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -604,26 +689,36 @@ mod tests {
 
     /// [`fresh_sessions`] over attempts whose n-th (from 1) answers `answer(n)`: its result,
     /// and how many attempts it made.
+    /// Also checks that only the last attempt is told it is the last.
     async fn attempts(answer: impl Fn(u32) -> Result<u32, RelayError>) -> (Result<u32, RelayError>, u32) {
         let calls = std::cell::Cell::new(0);
-        let result = fresh_sessions(|| {
+        let result = fresh_sessions(|last| {
             calls.set(calls.get() + 1);
+            assert_eq!(last, calls.get() == SESSION_ATTEMPTS);
             std::future::ready(answer(calls.get()))
         })
         .await;
         (result, calls.get())
     }
 
-    /// A join refused as "already connected" used up its session's key at `strelaysrv`: the dial
-    /// asks for a new session, a bounded number of times; any other refusal ends it at once.
+    /// A join refused as "already connected" used up its session's key at `strelaysrv`, and a
+    /// session where the invited device never answers will stay silent: the dial asks for a new
+    /// session, a bounded number of times; any other refusal ends it at once.
     #[tokio::test(start_paused = true)]
-    async fn a_session_join_refused_as_already_connected_asks_for_a_new_session() {
+    async fn a_refused_or_silent_session_asks_for_a_new_session() {
         let already = || refused(protocol::CODE_ALREADY_CONNECTED);
         let (twice_refused, calls) = attempts(|n| if n < 3 { Err(already()) } else { Ok(n) }).await;
         assert_eq!((twice_refused.unwrap(), calls), (3, 3));
 
         let (always, calls) = attempts(|_| Err(already())).await;
         assert!(matches!(always, Err(RelayError::Refused { code: protocol::CODE_ALREADY_CONNECTED, .. })));
+        assert_eq!(calls, SESSION_ATTEMPTS);
+
+        let absent = || RelayError::PeerAbsent { remote: "127.0.0.1:22067".parse().unwrap() };
+        let (absent_once, calls) = attempts(|n| if n < 2 { Err(absent()) } else { Ok(n) }).await;
+        assert_eq!((absent_once.unwrap(), calls), (2, 2));
+        let (always_absent, calls) = attempts(|_| Err(absent())).await;
+        assert!(matches!(always_absent, Err(RelayError::PeerAbsent { .. })));
         assert_eq!(calls, SESSION_ATTEMPTS);
 
         let (not_found, calls) = attempts(|_| Err(refused(protocol::CODE_NOT_FOUND))).await;
