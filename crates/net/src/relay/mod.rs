@@ -111,7 +111,7 @@ pub enum RelayError {
     #[error("{what} timed out")]
     Timeout { what: String },
     /// The relay let us into a session, but nothing came from the invited device within
-    /// [`PEER_ANSWER`]: the relay refused or lost its join.
+    /// `PEER_ANSWER` (3 s): the relay refused or lost its join.
     #[error("the invited device did not answer in the session at {remote}")]
     PeerAbsent { remote: SocketAddr },
     /// Dialling this device's own ID through a relay.
