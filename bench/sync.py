@@ -25,6 +25,9 @@ daemons on loopback, over QUIC and over TCP+TLS:
      versions); the time runs from starting C until it has everything. With PF_BENCH_TRACE=FILE,
      each shaped link's bytes are sampled every 0.1 s and appended to FILE, with C's log kept
      beside it (its level from PF_BENCH_RUST_LOG, which sets every daemon's; default warn).
+     In every case, PF_BENCH_LOGS=DIR keeps each Peerfold daemon's log there when it stops
+     (e.g. with PF_BENCH_RUST_LOG=warn,peerfold_net::quic=debug, each QUIC connection's MTU,
+     lost packets and black holes as it closes).
   6. scale (`--cases scale --transports tcp`; `--scale-files N`, default 1,000,000): N files
      in directories of 1,000, every hundredth of 1 KiB and the rest empty. As 1, plus: A's
      first scan time, the bytes B read from its connection (index and data; the data is N/100
@@ -214,6 +217,15 @@ class Peerfold:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            keep_log(self.home / "serve.log")
+
+
+def keep_log(log):
+    """Copies a daemon's log to $PF_BENCH_LOGS, if set, before its home is deleted."""
+    keep = os.environ.get("PF_BENCH_LOGS")
+    if keep and log.exists():
+        pathlib.Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, pathlib.Path(keep) / f"{log.parent.parent.name}-{log.parent.name}-{time.time():.3f}.log")
 
 
 def peerfold_pair(binary, work, scheme, folder_a, folder_b):

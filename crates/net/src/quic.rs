@@ -324,6 +324,9 @@ impl Drop for QuicStream {
             mtu = stats.path.current_mtu,
             datagrams_out = stats.udp_tx.datagrams,
             bytes_out = stats.udp_tx.bytes,
+            packets_lost = stats.path.lost_packets,
+            congestion_events = stats.path.congestion_events,
+            black_holes = stats.path.black_holes_detected,
             "quic connection done"
         );
         if !self.finished {
