@@ -203,6 +203,14 @@ fn fake_acceptor(identity: &Identity, alpn: &[u8]) -> tokio_rustls::TlsAcceptor 
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
+/// A relay's encoded invitation to session `key` (32 bytes of it) on the relay's own address at
+/// `port`, from `from`, as the TLS client.
+fn invitation(from: Vec<u8>, key: u8, port: u16) -> Vec<u8> {
+    use peerfold::net::relay::protocol::{self, Message, SessionInvitation};
+    let inv = SessionInvitation { from, key: vec![key; 32], address: vec![], port, server_socket: false };
+    protocol::encode(&Message::SessionInvitation(inv)).unwrap()
+}
+
 /// `strelaysrv` sends both invitations before its session goroutine listens, and refuses the
 /// join that comes in while it is busy with the other ("Failed to add … to session", seen in
 /// CI). When the refused one is the invited device, the dialler's own join succeeded and
@@ -211,7 +219,7 @@ fn fake_acceptor(identity: &Identity, alpn: &[u8]) -> tokio_rustls::TlsAcceptor 
 /// through on a new one.
 #[tokio::test]
 async fn a_session_the_invited_device_never_joins_is_replaced_by_a_new_one() {
-    use peerfold::net::relay::protocol::{self, Message, SessionInvitation};
+    use peerfold::net::relay::protocol::{self, Message};
     init_logging();
     let relay_home = TestDir::new();
     let relay_identity = Identity::load_or_generate(&relay_home.home()).unwrap();
@@ -237,16 +245,7 @@ async fn a_session_the_invited_device_never_joins_is_replaced_by_a_new_one() {
                     let mut request = [0u8; 48];
                     tls.read_exact(&mut request).await.unwrap();
                     let n = requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    let inv = SessionInvitation {
-                        from: target_id.as_bytes().to_vec(),
-                        key: vec![n; 32],
-                        address: vec![],
-                        port,
-                        server_socket: false,
-                    };
-                    tls.write_all(&protocol::encode(&Message::SessionInvitation(inv)).unwrap())
-                        .await
-                        .unwrap();
+                    tls.write_all(&invitation(target_id.as_bytes().to_vec(), n, port)).await.unwrap();
                     tls.flush().await.unwrap();
                     continue;
                 }
@@ -518,7 +517,7 @@ async fn a_relayed_connection_moves_to_direct_when_the_direct_path_opens() {
 /// the relay's ping.
 #[tokio::test]
 async fn sessions_that_go_wrong_leave_the_reservation_up() {
-    use peerfold::net::relay::protocol::{self, Message, SessionInvitation};
+    use peerfold::net::relay::protocol::{self, Message};
     init_logging();
     let relay_home = TestDir::new();
     let relay_identity = Identity::load_or_generate(&relay_home.home()).unwrap();
@@ -546,16 +545,7 @@ async fn sessions_that_go_wrong_leave_the_reservation_up() {
                     let ok = Message::Response { code: 0, message: "success".into() };
                     tls.write_all(&protocol::encode(&ok).unwrap()).await.unwrap();
                     for key in [1u8, 2] {
-                        let inv = SessionInvitation {
-                            from: vec![key; 32],
-                            key: vec![key; 32],
-                            address: vec![],
-                            port,
-                            server_socket: false,
-                        };
-                        tls.write_all(&protocol::encode(&Message::SessionInvitation(inv)).unwrap())
-                            .await
-                            .unwrap();
+                        tls.write_all(&invitation(vec![key; 32], key, port)).await.unwrap();
                     }
                     tls.flush().await.unwrap();
                     // Once both sessions are over, ping: the reservation must still answer.
