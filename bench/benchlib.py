@@ -12,6 +12,22 @@ def build(*extra):
     return target / "release" / "peerfold"
 
 
+def small_size(i):
+    """The size of file i of the small sets bench/sync.py transfers: (i * 7919) mod 8192 bytes,
+    0–8 KiB, 4 KiB on average."""
+    return (i * 7919) % 8192
+
+
+def small_path(i):
+    """File i's directory (one per 1,000 files) and name, relative to its set's root."""
+    return f"d{i // 1000:04d}", f"f{i:07d}"
+
+
+def small_bytes(i, size):
+    """File i's `size` bytes: its number repeated, so that files of one size differ."""
+    return (i.to_bytes(8, "little") * (size // 8 + 1))[:size]
+
+
 def make_small(d, n, size_of):
     """n files in directories of 1000, sizes from size_of(i)."""
     done = d.with_name(d.name + ".complete")
@@ -19,13 +35,14 @@ def make_small(d, n, size_of):
         return
     shutil.rmtree(d, ignore_errors=True)
     for i in range(n):
-        sub = d / f"d{i // 1000:04d}"
+        sub_name, name = small_path(i)
+        sub = d / sub_name
         if i % 1000 == 0:
             sub.mkdir(parents=True)
         size = size_of(i)
-        with open(sub / f"f{i:07d}", "wb") as f:
+        with open(sub / name, "wb") as f:
             if size:
-                f.write((i.to_bytes(8, "little") * (size // 8 + 1))[:size])
+                f.write(small_bytes(i, size))
     done.touch()
 
 

@@ -16,24 +16,20 @@ Usage (root, for the loop device): python3 bench/floor.py [--files 10000,100000]
 import argparse, concurrent.futures, os, pathlib, statistics, sys, tempfile, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from benchlib import fresh_fs
+from benchlib import fresh_fs, small_bytes, small_path, small_size
 
 WORKERS = 32  # --workers
 
 
-def size_of(i):
-    """bench/sync.py's small sets: (i * 7919) % 8192 bytes."""
-    return (i * 7919) % 8192
-
-
 def put(root, i, sync):
-    sub = root / f"d{i // 1000:04d}"
-    name, tmp = sub / f"f{i:07d}", sub / f".f{i:07d}.tmp"
-    size = size_of(i)
+    sub_name, file_name = small_path(i)
+    sub = root / sub_name
+    name, tmp = sub / file_name, sub / f".{file_name}.tmp"
+    size = small_size(i)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         if size:
-            os.write(fd, (i.to_bytes(8, "little") * (size // 8 + 1))[:size])
+            os.write(fd, small_bytes(i, size))
         if sync:
             os.fsync(fd)
     finally:
@@ -43,8 +39,8 @@ def put(root, i, sync):
 
 def one_run(mnt, n, sync, args_workers):
     root = mnt / f"tree-{n}-{'fsync' if sync else 'nofsync'}-{time.time_ns()}"
-    for d in range((n + 999) // 1000):
-        (root / f"d{d:04d}").mkdir(parents=True)
+    for d in range(0, n, 1000):
+        (root / small_path(d)[0]).mkdir(parents=True)
     os.sync()
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(args_workers) as pool:
@@ -52,8 +48,8 @@ def one_run(mnt, n, sync, args_workers):
             pass
     if sync:
         # The directories' entries, as the puller syncs a directory before recording its files.
-        for d in range((n + 999) // 1000):
-            fd = os.open(root / f"d{d:04d}", os.O_RDONLY | os.O_DIRECTORY)
+        for d in range(0, n, 1000):
+            fd = os.open(root / small_path(d)[0], os.O_RDONLY | os.O_DIRECTORY)
             os.fsync(fd)
             os.close(fd)
     return time.perf_counter() - start

@@ -16,7 +16,7 @@ Everything is local: the daemon runs with --no-discovery and listens on 127.0.0.
 import argparse, os, pathlib, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from benchlib import build, free_port, make_small  # noqa: E402
+from benchlib import build, free_port, make_small, small_size  # noqa: E402
 from sync import Peerfold, cpu_seconds, pf_has_all, wait  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     binaries = [pathlib.Path(b) for b in args.binary] if args.binary else [build()]
     source = out / ("small-100k" if args.files == 100_000 else f"small-{args.files}")
-    make_small(source, args.files, lambda i: (i * 7919) % 8192)
+    make_small(source, args.files, small_size)
     print(f"load before: {os.getloadavg()[0]:.2f}", flush=True)
     print(f"{'binary':30} {'round':>5} {'wall ms (median)':>17} {'daemon CPU ms/poll':>19}")
     for r in range(args.rounds):

@@ -68,7 +68,7 @@ upgrades are off.
 import argparse, contextlib, hashlib, json, os, pathlib, shutil, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
-from benchlib import build, free_port, fresh_fs, make_small, st_options
+from benchlib import build, free_port, fresh_fs, make_small, small_size, st_options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MKDATA = ROOT / "bench" / "mkdata.py"
@@ -805,11 +805,11 @@ def measure(args, binary, out, work_root):
         sets["mixed"] = mixed
     if "small" in cases:
         small = out / "small-10k"
-        make_small(small, 10_000, lambda i: (i * 7919) % 8192)
+        make_small(small, 10_000, small_size)
         sets["small"] = small
     if "small100k" in cases:
         small = out / "small-100k"
-        make_small(small, 100_000, lambda i: (i * 7919) % 8192)
+        make_small(small, 100_000, small_size)
         sets["small100k"] = small
 
     if work_root == out:
